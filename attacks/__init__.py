@@ -1,0 +1,1 @@
+"""The attack zoo: threat models, attacks that return per-sample records, suites."""

@@ -1,0 +1,168 @@
+"""AutoAttack and its parts, through pyautoattack's attack classes (the upstream code, unchanged).
+
+`AutoAttack` runs the same cascade as pyautoattack's `run_standard_evaluation` (each sub-attack only on the
+points still robust), with the sub-attacks configured by pyautoattack itself for the chosen version, but keeps
+what upstream throws away: which sub-attack broke each sample.
+"""
+from __future__ import annotations
+
+import logging
+
+import torch
+from torch import nn
+
+from attacks.base import Attack, AttackOutput
+from attacks.threat_model import ThreatModel
+
+log = logging.getLogger(__name__)
+VERSIONS = ("standard", "plus", "rand", "custom")
+SUB_ATTACKS = ("apgd-ce", "apgd-dlr", "apgd-t", "fab", "fab-t", "square")
+
+
+def _device(x: torch.Tensor) -> str:
+    return str(x.device)
+
+
+class APGD(Attack):
+    """APGD (Croce & Hein 2020) with cross-entropy (`ce`), DLR (`dlr`) or targeted DLR (`targeted=True`)."""
+
+    handles_eot = True  # pyautoattack averages gradients over eot_iter draws itself
+
+    def __init__(self, loss: str = "ce", targeted: bool = False, n_iter: int = 100, n_restarts: int = 1,
+                 n_target_classes: int = 9, rho: float = 0.75, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.loss, self.targeted = loss, targeted
+        self.n_iter, self.n_restarts, self.n_target_classes, self.rho = n_iter, n_restarts, n_target_classes, rho
+        self.name = "apgd-t" if targeted else f"apgd-{loss}"
+
+    def build(self, model: nn.Module, threat: ThreatModel, seed: int, device: str):
+        from pyautoattack.autopgd_base import APGDAttack, APGDAttack_targeted
+
+        common = dict(n_iter=self.n_iter, norm=threat.norm, n_restarts=self.n_restarts, eps=threat.eps, seed=seed,
+                      eot_iter=self.eot, rho=self.rho, verbose=False, device=device,
+                      logger=logging.getLogger("auto-attack"))
+        if self.targeted:
+            return APGDAttack_targeted(model, n_target_classes=self.n_target_classes, **common)
+        return APGDAttack(model, loss=self.loss, **common)
+
+    def perturb(self, model, x, y, threat, seed):  # noqa: ANN001 - see Attack.perturb
+        return AttackOutput(self.build(model, threat, seed, _device(x)).perturb(x, y))
+
+
+class FAB(Attack):
+    """FAB (Croce & Hein 2020), minimum-norm; `targeted=True` is AutoAttack's FAB-T."""
+
+    def __init__(self, targeted: bool = False, n_iter: int = 100, n_restarts: int = 1, n_target_classes: int = 9,
+                 **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.targeted, self.n_iter, self.n_restarts, self.n_target_classes = targeted, n_iter, n_restarts, n_target_classes
+        self.name = "fab-t" if targeted else "fab"
+
+    def perturb(self, model, x, y, threat, seed):  # noqa: ANN001
+        from pyautoattack.fab_pt import FABAttack_PT
+
+        fab = FABAttack_PT(model, norm=threat.norm, n_restarts=self.n_restarts, n_iter=self.n_iter, eps=threat.eps,
+                           seed=seed, targeted=self.targeted, n_target_classes=self.n_target_classes,
+                           verbose=False, device=_device(x))
+        return AttackOutput(fab.perturb(x, y))
+
+
+class Square(Attack):
+    """Square (Andriushchenko et al. 2020): score-based black-box search; no gradients. Records queries per sample."""
+
+    name = "square"
+    uses_gradients = False
+
+    def __init__(self, n_queries: int = 5000, n_restarts: int = 1, p_init: float = 0.8, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.n_queries, self.n_restarts, self.p_init = n_queries, n_restarts, p_init
+
+    def perturb(self, model, x, y, threat, seed):  # noqa: ANN001
+        from pyautoattack.square import SquareAttack
+
+        square = SquareAttack(model, norm=threat.norm, n_queries=self.n_queries, eps=threat.eps, p_init=self.p_init,
+                              n_restarts=1, seed=seed, verbose=False, resc_schedule=False, device=_device(x))
+        # pyautoattack's perturb() drops the per-sample query counts; this is its loop, keeping them.
+        square.init_hyperparam(x)
+        adv, queries = x.clone(), torch.zeros(len(x), device=x.device)
+        with torch.no_grad():
+            robust = model(x).argmax(1) == y
+        torch.random.manual_seed(seed)
+        for _ in range(self.n_restarts):
+            index = robust.nonzero().flatten()
+            if index.numel() == 0:
+                break
+            n_queries, adv_curr = square.attack_single_run(x[index], y[index])
+            with torch.no_grad():
+                fooled = model(adv_curr).argmax(1) != y[index]
+            queries[index] += n_queries.float()
+            adv[index[fooled]] = adv_curr[fooled]
+            robust[index[fooled]] = False
+        return AttackOutput(adv, extra={"queries": queries.cpu()})
+
+
+def _sub_attack(name: str, version: str, eot: int) -> Attack:
+    """Sub-attacks with the settings pyautoattack's AutoAttack._set_version gives them (Linf/L2)."""
+    plus = version == "plus"
+    if name in ("apgd-ce", "apgd-dlr"):
+        restarts = 5 if plus else 1
+        return APGD(loss=name[5:], n_restarts=restarts, eot=20 if version == "rand" else eot)
+    if name == "apgd-t":
+        return APGD(targeted=True, n_target_classes=9, eot=eot)
+    if name == "fab":
+        return FAB(targeted=False, n_restarts=5 if plus else 1)
+    if name == "fab-t":
+        return FAB(targeted=True, n_target_classes=9)
+    if name == "square":
+        return Square(n_queries=5000)
+    raise ValueError(f"unknown AutoAttack sub-attack {name!r}; choose from {SUB_ATTACKS}")
+
+
+STANDARD = {
+    "standard": ["apgd-ce", "apgd-t", "fab-t", "square"],
+    "plus": ["apgd-ce", "apgd-dlr", "fab", "square", "apgd-t", "fab-t"],
+    "rand": ["apgd-ce", "apgd-dlr"],
+}
+
+
+class AutoAttack(Attack):
+    """The AutoAttack cascade (`standard`, `plus`, `rand`, or `custom` with `attacks=[...]`)."""
+
+    def __init__(self, version: str = "standard", attacks: list[str] | None = None, **kwargs) -> None:
+        super().__init__(**kwargs)
+        if version not in VERSIONS:
+            raise ValueError(f"AutoAttack version must be one of {VERSIONS}, not {version!r}")
+        if version == "custom" and not attacks:
+            raise ValueError("AutoAttack version 'custom' needs attacks=[...]")
+        self.version = version
+        self.attacks = list(attacks) if version == "custom" else STANDARD[version]
+        self.parts = [_sub_attack(name, version, self.eot) for name in self.attacks]
+        self.name = f"autoattack-{version}" if version != "custom" else "autoattack-" + "+".join(self.attacks)
+
+    handles_eot = True
+
+    def config(self) -> dict:
+        return {**super().config(), "attacks": self.attacks}
+
+    def perturb(self, model, x, y, threat, seed):  # noqa: ANN001
+        adv = x.clone()
+        broken_by = ["" for _ in range(len(x))]
+        with torch.no_grad():
+            robust = model(x).argmax(1) == y
+        for index, clean_wrong in enumerate((~robust).tolist()):
+            if clean_wrong:
+                broken_by[index] = "clean"
+        for name, part in zip(self.attacks, self.parts):
+            index = robust.nonzero().flatten()
+            if index.numel() == 0:
+                break
+            # pyautoattack gives every sub-attack the same seed; so do we.
+            proposal = part.perturb(model, x[index], y[index], threat, seed).x_adv
+            with torch.no_grad():
+                fooled = model(proposal).argmax(1) != y[index]
+            adv[index[fooled]] = proposal[fooled]
+            robust[index[fooled]] = False
+            for i in index[fooled].tolist():
+                broken_by[i] = name
+            log.debug("%s: %d of %d broken", name, int(fooled.sum()), index.numel())
+        return AttackOutput(adv, extra={"broken_by": broken_by})

@@ -1,0 +1,69 @@
+"""Named suites: which attacks to run against a defense, fitted to what the defense offers.
+
+    autoattack   AutoAttack standard (rand for a randomized defense), the number papers report
+    adaptive     BPDA (identity, and smooth over a temperature sweep), transfer from the base model, Square
+                 with more queries, EOT for randomized defenses: attacks that fit the defense
+    full         both, plus single-step FGSM, which the diagnostics compare against (AutoAttack's own per-sample
+                 record of which sub-attack broke each point gives plain APGD-CE and Square for free)
+
+An attack that does not fit (BPDA on a defense with no surrogate, transfer with no base model) is listed as
+skipped with its reason, never silently dropped.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from attacks.base import Attack
+from attacks.registry import make_attack
+from attacks.transfer import base_model_of
+from defenses.protocol import Defense
+
+SMOOTH_TEMPERATURES = (1.0, 0.3, 0.1, 0.03)
+SUITES = ("autoattack", "adaptive", "full", "quick")
+
+
+@dataclass
+class SuitePlan:
+    attacks: list[Attack]
+    skipped: list[tuple[str, str]]  # (attack name, reason)
+
+
+def _adaptive_names(defense: Defense) -> list[str]:
+    names = []
+    if "identity" in defense.surrogates:
+        names += ["apgd-ce+bpda-identity", "apgd-dlr+bpda-identity", "apgd-t+bpda-identity"]
+    if "smooth" in defense.surrogates:
+        names += [f"apgd-ce+bpda-smooth-T{t:g}" for t in SMOOTH_TEMPERATURES]
+    names += ["transfer-base:apgd-ce", "square"]
+    return names
+
+
+def suite_names(suite: str, defense: Defense) -> list[str]:
+    aa = "autoattack-rand" if defense.randomized else "autoattack-standard"
+    if suite == "autoattack":
+        names = [aa]
+    elif suite == "adaptive":
+        names = _adaptive_names(defense)
+    elif suite == "full":
+        names = ["fgsm", aa, *_adaptive_names(defense)]
+    elif suite == "quick":  # for tests and smoke runs: one exact and one adaptive gradient attack
+        names = ["fgsm", "apgd-ce"] + (["apgd-ce+bpda-identity"] if "identity" in defense.surrogates else [])
+    else:
+        raise ValueError(f"unknown suite {suite!r}; choose one of {', '.join(SUITES)}")
+    if defense.randomized:
+        names = [n + "+eot10" if n.startswith("apgd") else n for n in names]
+    return list(dict.fromkeys(names))
+
+
+def plan_suite(suite: str, defense: Defense) -> SuitePlan:
+    attacks, skipped = [], []
+    base = base_model_of(defense)
+    for name in suite_names(suite, defense):
+        if name.startswith("transfer-base:") and base is None:
+            skipped.append((name, "the defense has no MeanSparse layers to remove, so no base model to transfer from"))
+            continue
+        attacks.append(make_attack(name, transfer_source=base))
+    for surrogate in ("identity", "smooth"):
+        if surrogate not in defense.surrogates:
+            skipped.append((f"bpda-{surrogate}", f"{defense.description} offers no {surrogate} surrogate"))
+    return SuitePlan(attacks, skipped)

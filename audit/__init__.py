@@ -1,0 +1,1 @@
+"""The audit: runner, diagnostics, report and command line."""

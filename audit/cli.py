@@ -1,0 +1,262 @@
+"""The `audit` command line. Errors the user can fix are one line and a non-zero exit, not a traceback."""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+log = logging.getLogger("audit")
+
+
+class UsageError(Exception):
+    """Bad input the user can fix; the message says what and how."""
+
+
+def _cmd_train(args: argparse.Namespace) -> None:
+    import torch
+
+    from audit.data import load_dataset
+    from audit.train import TrainConfig, clean_accuracy, describe, pgd_accuracy, train
+    from defenses.checkpoints import save_checkpoint
+
+    config = TrainConfig(method=args.method, epochs=args.epochs, seed=args.seed, eps=args.eps, width=args.width)
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    model, history = train(
+        config,
+        load_dataset("fashion-mnist", "train-only", args.data_dir),
+        load_dataset("fashion-mnist", "validation", args.data_dir),
+        device=args.device,
+    )
+    test = load_dataset("fashion-mnist", "test", args.data_dir)
+    clean = clean_accuracy(model, test)
+    robust = pgd_accuracy(model, test, config.eps, steps=20)
+    command = " ".join(["audit", *sys.argv[1:]])
+    save_checkpoint(model.cpu(), args.out, {
+        "architecture": "demo_cnn", "arch_kwargs": {"width": config.width}, "train_config": describe(config),
+        "history": history, "command": command,
+        "test_clean_accuracy": clean, f"test_pgd20_accuracy_linf_{config.eps:g}": robust,
+    })
+    log.info("wrote %s: clean %.2f%%, PGD-20 (Linf %g) %.2f%% on %d test images",
+             args.out, 100 * clean, config.eps, 100 * robust, len(test))
+
+
+def _cmd_sparsify(args: argparse.Namespace) -> None:
+    """Make a MeanSparse version of a shipped model: statistics from the training split, alpha from the paper's
+    APGD-CE sweep on the held-out validation split (never the test set)."""
+    from dataclasses import asdict
+
+    from audit.data import load_dataset
+    from defenses import calibrate, sparsify
+    from defenses.checkpoints import read_metadata, save_checkpoint
+    from defenses.models.registry import CHECKPOINT_DIR, SHIPPED, load_shipped
+    from defenses.select_alpha import select_alpha
+
+    base = load_shipped(args.model)
+    model = sparsify(base, 0.0)
+    train = load_dataset("fashion-mnist", "train-only", args.data_dir)
+    calibrate(model, [train.images[i : i + 500] for i in range(0, len(train), 500)])
+    validation = load_dataset("fashion-mnist", "validation", args.data_dir).subset(args.n, args.seed)
+    sweep = select_alpha(model, validation.images, validation.labels, "validation", args.eps,
+                         alphas=args.alphas, seed=args.seed)
+    for alpha, clean, robust in zip(sweep.alphas, sweep.clean_accuracy, sweep.apgd_ce_accuracy):
+        log.info("alpha %.2f: clean %.2f%%, APGD-CE %.2f%% (validation, n=%d)", alpha, 100 * clean, 100 * robust,
+                 len(validation))
+    base_meta = read_metadata(CHECKPOINT_DIR / SHIPPED[args.model])
+    save_checkpoint(model, args.out, {
+        "architecture": base_meta["architecture"], "arch_kwargs": base_meta.get("arch_kwargs", {}),
+        "meansparse": {"alpha": sweep.best_alpha, "placement": "activations", "statistics": "official",
+                       "statistics_split": "train-only"},
+        "alpha_sweep": asdict(sweep), "base_model": args.model, "command": " ".join(["audit", *sys.argv[1:]]),
+    })
+    log.info("wrote %s with alpha %g", args.out, sweep.best_alpha)
+
+
+def _cmd_attacks(args: argparse.Namespace) -> None:
+    from attacks.registry import available
+    from attacks.suites import SUITES
+
+    print("attacks (append +bpda-identity, +bpda-smooth-T<t>, +eot<K> to a gradient attack):")
+    for name in available():
+        print(f"  {name}")
+    print("suites:", ", ".join(SUITES))
+
+
+def _cmd_eval(args: argparse.Namespace) -> None:
+    """Clean and PGD-20 accuracy of the shipped demo models on the Fashion-MNIST test set."""
+    from audit.data import load_dataset
+    from audit.train import clean_accuracy, pgd_accuracy
+    from defenses.models.registry import SHIPPED, load_shipped
+
+    test = load_dataset("fashion-mnist", "test", args.data_dir).subset(args.n, args.seed)
+    for name in args.models or list(SHIPPED):
+        model = load_shipped(name)
+        clean = clean_accuracy(model, test)
+        robust = pgd_accuracy(model, test, args.eps, steps=20, seed=args.seed)
+        print(f"{name:18s} clean {100 * clean:6.2f}%   PGD-20 (Linf {args.eps:g}) {100 * robust:6.2f}%   "
+              f"({len(test)} test images)")
+
+
+def _audit_config(args: argparse.Namespace):  # noqa: ANN202
+    from audit.audit_run import AuditConfig
+
+    return AuditConfig(model=args.model, dataset=args.dataset, norm=args.norm, eps=args.eps, n=args.n,
+                       suite=args.suite, seed=args.seed, mode=args.mode, batch_size=args.batch_size,
+                       diagnostics_n=args.diagnostics_n, checkpoint=args.checkpoint,
+                       robustbench_dir=args.robustbench_dir, meansparse_alpha=args.meansparse_alpha, claim=args.claim,
+                       trust_checkpoint=args.trust_checkpoint)
+
+
+def _cmd_run(args: argparse.Namespace) -> None:
+    from audit.audit_run import run_audit
+    from audit.summary import print_summary
+
+    _check_writable(args.out)
+    results = run_audit(_audit_config(args), args.out, data_dir=args.data_dir, device=args.device,
+                        progress=not args.quiet)
+    print_summary(results, args.out)
+
+
+def _check_writable(out: Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as error:
+        raise UsageError(f"output directory {out} is not writable ({error.strerror}); choose another --out") from None
+
+
+def _cmd_report(args: argparse.Namespace) -> None:
+    from audit.report import render_reports
+
+    md, html = render_reports(args.dir)
+    print(f"wrote {md} and {html}")
+
+
+def _cmd_compare(args: argparse.Namespace) -> None:
+    from audit.compare import compare
+
+    print(compare(args.dir_a, args.dir_b, args.out))
+
+
+def _cmd_demo(args: argparse.Namespace) -> None:
+    from audit.demo import run_demo
+
+    run_demo(Path(args.out), n=args.n, data_dir=args.data_dir, progress=not args.quiet)
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True,
+                   help="a shipped model (demo-standard, demo-adversarial, demo-meansparse), PATH.py:FACTORY, "
+                        "or a RobustBench name with --robustbench-dir")
+    p.add_argument("--dataset", default="fashion-mnist", help="fashion-mnist, mnist, cifar10, foolbox-cifar10")
+    p.add_argument("--data-dir", default=None, help="folder with the dataset files (default: the Debian package's)")
+    p.add_argument("--norm", default="Linf", choices=["Linf", "L2"])
+    p.add_argument("--eps", type=float, default=0.1, help="radius as a fraction of the [0, 1] range (8/255 = 0.031)")
+    p.add_argument("--n", type=int, default=1000, help="number of test samples (seeded choice)")
+    p.add_argument("--suite", default="full", help="autoattack, adaptive, full, quick")
+    p.add_argument("--mode", default="full", choices=["full", "cascade"],
+                   help="full: every attack on every sample (diagnostics need it); cascade: only still-robust samples")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=250)
+    p.add_argument("--diagnostics-n", type=int, default=100, help="samples used by the diagnostics")
+    p.add_argument("--checkpoint", default=None, help="weights for PATH.py:FACTORY (safetensors or .pt)")
+    p.add_argument("--trust-checkpoint", action="store_true",
+                   help="allow unpickling arbitrary objects from a legacy checkpoint (runs code from the file!)")
+    p.add_argument("--robustbench-dir", default=None, help="RobustBench model_dir: <dir>/<dataset>/<threat>/<name>.pt")
+    p.add_argument("--meansparse-alpha", type=float, default=None, help="sparsify the model on the fly with this alpha")
+    p.add_argument("--claim", type=float, default=None, help="the robust accuracy a paper claims, as a fraction")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--out", type=Path, required=True, help="output directory (re-running with it resumes)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    # --debug/--quiet work before or after the command name; SUPPRESS keeps a subcommand from resetting them.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show full tracebacks")
+    common.add_argument("--quiet", action="store_true", default=argparse.SUPPRESS,
+                        help="no progress bars; only warnings and errors")
+    parser = argparse.ArgumentParser(prog="audit", description=__doc__, parents=[common])
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_parser = sub.add_parser
+    sub.add_parser = lambda *a, **k: _add_parser(*a, parents=[common], **k)  # type: ignore[method-assign]
+
+    train = sub.add_parser("train", help="train the demo CNN on Fashion-MNIST (standard or adversarial)")
+    train.add_argument("--method", choices=["standard", "fgsm", "pgd"], default="standard")
+    train.add_argument("--epochs", type=int, default=10)
+    train.add_argument("--eps", type=float, default=0.1)
+    train.add_argument("--width", type=int, default=16)
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--data-dir", default=None)
+    train.add_argument("--device", default="cpu")
+    train.add_argument("--out", type=Path, required=True)
+    train.set_defaults(handler=_cmd_train)
+
+    run = sub.add_parser("run", help="audit one model: attacks, diagnostics, verdict, report")
+    _add_run_options(run)
+    run.set_defaults(handler=_cmd_run)
+
+    report = sub.add_parser("report", help="re-render report.md/report.html from stored results")
+    report.add_argument("dir", type=Path)
+    report.set_defaults(handler=_cmd_report)
+
+    compare = sub.add_parser("compare", help="two audits side by side (e.g. base vs MeanSparse)")
+    compare.add_argument("dir_a", type=Path)
+    compare.add_argument("dir_b", type=Path)
+    compare.add_argument("--out", type=Path, default=None, help="write the comparison (Markdown) here too")
+    compare.set_defaults(handler=_cmd_compare)
+
+    demo = sub.add_parser("demo", help="audit the shipped adversarially trained model and its MeanSparse version")
+    demo.add_argument("--out", default="runs/demo")
+    demo.add_argument("--n", type=int, default=None, help="test samples per model (default: see audit.demo)")
+    demo.add_argument("--data-dir", default=None)
+    demo.set_defaults(handler=_cmd_demo)
+
+    sp = sub.add_parser("sparsify", help="make the demo MeanSparse model (alpha chosen on the validation split)")
+    sp.add_argument("--model", default="demo-adversarial")
+    sp.add_argument("--alphas", type=float, nargs="+", default=[0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8])
+    sp.add_argument("--eps", type=float, default=0.1)
+    sp.add_argument("--n", type=int, default=1000, help="validation samples for the sweep")
+    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--data-dir", default=None)
+    sp.add_argument("--out", type=Path, required=True)
+    sp.set_defaults(handler=_cmd_sparsify)
+
+    attacks = sub.add_parser("attacks", help="list attacks and suites")
+    attacks.set_defaults(handler=_cmd_attacks)
+
+    evaluate = sub.add_parser("eval", help="clean and PGD-20 accuracy of the shipped demo models")
+    evaluate.add_argument("models", nargs="*")
+    evaluate.add_argument("--eps", type=float, default=0.1)
+    evaluate.add_argument("--n", type=int, default=None)
+    evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument("--data-dir", default=None)
+    evaluate.set_defaults(handler=_cmd_eval)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    args.quiet, args.debug = getattr(args, "quiet", False), getattr(args, "debug", False)
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")
+    try:
+        args.handler(args)
+    except KeyboardInterrupt:
+        print("audit: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:  # noqa: BLE001 - the one place that turns errors into messages
+        if args.debug:
+            raise
+        from audit.errors import describe_error
+
+        message = describe_error(error)
+        if message is None:
+            raise
+        print(f"audit: error: {message}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

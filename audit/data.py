@@ -1,0 +1,208 @@
+"""Datasets, offline and real: Fashion-MNIST/MNIST IDX files, local CIFAR-10 batches, foolbox's sample images.
+
+Every loader returns float32 NCHW images in [0, 1] and int64 labels. Bad files raise `DataError` with a message
+that names the file and the problem, never a bare traceback from deep inside numpy.
+"""
+from __future__ import annotations
+
+import gzip
+import pickle
+import re
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
+IDX_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+IDX_IMAGE_MAGIC = 2051
+IDX_LABEL_MAGIC = 2049
+# The demo's validation split: the last 5000 training images, never trained on, used to choose alpha.
+VALIDATION_SIZE = 5000
+
+
+class DataError(ValueError):
+    """A dataset file is missing or malformed; the message says which and how to fix it."""
+
+
+@dataclass(frozen=True)
+class Dataset:
+    images: torch.Tensor  # float32, (N, C, H, W), in [0, 1]
+    labels: torch.Tensor  # int64, (N,)
+    name: str
+    num_classes: int = 10
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def subset(self, n: int | None, seed: int = 0) -> "Dataset":
+        """A seeded, deterministic choice of n samples (all of them, in order, when n is None or too large)."""
+        if n is None or n >= len(self):
+            return self
+        generator = torch.Generator().manual_seed(seed)
+        index = torch.randperm(len(self), generator=generator)[:n].sort().values
+        return Dataset(self.images[index], self.labels[index], self.name, self.num_classes)
+
+    def slice(self, start: int, stop: int) -> "Dataset":
+        return Dataset(self.images[start:stop], self.labels[start:stop], self.name, self.num_classes)
+
+
+def _open_maybe_gzipped(directory: Path, stem: str) -> bytes:
+    for candidate in (directory / f"{stem}.gz", directory / stem):
+        if candidate.is_file():
+            try:
+                if candidate.suffix == ".gz":
+                    with gzip.open(candidate, "rb") as handle:
+                        return handle.read()
+                return candidate.read_bytes()
+            except (OSError, EOFError, zlib.error) as error:  # zlib.error: corrupt deflate stream
+                raise DataError(f"{candidate}: cannot read ({error}); the file is corrupt or truncated") from None
+    raise DataError(
+        f"{directory / stem}[.gz] not found. Point --data-dir at a folder with the four IDX files "
+        f"(on Debian/Ubuntu: apt-get install dataset-fashion-mnist)."
+    )
+
+
+def read_idx(raw: bytes, expected_magic: int, source: str) -> np.ndarray:
+    """Parse an IDX file (big-endian header: magic, then one int32 per dimension, then uint8 data)."""
+    if len(raw) < 8:
+        raise DataError(f"{source}: file too short to be an IDX file ({len(raw)} bytes)")
+    magic = int.from_bytes(raw[0:4], "big")
+    if magic != expected_magic:
+        raise DataError(f"{source}: wrong magic number {magic}, expected {expected_magic}; not the right IDX file")
+    ndim = raw[3]
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise DataError(f"{source}: truncated header")
+    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    expected = int(np.prod(shape))
+    if len(raw) - header != expected:
+        raise DataError(
+            f"{source}: truncated or padded file: header says shape {shape} ({expected} bytes), "
+            f"found {len(raw) - header} bytes of data"
+        )
+    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
+
+
+def load_idx_dataset(directory: str | Path, split: str, name: str) -> Dataset:
+    """Fashion-MNIST or MNIST from IDX files (gzipped or raw). split is `train` or `test`."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise DataError(
+            f"data directory {directory} does not exist. Pass --data-dir with the four IDX files "
+            f"(for Fashion-MNIST on Debian/Ubuntu: apt-get install dataset-fashion-mnist)."
+        )
+    image_stem, label_stem = IDX_FILES[split]
+    images = read_idx(_open_maybe_gzipped(directory, image_stem), IDX_IMAGE_MAGIC, str(directory / image_stem))
+    labels = read_idx(_open_maybe_gzipped(directory, label_stem), IDX_LABEL_MAGIC, str(directory / label_stem))
+    if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+        raise DataError(
+            f"{directory}: shape mismatch: images {images.shape}, labels {labels.shape} "
+            f"(expected (N, H, W) images and N labels)"
+        )
+    if labels.max(initial=0) > 9:
+        raise DataError(f"{directory / label_stem}: labels out of range 0..9 (max {labels.max()})")
+    tensor = torch.from_numpy(images.astype(np.float32) / 255.0).unsqueeze(1)
+    return Dataset(tensor, torch.from_numpy(labels.astype(np.int64)), name)
+
+
+def load_cifar10(directory: str | Path, split: str = "test") -> Dataset:
+    """CIFAR-10 from a local `cifar-10-batches-py` folder (the python pickle batches of its authors).
+
+    These files are pickles of plain dicts of numpy arrays, lists and bytes, so they are read with a restricted
+    unpickler that refuses every class but numpy's array constructors: a tampered file cannot run code.
+    """
+    directory = Path(directory)
+    names = ["test_batch"] if split == "test" else [f"data_batch_{i}" for i in range(1, 6)]
+    images, labels = [], []
+    for name in names:
+        path = directory / name
+        if not path.is_file():
+            raise DataError(f"{path} not found; pass --data-dir pointing at cifar-10-batches-py")
+        try:
+            with open(path, "rb") as handle:
+                batch = _DataOnlyUnpickler(handle, encoding="bytes").load()
+            data = np.asarray(batch[b"data"], dtype=np.uint8)
+            batch_labels = np.asarray(batch[b"labels"], dtype=np.int64)
+        except (pickle.UnpicklingError, EOFError, KeyError, TypeError, ValueError, IndexError,
+                AttributeError) as error:
+            raise DataError(f"{path}: not a CIFAR-10 python batch ({error})") from None
+        if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or batch_labels.shape != (len(data),):
+            raise DataError(f"{path}: shape mismatch: data {data.shape}, labels {batch_labels.shape}")
+        if len(batch_labels) and (batch_labels.min() < 0 or batch_labels.max() > 9):
+            raise DataError(f"{path}: labels out of range 0..9 (min {batch_labels.min()}, max {batch_labels.max()})")
+        images.append(data.reshape(-1, 3, 32, 32))
+        labels.append(batch_labels)
+    tensor = torch.from_numpy(np.concatenate(images).astype(np.float32) / 255.0)
+    return Dataset(tensor, torch.from_numpy(np.concatenate(labels)), "cifar10")
+
+
+# What a CIFAR-10 batch legitimately needs: numpy arrays (labels are lists, names are bytes). Nothing else.
+# Protocol 2 written by Python 3 encodes bytes with `_codecs.encode`; protocol 5 rebuilds arrays with
+# `_frombuffer`; numpy integer labels pickle as `scalar`. None of these can run code.
+_NUMPY_CLASSES = {
+    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+    ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
+    ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
+}
+
+
+class _DataOnlyUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str):  # noqa: D401 - pickle hook
+        if (module, name) in _NUMPY_CLASSES:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refusing to load class {module}.{name} from a data file")
+
+
+def load_foolbox_samples(dataset: str = "cifar10") -> Dataset:
+    """The 20 real test images shipped inside the foolbox wheel (labels in their file names)."""
+    import foolbox  # noqa: F401 - only to find its data folder
+    from PIL import Image
+
+    folder = Path(foolbox.__file__).parent / "data"
+    pattern = re.compile(rf"^{dataset}_(\d+)_(\d+)\.png$")
+    found = sorted(
+        (int(m.group(1)), int(m.group(2)), p) for p in folder.iterdir() if (m := pattern.match(p.name))
+    )
+    if not found:
+        raise DataError(f"no foolbox sample images for {dataset!r} in {folder}")
+    arrays, labels = [], []
+    for _, label, path in found:
+        array = np.asarray(Image.open(path), dtype=np.float32) / 255.0
+        arrays.append(array[None] if array.ndim == 2 else array.transpose(2, 0, 1))
+        labels.append(label)
+    classes = {"cifar100": 100, "imagenet": 1000}.get(dataset, 10)
+    return Dataset(torch.from_numpy(np.stack(arrays)), torch.tensor(labels), f"foolbox-{dataset}", classes)
+
+
+DATASETS = ("fashion-mnist", "mnist", "cifar10", "foolbox-cifar10")
+
+
+def load_dataset(name: str, split: str = "test", data_dir: str | Path | None = None) -> Dataset:
+    """One entry point by name. `split` is `train`, `test`, or for Fashion-MNIST/MNIST also `train-only`
+    (the training images minus the validation split) and `validation` (the last 5000 training images)."""
+    if split not in ("train", "test", "train-only", "validation"):
+        raise DataError(f"unknown split {split!r}; choose train, test, train-only or validation")
+    if name in ("fashion-mnist", "mnist"):
+        if name == "mnist" and data_dir is None:
+            raise DataError("MNIST has no default location: pass --data-dir with its four IDX files")
+        base_split = "test" if split == "test" else "train"
+        data = load_idx_dataset(data_dir or FASHION_MNIST_DIR, base_split, name)
+        if split == "train-only":
+            return data.slice(0, len(data) - VALIDATION_SIZE)
+        if split == "validation":
+            return data.slice(len(data) - VALIDATION_SIZE, len(data))
+        return data
+    if name == "cifar10":
+        if data_dir is None:
+            raise DataError("CIFAR-10 is not bundled: pass --data-dir pointing at your cifar-10-batches-py folder")
+        return load_cifar10(data_dir, "test" if split == "test" else "train")
+    if name == "foolbox-cifar10":
+        return load_foolbox_samples("cifar10")
+    raise DataError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")

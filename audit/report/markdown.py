@@ -1,0 +1,43 @@
+"""report.md: the verdict in plain words first, then numbers, findings and plots (linked PNGs)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from audit.report.text import STATUS_MARK, aa_vs_adaptive, claim_sentence, headline, pct
+
+
+def render_markdown(results: dict, figures: list[tuple[str, Path]]) -> str:
+    lines = [f"# Audit of `{results['model']}`", "", f"**{headline(results)}**", ""]
+    for sentence in (claim_sentence(results), aa_vs_adaptive(results)):
+        if sentence:
+            lines += [sentence, ""]
+    verdict = results.get("verdict", {})
+    if verdict.get("summary"):
+        lines += [verdict["summary"], ""]
+    for driver in verdict.get("drivers", []):
+        lines.append(f"- **{driver.get('id')}**: {driver.get('why')}")
+    tm = results["threat_model"]
+    lines += ["", "## Setting", "",
+              f"- defense: {results.get('defense', '')}",
+              f"- dataset: {results['dataset']}, {results['n_samples']} samples, seed {results['seed']}",
+              f"- threat model: {tm['norm']}, eps = {tm['eps']:g}",
+              f"- suite: {results.get('suite')} ({results.get('mode')} mode)",
+              f"- clean accuracy: {pct(results['clean_accuracy'])}",
+              f"- worst-case robust accuracy: {pct(results['worst_case_robust_accuracy'])}", ""]
+    for warning in results.get("warnings", []):
+        lines.append(f"> warning: {warning}")
+    lines += ["## Attacks", "", "| attack | robust accuracy | forward | backward | seconds |", "|---|---:|---:|---:|---:|"]
+    for a in results.get("attacks", []):
+        lines.append(f"| {a['name']} | {pct(a['robust_accuracy'])} | {a['n_forward']:.0f} | {a['n_backward']:.0f} | {a['seconds']:.1f} |")
+    lines.append(f"| **worst case** | **{pct(results['worst_case_robust_accuracy'])}** | | | |")
+    for skipped in results.get("skipped_attacks", []):
+        lines.append(f"\n- skipped {skipped['name']}: {skipped['reason']}")
+    lines += ["", "## Findings", "", "| status | finding | message |", "|---|---|---|"]
+    for f in results.get("findings", []):
+        lines.append(f"| {STATUS_MARK.get(f['status'], f['status'])} | [{f['id']}]({f.get('anchor', '')}) | {f['message']} |")
+    lines += ["", "## Plots", ""]
+    for title, path in figures:
+        lines += [f"### {title}", "", f"![{title}]({path.name})", ""]
+    env = results.get("environment", {})
+    lines += ["## Environment", "", ", ".join(f"{k} {v}" for k, v in env.items() if v), ""]
+    return "\n".join(lines)

@@ -1,0 +1,128 @@
+"""MeanSparse (Amini et al.), exactly as published, with switchable surrogate gradients.
+
+Forward (official, bit for bit):  out = mean  where |x - mean| < alpha * std  (strict <, per channel),
+                                  out = x     otherwise;   alpha == 0 passes x through unchanged.
+
+The official module has no custom backward: through `torch.where` the gradient is 0 inside the band and 1
+outside. `gradient_mode` picks what backward gives, never what forward gives:
+  exact     autograd through the official operator (what AutoAttack sees);
+  identity  straight-through BPDA: the gradient passes as if the operator were absent;
+  smooth    the gradient of mean + d * sigmoid((|d| - alpha*std) / (T*std)), d = x - mean: a differentiable
+            dead zone whose temperature T (in units of the channel's std) sharpens it as T -> 0.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+GRADIENT_MODES = ("exact", "identity", "smooth")
+LAYOUTS = ("auto", "channels_first", "tokens", "channels_last")
+
+
+def reduction_dims(x: torch.Tensor, layout: str) -> tuple[int, ...]:
+    """The dims statistics are taken over: all but the channel dim."""
+    if layout == "channels_last":
+        return tuple(range(x.dim() - 1))
+    if layout == "tokens" or (layout == "auto" and x.dim() == 3):
+        return (0, 1)
+    return (0,) + tuple(range(2, x.dim()))  # NCHW maps, or (N, C) features
+
+
+def channel_view(stat: torch.Tensor, x: torch.Tensor, layout: str) -> torch.Tensor:
+    """Reshape a per-channel statistic so it broadcasts against x."""
+    dims = reduction_dims(x, layout)
+    shape = [1 if d in dims else -1 for d in range(x.dim())]
+    return stat.view(shape)
+
+
+class _SurrogateBackward(torch.autograd.Function):
+    """Forward returns the exact output unchanged; backward returns the surrogate's input gradient."""
+
+    @staticmethod
+    def forward(ctx, x, exact_out, mean, crop, std, temperature, mode):  # type: ignore[override]
+        ctx.save_for_backward(x, mean, crop, std)
+        ctx.temperature, ctx.mode = temperature, mode
+        return exact_out
+
+    @staticmethod
+    def backward(ctx, grad_out):  # type: ignore[override]
+        if ctx.mode == "identity":
+            return grad_out, None, None, None, None, None, None
+        x, mean, crop, std = ctx.saved_tensors
+        d = x - mean
+        z = (d.abs() - crop) / (ctx.temperature * std)
+        s = torch.sigmoid(z)
+        # d/dx [d * sigmoid((|d| - crop) / tau)] = s + |d| * s * (1 - s) / tau
+        local = s + d.abs() * s * (1 - s) / (ctx.temperature * std)
+        return grad_out * local, None, None, None, None, None, None
+
+
+class MeanSparse(nn.Module):
+    """The official MeanSparse operator, with the official buffer names so official checkpoints load strictly.
+
+    `momentum` and `epsilon` exist in the authors' module but not in RobustBench's copy; both layouts load.
+    """
+
+    OPTIONAL_BUFFERS = ("momentum", "epsilon")
+
+    def __init__(self, num_features: int, alpha: float = 0.0, layout: str = "auto") -> None:
+        super().__init__()
+        if layout not in LAYOUTS:
+            raise ValueError(f"layout must be one of {LAYOUTS}, not {layout!r}")
+        self.layout = layout
+        self.register_buffer("running_mean", torch.zeros(num_features))
+        self.register_buffer("running_var", torch.zeros(num_features))
+        self.register_buffer("threshold", torch.tensor(float(alpha)))
+        self.register_buffer("flag_update_statistics", torch.tensor(0))
+        self.register_buffer("batch_num", torch.tensor(0.0))
+        self.register_buffer("momentum", torch.tensor(0.1))
+        self.register_buffer("epsilon", torch.tensor(1e-5))
+        self.gradient_mode = "exact"
+        self.temperature = 0.1
+
+    @property
+    def alpha(self) -> float:
+        return float(self.threshold)
+
+    def extra_repr(self) -> str:
+        return f"{self.running_mean.numel()}, alpha={self.alpha:g}, layout={self.layout}"
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # noqa: ANN001 - torch hook
+        for name in self.OPTIONAL_BUFFERS:
+            state_dict.setdefault(prefix + name, getattr(self, name).clone())
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if bool(self.flag_update_statistics):
+            # The official calibration: average over batches of per-batch mean and unbiased variance.
+            dims = reduction_dims(x, self.layout)
+            self.running_mean += x.detach().mean(dim=dims) / self.batch_num
+            self.running_var += x.detach().var(dim=dims) / self.batch_num
+        if self.threshold == 0:
+            return x
+        mean = channel_view(self.running_mean, x, self.layout)
+        std = torch.sqrt(channel_view(self.running_var, x, self.layout))
+        crop = self.threshold * std
+        if self.gradient_mode == "exact" or not torch.is_grad_enabled():
+            return torch.where(torch.abs(x - mean) < crop, mean * torch.ones_like(x), x)
+        with torch.no_grad():
+            exact = torch.where(torch.abs(x - mean) < crop, mean * torch.ones_like(x), x)
+        return _SurrogateBackward.apply(
+            x, exact, mean, crop, std.clamp_min(1e-12), self.temperature, self.gradient_mode
+        )
+
+
+class MeanSparseBefore(nn.Module):
+    """Applies MeanSparse to the input of a wrapped module (e.g. before an activation)."""
+
+    def __init__(self, meansparse: MeanSparse, module: nn.Module) -> None:
+        super().__init__()
+        self.meansparse = meansparse
+        self.module = module
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.module(self.meansparse(x))
+
+
+def meansparse_layers(model: nn.Module) -> list[tuple[str, MeanSparse]]:
+    return [(name, m) for name, m in model.named_modules() if isinstance(m, MeanSparse)]

@@ -1,0 +1,172 @@
+"""The Defense protocol: what the attack zoo and the diagnostics see of a defended model.
+
+A Defense is an `nn.Module` whose forward is the *exact* defended forward (logits, images in [0, 1], NCHW),
+plus `surrogate(name)`, a context in which the same forward values carry a surrogate backward (BPDA).
+Success is always judged on the exact forward; a surrogate only changes how gradients are taken.
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager, nullcontext
+from typing import Iterator
+
+import torch
+from torch import nn
+
+from defenses.gradient_mode import DEFAULT_TEMPERATURE, gradient_mode
+from defenses.meansparse import meansparse_layers
+
+
+class Defense(nn.Module):
+    """Base adapter. Subclasses set `surrogates`, `randomized`, and describe themselves."""
+
+    surrogates: tuple[str, ...] = ("exact",)
+    randomized: bool = False
+    bounds: tuple[float, float] = (0.0, 1.0)
+
+    def __init__(self, model: nn.Module, num_classes: int = 10, name: str = "model") -> None:
+        super().__init__()
+        self.model = model
+        self.num_classes = num_classes
+        self.name = name
+        self.train(False)  # the wrapper's own flag too, not only the wrapped model's
+
+    @property
+    def description(self) -> str:
+        return f"{type(self).__name__} around {type(self.model).__name__}"
+
+    @property
+    def device(self) -> torch.device:
+        tensor = next(self.model.parameters(), None)
+        if tensor is None:
+            tensor = next(self.model.buffers(), torch.empty(0))
+        return tensor.device
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+    @contextmanager
+    def surrogate(self, name: str = "exact", temperature: float | None = None) -> Iterator["Defense"]:
+        """Inside the block, backward follows surrogate `name`; forward values are unchanged."""
+        if name not in self.surrogates:
+            raise ValueError(f"{self.description} has no surrogate {name!r}; it offers {self.surrogates}")
+        with self._surrogate_context(name, temperature):
+            yield self
+
+    def _surrogate_context(self, name: str, temperature: float | None):  # noqa: ANN202
+        return nullcontext()
+
+    def train(self, mode: bool = True) -> "Defense":
+        # A defense is always evaluated in eval mode; `train()` would change BatchNorm and the results.
+        return super().train(False)
+
+
+class Undefended(Defense):
+    """A plain model: exact gradients only."""
+
+
+class OpaqueModel(Defense):
+    """A user's own module the suite knows nothing about: exact gradients only, no surrogate."""
+
+    @property
+    def description(self) -> str:
+        return f"user module {type(self.model).__name__} (opaque: exact gradients only)"
+
+
+class MeanSparseDefense(Defense):
+    """A model containing MeanSparse layers: exact, straight-through (identity) and smooth surrogates."""
+
+    surrogates = ("exact", "identity", "smooth")
+
+    def __init__(self, model: nn.Module, num_classes: int = 10, name: str = "model") -> None:
+        super().__init__(model, num_classes, name)
+        self.layers = meansparse_layers(model)
+        if not self.layers:
+            raise ValueError("MeanSparseDefense needs a model with MeanSparse layers")
+
+    @property
+    def alpha(self) -> float:
+        return self.layers[0][1].alpha
+
+    @property
+    def description(self) -> str:
+        return f"MeanSparse (alpha={self.alpha:g}, {len(self.layers)} layers) in {type(self.model).__name__}"
+
+    def _surrogate_context(self, name: str, temperature: float | None):  # noqa: ANN202
+        return gradient_mode(self.model, name, DEFAULT_TEMPERATURE if temperature is None else temperature)
+
+
+class _StraightThroughRound(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, levels):  # type: ignore[override]
+        return torch.round(x * levels) / levels
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[override]
+        return grad, None
+
+
+class InputQuantization(Defense):
+    """Bit-depth reduction of the input: exact gradients are zero almost everywhere; `identity` is BPDA."""
+
+    surrogates = ("exact", "identity")
+
+    def __init__(self, model: nn.Module, bits: int = 3, num_classes: int = 10, name: str = "model") -> None:
+        super().__init__(model, num_classes, name)
+        self.levels = 2**bits - 1
+        self.bits = bits
+        self._mode = "exact"
+
+    @property
+    def description(self) -> str:
+        return f"input quantization to {self.bits} bits before {type(self.model).__name__}"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self._mode == "identity":
+            return self.model(_StraightThroughRound.apply(x, self.levels))
+        return self.model(torch.round(x * self.levels) / self.levels)
+
+    @contextmanager
+    def _surrogate_context(self, name: str, temperature: float | None):  # noqa: ANN202
+        old, self._mode = self._mode, name
+        try:
+            yield
+        finally:
+            self._mode = old
+
+
+class RandomNoise(Defense):
+    """Gaussian noise added to the input at every forward: randomized, so attacks need EOT.
+
+    The noise comes from the defense's own generator, seeded at construction, so a run is reproducible.
+    """
+
+    randomized = True
+
+    def __init__(self, model: nn.Module, sigma: float = 0.2, seed: int = 0, num_classes: int = 10,
+                 name: str = "model") -> None:
+        super().__init__(model, num_classes, name)
+        self.sigma = sigma
+        self.seed = seed
+        self.generator = torch.Generator().manual_seed(seed)
+
+    @property
+    def description(self) -> str:
+        return f"Gaussian input noise (sigma={self.sigma:g}) before {type(self.model).__name__}"
+
+    def reseed(self, seed: int) -> None:
+        self.generator.manual_seed(seed)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        noise = torch.randn(x.shape, generator=self.generator).to(x.device, x.dtype)
+        return self.model((x + self.sigma * noise).clamp(0, 1))
+
+
+def as_defense(model: nn.Module, num_classes: int = 10, name: str = "model", opaque: bool = False) -> Defense:
+    """Wrap a model in the adapter that fits it: MeanSparse layers are found automatically."""
+    if isinstance(model, Defense):
+        return model
+    if opaque:
+        return OpaqueModel(model, num_classes, name)
+    if meansparse_layers(model):
+        return MeanSparseDefense(model, num_classes, name)
+    return Undefended(model, num_classes, name)

@@ -1,0 +1,110 @@
+"""`sparsify`: a copy of a model with MeanSparse inserted, where the paper puts it or where you say."""
+from __future__ import annotations
+
+import copy
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from defenses.meansparse import MeanSparse, MeanSparseBefore
+
+ACTIVATION_TYPES = (nn.ReLU, nn.GELU, nn.SiLU, nn.LeakyReLU, nn.ELU, nn.Softplus, nn.Tanh, nn.Hardswish)
+PLACEMENTS = ("activations", "wrn")
+
+
+def _activation_paths(model: nn.Module) -> list[str]:
+    return [name for name, module in model.named_modules() if isinstance(module, ACTIVATION_TYPES)]
+
+
+def _wrn_paths(model: nn.Module) -> list[str]:
+    """The official WRN placement: our WRN's empty `meansparse_*` slots (both BN/act pairs of each block, after
+    the residual add, and before the final activation)."""
+    paths = [name for name, m in model.named_modules() if name.split(".")[-1].startswith("meansparse_")
+             and isinstance(m, nn.Identity)]
+    if not paths:
+        raise ValueError("placement='wrn' needs a model with meansparse_* slots (defenses.models.DMWideResNet)")
+    return paths
+
+
+def _channel_counts(model: nn.Module, paths: Sequence[str], layout: str) -> dict[str, int]:
+    """Run one dummy forward to see how many channels reach each insertion point."""
+    shape = getattr(model, "input_shape", None)
+    if shape is None:
+        raise ValueError("sparsify needs the model's input shape: set model.input_shape = (C, H, W)")
+    modules = dict(model.named_modules())
+    counts: dict[str, int] = {}
+    reused: list[str] = []
+    hooks = []
+    for path in paths:
+        def hook(module, inputs, path=path):  # noqa: ANN001 - torch hook
+            x = inputs[0]
+            if path in counts:
+                reused.append(path)
+            counts[path] = x.shape[-1] if (layout == "channels_last" or (layout != "channels_first" and x.dim() == 3)) else x.shape[1]
+        hooks.append(modules[path].register_forward_pre_hook(hook))
+    was_training = model.training
+    model.eval()
+    try:
+        parameter = next(model.parameters(), None)
+        device = parameter.device if parameter is not None else "cpu"
+        with torch.no_grad():
+            model(torch.zeros(2, *shape, device=device))
+    finally:
+        for handle in hooks:
+            handle.remove()
+        model.train(was_training)
+    if reused:
+        # One module object called at several places (e.g. a shared `self.relu`): a single MeanSparse there would
+        # mix the statistics of different features. The paper uses one MeanSparse per call site.
+        raise ValueError(
+            f"these modules are called more than once in forward, so one MeanSparse would serve several places "
+            f"with mixed statistics: {sorted(set(reused))}; give each call site its own module"
+        )
+    missing = [p for p in paths if p not in counts]
+    if missing:
+        raise ValueError(f"these modules are never called in forward, so MeanSparse there would do nothing: {missing}")
+    return counts
+
+
+def _set_submodule(model: nn.Module, path: str, module: nn.Module) -> None:
+    parent_path, _, name = path.rpartition(".")
+    parent = model.get_submodule(parent_path) if parent_path else model
+    setattr(parent, name, module)
+
+
+def sparsify(
+    model: nn.Module,
+    alpha: float,
+    placement: str | Sequence[str] = "activations",
+    layout: str = "auto",
+) -> nn.Module:
+    """Return a new model with MeanSparse (threshold alpha) inserted; the input model is not modified.
+
+    placement: `activations` (before every activation module, i.e. after its BatchNorm), `wrn` (the official
+    WideResNet placement), or a list of module paths: MeanSparse acts on the input of each named module (an
+    `nn.Identity` slot is replaced outright, which gives the official key names).
+    Statistics start at zero: call `defenses.calibrate` before use (shipped checkpoints carry them).
+    """
+    if isinstance(placement, str):
+        if placement not in PLACEMENTS:
+            raise ValueError(f"placement must be one of {PLACEMENTS} or a list of module paths, not {placement!r}")
+        paths = _activation_paths(model) if placement == "activations" else _wrn_paths(model)
+    else:
+        paths = list(placement)
+        known = dict(model.named_modules())
+        unknown = [p for p in paths if p not in known or p == ""]
+        if unknown:
+            raise ValueError(f"no such modules in the model: {unknown}")
+    if not paths:
+        raise ValueError("no insertion points found (the model has no activation modules?)")
+    new = copy.deepcopy(model)
+    counts = _channel_counts(new, paths, layout)
+    reference = next(new.buffers(), next(new.parameters(), None))
+    for path in paths:
+        meansparse = MeanSparse(counts[path], alpha, layout)
+        if reference is not None:
+            meansparse = meansparse.to(reference.device)
+        target = new.get_submodule(path)
+        _set_submodule(new, path, meansparse if isinstance(target, nn.Identity) else MeanSparseBefore(meansparse, target))
+    return new

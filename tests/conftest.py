@@ -1,0 +1,33 @@
+"""Shared fixtures: the shipped demo models and small seeded slices of real Fashion-MNIST."""
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+from audit.data import FASHION_MNIST_DIR, load_dataset
+
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+@pytest.fixture(scope="session")
+def fmnist_test():
+    if not FASHION_MNIST_DIR.is_dir():
+        pytest.skip(f"Fashion-MNIST not installed at {FASHION_MNIST_DIR} (make setup installs it)")
+    return load_dataset("fashion-mnist", "test")
+
+
+@pytest.fixture(scope="session")
+def standard_model():
+    from defenses.models.registry import load_shipped
+
+    return load_shipped("demo-standard")
+
+
+def shipped_or_skip(name: str):
+    from defenses.models.registry import CHECKPOINT_DIR, SHIPPED, load_shipped
+
+    if not (CHECKPOINT_DIR / SHIPPED[name]).is_file():
+        pytest.skip(f"{name} checkpoint not built yet")
+    return load_shipped(name)
