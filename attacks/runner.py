@@ -101,9 +101,12 @@ def run_attack(
         x_adv = threat.project(proposed, x)
         distance = threat.distance(x_adv, x)
     else:
-        # Transformation attacks: the runner re-applies the recorded parameters itself.
-        params = attack.clip_params(output.params.detach().to(device))
-        x_adv = attack.apply(x, params)
+        # Transformation attacks: the runner re-applies the recorded parameters itself. Their distance is in
+        # the attack's own units (fraction of the rotation/translation limits, or pixels of flow).
+        if output.params is None:
+            raise RuntimeError(f"{attack.label} is a {attack.kind} attack but returned no parameters")
+        params = attack.clip_params(torch.nan_to_num(output.params.detach().to(device), nan=0.0))
+        x_adv = attack.apply(x, params).clamp(*threat.bounds)
         violations = int((params != output.params.to(device)).any(dim=1).sum())
         distance = attack.param_distance(params)
         output.extra.setdefault("params", params.cpu())

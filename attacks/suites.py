@@ -3,6 +3,7 @@
     autoattack   AutoAttack standard (rand for a randomized defense), the number papers report
     adaptive     BPDA (identity, and smooth over a temperature sweep), transfer from the base model, Square
                  with more queries, EOT for randomized defenses: attacks that fit the defense
+    spatial      rotation/translation grid and stAdv (their own threat models, reported apart from Lp)
     full         both, plus single-step FGSM, which the diagnostics compare against (AutoAttack's own per-sample
                  record of which sub-attack broke each point gives plain APGD-CE and Square for free)
 
@@ -19,7 +20,7 @@ from attacks.transfer import base_model_of
 from defenses.protocol import Defense
 
 SMOOTH_TEMPERATURES = (1.0, 0.3, 0.1, 0.03)
-SUITES = ("autoattack", "adaptive", "full", "quick")
+SUITES = ("autoattack", "adaptive", "full", "quick", "spatial")
 
 
 @dataclass
@@ -46,6 +47,8 @@ def suite_names(suite: str, defense: Defense) -> list[str]:
         names = _adaptive_names(defense)
     elif suite == "full":
         names = ["fgsm", aa, *_adaptive_names(defense)]
+    elif suite == "spatial":  # a different threat model: never mixed into an Lp worst case
+        names = ["spatial-grid", "stadv"]
     elif suite == "quick":  # for tests and smoke runs: one exact and one adaptive gradient attack
         names = ["fgsm", "apgd-ce"] + (["apgd-ce+bpda-identity"] if "identity" in defense.surrogates else [])
     else:

@@ -12,9 +12,10 @@ from pathlib import Path
 
 import torch
 
-from attacks.suites import plan_suite
+from attacks.suites import SUITES, SuitePlan, plan_suite
 from attacks.threat_model import ThreatModel
 from audit.data import load_dataset
+from audit.distributed import Shard
 from audit.environment import environment
 from audit.model_spec import resolve_model
 from audit.runner import SuiteResult, run_suite
@@ -46,11 +47,12 @@ class AuditConfig:
     meansparse_alpha: float | None = None
     claim: float | None = None
     trust_checkpoint: bool = False
+    attacks: tuple[str, ...] | None = None  # an explicit attack list instead of the suite
 
     def identity(self) -> dict:
         """What must match for a resumed run to reuse stored results."""
         keep = ("model", "dataset", "norm", "eps", "n", "suite", "seed", "mode", "batch_size", "checkpoint",
-                "robustbench_dir", "meansparse_alpha")
+                "robustbench_dir", "meansparse_alpha", "attacks")
         return {k: v for k, v in asdict(self).items() if k in keep}
 
 
@@ -63,6 +65,8 @@ def validate_config(config: AuditConfig) -> ThreatModel:
     if config.eps >= limit:
         raise AuditInputError(f"--eps {config.eps} is absurd for {config.norm} on [0, 1] images (eps is a fraction, "
                               f"e.g. 8/255 = 0.031 for Linf); use a value below {limit:g}")
+    if config.suite not in SUITES:
+        raise AuditInputError(f"unknown suite {config.suite!r}; choose one of {', '.join(SUITES)}")
     if config.n <= 0:
         raise AuditInputError(f"--n must be positive, not {config.n}")
     if config.claim is not None and not 0 <= config.claim <= 1:
@@ -93,6 +97,16 @@ def check_inputs(defense: Defense, images: torch.Tensor, labels: torch.Tensor) -
     return warnings
 
 
+def plan_attacks(config: AuditConfig, defense: Defense) -> SuitePlan:
+    if not config.attacks:
+        return plan_suite(config.suite, defense)
+    from attacks.registry import make_attack
+    from attacks.transfer import base_model_of
+
+    base = base_model_of(defense)
+    return SuitePlan([make_attack(name, transfer_source=base) for name in config.attacks], [])
+
+
 def build_defense(config: AuditConfig) -> Defense:
     defense, _ = resolve_model(config.model, checkpoint=config.checkpoint, robustbench_dir=config.robustbench_dir,
                                 trust_checkpoint=config.trust_checkpoint)
@@ -108,20 +122,29 @@ def build_defense(config: AuditConfig) -> Defense:
 
 
 def run_audit(config: AuditConfig, out: str | Path, data_dir: str | None = None, device: str = "cpu",
-              progress: bool = True) -> dict:
+              progress: bool = True, shard: Shard = Shard()) -> dict | None:
+    """Run the audit and write its outputs; under torchrun only rank 0 returns the results (others None)."""
+    # Everything the user may have got wrong is checked before the output directory is touched.
     threat = validate_config(config)
-    out = Path(out)
-    store = ResultStore(out, config.identity())
     defense = build_defense(config)
     defense.to(device)
     test = load_dataset(config.dataset, "test", data_dir).subset(config.n, config.seed)
     warnings = check_inputs(defense, test.images, test.labels)
     for warning in warnings:
         log.warning("warning: %s", warning)
-    plan = plan_suite(config.suite, defense)
+    plan = plan_attacks(config, defense)
+    out = Path(out)
+    if shard.is_main:
+        store = ResultStore(out, config.identity(), shard.rank, shard.world_size)
+    shard.barrier()
+    if not shard.is_main:
+        store = ResultStore(out, config.identity(), shard.rank, shard.world_size)
     start = time.perf_counter()
     suite = run_suite(defense, test.images, test.labels, threat, plan.attacks, config.seed, store=store,
-                      mode=config.mode, batch_size=config.batch_size, progress=progress)
+                      mode=config.mode, batch_size=config.batch_size, progress=progress and shard.is_main,
+                      shard=shard)
+    if not shard.is_main:
+        return None
     findings, verdict = _diagnose(defense, test.images, test.labels, threat, suite, config, progress)
     results = assemble_results(config, defense, threat, suite, plan.skipped, findings, verdict, warnings, device,
                                time.perf_counter() - start)
@@ -130,12 +153,9 @@ def run_audit(config: AuditConfig, out: str | Path, data_dir: str | None = None,
 
 
 def _diagnose(defense, images, labels, threat, suite, config, progress):  # noqa: ANN001, ANN202
-    try:
-        from audit.diagnostics import run_diagnostics, verdict
-    except ImportError:  # diagnostics not installed in this build
-        return [], {"gradient_masking": "not_detected", "randomized": defense.randomized,
-                    "trustworthy_robust_accuracy": suite.worst_case_robust_accuracy, "drivers": [],
-                    "summary": "diagnostics unavailable"}
+    from audit.diagnostics import run_diagnostics, verdict
+
+    # --diagnostics-n 0 runs only the comparisons over the stored attack results (no extra model calls).
     findings = run_diagnostics(defense, images, labels, threat, suite, seed=config.seed, n=config.diagnostics_n,
                                progress=progress)
     return findings, verdict(findings, suite, defense)

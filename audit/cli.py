@@ -104,17 +104,25 @@ def _audit_config(args: argparse.Namespace):  # noqa: ANN202
                        suite=args.suite, seed=args.seed, mode=args.mode, batch_size=args.batch_size,
                        diagnostics_n=args.diagnostics_n, checkpoint=args.checkpoint,
                        robustbench_dir=args.robustbench_dir, meansparse_alpha=args.meansparse_alpha, claim=args.claim,
-                       trust_checkpoint=args.trust_checkpoint)
+                       trust_checkpoint=args.trust_checkpoint,
+                       attacks=tuple(a.strip() for a in args.attacks.split(",") if a.strip()) if args.attacks else None)
 
 
 def _cmd_run(args: argparse.Namespace) -> None:
     from audit.audit_run import run_audit
     from audit.summary import print_summary
 
+    from audit.distributed import init_from_environment, shutdown
+
     _check_writable(args.out)
-    results = run_audit(_audit_config(args), args.out, data_dir=args.data_dir, device=args.device,
-                        progress=not args.quiet)
-    print_summary(results, args.out)
+    shard, device = init_from_environment(args.device)
+    try:
+        results = run_audit(_audit_config(args), args.out, data_dir=args.data_dir, device=device,
+                            progress=not args.quiet, shard=shard)
+    finally:
+        shutdown(shard)
+    if results is not None:
+        print_summary(results, args.out)
 
 
 def _check_writable(out: Path) -> None:
@@ -155,7 +163,9 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--norm", default="Linf", choices=["Linf", "L2"])
     p.add_argument("--eps", type=float, default=0.1, help="radius as a fraction of the [0, 1] range (8/255 = 0.031)")
     p.add_argument("--n", type=int, default=1000, help="number of test samples (seeded choice)")
-    p.add_argument("--suite", default="full", help="autoattack, adaptive, full, quick")
+    p.add_argument("--suite", default="full", help="autoattack, adaptive, full, quick, spatial")
+    p.add_argument("--attacks", default=None,
+                   help="comma-separated attack names instead of a suite (see `audit attacks`), e.g. apgd-ce,square")
     p.add_argument("--mode", default="full", choices=["full", "cascade"],
                    help="full: every attack on every sample (diagnostics need it); cascade: only still-robust samples")
     p.add_argument("--seed", type=int, default=0)

@@ -15,6 +15,7 @@ from tqdm.auto import tqdm
 from attacks.base import Attack
 from attacks.runner import AttackRecord, run_attack, score
 from attacks.threat_model import ThreatModel
+from audit.distributed import Shard
 from audit.store import ResultStore
 from defenses.protocol import Defense
 
@@ -83,6 +84,7 @@ def run_suite(
     mode: str = "full",
     batch_size: int = 250,
     progress: bool = True,
+    shard: Shard = Shard(),
 ) -> SuiteResult:
     if mode not in ("full", "cascade"):
         raise ValueError(f"mode must be 'full' or 'cascade', not {mode!r}")
@@ -92,9 +94,6 @@ def run_suite(
     with torch.no_grad():
         clean_prediction = torch.cat([defense(images[i : i + 1000].to(defense.device)).argmax(1).cpu()
                                       for i in range(0, n, 1000)]).tolist()
-    stored: dict[tuple[str, int], dict] = {}
-    if store is not None:
-        stored = {(r["attack"], r["batch"]): r for r in store.records()}
     summaries: dict[str, AttackSummary] = {}
     robust = torch.tensor(clean_correct)
     for attack in attacks:
@@ -104,18 +103,24 @@ def run_suite(
         candidates = robust.nonzero().flatten() if mode == "cascade" else torch.tensor(clean_correct).nonzero().flatten()
         batches = [candidates[i : i + batch_size] for i in range(0, len(candidates), batch_size)]
         bar = tqdm(total=len(candidates), desc=attack.label, unit="img", disable=not progress, leave=False)
+        rows: dict[int, dict] = {}
         for batch_id, index in enumerate(batches):
-            key = (attack.label, batch_id)
-            if key in stored:
-                row = stored[key]
-            else:
-                record = run_attack(attack, defense, images[index], labels[index], threat, seed, index.tolist())
-                row = _to_json(record, batch_id)
-                if store is not None:
-                    store.append(row)
-            _merge(summary, row)
+            if not shard.owns(batch_id) or (store is not None and store.done(attack.label, batch_id)):
+                continue
+            record = run_attack(attack, defense, images[index], labels[index], threat, seed, index.tolist())
+            rows[batch_id] = _to_json(record, batch_id)
+            if store is not None:
+                store.append(rows[batch_id])
             bar.update(len(index))
         bar.close()
+        if store is not None:
+            shard.barrier()  # all ranks have written this attack; everyone reads everything
+            rows = {r["batch"]: r for r in store.records() if r["attack"] == attack.label}
+        missing = [b for b in range(len(batches)) if b not in rows]
+        if missing:
+            raise RuntimeError(f"{attack.label}: batches {missing} have no results")
+        for batch_id in range(len(batches)):
+            _merge(summary, rows[batch_id])
         succeeded = torch.tensor([bool(s) for s in summary.success])
         robust &= ~succeeded
         summaries[attack.label] = summary

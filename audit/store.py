@@ -20,10 +20,12 @@ class ConfigMismatch(ValueError):
 
 
 class ResultStore:
-    def __init__(self, directory: str | Path, config: dict[str, Any]) -> None:
+    def __init__(self, directory: str | Path, config: dict[str, Any], rank: int = 0, world_size: int = 1) -> None:
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         config_path = self.directory / CONFIG_FILE
+        if rank != 0 and not config_path.exists():
+            raise ConfigMismatch(f"{config_path} was not written by rank 0")
         if config_path.exists():
             stored = json.loads(config_path.read_text())
             if stored != json.loads(json.dumps(config)):
@@ -34,7 +36,8 @@ class ResultStore:
                 )
         else:
             _atomic_write(config_path, json.dumps(config, indent=2, sort_keys=True))
-        self.path = self.directory / RECORDS_FILE
+        # One file per rank when sharded, so no two processes append to the same file.
+        self.path = self.directory / (RECORDS_FILE if world_size == 1 else f"records.rank{rank}.jsonl")
         self._repair()
         self._done = {(r["attack"], r["batch"]) for r in self.records()}
 
@@ -49,16 +52,16 @@ class ResultStore:
                 handle.truncate(end)
 
     def records(self) -> Iterator[dict[str, Any]]:
-        if not self.path.exists():
-            return
-        with open(self.path, encoding="utf-8") as handle:
-            for line in handle:
-                if not line.endswith("\n"):
-                    break  # the last write was cut short by a crash
-                try:
-                    yield json.loads(line)
-                except json.JSONDecodeError:
-                    break
+        """Every complete record in this directory, whichever process (or earlier run) wrote it."""
+        for path in sorted(self.directory.glob("records*.jsonl")):
+            with open(path, encoding="utf-8") as handle:
+                for line in handle:
+                    if not line.endswith("\n"):
+                        break  # the last write was cut short by a crash
+                    try:
+                        yield json.loads(line)
+                    except json.JSONDecodeError:
+                        break
 
     def done(self, attack: str, batch: int) -> bool:
         return (attack, batch) in self._done

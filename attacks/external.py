@@ -1,0 +1,191 @@
+"""Adapters to the attacks of torchattacks and foolbox, named `torchattacks:NAME` or `foolbox:NAME`.
+
+The library attack runs on the model the runner hands over (the counting wrapper with the defense's surrogate
+backward), with eps from the threat model. Its output is only a proposal: the runner projects it into the threat
+model and re-scores it on the exact forward, as for every other attack. Both libraries draw their randomness from
+torch's global generator, so the adapter seeds it inside `torch.random.fork_rng`, leaving the caller's global state
+untouched.
+"""
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+from typing import Any
+
+import torch
+from torch import nn
+
+from attacks.base import Attack, AttackOutput
+from attacks.threat_model import ThreatModel
+
+log = logging.getLogger(__name__)
+
+LIBRARIES = ("torchattacks", "foolbox")
+# Score- or decision-based attacks, which take no gradients (informational, for the diagnostics).
+GRADIENT_FREE = {
+    "torchattacks": {"VANILA", "GN", "Square", "OnePixel", "Pixle", "SPSA"},
+    "foolbox": {
+        "BoundaryAttack", "HopSkipJumpAttack", "GenAttack", "SaltAndPepperNoiseAttack", "PointwiseAttack",
+        "DatasetAttack", "InversionAttack", "GaussianBlurAttack", "LinearSearchBlendedUniformNoiseAttack",
+        "L2ContrastReductionAttack", "BinarySearchContrastReductionAttack", "LinearSearchContrastReductionAttack",
+        "L2AdditiveGaussianNoiseAttack", "L2AdditiveUniformNoiseAttack", "L2ClippingAwareAdditiveGaussianNoiseAttack",
+        "L2ClippingAwareAdditiveUniformNoiseAttack", "LinfAdditiveUniformNoiseAttack",
+        "L2RepeatedAdditiveGaussianNoiseAttack", "L2RepeatedAdditiveUniformNoiseAttack",
+        "L2ClippingAwareRepeatedAdditiveGaussianNoiseAttack", "L2ClippingAwareRepeatedAdditiveUniformNoiseAttack",
+        "LinfRepeatedAdditiveUniformNoiseAttack", "SpatialAttack",
+    },
+}
+# Attacks whose norm is plain from the name, so a mismatch with the threat model can be warned about.
+TORCHATTACKS_L2 = {"PGDL2", "PGDRSL2", "CW", "DeepFool", "EADEN"}
+
+
+def declared_norm(library: str, name: str) -> str | None:
+    """The norm an attack works in, when its name says so (foolbox: `L2...`, `Linf...`), else None."""
+    if library == "torchattacks":
+        return "L2" if name in TORCHATTACKS_L2 else None
+    for prefix, norm in (("Linf", "Linf"), ("LInf", "Linf"), ("L2", "L2"), ("L1", "L1"), ("L0", "L0")):
+        if name.startswith(prefix):
+            return norm
+    return None
+
+
+def _import_foolbox() -> Any:
+    # foolbox imports GitPython, which fails without a `git` executable unless told to stay quiet.
+    os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
+    import foolbox
+
+    return foolbox
+
+
+def available_attacks(library: str) -> list[str]:
+    """The attack class names `library` offers (what `library:NAME` accepts)."""
+    if library == "torchattacks":
+        import torchattacks
+        from torchattacks.attack import Attack as Base
+
+        module = torchattacks
+    elif library == "foolbox":
+        fb = _import_foolbox()
+        module, Base = fb.attacks, fb.attacks.base.Attack
+    else:
+        raise ValueError(f"unknown attack library {library!r}; choose one of {', '.join(LIBRARIES)}")
+    return sorted(
+        name for name, obj in vars(module).items()
+        if inspect.isclass(obj) and issubclass(obj, Base) and not inspect.isabstract(obj) and obj is not Base
+        and not name.startswith("_")
+    )
+
+
+def _accepted(cls: type) -> tuple[set[str], bool]:
+    """Keyword arguments the constructor accepts, and whether it takes **kwargs."""
+    parameters = inspect.signature(cls.__init__).parameters.values()
+    names = {p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)} - {"self"}
+    return names, any(p.kind == p.VAR_KEYWORD for p in parameters)
+
+
+class ExternalAttack(Attack):
+    """An attack of torchattacks or foolbox, by spec `library:NAME` (e.g. `torchattacks:PGD`, `foolbox:LinfPGD`).
+
+    Args:
+        spec: `torchattacks:NAME` or `foolbox:NAME`; NAME is the library's class name.
+        **kwargs: constructor arguments of the library attack (checked against its signature).
+    eps always comes from the threat model. torchattacks' defaults (alpha = 2/255 for eps = 8/255, 10 steps) are
+    tuned for CIFAR's eps; when `alpha` is not given it is set to 2.5 * eps / steps, the same ratio, so the attack
+    reaches the ball's boundary at any eps. foolbox's step sizes are already relative to eps.
+
+    Example::
+        record = run_attack(ExternalAttack("foolbox:LinfPGD", steps=20), defense, x, y, ThreatModel("Linf", 0.1), 0)
+    """
+
+    kind = "lp"
+
+    def __init__(self, spec: str, surrogate: str = "exact", temperature: float | None = None, eot: int = 1,
+                 **kwargs: Any) -> None:
+        super().__init__(surrogate, temperature, eot)
+        library, _, attack_name = spec.partition(":")
+        if library not in LIBRARIES or not attack_name:
+            raise ValueError(
+                f"external attack spec {spec!r} must be `library:NAME` with library one of {', '.join(LIBRARIES)}"
+            )
+        available = available_attacks(library)
+        if attack_name not in available:
+            raise ValueError(f"{library} has no attack {attack_name!r}; available: {', '.join(available)}")
+        self.library = library
+        self.attack_name = attack_name
+        self.name = spec
+        self.uses_gradients = attack_name not in GRADIENT_FREE[library]
+        reserved = {"model", "eps", "epsilons"} & set(kwargs)
+        if reserved:
+            raise ValueError(f"{spec}: do not pass {', '.join(sorted(reserved))}; the model comes from the runner "
+                             f"and eps from the threat model")
+        self.kwargs = dict(kwargs)
+        names, var_keyword = _accepted(self._class())
+        unknown = set(self.kwargs) - names
+        if unknown and not var_keyword:
+            raise ValueError(
+                f"{spec} does not accept {', '.join(sorted(unknown))}; its arguments: {', '.join(sorted(names))}"
+            )
+
+    def _class(self) -> type:
+        if self.library == "torchattacks":
+            import torchattacks
+
+            return getattr(torchattacks, self.attack_name)
+        return getattr(_import_foolbox().attacks, self.attack_name)
+
+    def config(self) -> dict:
+        config = super().config()
+        config.update({f"kwarg_{key}": value for key, value in self.kwargs.items()
+                       if isinstance(value, (int, float, str, bool, type(None)))})
+        return config
+
+    def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel,
+                seed: int) -> AttackOutput:
+        """x: (n, C, H, W) within threat.bounds; y: (n,). Returns the library's adversarial images."""
+        norm = declared_norm(self.library, self.attack_name)
+        if norm is not None and norm != threat.norm:
+            log.warning("%s works in %s but the threat model is %s; the runner projects its output", self.name,
+                        norm, threat)
+        # torchattacks puts a model found in training mode back into it afterwards and foolbox warns about one;
+        # the counting wrapper starts in training mode (the defense inside is always in eval).
+        model.eval()
+        devices = [x.device] if x.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed)
+            if self.library == "torchattacks":
+                x_adv = self._torchattacks(model, x, y, threat)
+            else:
+                x_adv = self._foolbox(model, x, y, threat)
+        return AttackOutput(x_adv=x_adv.detach())
+
+    def _torchattacks(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel) -> torch.Tensor:
+        cls = self._class()
+        names, _ = _accepted(cls)
+        kwargs = dict(self.kwargs)
+        if "eps" in names:
+            if threat.unbounded:
+                raise ValueError(f"{self.name} needs a finite eps; the threat model is {threat}")
+            kwargs["eps"] = threat.eps
+            if "alpha" in names and "alpha" not in kwargs:
+                steps = kwargs.get("steps", inspect.signature(cls.__init__).parameters.get("steps"))
+                steps = steps.default if isinstance(steps, inspect.Parameter) else steps
+                if isinstance(steps, int) and steps > 0:
+                    kwargs["alpha"] = 2.5 * threat.eps / steps
+                    log.debug("%s: alpha = 2.5 * eps / steps = %g", self.name, kwargs["alpha"])
+        else:
+            log.info("%s takes no eps; the runner projects its output into %s", self.name, threat)
+        if threat.bounds != (0.0, 1.0):
+            log.warning("torchattacks assumes inputs in [0, 1]; the threat model's bounds are %s", threat.bounds)
+        attack = cls(model, **kwargs)
+        return attack(x, y)
+
+    def _foolbox(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel) -> torch.Tensor:
+        fb = _import_foolbox()
+        fmodel = fb.PyTorchModel(model, bounds=threat.bounds, device=x.device)
+        attack = self._class()(**self.kwargs)
+        if threat.unbounded and not isinstance(attack, fb.attacks.base.MinimizationAttack):
+            raise ValueError(f"{self.name} is a fixed-epsilon attack and needs a finite eps; the threat is {threat}")
+        epsilons = None if threat.unbounded else threat.eps
+        _, clipped, _ = attack(fmodel, x, y, epsilons=epsilons)
+        return clipped

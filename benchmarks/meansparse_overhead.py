@@ -1,0 +1,43 @@
+"""MeanSparse forward / base forward (target <= 1.15); identity and smooth backward / exact backward (<= 1.05)."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from audit.data import load_dataset
+from benchmarks.common import best_time, row
+from defenses import gradient_mode, set_alpha
+from defenses.models.registry import load_shipped
+
+
+def main(n: int = 500) -> list[dict]:
+    sparse = load_shipped("demo-meansparse")
+    base = set_alpha(load_shipped("demo-meansparse"), 0.0)  # same modules, the operator passes through
+    plain = load_shipped("demo-adversarial")
+    x = load_dataset("fashion-mnist", "test").subset(n, seed=0).images
+    y = load_dataset("fashion-mnist", "test").subset(n, seed=0).labels
+
+    with torch.no_grad():
+        t_base = best_time(lambda: plain(x), repeat=20)
+        t_sparse = best_time(lambda: sparse(x), repeat=20)
+
+    def backward(mode: str) -> float:
+        def step() -> None:
+            xr = x.clone().requires_grad_(True)
+            with gradient_mode(sparse, mode):
+                torch.autograd.grad(F.cross_entropy(sparse(xr), y), xr)
+
+        return best_time(step, repeat=10)
+
+    exact, identity, smooth = backward("exact"), backward("identity"), backward("smooth")
+    del base
+    return [
+        row("MeanSparse forward / base forward", t_sparse / t_base, "<= 1.15", f"n={n}: {t_sparse:.4f}s vs {t_base:.4f}s"),
+        row("identity fwd+bwd / exact fwd+bwd", identity / exact, "<= 1.05", f"{identity:.4f}s vs {exact:.4f}s"),
+        row("smooth fwd+bwd / exact fwd+bwd", smooth / exact, "<= 1.05", f"{smooth:.4f}s vs {exact:.4f}s"),
+    ]
+
+
+if __name__ == "__main__":
+    for r in main():
+        print(r)

@@ -1,0 +1,65 @@
+"""`audit run` end to end on small n: outputs, schema, determinism, resume, and refusing to mix configurations."""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from audit.cli import main
+
+FIXTURE = Path(__file__).parent / "fixtures" / "user_model.py"
+REQUIRED = {"schema_version", "model", "dataset", "threat_model", "n_samples", "seed", "clean_accuracy", "attacks",
+            "worst_case_robust_accuracy", "findings", "verdict", "environment"}
+
+
+def run(out: Path, *extra: str, model: str = f"{FIXTURE}:build") -> int:
+    return main(["run", "--model", model, "--n", "30", "--suite", "quick", "--diagnostics-n", "16", "--quiet",
+                 "--out", str(out), *extra])
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory, fmnist_test):
+    out = tmp_path_factory.mktemp("audit") / "run"
+    assert run(out) == 0
+    return out
+
+
+def test_audits_a_users_module_and_writes_everything(first_run):
+    for name in ("results.json", "samples.csv", "report.md", "report.html", "records.jsonl", "config.json"):
+        assert (first_run / name).is_file(), name
+    results = json.loads((first_run / "results.json").read_text())
+    assert REQUIRED <= set(results)
+    assert results["threat_model"] == {"norm": "Linf", "eps": 0.1}
+    assert "opaque" in results["defense"]
+    assert {a["name"] for a in results["attacks"]} == {"fgsm", "apgd-ce"}
+    # An undefended standard model falls to ~0 at eps 0.1.
+    assert results["worst_case_robust_accuracy"] <= 0.05
+    assert results["verdict"]["gradient_masking"] in ("suspected", "not_detected")
+    for key in ("python", "torch", "pyautoattack", "torchattacks", "foolbox", "numpy", "device"):
+        assert results["environment"][key]
+    rows = list(csv.DictReader(open(first_run / "samples.csv")))
+    assert len(rows) == 30
+    assert all(r["worst_case_robust"] in ("0", "1") for r in rows)
+
+
+def test_same_seed_same_per_sample_results_and_resume_adds_nothing(first_run, tmp_path):
+    lines_before = (first_run / "records.jsonl").read_text()
+    assert run(first_run) == 0  # resume: everything is done already
+    assert (first_run / "records.jsonl").read_text() == lines_before
+    fresh = tmp_path / "fresh"
+    assert run(fresh) == 0
+    assert (fresh / "samples.csv").read_text() == (first_run / "samples.csv").read_text()
+
+
+def test_a_different_configuration_is_refused(first_run, capsys):
+    assert run(first_run, "--eps", "0.05") == 2
+    err = capsys.readouterr().err
+    assert "different configuration" in err and "eps" in err and "Traceback" not in err
+
+
+def test_report_re_renders_from_stored_results(first_run):
+    (first_run / "report.html").unlink()
+    assert main(["report", str(first_run)]) == 0
+    assert "<html" in (first_run / "report.html").read_text()
