@@ -10,6 +10,7 @@ import logging
 
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from attacks.base import Attack, AttackOutput
 from attacks.threat_model import ThreatModel
@@ -152,7 +153,7 @@ class AutoAttack(Attack):
         for index, clean_wrong in enumerate((~robust).tolist()):
             if clean_wrong:
                 broken_by[index] = "clean"
-        for name, part in zip(self.attacks, self.parts):
+        for name, part in tqdm(list(zip(self.attacks, self.parts)), desc=self.name, leave=False, unit="part"):
             index = robust.nonzero().flatten()
             if index.numel() == 0:
                 break
@@ -164,5 +165,5 @@ class AutoAttack(Attack):
             robust[index[fooled]] = False
             for i in index[fooled].tolist():
                 broken_by[i] = name
-            log.debug("%s: %d of %d broken", name, int(fooled.sum()), index.numel())
+            log.info("%s: %s broke %d of %d points", self.name, name, int(fooled.sum()), index.numel())
         return AttackOutput(adv, extra={"broken_by": broken_by})

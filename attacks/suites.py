@@ -29,13 +29,13 @@ class SuitePlan:
     skipped: list[tuple[str, str]]  # (attack name, reason)
 
 
-def _adaptive_names(defense: Defense) -> list[str]:
+def _adaptive_names(defense: Defense, with_square: bool = True) -> list[str]:
     names = []
     if "identity" in defense.surrogates:
         names += ["apgd-ce+bpda-identity", "apgd-dlr+bpda-identity", "apgd-t+bpda-identity"]
     if "smooth" in defense.surrogates:
         names += [f"apgd-ce+bpda-smooth-T{t:g}" for t in SMOOTH_TEMPERATURES]
-    names += ["transfer-base:apgd-ce", "square"]
+    names += ["transfer-base:apgd-ce"] + (["square"] if with_square else [])
     return names
 
 
@@ -46,7 +46,8 @@ def suite_names(suite: str, defense: Defense) -> list[str]:
     elif suite == "adaptive":
         names = _adaptive_names(defense)
     elif suite == "full":
-        names = ["fgsm", aa, *_adaptive_names(defense)]
+        # AutoAttack already runs Square on every point its gradient attacks leave: no second Square here.
+        names = ["fgsm", aa, *_adaptive_names(defense, with_square=False)]
     elif suite == "spatial":  # a different threat model: never mixed into an Lp worst case
         names = ["spatial-grid", "stadv"]
     elif suite == "quick":  # for tests and smoke runs: one exact and one adaptive gradient attack

@@ -1,6 +1,7 @@
 """`audit run`: one checkpoint, one threat model, a suite of attacks, the diagnostics, the verdict, the report."""
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -9,6 +10,7 @@ import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Iterator
 
 import torch
 
@@ -139,6 +141,31 @@ def run_audit(config: AuditConfig, out: str | Path, data_dir: str | None = None,
     shard.barrier()
     if not shard.is_main:
         store = ResultStore(out, config.identity(), shard.rank, shard.world_size)
+    with _log_file(out / "audit.log" if shard.world_size == 1 else out / f"audit.rank{shard.rank}.log"):
+        return _run(config, out, store, defense, test, threat, plan, warnings, device, progress, shard)
+
+
+@contextlib.contextmanager
+def _log_file(path: Path) -> Iterator[None]:
+    """Everything logged during the run, pyautoattack's `auto-attack` logger included, also goes to a file."""
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    handler.setLevel(logging.DEBUG)
+    root, autoattack = logging.getLogger(), logging.getLogger("auto-attack")
+    old_levels = root.level, autoattack.level
+    root.addHandler(handler)
+    root.setLevel(min(root.level or logging.INFO, logging.INFO))
+    autoattack.setLevel(logging.DEBUG)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        handler.close()
+        root.setLevel(old_levels[0])
+        autoattack.setLevel(old_levels[1])
+
+
+def _run(config, out, store, defense, test, threat, plan, warnings, device, progress, shard):  # noqa: ANN001, ANN202
     start = time.perf_counter()
     suite = run_suite(defense, test.images, test.labels, threat, plan.attacks, config.seed, store=store,
                       mode=config.mode, batch_size=config.batch_size, progress=progress and shard.is_main,

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -249,7 +250,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.quiet, args.debug = getattr(args, "quiet", False), getattr(args, "debug", False)
-    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")
+    if args.quiet:
+        os.environ["TQDM_DISABLE"] = "1"  # every progress bar, ours and the libraries'
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    for handler in logging.getLogger().handlers:  # the console; `audit run` adds a full log file of its own
+        handler.setLevel(logging.WARNING if args.quiet else logging.INFO)
     try:
         args.handler(args)
     except KeyboardInterrupt:

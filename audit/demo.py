@@ -10,7 +10,7 @@ from audit.compare import compare
 from audit.summary import summary_lines
 
 log = logging.getLogger(__name__)
-DEMO_N = 200  # test samples per model: both audits fit in about 10 minutes on 2 CPU cores
+DEMO_N = 100  # test samples per model: both audits fit in 10 minutes on 2 CPU cores (see README)
 DEMO_MODELS = ("demo-adversarial", "demo-meansparse")
 
 

@@ -82,7 +82,7 @@ class MeanSparse(nn.Module):
 
     @property
     def alpha(self) -> float:
-        return float(self.threshold)
+        return round(float(self.threshold), 6)  # the buffer is float32: 0.3 would read 0.30000001192...
 
     def extra_repr(self) -> str:
         return f"{self.running_mean.numel()}, alpha={self.alpha:g}, layout={self.layout}"

@@ -1,14 +1,15 @@
 """Shared fixtures: the shipped demo models and small seeded slices of real Fashion-MNIST."""
 from __future__ import annotations
 
-import os
-
 import pytest
 import torch
 
 from audit.data import FASHION_MNIST_DIR, load_dataset
 
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# One intra-op thread for the whole run: the test models are small, and when anything else runs on the machine
+# two threads can be ~80x slower than one (OpenMP threads spinning against a busy core). It also makes floating
+# point sums independent of the core count, like the torchrun tests' subprocesses.
+torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")

@@ -12,13 +12,6 @@ from defenses.models.demo_cnn import DemoCNN
 from defenses.sparsify import sparsify
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    """Tiny models: one thread is faster, and it does not fight a background job for the two cores."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 class Probe(nn.Module):

@@ -21,13 +21,6 @@ from audit.data import (
     load_idx_dataset,
 )
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    """Tiny models: one thread is faster, and it does not fight a background job for the two cores."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 HAS_FASHION_MNIST = FASHION_MNIST_DIR.is_dir() and any(FASHION_MNIST_DIR.glob("train-images-idx3-ubyte*"))

@@ -127,16 +127,7 @@ class HiddenNoise(RandomNoise):
 
 
 @pytest.fixture(scope="module")
-def single_thread():
-    # Two busy cores: torch's two threads fight other jobs and run ~10x slower than one.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def fmnist(single_thread):
+def fmnist():
     if not FASHION_MNIST_DIR.is_dir():
         pytest.skip(f"Fashion-MNIST not installed at {FASHION_MNIST_DIR}")
     return load_dataset("fashion-mnist", "train"), load_dataset("fashion-mnist", "test")

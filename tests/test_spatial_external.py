@@ -23,14 +23,6 @@ LINF = ThreatModel("Linf", 0.3)
 SIZE = 28
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # Tiny models gain nothing from intra-op threads, and on a shared 2-core machine two threads fighting a
-    # background job were 2x slower than one.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="module")

@@ -3,11 +3,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from audit.report.plots import CAPTIONS
 from audit.report.text import STATUS_MARK, aa_vs_adaptive, claim_sentence, headline, pct
 
 
+def _cell(value: object) -> str:
+    """A Markdown table cell: pipes and newlines would break the row."""
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
 def render_markdown(results: dict, figures: list[tuple[str, Path]]) -> str:
-    lines = [f"# Audit of `{results['model']}`", "", f"**{headline(results)}**", ""]
+    lines = [f"# Audit of `{results['model']}`", ""]
+    if results.get("defense"):
+        lines += [f"_{results['defense']}_", ""]
+    lines += [f"**{headline(results)}**", ""]
     for sentence in (claim_sentence(results), aa_vs_adaptive(results)):
         if sentence:
             lines += [sentence, ""]
@@ -28,16 +37,18 @@ def render_markdown(results: dict, figures: list[tuple[str, Path]]) -> str:
         lines.append(f"> warning: {warning}")
     lines += ["## Attacks", "", "| attack | robust accuracy | forward | backward | seconds |", "|---|---:|---:|---:|---:|"]
     for a in results.get("attacks", []):
-        lines.append(f"| {a['name']} | {pct(a['robust_accuracy'])} | {a['n_forward']:.0f} | {a['n_backward']:.0f} | {a['seconds']:.1f} |")
+        lines.append(f"| {_cell(a['name'])} | {pct(a['robust_accuracy'])} | {a['n_forward']:.0f} | {a['n_backward']:.0f} | {a['seconds']:.1f} |")
     lines.append(f"| **worst case** | **{pct(results['worst_case_robust_accuracy'])}** | | | |")
     for skipped in results.get("skipped_attacks", []):
         lines.append(f"\n- skipped {skipped['name']}: {skipped['reason']}")
     lines += ["", "## Findings", "", "| status | finding | message |", "|---|---|---|"]
     for f in results.get("findings", []):
-        lines.append(f"| {STATUS_MARK.get(f['status'], f['status'])} | [{f['id']}]({f.get('anchor', '')}) | {f['message']} |")
+        lines.append(f"| {STATUS_MARK.get(f['status'], f['status'])} | [{f['id']}]({f.get('anchor', '')}) | {_cell(f['message'])} |")
     lines += ["", "## Plots", ""]
     for title, path in figures:
         lines += [f"### {title}", "", f"![{title}]({path.name})", ""]
+        if CAPTIONS.get(title):
+            lines += [CAPTIONS[title], ""]
     env = results.get("environment", {})
     lines += ["## Environment", "", ", ".join(f"{k} {v}" for k, v in env.items() if v), ""]
     return "\n".join(lines)
