@@ -219,7 +219,7 @@ def assemble_results(config: AuditConfig, defense: Defense, threat: ThreatModel,
     }
     if config.claim is not None:
         results["claim"] = {"claimed_robust_accuracy": config.claim, "worst_case_robust_accuracy": worst,
-                            "survives": worst >= config.claim, "shortfall_points": max(0.0, 100 * (config.claim - worst))}
+                            "survives": worst >= config.claim - 1e-9, "shortfall_points": max(0.0, 100 * (config.claim - worst))}
     return results
 
 

@@ -103,10 +103,15 @@ class MeanSparse(nn.Module):
         mean = channel_view(self.running_mean, x, self.layout)
         std = torch.sqrt(channel_view(self.running_var, x, self.layout))
         crop = self.threshold * std
-        if self.gradient_mode == "exact" or not torch.is_grad_enabled():
-            return torch.where(torch.abs(x - mean) < crop, mean * torch.ones_like(x), x)
+        # The same values as the official `torch.where(torch.abs(x - mean) < crop, mean * torch.ones_like(x), x)`
+        # with fewer temporaries: the band test is computed without grad (a boolean has none) and in place,
+        # and `where` broadcasts the mean instead of multiplying it by a tensor of ones.
         with torch.no_grad():
-            exact = torch.where(torch.abs(x - mean) < crop, mean * torch.ones_like(x), x)
+            inside = (x - mean).abs_() < crop
+        if self.gradient_mode == "exact" or not torch.is_grad_enabled():
+            return torch.where(inside, mean, x)
+        with torch.no_grad():
+            exact = torch.where(inside, mean, x)
         return _SurrogateBackward.apply(
             x, exact, mean, crop, std.clamp_min(1e-12), self.temperature, self.gradient_mode
         )
