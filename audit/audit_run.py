@@ -185,6 +185,11 @@ def _diagnose(defense, images, labels, threat, suite, config, progress):  # noqa
     # --diagnostics-n 0 runs only the comparisons over the stored attack results (no extra model calls).
     findings = run_diagnostics(defense, images, labels, threat, suite, seed=config.seed, n=config.diagnostics_n,
                                progress=progress)
+    from audit.alpha_provenance import alpha_finding
+
+    provenance = alpha_finding(defense, config.model)
+    if provenance is not None:
+        findings.append(provenance)
     return findings, verdict(findings, suite, defense)
 
 
