@@ -232,9 +232,11 @@ def samples_csv(suite: SuiteResult) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     names = list(suite.attacks)
+    # AutoAttack keeps which of its parts broke each sample; that column lets reports tell Square apart.
+    parts = {name for name in names if isinstance(suite.attacks[name].extra.get("broken_by"), dict)}
     header = ["index", "label", "clean_prediction"]
     for name in names:
-        header += [f"{name}:success", f"{name}:distance"]
+        header += [f"{name}:success", f"{name}:distance"] + ([f"{name}:broken_by"] if name in parts else [])
     writer.writerow(header + ["worst_case_robust"])
     worst = suite.worst_case_robust
     for i, label in enumerate(suite.labels):
@@ -243,6 +245,8 @@ def samples_csv(suite: SuiteResult) -> str:
             s = suite.attacks[name]
             row += ["" if s.success[i] is None else int(s.success[i]),
                     "" if s.distance[i] is None else f"{s.distance[i]:.6g}"]
+            if name in parts:
+                row.append(s.extra["broken_by"].get(i, ""))
         writer.writerow(row + [int(worst[i])])
     return buffer.getvalue()
 

@@ -101,7 +101,9 @@ def _cmd_eval(args: argparse.Namespace) -> None:
 def _audit_config(args: argparse.Namespace):  # noqa: ANN202
     from audit.audit_run import AuditConfig
 
-    return AuditConfig(model=args.model, dataset=args.dataset, norm=args.norm, eps=args.eps, n=args.n,
+    if not (args.model or args.name):
+        raise UsageError("give --model (or --name with --robustbench-dir)")
+    return AuditConfig(model=args.name or args.model, dataset=args.dataset, norm=args.norm, eps=args.eps, n=args.n,
                        suite=args.suite, seed=args.seed, mode=args.mode, batch_size=args.batch_size,
                        diagnostics_n=args.diagnostics_n, checkpoint=args.checkpoint,
                        robustbench_dir=args.robustbench_dir, meansparse_alpha=args.meansparse_alpha, claim=args.claim,
@@ -156,7 +158,8 @@ def _cmd_demo(args: argparse.Namespace) -> None:
 
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", required=True,
+    p.add_argument("--name", default=None, help="a RobustBench model name (with --robustbench-dir); same as --model")
+    p.add_argument("--model", default=None,
                    help="a shipped model (demo-standard, demo-adversarial, demo-meansparse), PATH.py:FACTORY, "
                         "or a RobustBench name with --robustbench-dir")
     p.add_argument("--dataset", default="fashion-mnist", help="fashion-mnist, mnist, cifar10, foolbox-cifar10")

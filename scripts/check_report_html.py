@@ -109,6 +109,8 @@ def expected_plots(directory: Path, results: dict) -> list[str]:
             rows = list(csv.DictReader(handle))
         attacks = [c[: -len(":success")] for c in (rows[0] if rows else {}) if c.endswith(":success")]
         kinds = {_kind(a) for a in attacks}
+        if any(c.endswith(":broken_by") for c in (rows[0] if rows else {})):
+            kinds.add("blackbox")  # AutoAttack's record says which points its Square part broke
         if {"exact", "blackbox"} <= kinds and any(r.get("clean_prediction") == r.get("label") for r in rows):
             expected.append(TITLES["blackbox"])
     if _ran(results, "dead-zone-occupancy"):

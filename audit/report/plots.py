@@ -106,10 +106,21 @@ def robust_accuracy_per_attack(results: dict, samples: list[dict], path: Path) -
     return _save(fig, path)
 
 
-def _white_and_black(columns: list[str]) -> tuple[list[str], list[str]]:
+def _white_and_black(columns: list[str], broken_by: set[str] = frozenset()) -> tuple[list[str], list[str]]:
+    """Attack names whose successes count as white-box and as black-box. AutoAttack counts as both when its
+    per-sample record says which part (Square, or a gradient attack) broke each point."""
     white = [c for c in columns if attack_kind(c) == "exact"]
-    black = [c for c in columns if attack_kind(c) == "blackbox"]
+    black = [c for c in columns if attack_kind(c) == "blackbox"] + [c for c in white if c in broken_by]
     return white, black
+
+
+def _succeeded(row: dict, name: str, as_blackbox: bool) -> bool:
+    if row.get(f"{name}:success") != "1":
+        return False
+    part = row.get(f"{name}:broken_by")
+    if part is None:  # no per-part record: the attack's own kind decides
+        return as_blackbox == (attack_kind(name) == "blackbox")
+    return (part == "square") == as_blackbox
 
 
 def blackbox_vs_whitebox(results: dict, samples: list[dict], path: Path) -> Path | None:
@@ -121,15 +132,12 @@ def blackbox_vs_whitebox(results: dict, samples: list[dict], path: Path) -> Path
     if not samples:
         return None
     columns = [c[: -len(":success")] for c in samples[0] if c.endswith(":success")]
-    white, black = _white_and_black(columns)
+    broken_by = {c[: -len(":broken_by")] for c in samples[0] if c.endswith(":broken_by")}
+    white, black = _white_and_black(columns, broken_by)
     if not white or not black:
         return None
-
-    def any_success(row: dict, names: list[str]) -> bool:
-        return any(row.get(f"{n}:success") == "1" for n in names)
-
-    rows = [(any_success(r, white), any_success(r, black)) for r in samples
-            if r.get("clean_prediction") == r.get("label")]
+    rows = [(any(_succeeded(r, n, False) for n in white), any(_succeeded(r, n, True) for n in black))
+            for r in samples if r.get("clean_prediction") == r.get("label")]
     if not rows:
         return None
     counts = {(w, b): sum(1 for r in rows if r == (w, b)) for w in (False, True) for b in (False, True)}
