@@ -113,7 +113,7 @@ def _audit_config(args: argparse.Namespace):  # noqa: ANN202
 
 def _cmd_run(args: argparse.Namespace) -> None:
     from audit.audit_run import run_audit
-    from audit.summary import print_summary
+    from audit.summary import summary_lines
 
     from audit.distributed import init_from_environment, shutdown
 
@@ -125,7 +125,7 @@ def _cmd_run(args: argparse.Namespace) -> None:
     finally:
         shutdown(shard)
     if results is not None:
-        print_summary(results, args.out)
+        print("\n".join([*summary_lines(results), f"  report: {args.out / 'report.html'}"]))
 
 
 def _check_writable(out: Path) -> None:
@@ -154,7 +154,7 @@ def _cmd_compare(args: argparse.Namespace) -> None:
 def _cmd_demo(args: argparse.Namespace) -> None:
     from audit.demo import run_demo
 
-    run_demo(Path(args.out), n=args.n, data_dir=args.data_dir, progress=not args.quiet)
+    print(run_demo(Path(args.out), n=args.n, data_dir=args.data_dir, progress=not args.quiet))
 
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:

@@ -30,7 +30,8 @@ def _audit_one(model: str, directory: Path, n: int, data_dir: str | None, progre
     return run_audit(AuditConfig(model=model, n=n), directory, data_dir=data_dir, progress=progress)
 
 
-def run_demo(out: Path, n: int | None = None, data_dir: str | None = None, progress: bool = True) -> None:
+def run_demo(out: Path, n: int | None = None, data_dir: str | None = None, progress: bool = True) -> str:
+    """Run both audits and return the summary text (the CLI prints it)."""
     n = n or DEMO_N
     directories = [out / model for model in DEMO_MODELS]
     for model, directory in zip(DEMO_MODELS, directories):
@@ -42,10 +43,7 @@ def run_demo(out: Path, n: int | None = None, data_dir: str | None = None, progr
             all_results = [f.result() for f in futures]
     else:
         all_results = [_audit_one(m, d, n, data_dir, progress, 0) for m, d in zip(DEMO_MODELS, directories)]
-    for results in all_results:
-        for line in summary_lines(results):
-            print(line)
+    lines = [line for results in all_results for line in summary_lines(results)]
     comparison = compare(directories[0], directories[1], out / "comparison.md")
-    print()
-    print(comparison)
-    print(f"reports: {directories[0] / 'report.html'}, {directories[1] / 'report.html'}; comparison: {out / 'comparison.md'}")
+    reports = f"reports: {directories[0] / 'report.html'}, {directories[1] / 'report.html'}; comparison: {out / 'comparison.md'}"
+    return "\n".join([*lines, "", comparison, reports])

@@ -1,8 +1,6 @@
 """The few lines `audit run` prints at the end (stdout is for results; progress and logs go to stderr)."""
 from __future__ import annotations
 
-from pathlib import Path
-
 from audit.report.text import aa_vs_adaptive, claim_sentence, headline, pct
 
 
@@ -19,9 +17,3 @@ def summary_lines(results: dict) -> list[str]:
         lines.append(f"  - {driver.get('id')}: {driver.get('why')}")
     lines.append("  " + headline(results))
     return lines
-
-
-def print_summary(results: dict, out: Path) -> None:
-    for line in summary_lines(results):
-        print(line)
-    print(f"  report: {Path(out) / 'report.html'}")
