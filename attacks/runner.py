@@ -58,7 +58,11 @@ def exact_logits(defense: Defense, x: torch.Tensor, draws: int = DEFAULT_DRAWS, 
 
 def score(defense: Defense, x: torch.Tensor, y: torch.Tensor, draws: int = DEFAULT_DRAWS) -> tuple[torch.Tensor, torch.Tensor]:
     """(misclassified on any draw, worst margin over draws) for each sample."""
-    logits = exact_logits(defense, x, draws)
+    return score_logits(exact_logits(defense, x, draws), y)
+
+
+def score_logits(logits: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """`score` on logits already computed by `exact_logits` (draws, n, classes)."""
     true = logits.gather(2, y.view(1, -1, 1).expand(logits.shape[0], -1, 1)).squeeze(2)
     others = logits.scatter(2, y.view(1, -1, 1).expand(logits.shape[0], -1, 1), float("-inf")).amax(2)
     margin = (true - others).amin(0)

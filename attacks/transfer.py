@@ -33,10 +33,15 @@ class Transfer(Attack):
         self.uses_gradients = inner.uses_gradients
         self.kind = inner.kind
 
-    def perturb(self, model, x, y, threat, seed):  # noqa: ANN001 - calls on the source are counted apart
+    def perturb(self, model, x, y, threat, seed):  # noqa: ANN001 - model is the runner's counter on the defense
         source = CountingModel(self.source)
         output = self.inner.perturb(source, x, y, threat, seed)
+        # The attack's cost is the source's calls: add them to the runner's counts (so reports show them) and
+        # keep them apart in extra, which says the defense itself was never queried while crafting.
+        model.forward_images += source.forward_images
+        model.backward_images += source.backward_images
         output.extra["source_forward_images"] = source.forward_images
+        output.extra["source_backward_images"] = source.backward_images
         return output
 
     def config(self) -> dict:

@@ -129,13 +129,14 @@ def _cmd_run(args: argparse.Namespace) -> None:
 
 
 def _check_writable(out: Path) -> None:
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".write-test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as error:
-        raise UsageError(f"output directory {out} is not writable ({error.strerror}); choose another --out") from None
+    """Fail early on an unwritable --out, without creating it: the run creates it only after its input checks."""
+    existing = out
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if existing.exists() and not existing.is_dir():
+        raise UsageError(f"output directory {out} is not writable ({existing} is a file); choose another --out")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UsageError(f"output directory {out} is not writable ({existing} is read-only); choose another --out")
 
 
 def _cmd_report(args: argparse.Namespace) -> None:

@@ -13,7 +13,7 @@ import torch
 from tqdm.auto import tqdm
 
 from attacks.base import Attack
-from attacks.runner import AttackRecord, run_attack, score
+from attacks.runner import AttackRecord, exact_logits, run_attack, score_logits
 from attacks.threat_model import ThreatModel
 from audit.distributed import Shard
 from audit.store import ResultStore
@@ -89,11 +89,11 @@ def run_suite(
     if mode not in ("full", "cascade"):
         raise ValueError(f"mode must be 'full' or 'cascade', not {mode!r}")
     n = len(labels)
-    clean_wrong, _ = score(defense, images.to(defense.device), labels.to(defense.device))
+    # One pass over the clean inputs gives both: correct on every draw, and the first draw's prediction.
+    clean_logits = exact_logits(defense, images.to(defense.device))
+    clean_wrong, _ = score_logits(clean_logits, labels.to(defense.device))
     clean_correct = (~clean_wrong).tolist()
-    with torch.no_grad():
-        clean_prediction = torch.cat([defense(images[i : i + 1000].to(defense.device)).argmax(1).cpu()
-                                      for i in range(0, n, 1000)]).tolist()
+    clean_prediction = clean_logits[0].argmax(1).tolist()
     summaries: dict[str, AttackSummary] = {}
     robust = torch.tensor(clean_correct)
     for attack in attacks:

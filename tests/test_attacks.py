@@ -120,6 +120,19 @@ def test_counting_counts_forward_and_backward(standard_model, small):
     assert record.n_forward.sum() >= record.n_backward.sum()
 
 
+def test_transfer_counts_the_calls_it_spent_on_its_source(standard_model, small):
+    from attacks.transfer import Transfer
+    from defenses.models.registry import load_shipped
+
+    attack = Transfer(APGD(n_iter=10), standard_model)
+    # The adversarially trained model is judged; the standard one is only ever queried through the transfer.
+    record = run_attack(attack, Undefended(load_shipped("demo-adversarial")), small.images, small.labels, LINF, seed=0)
+    backward, forward = record.extra["source_backward_images"], record.extra["source_forward_images"]
+    assert forward >= backward > 0
+    assert record.n_backward.sum().item() == pytest.approx(backward)
+    assert record.n_forward.sum().item() == pytest.approx(forward)
+
+
 def test_autoattack_records_which_sub_attack_broke_each_sample(standard_model, small):
     attack = AutoAttack("custom", attacks=["apgd-ce", "square"])
     attack.parts[0].n_iter = 10

@@ -71,6 +71,7 @@ def test_bad_input_gives_one_line_error(case, argv, words, tmp_path, capsys, fmn
     for word in words:
         assert word in err, f"{case}: {word!r} not in {err!r}"
     assert not Path("/tmp/audit-pwned").exists(), "an untrusted pickle ran code"
+    assert not (tmp_path / "out").exists(), "a run refused at its input checks must not leave an output directory"
 
 
 def test_probabilities_are_a_warning_not_an_error(tmp_path, caplog, fmnist_test):
