@@ -5,7 +5,7 @@ Forward (official, bit for bit):  out = mean  where |x - mean| < alpha * std  (s
 
 The official module has no custom backward: through `torch.where` the gradient is 0 inside the band and 1
 outside. `gradient_mode` picks what backward gives, never what forward gives:
-  exact     autograd through the official operator (what AutoAttack sees);
+  exact     what autograd gives through the official operator (what AutoAttack sees), bit for bit;
   identity  straight-through BPDA: the gradient passes as if the operator were absent;
   smooth    the gradient of mean + d * sigmoid((|d| - alpha*std) / (T*std)), d = x - mean: a differentiable
             dead zone whose temperature T (in units of the channel's std) sharpens it as T -> 0.
@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+
+from defenses.fused import dead_zone, dead_zone_backward, smooth_backward
 
 GRADIENT_MODES = ("exact", "identity", "smooth")
 LAYOUTS = ("auto", "channels_first", "tokens", "channels_last")
@@ -35,26 +37,25 @@ def channel_view(stat: torch.Tensor, x: torch.Tensor, layout: str) -> torch.Tens
     return stat.view(shape)
 
 
-class _SurrogateBackward(torch.autograd.Function):
-    """Forward returns the exact output unchanged; backward returns the surrogate's input gradient."""
+class _MeanSparseFunction(torch.autograd.Function):
+    """Forward: the official operator. Backward: the gradient `mode` asks for (each a single fused kernel)."""
 
     @staticmethod
-    def forward(ctx, x, exact_out, mean, crop, std, temperature, mode):  # type: ignore[override]
+    def forward(ctx, x, mean, crop, std, temperature, mode):  # type: ignore[override]
         ctx.save_for_backward(x, mean, crop, std)
         ctx.temperature, ctx.mode = temperature, mode
-        return exact_out
+        return dead_zone(x, mean, crop)
 
     @staticmethod
     def backward(ctx, grad_out):  # type: ignore[override]
-        if ctx.mode == "identity":
-            return grad_out, None, None, None, None, None, None
         x, mean, crop, std = ctx.saved_tensors
-        d = x - mean
-        z = (d.abs() - crop) / (ctx.temperature * std)
-        s = torch.sigmoid(z)
-        # d/dx [d * sigmoid((|d| - crop) / tau)] = s + |d| * s * (1 - s) / tau
-        local = s + d.abs() * s * (1 - s) / (ctx.temperature * std)
-        return grad_out * local, None, None, None, None, None, None
+        if ctx.mode == "exact":
+            grad = dead_zone_backward(grad_out, x, mean, crop)
+        elif ctx.mode == "identity":
+            grad = grad_out
+        else:
+            grad = smooth_backward(grad_out, x, mean, crop, ctx.temperature * std.clamp_min(1e-12))
+        return grad, None, None, None, None, None
 
 
 class MeanSparse(nn.Module):
@@ -103,18 +104,9 @@ class MeanSparse(nn.Module):
         mean = channel_view(self.running_mean, x, self.layout)
         std = torch.sqrt(channel_view(self.running_var, x, self.layout))
         crop = self.threshold * std
-        # The same values as the official `torch.where(torch.abs(x - mean) < crop, mean * torch.ones_like(x), x)`
-        # with fewer temporaries: the band test is computed without grad (a boolean has none) and in place,
-        # and `where` broadcasts the mean instead of multiplying it by a tensor of ones.
-        with torch.no_grad():
-            inside = (x - mean).abs_() < crop
-        if self.gradient_mode == "exact" or not torch.is_grad_enabled():
-            return torch.where(inside, mean, x)
-        with torch.no_grad():
-            exact = torch.where(inside, mean, x)
-        return _SurrogateBackward.apply(
-            x, exact, mean, crop, std.clamp_min(1e-12), self.temperature, self.gradient_mode
-        )
+        # dead_zone is the official `torch.where(torch.abs(x - mean) < crop, mean * torch.ones_like(x), x)`, bit
+        # for bit, fused into one kernel (defenses/fused.py); so is each mode's backward.
+        return _MeanSparseFunction.apply(x, mean, crop, std, self.temperature, self.gradient_mode)
 
 
 class MeanSparseBefore(nn.Module):

@@ -14,8 +14,6 @@ from defenses.models.wide_resnet import DMWideResNet
 from defenses.sparsify import sparsify
 
 
-
-
 def official_formula(x: torch.Tensor, running_mean, running_var, threshold, view) -> torch.Tensor:
     """MeanSparse.forward as published (RobustBench `Meansparse_wrn_94_16.py`), with the view as a parameter."""
     bias = running_mean.view(view)
@@ -166,6 +164,36 @@ def single_layer_grad(mode: str, temperature: float = 0.1, alpha: float = 0.5):
     d = (x.detach() - layer.running_mean.view(1, -1, 1, 1)).abs()
     crop = layer.threshold * torch.sqrt(layer.running_var).view(1, -1, 1, 1)
     return layer, x.detach(), x.grad, d, crop
+
+
+def test_exact_gradient_is_autograd_through_the_official_formula_bit_for_bit():
+    layer = make_layer(4, alpha=0.5)
+    generator = torch.Generator().manual_seed(5)
+    x = torch.randn(6, 4, 5, 5, generator=generator) * 2
+    upstream = torch.randn(6, 4, 5, 5, generator=generator)
+    ours, official = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    layer(ours).backward(upstream)
+    official_formula(official, layer.running_mean, layer.running_var, layer.threshold, (1, 4, 1, 1)).backward(upstream)
+    assert torch.equal(ours.grad, official.grad)
+
+
+def test_unfused_fallback_gives_the_same_values_and_says_so(monkeypatch, caplog):
+    from defenses import fused
+
+    def broken_compiler(fn, **kwargs):
+        def fail(*args):
+            raise RuntimeError("no C++ compiler")
+        return fail
+
+    monkeypatch.setattr(torch, "compile", broken_compiler)
+    fallback = fused._Fused(fused.dead_zone_eager)
+    layer = make_layer(5, alpha=0.5)
+    x = torch.randn(4, 5, 6, 7, generator=torch.Generator().manual_seed(1))
+    mean = layer.running_mean.view(1, -1, 1, 1)
+    crop = layer.threshold * torch.sqrt(layer.running_var).view(1, -1, 1, 1)
+    assert torch.equal(fallback(x, mean, crop), layer(x))
+    assert fallback.failed and "unfused" in caplog.text
+    assert torch.equal(fallback(x, mean, crop), layer(x))  # and stays on the eager path
 
 
 def test_exact_gradient_is_zero_inside_band_one_outside():
