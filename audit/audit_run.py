@@ -106,7 +106,14 @@ def plan_attacks(config: AuditConfig, defense: Defense) -> SuitePlan:
     from attacks.transfer import base_model_of
 
     base = base_model_of(defense)
-    return SuitePlan([make_attack(name, transfer_source=base) for name in config.attacks], [])
+    attacks = [make_attack(name, transfer_source=base) for name in config.attacks]
+    unsupported = [a.label for a in attacks if a.surrogate not in defense.surrogates]
+    if unsupported:
+        # Refused up front, not after hours of other attacks: BPDA needs a known non-differentiable part to bypass.
+        raise AuditInputError(
+            f"{', '.join(unsupported)} need(s) a surrogate gradient, but {defense.description} has no layer to "
+            f"bypass (it offers only {', '.join(defense.surrogates)}); drop the +bpda attacks for this model")
+    return SuitePlan(attacks, [])
 
 
 def build_defense(config: AuditConfig) -> Defense:

@@ -47,6 +47,8 @@ CASES = [
     ("eps <= 0", ["--model", "demo-standard", "--eps", "0"], ["--eps"]),
     ("eps absurd", ["--model", "demo-standard", "--eps", "3"], ["absurd"]),
     ("unknown attack", ["--model", "demo-standard", "--attacks", "apgd-ce,pgd-magic"], ["unknown attack"]),
+    ("BPDA with nothing to bypass", ["--model", "demo-standard", "--attacks", "apgd-ce+bpda-identity"],
+     ["apgd-ce+bpda-identity", "no layer to bypass"]),
     ("unknown suite", ["--model", "demo-standard", "--suite", "everything"], ["unknown suite"]),
     ("unknown dataset", ["--model", "demo-standard", "--dataset", "svhn"], ["unknown dataset"]),
     ("unknown model", ["--model", "resnet-9000"], ["unknown model"]),
