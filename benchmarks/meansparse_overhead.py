@@ -1,11 +1,16 @@
-"""MeanSparse forward / base forward (target <= 1.15); identity and smooth backward / exact backward (<= 1.05)."""
+"""MeanSparse forward / base forward (target <= 1.15); identity and smooth backward / exact backward (<= 1.05).
+
+Medians of interleaved calls (benchmarks.common.interleaved_medians), with the process's default threads.
+"""
 from __future__ import annotations
+
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
 
 from audit.data import load_dataset
-from benchmarks.common import best_time, row
+from benchmarks.common import interleaved_medians, row
 from defenses import gradient_mode
 from defenses.models.registry import load_shipped
 
@@ -17,18 +22,19 @@ def main(n: int = 500) -> list[dict]:
     y = load_dataset("fashion-mnist", "test").subset(n, seed=0).labels
 
     with torch.no_grad():
-        t_base = best_time(lambda: plain(x), repeat=20)
-        t_sparse = best_time(lambda: sparse(x), repeat=20)
+        forward = interleaved_medians({"base": lambda: plain(x), "sparse": lambda: sparse(x)})
+    t_base, t_sparse = forward["base"], forward["sparse"]
 
-    def backward(mode: str) -> float:
+    def forward_backward(mode: str) -> Callable[[], None]:
         def step() -> None:
             xr = x.clone().requires_grad_(True)
             with gradient_mode(sparse, mode):
                 torch.autograd.grad(F.cross_entropy(sparse(xr), y), xr)
 
-        return best_time(step, repeat=10)
+        return step
 
-    exact, identity, smooth = backward("exact"), backward("identity"), backward("smooth")
+    backward = interleaved_medians({mode: forward_backward(mode) for mode in ("exact", "identity", "smooth")}, repeat=15)
+    exact, identity, smooth = backward["exact"], backward["identity"], backward["smooth"]
     return [
         row("MeanSparse forward / base forward", t_sparse / t_base, "<= 1.15", f"n={n}: {t_sparse:.4f}s vs {t_base:.4f}s"),
         row("identity fwd+bwd / exact fwd+bwd", identity / exact, "<= 1.05", f"{identity:.4f}s vs {exact:.4f}s"),
