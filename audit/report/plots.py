@@ -363,8 +363,6 @@ PLOTS: tuple[Plot, ...] = (
          "Fraction of the features each MeanSparse layer snaps to its mean: the exact gradient is zero there, "
          "so exact-gradient attacks are partly blind and BPDA is needed."),
 )
-# Kept for callers that looked plots up by file name: filename -> (title, draw).
-FIGURES: dict[str, tuple[str, Figure]] = {p.filename: (p.title, p.draw) for p in PLOTS}
 CAPTIONS: dict[str, str] = {p.title: p.caption for p in PLOTS}
 
 
