@@ -6,7 +6,7 @@ anchor into docs/findings.md. A check that raises becomes `skipped` findings wit
 run. `verdict(findings, suite_result, defense)` turns them into one plain answer.
 
     findings = run_diagnostics(defense, images, labels, ThreatModel("Linf", 8 / 255), suite_result, seed=0)
-    print(verdict(findings, suite_result, defense)["summary"])
+    summary = verdict(findings, suite_result, defense)["summary"]  # one plain sentence
 """
 from __future__ import annotations
 
