@@ -309,9 +309,16 @@ def test_saturated_softmax_underflows_to_zero_gradients(model, data):
                   + sanity.check_probabilities(defense, x, y, THREAT, seed=SEED, config=FAST))
     assert statuses(found.values()) == {"zero-gradients": "fail", "nonfinite-gradients": "pass",
                                         "probabilities-not-logits": "pass"}
-    correct = (model(x).argmax(1) == y).sum().item()
-    # every correctly classified sample loses its whole gradient; misclassified ones keep theirs
-    assert found["zero-gradients"].evidence["zero_sample_count"] == correct
+    # A float32 softmax underflows once the scaled margin passes ~87-104 (with or without denormals): samples far
+    # beyond that lose their whole gradient, samples far below it (misclassified ones included) keep it. Samples
+    # near the edge may go either way on another CPU, so they are not asserted.
+    with torch.no_grad():
+        logits = model(x)
+    top2 = logits.topk(2, 1).values
+    scaled_margin = torch.where(logits.argmax(1) == y, (top2[:, 0] - top2[:, 1]) * 1e4, torch.full_like(top2[:, 0], -1.0))
+    zero = torch.tensor(found["zero-gradients"].data["l2_norms"]) == 0
+    assert zero[scaled_margin > 300].all() and (scaled_margin > 300).sum() >= N // 2
+    assert not zero[scaled_margin < 30].any() and (scaled_margin < 30).sum() >= 1
 
 
 def test_meansparse_at_large_alpha(model, data, fmnist):
@@ -356,8 +363,12 @@ def test_meansparse_at_alpha_zero_is_clean(model, data, fmnist):
 def test_random_noise(model, data):
     x, y = data
     declared = RandomNoise(model, sigma=0.2, seed=1)
+    # The unstable-predictions metric of this weakly trained model sits at 0.2-0.3 without noise and near the 0.4
+    # warning line with sigma 0.2, on either side depending on the CPU and thread count; sigma 1.0 puts it at
+    # 0.7, far above.
+    loud = RandomNoise(model, sigma=1.0, seed=1)
     found = by_id(sanity.check_randomized(declared, x, y, THREAT, seed=SEED, config=FAST)
-                  + ioaf.check_unstable_predictions(declared, x, y, THREAT, seed=SEED, config=FAST))
+                  + ioaf.check_unstable_predictions(loud, x, y, THREAT, seed=SEED, config=FAST))
     assert statuses(found.values()) == {"randomized": "warn", "ioaf-unstable-predictions": "warn"}
     assert found["randomized"].evidence["observed"] is True
     assert found["randomized"].evidence["prediction_flip_count"] > 0
@@ -366,7 +377,7 @@ def test_random_noise(model, data):
     assert fd.status == "pass"
     (steady,) = ioaf.check_unstable_predictions(Undefended(model), x, y, THREAT, seed=SEED, config=FAST)
     assert steady.status == "pass"
-    assert found["ioaf-unstable-predictions"].evidence["metric"] > steady.evidence["metric"] + 0.1
+    assert found["ioaf-unstable-predictions"].evidence["metric"] > steady.evidence["metric"] + 0.25
     # Declared randomness is handled by EOT: randomized, but not by itself masking.
     result = verdict(list(found.values()), defense=declared)
     assert result["randomized"] is True and result["gradient_masking"] == "not_detected"
