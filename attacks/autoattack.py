@@ -72,7 +72,7 @@ class Square(Attack):
     """Square (Andriushchenko et al. 2020): score-based black-box search; no gradients. Records queries per sample."""
 
     name = "square"
-    uses_gradients = False
+    gradient_free = True
 
     def __init__(self, n_queries: int = 5000, n_restarts: int = 1, p_init: float = 0.8, **kwargs) -> None:
         super().__init__(**kwargs)
@@ -144,6 +144,10 @@ class AutoAttack(Attack):
 
     def config(self) -> dict:
         return {**super().config(), "attacks": self.attacks}
+
+    def attributes(self) -> dict:
+        # The parts' own attributes, so the store can tell AutoAttack's Square (no gradient) from its APGD parts.
+        return {**super().attributes(), "parts": {name: part.attributes() for name, part in zip(self.attacks, self.parts)}}
 
     def perturb(self, model, x, y, threat, seed):  # noqa: ANN001
         adv = x.clone()

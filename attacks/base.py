@@ -1,4 +1,4 @@
-"""The Attack protocol: an attack proposes points; the runner (attacks.runner) decides what they achieved.
+"""The Attack protocol: an attack proposes points; the judge (attacks.judge) decides what they achieved.
 
 An attack gets a model that is already wrapped for it (call counting, the defense's surrogate backward set, EOT
 if asked) and a seed; it returns an `AttackOutput` with its raw proposals. It never grades itself.
@@ -21,20 +21,26 @@ class AttackOutput:
     x_adv: torch.Tensor
     # Per-sample extras worth keeping, e.g. {"broken_by": [...], "queries": tensor}.
     extra: dict[str, Any] = field(default_factory=dict)
-    # For transformation attacks (spatial, flow): the parameters the runner re-applies itself.
+    # For transformation attacks (spatial, flow): the parameters the judge re-applies itself.
     params: torch.Tensor | None = None
 
 
 class Attack:
-    """Base class. Subclasses set `name`, `uses_gradients`, and implement `perturb`.
+    """Base class. Subclasses set `name` (and the class attributes below that differ), and implement `perturb`.
 
     surrogate: which backward of the defense to use (`exact`, `identity`, `smooth`); temperature for `smooth`.
     eot: number of draws to average gradients over, for randomized defenses (1 = none).
+
+    What an attack *is* lives in attributes that the store records with every result, never parsed back out of
+    its label: `threat_kind` (which threat it poses: an Lp ball, a spatial transform, a flow field),
+    `gradient_free` (it only queries outputs), `single_step` (one gradient step, for the single-step check), and
+    the derived `gradient` (where its gradients come from).
     """
 
     name: str = "attack"
-    uses_gradients: bool = True
-    kind: str = "lp"  # lp | spatial | flow
+    threat_kind: str = "lp"  # lp | spatial | flow
+    gradient_free: bool = False
+    single_step: bool = False
 
     def __init__(self, surrogate: str = "exact", temperature: float | None = None, eot: int = 1) -> None:
         self.surrogate = surrogate
@@ -52,6 +58,19 @@ class Attack:
         if self.eot > 1:
             label += f"+eot{self.eot}"
         return label
+
+    @property
+    def gradient(self) -> str:
+        """Where the attack's gradients come from: `exact`, `bpda-<surrogate>`, `transfer:<source>` or `none`."""
+        if self.gradient_free:
+            return "none"
+        if self.surrogate == "exact":
+            return "exact"
+        return "bpda-" + self.surrogate + (f"-T{self.temperature:g}" if self.temperature is not None else "")
+
+    def attributes(self) -> dict:
+        """What the store records about this attack next to its results."""
+        return {"threat_kind": self.threat_kind, "gradient": self.gradient, "single_step": self.single_step}
 
     def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel,
                 seed: int) -> AttackOutput:

@@ -1,7 +1,7 @@
 """Adapters to the attacks of torchattacks and foolbox, named `torchattacks:NAME` or `foolbox:NAME`.
 
-The library attack runs on the model the runner hands over (the counting wrapper with the defense's surrogate
-backward), with eps from the threat model. Its output is only a proposal: the runner projects it into the threat
+The library attack runs on the model the judge hands over (the counting wrapper with the defense's surrogate
+backward), with eps from the threat model. Its output is only a proposal: the judge projects it into the threat
 model and re-scores it on the exact forward, as for every other attack. Both libraries draw their randomness from
 torch's global generator, so the adapter seeds it inside `torch.random.fork_rng`, leaving the caller's global state
 untouched.
@@ -95,10 +95,10 @@ class ExternalAttack(Attack):
     reaches the ball's boundary at any eps. foolbox's step sizes are already relative to eps.
 
     Example::
-        record = run_attack(ExternalAttack("foolbox:LinfPGD", steps=20), defense, x, y, ThreatModel("Linf", 0.1), 0)
+        record = judge(ExternalAttack("foolbox:LinfPGD", steps=20), defense, x, y, ThreatModel("Linf", 0.1), 0)
     """
 
-    kind = "lp"
+
 
     def __init__(self, spec: str, surrogate: str = "exact", temperature: float | None = None, eot: int = 1,
                  **kwargs: Any) -> None:
@@ -114,10 +114,10 @@ class ExternalAttack(Attack):
         self.library = library
         self.attack_name = attack_name
         self.name = spec
-        self.uses_gradients = attack_name not in GRADIENT_FREE[library]
+        self.gradient_free = attack_name in GRADIENT_FREE[library]
         reserved = {"model", "eps", "epsilons"} & set(kwargs)
         if reserved:
-            raise ValueError(f"{spec}: do not pass {', '.join(sorted(reserved))}; the model comes from the runner "
+            raise ValueError(f"{spec}: do not pass {', '.join(sorted(reserved))}; the model comes from the judge "
                              f"and eps from the threat model")
         self.kwargs = dict(kwargs)
         names, var_keyword = _accepted(self._class())
@@ -145,7 +145,7 @@ class ExternalAttack(Attack):
         """x: (n, C, H, W) within threat.bounds; y: (n,). Returns the library's adversarial images."""
         norm = declared_norm(self.library, self.attack_name)
         if norm is not None and norm != threat.norm:
-            log.warning("%s works in %s but the threat model is %s; the runner projects its output", self.name,
+            log.warning("%s works in %s but the threat model is %s; the judge projects its output", self.name,
                         norm, threat)
         # torchattacks puts a model found in training mode back into it afterwards and foolbox warns about one;
         # the counting wrapper starts in training mode (the defense inside is always in eval).
@@ -174,7 +174,7 @@ class ExternalAttack(Attack):
                     kwargs["alpha"] = 2.5 * threat.eps / steps
                     log.debug("%s: alpha = 2.5 * eps / steps = %g", self.name, kwargs["alpha"])
         else:
-            log.info("%s takes no eps; the runner projects its output into %s", self.name, threat)
+            log.info("%s takes no eps; the judge projects its output into %s", self.name, threat)
         if threat.bounds != (0.0, 1.0):
             log.warning("torchattacks assumes inputs in [0, 1]; the threat model's bounds are %s", threat.bounds)
         attack = cls(model, **kwargs)

@@ -10,6 +10,7 @@ from attacks.base import Attack, AttackOutput
 
 class FGSM(Attack):
     name = "fgsm"
+    single_step = True
 
     def perturb(self, model, x, y, threat, seed):  # noqa: ANN001
         x = x.clone().requires_grad_(True)

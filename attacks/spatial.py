@@ -8,7 +8,7 @@ x 31 rotations = 775 transforms by default) or, with `random=k`, k uniformly ran
 Why hand-written: foolbox's `SpatialAttack` tries one transform at a time on the whole batch through its own
 model wrapper and returns only images; ours is batched over the samples with `affine_grid` + `grid_sample`
 (torchvision cannot be imported here), runs on the suite's counting wrapper, and returns the parameters, which
-the runner clips to the limits and re-applies itself with `apply`, so the attack never grades its own output.
+the judge clips to the limits and re-applies itself with `apply`, so the attack never grades its own output.
 """
 from __future__ import annotations
 
@@ -68,12 +68,12 @@ class RotationTranslationGrid(Attack):
     Output params: float (n, 3) = (angle_degrees, dx_pixels, dy_pixels), always a transform that was tried.
 
     Example::
-        record = run_attack(RotationTranslationGrid(), defense, x, y, threat, seed=0)
+        record = judge(RotationTranslationGrid(), defense, x, y, threat, seed=0)
     """
 
     name = "spatial-grid"
-    uses_gradients = False
-    kind = "spatial"
+    gradient_free = True
+    threat_kind = "spatial"
 
     def __init__(self, max_angle: float = 30.0, max_translation: float = 3.0, n_angles: int = 31,
                  n_translations: int = 5, random: int | None = None, eot: int = 1) -> None:
@@ -90,7 +90,7 @@ class RotationTranslationGrid(Attack):
         if random is not None:
             self.name = f"spatial-random{random}"
 
-    # -- what the runner uses -------------------------------------------------------------------------------
+    # -- what the judge uses -------------------------------------------------------------------------------
     def apply(self, x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
         """The transformation, (n, C, H, W) and (n, 3) -> (n, C, H, W); the same function the attack uses."""
         return rotation_translation(x, params)

@@ -3,7 +3,7 @@
 Each output pixel is resampled (bilinearly) from its own position plus a per-pixel flow vector. The attack
 minimises the C&W margin loss plus tau times the total variation of the flow, so the flow stays smooth. The
 threat model is a flow budget: every flow vector has Linf norm <= `max_flow` pixels. The attack returns the flow;
-the runner clips it to the budget and re-applies it with `apply`, so what is scored is what the budget allows.
+the judge clips it to the budget and re-applies it with `apply`, so what is scored is what the budget allows.
 """
 from __future__ import annotations
 
@@ -69,15 +69,15 @@ class StAdv(Attack):
             78% clean, a fixed tau left 56% accuracy at max_flow = 1, the decayed one 1%). Lowering tau only where
             the attack has not succeeded yet is C&W's per-sample constant search, done in one pass.
         surrogate, temperature, eot: how gradients are taken (see `Attack`); gradients come from the model the
-            runner passes in, so a defense's surrogate backward is used when one is set.
+            judge passes in, so a defense's surrogate backward is used when one is set.
     Output params: the flow, float (n, 2 * H * W) (reshape to (n, 2, H, W)). Deterministic: starts at zero flow.
     Per sample, the best iterate is kept: adversarial beats not; among adversarial iterates the smallest max
     flow; otherwise the lowest margin.
     """
 
     name = "stadv"
-    uses_gradients = True
-    kind = "flow"
+
+    threat_kind = "flow"
 
     def __init__(self, max_flow: float = 1.0, steps: int = 100, lr: float = 0.05, tau: float = 0.05,
                  kappa: float = 0.0, tau_decay: float = 0.1, stages: int = 5, surrogate: str = "exact",
@@ -95,7 +95,7 @@ class StAdv(Attack):
         self.tau_decay = tau_decay
         self.stages = max(1, stages)
 
-    # -- what the runner uses -------------------------------------------------------------------------------
+    # -- what the judge uses -------------------------------------------------------------------------------
     def apply(self, x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
         """Warp x (n, C, H, W) by the flattened flow params (n, 2*H*W); the same function the attack uses."""
         n, _, height, width = x.shape

@@ -1,1 +1,1 @@
-"""The audit: runner, diagnostics, report and command line."""
+"""The audit: plan, suite over the store, probes, checks, verdict, report and command line."""

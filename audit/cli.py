@@ -99,7 +99,7 @@ def _cmd_eval(args: argparse.Namespace) -> None:
 
 
 def _audit_config(args: argparse.Namespace):  # noqa: ANN202
-    from audit.audit_run import AuditConfig
+    from audit.config import AuditConfig
 
     if not (args.model or args.name):
         raise UsageError("give --model (or --name with --robustbench-dir)")
@@ -112,7 +112,7 @@ def _audit_config(args: argparse.Namespace):  # noqa: ANN202
 
 
 def _cmd_run(args: argparse.Namespace) -> None:
-    from audit.audit_run import run_audit
+    from audit.pipeline import run_audit
     from audit.summary import summary_lines
 
     from audit.distributed import init_from_environment, shutdown
@@ -140,8 +140,14 @@ def _check_writable(out: Path) -> None:
 
 
 def _cmd_report(args: argparse.Namespace) -> None:
+    """Findings, verdict, results.json and the reports again, from the stored records alone (no model needed);
+    a directory holding only results.json (e.g. copied from elsewhere) gets its reports re-rendered."""
+    from audit.pipeline import derive_results
     from audit.report import render_reports
+    from audit.store import CONFIG_FILE
 
+    if (Path(args.dir) / CONFIG_FILE).exists():
+        derive_results(args.dir)
     md, html = render_reports(args.dir)
     print(f"wrote {md} and {html}")
 

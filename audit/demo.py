@@ -11,7 +11,8 @@ import os
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from audit.audit_run import AuditConfig, run_audit
+from audit.config import AuditConfig
+from audit.pipeline import run_audit
 from audit.compare import compare
 from audit.summary import summary_lines
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 def describe_error(error: BaseException) -> str | None:
     from attacks.registry import UnknownAttack
-    from audit.audit_run import AuditInputError
+    from audit.inputs import AuditInputError
     from audit.cli import UsageError
     from audit.data import DataError
     from audit.model_spec import ModelSpecError

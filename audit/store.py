@@ -39,7 +39,15 @@ class ResultStore:
         # One file per rank when sharded, so no two processes append to the same file.
         self.path = self.directory / (RECORDS_FILE if world_size == 1 else f"records.rank{rank}.jsonl")
         self._repair()
-        self._done = {(r["attack"], r["batch"]) for r in self.records()}
+        self._done = {(r["attack"], r["batch"]) for r in self.records() if "batch" in r}
+
+    @classmethod
+    def open_existing(cls, directory: str | Path) -> "ResultStore":
+        """Open a finished or interrupted run's store for reading, with the configuration it was made with."""
+        config_path = Path(directory) / CONFIG_FILE
+        if not config_path.exists():
+            raise ConfigMismatch(f"{directory} is not an `audit run` output directory (no {CONFIG_FILE})")
+        return cls(directory, json.loads(config_path.read_text()))
 
     def _repair(self) -> None:
         """Cut a last line left half-written by a killed process, so new lines start clean."""

@@ -1,4 +1,4 @@
-"""Attack overhead: our APGD-CE (100 steps, through the runner) / (100 x one forward+backward of the same batch),
+"""Attack overhead: our APGD-CE (100 steps, through the judge) / (100 x one forward+backward of the same batch),
 next to the same ratio for pyautoattack's APGD called directly. Target <= 1.10 for ours."""
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from attacks.autoattack import APGD
-from attacks.runner import run_attack
+from attacks.judge import judge
 from attacks.threat_model import ThreatModel
 from audit.data import load_dataset
 from benchmarks.common import best_time, row
@@ -26,7 +26,7 @@ def main(n: int = 250, steps: int = 100) -> list[dict]:
 
     unit = best_time(forward_backward, repeat=10) * steps
     threat = ThreatModel("Linf", 0.1)
-    ours = best_time(lambda: run_attack(APGD(n_iter=steps), Undefended(model), x, y, threat, seed=0), repeat=2)
+    ours = best_time(lambda: judge(APGD(n_iter=steps), Undefended(model), x, y, threat, seed=0), repeat=2)
 
     def direct() -> None:
         from pyautoattack.autopgd_base import APGDAttack

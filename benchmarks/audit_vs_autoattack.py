@@ -7,7 +7,8 @@ import time
 
 import torch
 
-from audit.audit_run import AuditConfig, run_audit
+from audit.config import AuditConfig
+from audit.pipeline import run_audit
 from audit.data import load_dataset
 from benchmarks.common import row
 from defenses.models.registry import load_shipped

@@ -15,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import torch  # noqa: E402
 
 from attacks.autoattack import AutoAttack  # noqa: E402
-from attacks.runner import run_attack  # noqa: E402
+from attacks.judge import judge  # noqa: E402
 from attacks.threat_model import ThreatModel  # noqa: E402
 from audit.data import load_dataset  # noqa: E402
 from defenses.models.registry import load_shipped  # noqa: E402
@@ -33,7 +33,7 @@ def main() -> None:
     data = load_dataset("fashion-mnist", "test").subset(args.n, args.seed)
     start = time.perf_counter()
     if args.which == "ours":
-        record = run_attack(AutoAttack("standard"), as_defense(model), data.images, data.labels,
+        record = judge(AutoAttack("standard"), as_defense(model), data.images, data.labels,
                             ThreatModel("Linf", 0.1), args.seed)
         robust = (~record.success).float().mean().item()
     else:

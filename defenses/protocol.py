@@ -6,6 +6,7 @@ Success is always judged on the exact forward; a surrogate only changes how grad
 """
 from __future__ import annotations
 
+import copy
 from contextlib import contextmanager, nullcontext
 from typing import Iterator
 
@@ -55,6 +56,16 @@ class Defense(nn.Module):
     def _surrogate_context(self, name: str, temperature: float | None):  # noqa: ANN202
         return nullcontext()
 
+    def reseed(self, seed: int) -> None:
+        """Fix the randomness of the next forwards. A randomized defense with a generator of its own overrides
+        this; one declared randomized without one is assumed to draw from torch's global generator."""
+        if self.randomized:
+            torch.manual_seed(seed)
+
+    def base_model(self) -> nn.Module | None:
+        """The same model without its defense, for transfer attacks and the gain table; None when there is none."""
+        return None
+
     def train(self, mode: bool = True) -> "Defense":
         # A defense is always evaluated in eval mode; `train()` would change BatchNorm and the results.
         return super().train(False)
@@ -90,6 +101,12 @@ class MeanSparseDefense(Defense):
     @property
     def description(self) -> str:
         return f"MeanSparse (alpha={self.alpha:g}, {len(self.layers)} layers) in {type(self.model).__name__}"
+
+    def base_model(self) -> nn.Module:
+        """The same network with every MeanSparse threshold at 0 (the operator then passes x through)."""
+        from defenses.calibrate import set_alpha
+
+        return set_alpha(copy.deepcopy(self.model), 0.0).eval()
 
     def _surrogate_context(self, name: str, temperature: float | None):  # noqa: ANN202
         return gradient_mode(self.model, name, DEFAULT_TEMPERATURE if temperature is None else temperature)

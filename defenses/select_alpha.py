@@ -45,7 +45,7 @@ def select_alpha(
     """Sweep alpha on a calibrated MeanSparse model (in place; the best alpha is left set). `split` names the
     data the sweep ran on (`validation`, `test`, ...), for the record."""
     from attacks.autoattack import APGD
-    from attacks.runner import run_attack, score
+    from attacks.judge import judge, score
     from attacks.threat_model import ThreatModel
 
     threat = ThreatModel(norm, eps)
@@ -56,7 +56,7 @@ def select_alpha(
         wrong, _ = score(defense, images, labels)
         success = torch.zeros(len(labels), dtype=torch.bool)
         for start in range(0, len(labels), batch_size):
-            record = run_attack(APGD(loss="ce", n_iter=n_iter), defense, images[start : start + batch_size],
+            record = judge(APGD(loss="ce", n_iter=n_iter), defense, images[start : start + batch_size],
                                 labels[start : start + batch_size], threat, seed)
             success[start : start + batch_size] = record.success
         clean.append(1 - wrong.float().mean().item())

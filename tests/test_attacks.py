@@ -1,4 +1,4 @@
-"""The attack zoo: attacks work, the runner judges, seeds reproduce, nothing leaves its threat model."""
+"""The attack zoo: attacks work, the judge judges, seeds reproduce, nothing leaves its threat model."""
 from __future__ import annotations
 
 import pytest
@@ -7,7 +7,7 @@ import torch
 from attacks.autoattack import APGD, AutoAttack, Square
 from attacks.base import Attack, AttackOutput
 from attacks.registry import UnknownAttack, make_attack
-from attacks.runner import run_attack
+from attacks.judge import judge
 from attacks.threat_model import ThreatModel
 from defenses.protocol import InputQuantization, RandomNoise, Undefended
 
@@ -15,7 +15,7 @@ LINF = ThreatModel("Linf", 0.1)
 
 
 def accuracy_after(attack, defense, data, threat=LINF, seed=0):
-    record = run_attack(attack, defense, data.images, data.labels, threat, seed)
+    record = judge(attack, defense, data.images, data.labels, threat, seed)
     return 1 - record.success.float().mean().item(), record
 
 
@@ -48,9 +48,9 @@ def test_square_breaks_the_undefended_model(standard_model, small):
 def test_our_apgd_equals_pyautoattack_called_directly(standard_model, small):
     from pyautoattack.autopgd_base import APGDAttack
 
-    ours = run_attack(APGD(loss="ce", n_iter=10), Undefended(standard_model), small.images, small.labels, LINF, seed=7)
-    # Same seed as the runner derived for this batch.
-    from attacks.runner import derive_seed
+    ours = judge(APGD(loss="ce", n_iter=10), Undefended(standard_model), small.images, small.labels, LINF, seed=7)
+    # Same seed as the judge derived for this batch.
+    from attacks.judge import derive_seed
 
     seed = derive_seed(7, "apgd-ce", 0, len(small.labels))
     direct = APGDAttack(standard_model, n_iter=10, norm="Linf", eps=0.1, seed=seed, loss="ce", device="cpu")
@@ -62,8 +62,8 @@ def test_our_apgd_equals_pyautoattack_called_directly(standard_model, small):
 
 def test_same_seed_same_results_different_seed_may_differ(standard_model, small):
     defense = Undefended(standard_model)
-    a = run_attack(APGD(n_iter=5), defense, small.images, small.labels, ThreatModel("Linf", 0.03), seed=3)
-    b = run_attack(APGD(n_iter=5), defense, small.images, small.labels, ThreatModel("Linf", 0.03), seed=3)
+    a = judge(APGD(n_iter=5), defense, small.images, small.labels, ThreatModel("Linf", 0.03), seed=3)
+    b = judge(APGD(n_iter=5), defense, small.images, small.labels, ThreatModel("Linf", 0.03), seed=3)
     assert torch.equal(a.success, b.success) and torch.equal(a.x_adv, b.x_adv)
 
 
@@ -93,7 +93,7 @@ class SneakyAttack(Attack):
 
 @pytest.mark.parametrize("threat", [ThreatModel("Linf", 0.05), ThreatModel("L2", 1.0)])
 def test_runner_projects_what_an_attack_sneaks_out(threat, standard_model, small):
-    record = run_attack(SneakyAttack(), Undefended(standard_model), small.images, small.labels, threat, seed=0)
+    record = judge(SneakyAttack(), Undefended(standard_model), small.images, small.labels, threat, seed=0)
     assert record.violations == len(small.labels)
     assert threat.contains(record.x_adv, small.images).all()
     assert record.x_adv.min() >= 0 and record.x_adv.max() <= 1
@@ -108,14 +108,14 @@ def test_runner_rescored_success_on_the_exact_forward(standard_model, small):
         def perturb(self, model, x, y, threat, seed):
             return AttackOutput(x.clone())
 
-    record = run_attack(Idle(), Undefended(standard_model), small.images, small.labels, LINF, seed=0)
+    record = judge(Idle(), Undefended(standard_model), small.images, small.labels, LINF, seed=0)
     with torch.no_grad():
         wrong = standard_model(small.images).argmax(1) != small.labels
     assert torch.equal(record.success, wrong)
 
 
 def test_counting_counts_forward_and_backward(standard_model, small):
-    record = run_attack(APGD(n_iter=10), Undefended(standard_model), small.images, small.labels, LINF, seed=0)
+    record = judge(APGD(n_iter=10), Undefended(standard_model), small.images, small.labels, LINF, seed=0)
     assert record.n_backward.sum() > 0
     assert record.n_forward.sum() >= record.n_backward.sum()
 
@@ -126,7 +126,7 @@ def test_transfer_counts_the_calls_it_spent_on_its_source(standard_model, small)
 
     attack = Transfer(APGD(n_iter=10), standard_model)
     # The adversarially trained model is judged; the standard one is only ever queried through the transfer.
-    record = run_attack(attack, Undefended(load_shipped("demo-adversarial")), small.images, small.labels, LINF, seed=0)
+    record = judge(attack, Undefended(load_shipped("demo-adversarial")), small.images, small.labels, LINF, seed=0)
     backward, forward = record.extra["source_backward_images"], record.extra["source_forward_images"]
     assert forward >= backward > 0
     assert record.n_backward.sum().item() == pytest.approx(backward)
@@ -137,7 +137,7 @@ def test_autoattack_records_which_sub_attack_broke_each_sample(standard_model, s
     attack = AutoAttack("custom", attacks=["apgd-ce", "square"])
     attack.parts[0].n_iter = 10
     attack.parts[1].n_queries = 100
-    record = run_attack(attack, Undefended(standard_model), small.images, small.labels, LINF, seed=0)
+    record = judge(attack, Undefended(standard_model), small.images, small.labels, LINF, seed=0)
     broken_by = record.extra["broken_by"]
     assert set(broken_by) <= {"clean", "apgd-ce", "square", ""}
     for success, name in zip(record.success.tolist(), broken_by):

@@ -86,7 +86,7 @@ def test_probabilities_are_a_warning_not_an_error(tmp_path, caplog, fmnist_test)
 
 
 def test_inputs_outside_unit_range_are_refused(standard_model):
-    from audit.audit_run import AuditInputError, check_inputs
+    from audit.inputs import AuditInputError, check_inputs
     from defenses.protocol import Undefended
 
     with pytest.raises(AuditInputError, match=r"\[0, 1\]"):

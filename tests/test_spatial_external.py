@@ -1,4 +1,4 @@
-"""Spatial (rotation/translation grid), stAdv and the torchattacks/foolbox adapters, through the real runner.
+"""Spatial (rotation/translation grid), stAdv and the torchattacks/foolbox adapters, through the real judge.
 
 Known-answer cases use hand-built models; the strength checks use a DemoCNN trained for a few hundred steps on
 Fashion-MNIST in a module fixture (seeded; about 10 s on one core).
@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from attacks.external import ExternalAttack, available_attacks
-from attacks.runner import run_attack
+from attacks.judge import judge
 from attacks.spatial import RotationTranslationGrid
 from attacks.stadv import StAdv, flow_total_variation
 from attacks.threat_model import ThreatModel
@@ -150,7 +150,7 @@ def test_stadv_apply_identity_and_shift():
     assert flow_total_variation(flow)[0] < 1.0 < 1000 < flow_total_variation(checker)[0]
 
 
-# -- (b) the grid attack through the runner ---------------------------------------------------------------------
+# -- (b) the grid attack through the judge ---------------------------------------------------------------------
 
 def test_spatial_grid_breaks_orientation_model():
     x = bars()
@@ -158,7 +158,7 @@ def test_spatial_grid_breaks_orientation_model():
     y = torch.zeros(len(x), dtype=torch.long)
     assert accuracy(defense, x, y) == 1.0
     attack = RotationTranslationGrid()
-    record = run_attack(attack, defense, x, y, LINF, seed=0)
+    record = judge(attack, defense, x, y, LINF, seed=0)
     params = record.extra["params"]
     assert record.success.all()
     assert params[:, 0].abs().max() <= 30 and params[:, 1:].abs().max() <= 3
@@ -174,13 +174,13 @@ def test_spatial_grid_returns_mildest_breaking_transform():
     y = torch.zeros(len(x), dtype=torch.long)
     attack = RotationTranslationGrid()
     # Broken iff dx > 1 px: the mildest grid transform that does it has dx = 1.5 (distance 0.5 of the limit).
-    record = run_attack(attack, Undefended(CentreOfMassX(threshold=1.0)), x, y, LINF, seed=0)
+    record = judge(attack, Undefended(CentreOfMassX(threshold=1.0)), x, y, LINF, seed=0)
     params = record.extra["params"]
     assert record.success.all()
     assert torch.allclose(params[:, 1], torch.full((len(x),), 1.5))
     assert torch.allclose(record.distance, torch.full((len(x),), 0.5))
     # Unbreakable inside the limits (needs dx > 5): no success, and the lowest margin is at the largest dx.
-    record = run_attack(attack, Undefended(CentreOfMassX(threshold=5.0)), x, y, LINF, seed=0)
+    record = judge(attack, Undefended(CentreOfMassX(threshold=5.0)), x, y, LINF, seed=0)
     assert not record.success.any()
     assert torch.allclose(record.extra["params"][:, 1], torch.full((len(x),), 3.0))
 
@@ -191,8 +191,8 @@ def test_spatial_random_worst_of_k_is_seeded_and_bounded():
     defense = Undefended(CentreOfMassX(threshold=1.0))
     attack = RotationTranslationGrid(random=10)
     assert attack.label == "spatial-random10"
-    first = run_attack(attack, defense, x, y, LINF, seed=3)
-    second = run_attack(attack, defense, x, y, LINF, seed=3)
+    first = judge(attack, defense, x, y, LINF, seed=3)
+    second = judge(attack, defense, x, y, LINF, seed=3)
     assert torch.equal(first.extra["params"], second.extra["params"])
     assert first.success.any()
     params = first.extra["params"]
@@ -203,7 +203,7 @@ def test_spatial_random_worst_of_k_is_seeded_and_bounded():
 def test_spatial_grid_on_trained_cnn(trained, fashion):
     _, test = fashion
     x, y = test.images[:40], test.labels[:40]
-    record = run_attack(RotationTranslationGrid(), trained, x, y, LINF, seed=0)
+    record = judge(RotationTranslationGrid(), trained, x, y, LINF, seed=0)
     assert record.success.float().mean() > 0.5
     assert record.distance.max() <= 1.0
     assert accuracy(trained, record.x_adv, y) == pytest.approx(1 - record.success.float().mean().item())
@@ -216,7 +216,7 @@ def test_stadv_breaks_undefended_cnn(trained, fashion):
     x, y = test.images[:100], test.labels[:100]
     assert accuracy(trained, x, y) > 0.6
     attack = StAdv(max_flow=1.0)
-    record = run_attack(attack, trained, x, y, LINF, seed=0)
+    record = judge(attack, trained, x, y, LINF, seed=0)
     params = record.extra["params"]
     assert 1 - record.success.float().mean().item() <= 0.2
     assert record.violations == 0
@@ -236,8 +236,8 @@ def test_stadv_uses_the_surrogate_backward(trained, fashion):
     x, y = test.images[:40], test.labels[:40]
     defense = InputQuantization(trained.model, bits=3)
     clean = accuracy(defense, x, y)
-    exact = run_attack(StAdv(steps=40), defense, x, y, LINF, seed=0)
-    bpda = run_attack(StAdv(steps=40, surrogate="identity"), defense, x, y, LINF, seed=0)
+    exact = judge(StAdv(steps=40), defense, x, y, LINF, seed=0)
+    bpda = judge(StAdv(steps=40, surrogate="identity"), defense, x, y, LINF, seed=0)
     assert bpda.attack == "stadv+bpda-identity"
     assert 1 - exact.success.float().mean().item() == pytest.approx(clean)  # stuck at zero flow
     assert exact.distance.max() == 0
@@ -258,7 +258,7 @@ def test_runner_clips_over_budget_flow(monkeypatch):
         return AttackOutput(x_adv=x, params=params)
 
     monkeypatch.setattr(attack, "perturb", cheat)
-    record = run_attack(attack, Undefended(CentreOfMassX(threshold=1.0)), x, y, LINF, seed=0)
+    record = judge(attack, Undefended(CentreOfMassX(threshold=1.0)), x, y, LINF, seed=0)
     params = record.extra["params"]
     assert record.violations == len(x) - 1
     assert params.abs().max() <= 0.5
@@ -278,7 +278,7 @@ def test_external_pgd_breaks_undefended_cnn(trained, fashion, spec, kwargs):
     attack = ExternalAttack(spec, **kwargs)
     assert attack.label == spec and attack.kind == "lp"
     state = torch.random.get_rng_state()
-    record = run_attack(attack, trained, x, y, LINF, seed=0)
+    record = judge(attack, trained, x, y, LINF, seed=0)
     assert torch.equal(torch.random.get_rng_state(), state)  # the library's global seeding did not leak
     assert 1 - record.success.float().mean().item() <= 0.05
     assert record.violations == 0
@@ -290,8 +290,8 @@ def test_external_pgd_is_reproducible(trained, fashion):
     _, test = fashion
     x, y = test.images[:20], test.labels[:20]
     attack = ExternalAttack("torchattacks:PGD", steps=3)
-    first = run_attack(attack, trained, x, y, LINF, seed=5)
-    second = run_attack(attack, trained, x, y, LINF, seed=5)
+    first = judge(attack, trained, x, y, LINF, seed=5)
+    second = judge(attack, trained, x, y, LINF, seed=5)
     assert torch.equal(first.x_adv, second.x_adv)
 
 

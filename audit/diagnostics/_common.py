@@ -36,12 +36,8 @@ def per_sample_loss(logits: torch.Tensor, y: torch.Tensor, loss: str = "ce") -> 
 
 def reseed(defense: Defense, seed: int) -> bool:
     """Reseed a randomized defense's noise if it lets us; True when the forward is now reproducible."""
-    if not defense.randomized:
-        return True
-    if hasattr(defense, "reseed"):
-        defense.reseed(seed)
-        return True
-    return False
+    defense.reseed(seed)
+    return True
 
 
 def generator_for(seed: int) -> torch.Generator:

@@ -203,9 +203,6 @@ def check_finite_differences(defense: Defense, x: torch.Tensor, y: torch.Tensor,
     are left out of v, so clipping does not fake a mismatch.
     """
     config = _defaults(config)
-    if defense.randomized and not hasattr(defense, "reseed"):
-        return [skipped("finite-difference-mismatch",
-                        "the defense is randomized and cannot be reseeded, so finite differences measure the noise")]
     generator = generator_for(seed)
     h = config.fd_step * threat.eps
     grad, base = input_gradient(defense, x, y, batch_size=config.batch_size, seed=seed)

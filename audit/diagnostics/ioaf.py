@@ -13,7 +13,7 @@ import math
 
 import torch
 
-from attacks.runner import score
+from attacks.judge import score
 from attacks.threat_model import ThreatModel
 from attacks.transfer import base_model_of
 from audit.diagnostics._common import (GraphInterrupted, chunks, clean_correct, generator_for, input_gradient,

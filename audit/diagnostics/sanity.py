@@ -1,7 +1,7 @@
 """Sanity checks that run small extra attacks or probe the forward: `unbounded-attack`, `eps-sweep`,
 `randomized`, `probabilities-not-logits`, `gradient-in-forward`, `train-mode`, `more-steps-help`.
 
-The attacks go through `attacks.runner.run_attack`, so success is judged by the runner on the exact forward,
+The attacks go through `attacks.judge.judge`, so success is judged by the judge on the exact forward,
 as everywhere else in the suite. Budgets are small and set in `DiagnosticsConfig`.
 """
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Iterator
 import torch
 
 from attacks.autoattack import APGD
-from attacks.runner import run_attack
+from attacks.judge import judge
 from attacks.threat_model import ThreatModel
 from audit.diagnostics._common import chunks, clean_correct, reseed
 from audit.diagnostics.config import DiagnosticsConfig
@@ -71,7 +71,7 @@ def check_unbounded_attack(defense: Defense, x, y, threat: ThreatModel, *, seed:
     big = threat.with_eps(eps)
     attack = APGD(loss="ce", n_iter=config.apgd_iterations)
     index = correct.nonzero().flatten()
-    record = run_attack(attack, defense, x[index], y[index], big, seed, index.tolist())
+    record = judge(attack, defense, x[index], y[index], big, seed, index.tolist())
     survivors = int((~record.success).sum())
     fraction = survivors / len(index)
     status = "fail" if fraction > UNBOUNDED_MAX_SURVIVORS else "pass"
@@ -97,7 +97,7 @@ def check_eps_sweep(defense: Defense, x, y, threat: ThreatModel, *, seed: int = 
         accuracy = [float(correct.float().mean())]
         for m in multipliers:
             attack = APGD(loss="ce", n_iter=config.apgd_iterations, surrogate=surrogate)
-            record = run_attack(attack, defense, x, y, threat.with_eps(m * threat.eps), seed)
+            record = judge(attack, defense, x, y, threat.with_eps(m * threat.eps), seed)
             accuracy.append(float(_robust(record, correct).float().mean()))
         curves[surrogate] = accuracy
     eps_values = [0.0] + [m * threat.eps for m in multipliers]
@@ -272,7 +272,7 @@ def check_more_steps(defense: Defense, x, y, threat: ThreatModel, *, seed: int =
     few, many = config.more_steps
     robust = {}
     for iterations in (few, many):
-        record = run_attack(APGD(loss="ce", n_iter=iterations), defense, x, y, threat, seed)
+        record = judge(APGD(loss="ce", n_iter=iterations), defense, x, y, threat, seed)
         robust[iterations] = _robust(record, correct)
     gained = int((robust[few] & ~robust[many]).sum())
     lost = int((~robust[few] & robust[many]).sum())

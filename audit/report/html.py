@@ -63,10 +63,10 @@ def _img(title: str, path: Path) -> str:
     return f'<img alt="{_e(title)}" src="data:image/png;base64,{data}">'
 
 
-def _kind(name: str) -> str:
-    from audit.diagnostics.comparisons import attack_kind
+def _kind(row: dict) -> str:
+    from audit.report.text import attack_kind
 
-    return KIND_NAMES.get(attack_kind(name), "")
+    return KIND_NAMES.get(attack_kind(row), "")
 
 
 def _number(label: str, value: str, key: bool = False) -> str:
@@ -90,7 +90,8 @@ def _numbers(results: dict) -> str:
 def render_html(results: dict, figures: list[tuple[str, Path]]) -> str:
     e = _e
     verdict = results.get("verdict", {})
-    kind = "suspected" if verdict.get("gradient_masking") == "suspected" else "not_detected"
+    kind = "suspected" if verdict.get("claim_at_risk") == "yes" or verdict.get("gradient_masking") == "suspected" \
+        else "not_detected"
     tm = results.get("threat_model", {})
     threat = f"{tm.get('norm')}, eps = {tm.get('eps', float('nan')):g}"
     parts = [
@@ -118,7 +119,7 @@ def render_html(results: dict, figures: list[tuple[str, Path]]) -> str:
     parts.append("<h2>Attacks</h2><table><thead><tr><th>attack</th><th>kind</th><th class='num'>robust accuracy</th>"
                  "<th class='num'>forward</th><th class='num'>backward</th><th class='num'>seconds</th></tr></thead><tbody>")
     for a in results.get("attacks", []):
-        parts.append(f"<tr><td><code>{e(a['name'])}</code></td><td class='kind'>{e(_kind(a['name']))}</td>"
+        parts.append(f"<tr><td><code>{e(a['name'])}</code></td><td class='kind'>{e(_kind(a))}</td>"
                      f"<td class='num'>{pct(a['robust_accuracy'])}</td><td class='num'>{a['n_forward']:.0f}</td>"
                      f"<td class='num'>{a['n_backward']:.0f}</td><td class='num'>{a['seconds']:.1f}</td></tr>")
     parts.append(f"<tr class='total'><th colspan='2'>worst case over all attacks (per sample)</th>"

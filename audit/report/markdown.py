@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from audit.report.plots import CAPTIONS
-from audit.report.text import STATUS_MARK, aa_vs_adaptive, claim_sentence, headline, pct
+from audit.report.text import STATUS_MARK, aa_vs_adaptive, claim_sentence, headline, interval, pct
 
 
 def _cell(value: object) -> str:
@@ -32,13 +32,22 @@ def render_markdown(results: dict, figures: list[tuple[str, Path]]) -> str:
               f"- threat model: {tm['norm']}, eps = {tm['eps']:g}",
               f"- suite: {results.get('suite')} ({results.get('mode')} mode)",
               f"- clean accuracy: {pct(results['clean_accuracy'])}",
-              f"- worst-case robust accuracy: {pct(results['worst_case_robust_accuracy'])}", ""]
+              f"- worst-case robust accuracy: {pct(results['worst_case_robust_accuracy'])}{interval(results)}",
+              f"- gradient masking: {verdict.get('gradient_masking')}; claim at risk: {verdict.get('claim_at_risk')}",
+              f"- rule: {results.get('worst_case_rule', '')}", ""]
     for warning in results.get("warnings", []):
         lines.append(f"> warning: {warning}")
-    lines += ["## Attacks", "", "| attack | robust accuracy | forward | backward | seconds |", "|---|---:|---:|---:|---:|"]
+    lines += ["## Attacks", "",
+              "| attack | gradient | ran on | broke | robust accuracy alone (95% interval) | forward | backward | seconds |",
+              "|---|---|---:|---:|---:|---:|---:|---:|"]
     for a in results.get("attacks", []):
-        lines.append(f"| {_cell(a['name'])} | {pct(a['robust_accuracy'])} | {a['n_forward']:.0f} | {a['n_backward']:.0f} | {a['seconds']:.1f} |")
-    lines.append(f"| **worst case** | **{pct(results['worst_case_robust_accuracy'])}** | | | |")
+        alone = "n/a (ran on survivors only)" if a.get("robust") is None else (
+            f"{pct(a['robust']['accuracy'])} ({pct(a['robust']['ci95'][0])} - {pct(a['robust']['ci95'][1])})")
+        lines.append(f"| {_cell(a['name'])} | {a.get('gradient', '')} | {a.get('ran', '')} | {a.get('broken', '')} | "
+                     f"{alone} | {a['n_forward']:.0f} | {a['n_backward']:.0f} | {a['seconds']:.1f} |")
+    for kind, case in results.get("worst_case", {}).items():
+        lines.append(f"| **worst case ({kind})** | | | | **{pct(case['accuracy'])}** ({pct(case['ci95'][0])} - "
+                     f"{pct(case['ci95'][1])}) | | | |")
     for skipped in results.get("skipped_attacks", []):
         lines.append(f"\n- skipped {skipped['name']}: {skipped['reason']}")
     lines += ["", "## Findings", "", "| status | finding | message |", "|---|---|---|"]

@@ -29,7 +29,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
-from audit.diagnostics.comparisons import attack_kind  # noqa: E402
+from audit.report.text import attack_kind  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -82,9 +82,11 @@ def robust_accuracy_per_attack(results: dict, samples: list[dict], path: Path) -
     attacks = results.get("attacks", [])
     if not attacks:
         return None
+    # In cascade mode an attack that ran only on the survivors has no accuracy of its own: it is left out.
+    attacks = [a for a in attacks if a.get("robust_accuracy") is not None]
     names = [a["name"] for a in attacks] + ["worst case (per sample)"]
     values = [100 * a["robust_accuracy"] for a in attacks] + [100 * results["worst_case_robust_accuracy"]]
-    kinds = [attack_kind(a["name"]) for a in attacks]
+    kinds = [attack_kind(a) for a in attacks]
     colors = [KIND_COLORS[k] for k in kinds] + ["#222222"]
     fig, ax = plt.subplots(figsize=(8.5, 0.27 * len(names) + 1.5))
     rows = list(range(len(names)))[::-1]  # first attack on top
@@ -106,38 +108,21 @@ def robust_accuracy_per_attack(results: dict, samples: list[dict], path: Path) -
     return _save(fig, path)
 
 
-def _white_and_black(columns: list[str], broken_by: set[str] = frozenset()) -> tuple[list[str], list[str]]:
-    """Attack names whose successes count as white-box and as black-box. AutoAttack counts as both when its
-    per-sample record says which part (Square, or a gradient attack) broke each point."""
-    white = [c for c in columns if attack_kind(c) == "exact"]
-    black = [c for c in columns if attack_kind(c) == "blackbox"] + [c for c in white if c in broken_by]
-    return white, black
-
-
-def _succeeded(row: dict, name: str, as_blackbox: bool) -> bool:
-    if row.get(f"{name}:success") != "1":
-        return False
-    part = row.get(f"{name}:broken_by")
-    if part is None:  # no per-part record: the attack's own kind decides
-        return as_blackbox == (attack_kind(name) == "blackbox")
-    return (part == "square") == as_blackbox
-
-
 def blackbox_vs_whitebox(results: dict, samples: list[dict], path: Path) -> Path | None:
-    """Per clean-correct sample: did any exact-gradient white-box attack succeed, did a black-box one (Square)?
+    """Per sample on which both sides have an outcome: did any exact-gradient white-box attack succeed, did a
+    gradient-free one (Square, standalone or AutoAttack's part)? Read from the `blackbox-beats-whitebox` finding,
+    so samples an attack never ran on (cascade mode, AutoAttack's Square after a gradient part broke the point)
+    are left out instead of being drawn as failures.
 
     The interesting cells are samples a black-box attack broke while every gradient attack failed: the
     gradients are hiding adversarial examples that exist (`blackbox-beats-whitebox`).
     """
-    if not samples:
+    finding = _finding(results, "blackbox-beats-whitebox")
+    data = finding.get("data") or {}
+    if not data.get("index"):
         return None
-    columns = [c[: -len(":success")] for c in samples[0] if c.endswith(":success")]
-    broken_by = {c[: -len(":broken_by")] for c in samples[0] if c.endswith(":broken_by")}
-    white, black = _white_and_black(columns, broken_by)
-    if not white or not black:
-        return None
-    rows = [(any(_succeeded(r, n, False) for n in white), any(_succeeded(r, n, True) for n in black))
-            for r in samples if r.get("clean_prediction") == r.get("label")]
+    white, black = finding["evidence"]["reference"], finding["evidence"]["challengers"]
+    rows = list(zip(data["reference_broke"], data["challenger_broke"]))
     if not rows:
         return None
     counts = {(w, b): sum(1 for r in rows if r == (w, b)) for w in (False, True) for b in (False, True)}
@@ -151,7 +136,7 @@ def blackbox_vs_whitebox(results: dict, samples: list[dict], path: Path) -> Path
                         color=BROKEN if red else "black", fontweight="bold" if red else "normal")
     matrix.set_xticks([0, 1], ["black-box\nfailed", "black-box\nsucceeded"], fontsize=8)
     matrix.set_yticks([0, 1], ["white-box\nfailed", "white-box\nsucceeded"], fontsize=8)
-    matrix.set_title(f"{len(rows)} clean-correct samples\n(top right: black-box found what gradients missed)",
+    matrix.set_title(f"{len(rows)} paired samples\n(top right: black-box found what gradients missed)",
                      fontsize=8.5)
     # The per-sample strip: one column per clean-correct sample, sorted so the disagreements stand out.
     order = sorted(range(len(rows)), key=lambda i: (rows[i][0], not rows[i][1]))
@@ -160,7 +145,7 @@ def blackbox_vs_whitebox(results: dict, samples: list[dict], path: Path) -> Path
                  interpolation="nearest")
     strip.set_yticks([0, 1], [f"white-box\n({len(white)} attacks)", f"black-box\n({len(black)} attacks)"],
                      fontsize=8)
-    strip.set_xlabel("clean-correct samples (sorted)", fontsize=8)
+    strip.set_xlabel("paired samples (sorted)", fontsize=8)
     strip.tick_params(axis="x", labelsize=7)
     strip.legend(handles=[Patch(color=BROKEN, label="attack succeeded"), Patch(color=HELD, label="sample held")],
                  loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=2, fontsize=7.5, frameon=False)

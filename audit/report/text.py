@@ -2,18 +2,45 @@
 from __future__ import annotations
 
 
+def attack_kind(row: dict) -> str:
+    """How a report groups an attack, from the attributes stored with it in results.json: `exact`, `adaptive`
+    (BPDA), `transfer`, `blackbox` (no gradients) or `other` (a different threat model)."""
+    gradient = row.get("gradient", "exact")
+    if row.get("threat_kind", "lp") != "lp":
+        return "other"
+    if gradient == "none":
+        return "blackbox"
+    if gradient.startswith("transfer:"):
+        return "transfer"
+    if gradient.startswith("bpda-"):
+        return "adaptive"
+    return "exact"
+
+
 def pct(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.2f}%"
 
 
+def interval(results: dict) -> str:
+    ci = results.get("worst_case", {}).get("lp", {}).get("ci95")
+    return "" if not ci else f" (95% interval {pct(ci[0])} - {pct(ci[1])})"
+
+
 def headline(results: dict) -> str:
     verdict = results.get("verdict", {})
-    worst = results["worst_case_robust_accuracy"]
-    if verdict.get("gradient_masking") == "suspected":
-        text = (f"Gradient masking is SUSPECTED. Report {pct(worst)} (the per-sample worst case over all attacks) "
-                f"as an upper bound on the true robust accuracy, not the AutoAttack number.")
+    worst = f"{pct(results['worst_case_robust_accuracy'])}{interval(results)}"
+    masking, at_risk = verdict.get("gradient_masking"), verdict.get("claim_at_risk")
+    if at_risk == "yes":
+        text = (f"The reported robust accuracy may be inflated (gradient masking: {masking}). Report {worst}, the "
+                f"per-sample worst case over all attacks, as an upper bound on the true robust accuracy, not the "
+                f"AutoAttack number.")
+    elif masking == "suspected":
+        text = (f"Gradient masking is suspected, but the claim is not at risk: the worst case is {worst}.")
+    elif masking == "inconclusive":
+        text = (f"Gradient masking is INCONCLUSIVE: the audit could not decide (see below). The worst case over all "
+                f"attacks is {worst}; treat it as an upper bound.")
     else:
-        text = (f"No gradient masking detected. The per-sample worst case over all attacks is {pct(worst)}; "
+        text = (f"No gradient masking detected. The per-sample worst case over all attacks is {worst}; "
                 f"report that number.")
     if results.get("verdict", {}).get("randomized"):
         text += " The model is randomized: results use EOT, and a sample counts as robust only if it is correct on every draw."
@@ -24,20 +51,28 @@ def claim_sentence(results: dict) -> str | None:
     claim = results.get("claim")
     if not claim:
         return None
-    if claim["survives"]:
-        return f"The claimed robust accuracy {pct(claim['claimed_robust_accuracy'])} survives the worst case ({pct(claim['worst_case_robust_accuracy'])})."
-    return (f"The claimed robust accuracy {pct(claim['claimed_robust_accuracy'])} does NOT survive: the worst case is "
-            f"{pct(claim['worst_case_robust_accuracy'])}, {claim['shortfall_points']:.2f} points short.")
+    ci = claim.get("worst_case_ci95") or [claim["worst_case_robust_accuracy"]] * 2
+    where = f"the worst case {pct(claim['worst_case_robust_accuracy'])} (95% interval {pct(ci[0])} - {pct(ci[1])})"
+    position = claim.get("position", "inside" if claim.get("survives") else "above")
+    if position == "above":
+        return (f"The claimed robust accuracy {pct(claim['claimed_robust_accuracy'])} does NOT survive: it lies above "
+                f"{where}, {claim['shortfall_points']:.2f} points short.")
+    if position == "below":
+        return f"The claimed robust accuracy {pct(claim['claimed_robust_accuracy'])} lies below {where}: it survives."
+    return (f"The claimed robust accuracy {pct(claim['claimed_robust_accuracy'])} lies inside the 95% interval of "
+            f"{where}: these samples cannot tell them apart.")
 
 
 def aa_vs_adaptive(results: dict) -> str | None:
+    beyond = results.get("verdict", {}).get("beyond_autoattack")
     attacks = {a["name"]: a["robust_accuracy"] for a in results.get("attacks", [])}
     aa = next((v for k, v in attacks.items() if k.startswith("autoattack")), None)
-    if aa is None:
+    if aa is None or beyond is None:
         return None
     worst = results["worst_case_robust_accuracy"]
-    return (f"AutoAttack alone gives {pct(aa)}; adding adaptive attacks gives {pct(worst)} "
-            f"({100 * (aa - worst):.2f} points lower).")
+    return (f"AutoAttack alone gives {pct(aa)}; adding the other attacks gives {pct(worst)} "
+            f"({100 * (aa - worst):.2f} points lower: {beyond['only_others_broke']} samples only they broke, "
+            f"{beyond['only_autoattack_broke']} only AutoAttack broke; one-sided McNemar p = {beyond['p_value']:.2g}).")
 
 
 STATUS_MARK = {"fail": "FAIL", "warn": "warn", "pass": "pass", "skipped": "skipped"}

@@ -1,0 +1,133 @@
+"""Pure comparisons over stored outcomes: did a weaker, gradient-free, transferred or surrogate-gradient attack
+find what the exact-gradient attacks missed?  `blackbox-beats-whitebox`, `transfer-beats-whitebox`,
+`single-step-beats-iterative`, `adaptive-gap`. Nothing here runs a model.
+
+Attacks are grouped by the attributes stored with their results (`gradient`, `single_step`, `threat_kind`),
+never by their names; AutoAttack counts by its parts, so its Square part is a gradient-free attack.
+
+Each comparison is paired: it uses only the samples on which both sides have a known outcome (one side broke
+the sample, or every attack of that side ran and held), so a sample an attack never saw (cascade mode, or
+AutoAttack's later parts after an earlier part broke it) is neither a success nor a miss. The statistic is the
+exact one-sided McNemar test on the discordant pairs: b samples only the challenger broke, c samples only the
+exact-gradient side broke. (When the challenger only ever runs on what the other side left, as AutoAttack's
+Square does, c is 0 by construction and the test asks whether b is more than chance near the boundary.)
+"""
+from __future__ import annotations
+
+from audit.diagnostics.finding import Finding, skipped
+from audit.outcomes import BROKEN, HELD, Outcomes
+from audit.stats import mcnemar_one_sided
+
+# Fail when the challenger's extra successes are significant at 1% (one-sided exact McNemar) *and* at least 0.2%
+# of the paired samples (AutoAttack's own Square check fires from 0.2 points); warn on any extra success that
+# is not. On 100 samples a fail needs 7 discordant samples all one way; a clean model's 1-2 boundary samples
+# (measured: 1 in 1000 on demo-adversarial) stay a warning.
+P_FAIL = 0.01
+MIN_FRACTION = 0.002
+SHOWN_INDICES = 50
+
+
+def _is_lp(threat_kind: str) -> bool:
+    return threat_kind == "lp"
+
+
+def _paired(outcomes: Outcomes, challengers: list[str], reference: list[str]) -> tuple[list[int], list[int], dict]:
+    """(indices only the challengers broke, indices only the reference broke, the paired outcomes per sample)."""
+    only_challenger, only_reference = [], []
+    paired: dict[str, list] = {"index": [], "challenger_broke": [], "reference_broke": []}
+    for i in range(outcomes.n):
+        a = outcomes.group_outcome(challengers, i)
+        b = outcomes.group_outcome(reference, i)
+        if a is None or b is None:
+            continue
+        paired["index"].append(i)
+        paired["challenger_broke"].append(a == BROKEN)
+        paired["reference_broke"].append(b == BROKEN)
+        if a == BROKEN and b == HELD:
+            only_challenger.append(i)
+        elif b == BROKEN and a == HELD:
+            only_reference.append(i)
+    return only_challenger, only_reference, paired
+
+
+def _beats(outcomes: Outcomes, finding_id: str, challengers: list[str], reference: list[str], what: str) -> Finding:
+    won, lost, data = _paired(outcomes, challengers, reference)
+    paired = len(data["index"])
+    p = mcnemar_one_sided(len(won), len(lost))
+    fraction = len(won) / max(paired, 1)
+    if p < P_FAIL and fraction >= MIN_FRACTION:
+        status = "fail"
+    elif won:
+        status = "warn"
+    else:
+        status = "pass"
+    message = (f"{what} on {len(won)} of {paired} paired samples ({100 * fraction:.1f}%; the reverse on "
+               f"{len(lost)}; one-sided McNemar p = {p:.2g})" if won
+               else f"no sample where {what} ({paired} paired samples)")
+    return Finding(finding_id, status, message,
+                   {"n": outcomes.n, "paired": paired, "count": len(won), "reverse_count": len(lost),
+                    "fraction": fraction, "points": 100 * fraction, "p_value": p, "p_fail": P_FAIL,
+                    "indices": won[:SHOWN_INDICES], "challengers": challengers, "reference": reference},
+                   data=data)
+
+
+def _exact(outcomes: Outcomes) -> list[str]:
+    return outcomes.attacks_where(gradient="exact", threat_kind=_is_lp)
+
+
+def check_blackbox_beats_whitebox(outcomes: Outcomes) -> list[Finding]:
+    challengers, reference = outcomes.attacks_where(gradient="none", threat_kind=_is_lp), _exact(outcomes)
+    if not challengers:
+        return [skipped("blackbox-beats-whitebox", "no gradient-free Lp attack (e.g. square) in the suite")]
+    if not reference:
+        return [skipped("blackbox-beats-whitebox", "no exact-gradient Lp attack in the suite")]
+    return [_beats(outcomes, "blackbox-beats-whitebox", challengers, reference,
+                   "a gradient-free attack succeeds where every exact-gradient attack failed")]
+
+
+def check_transfer_beats_whitebox(outcomes: Outcomes) -> list[Finding]:
+    challengers = outcomes.attacks_where(gradient=lambda g: g.startswith("transfer:"), threat_kind=_is_lp)
+    reference = _exact(outcomes)
+    if not challengers:
+        return [skipped("transfer-beats-whitebox", "no transfer attack in the suite (no base model to transfer from?)")]
+    if not reference:
+        return [skipped("transfer-beats-whitebox", "no exact-gradient Lp attack in the suite")]
+    return [_beats(outcomes, "transfer-beats-whitebox", challengers, reference,
+                   "points crafted on the base model succeed where every exact-gradient attack failed")]
+
+
+def check_single_step_beats_iterative(outcomes: Outcomes) -> list[Finding]:
+    exact = _exact(outcomes)
+    challengers = [a for a in exact if outcomes.info[a].single_step]
+    reference = [a for a in exact if not outcomes.info[a].single_step]
+    if not challengers:
+        return [skipped("single-step-beats-iterative", "no single-step attack (fgsm) in the suite")]
+    if not reference:
+        return [skipped("single-step-beats-iterative", "no iterative exact-gradient attack (apgd-ce) in the suite")]
+    return [_beats(outcomes, "single-step-beats-iterative", challengers, reference,
+                   "single-step FGSM succeeds where every iterative exact-gradient attack failed")]
+
+
+def check_adaptive_gap(outcomes: Outcomes) -> list[Finding]:
+    """Surrogate-gradient (BPDA) attacks against the exact-gradient ones, paired, and the accuracies either way.
+
+    AutoAttack counts whole (its Square part included) on the exact side: that is the number a paper reports,
+    and it makes the gap conservative.
+    """
+    adaptive = outcomes.attacks_where(gradient=lambda g: g.startswith("bpda-"), threat_kind=_is_lp)
+    exact = outcomes.attacks_where(gradient=lambda g: g in ("exact", "none"), threat_kind=_is_lp)
+    if not adaptive:
+        return [skipped("adaptive-gap", "no adaptive (BPDA) attack in the suite")]
+    if not exact:
+        return [skipped("adaptive-gap", "no exact-gradient attack in the suite to compare against")]
+    finding = _beats(outcomes, "adaptive-gap", adaptive, exact,
+                     "attacks with a surrogate backward (BPDA) succeed where every exact-gradient attack failed")
+    per_attack = {a: outcomes.counts(a) for a in adaptive}
+    best = max(adaptive, key=lambda a: per_attack[a]["broken"])
+    finding.evidence.update({"strongest_adaptive": best, "per_attack": per_attack})
+    finding.data.update({"attacks": list(per_attack), "broken": [c["broken"] for c in per_attack.values()]})
+    return [finding]
+
+
+COMPARISONS = (check_blackbox_beats_whitebox, check_transfer_beats_whitebox, check_single_step_beats_iterative,
+               check_adaptive_gap)

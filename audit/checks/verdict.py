@@ -1,0 +1,160 @@
+"""From findings to a plain answer to two questions a reviewer keeps apart:
+
+1. Are the exact gradients unreliable (a symptom)?  `gradient_masking`:
+   - `suspected` iff a finding of a masking kind (`MASKING`) has status `fail`;
+   - else `inconclusive` when it could not be decided: a masking check raised, too few clean-correct samples
+     (fewer than MIN_SAMPLES), or the attacks had not converged (`more-steps-help` did not pass);
+   - else `not_detected`. Warnings never decide it: their thresholds let a clean adversarially trained model
+     produce some of them by chance.
+2. May the reported robust accuracy be inflated (what a reviewer must act on)?  `claim_at_risk`:
+   - `yes` when attacks outside AutoAttack break significantly more than AutoAttack alone (one-sided exact
+     McNemar, p < 0.01), or masking is suspected while some samples still count as robust (the number is an
+     upper bound of unknown slack);
+   - `no` when masking is suspected but the worst case is already 0% (nothing left to inflate), or when no
+     symptom was found and the other attacks add nothing significant;
+   - `unknown` when masking is inconclusive.
+Failures of other kinds (an attack budget, a model left in train mode) are listed apart, as `other_failures`.
+"""
+from __future__ import annotations
+
+from audit.diagnostics.finding import Finding
+from audit.outcomes import BROKEN, HELD, Outcomes
+from audit.stats import mcnemar_one_sided
+
+MIN_SAMPLES = 20
+P_AT_RISK = 0.01
+
+# The symptoms of gradient masking (Athalye et al. 2018; Carlini et al. 2019; Tramèr et al. 2020; Pintor et al.
+# 2022; AutoAttack's own checks), each with what it means in plain words.
+MASKING: dict[str, str] = {
+    "zero-gradients": "some inputs get an exactly-zero gradient, so gradient attacks cannot move them",
+    "nonfinite-gradients": "the gradient contains NaN or Inf, so gradient attacks step nowhere",
+    "dead-zone-occupancy": "most MeanSparse features sit in the dead zone, where the exact gradient is zero",
+    "surrogate-disagreement": "the exact gradient points elsewhere than the straight-through (BPDA) gradient",
+    "finite-difference-mismatch": "the exact gradient does not predict how the loss actually changes (shattered gradients)",
+    "blackbox-beats-whitebox": "a gradient-free attack breaks points that every gradient attack missed",
+    "transfer-beats-whitebox": "points crafted on the base model break inputs that white-box attacks missed",
+    "single-step-beats-iterative": "one FGSM step breaks points that the iterative attack missed",
+    "adaptive-gap": "attacks with a surrogate backward (BPDA) break points that exact-gradient attacks missed",
+    "unbounded-attack": "an attack allowed to change the whole image still fails on some points",
+    "eps-sweep": "robust accuracy does not fall as the perturbation budget grows",
+    "randomized": "the forward is random but undeclared, so attacks ran without EOT",
+    "probabilities-not-logits": "the model outputs probabilities, whose CE gradients vanish",
+    "gradient-in-forward": "the forward computes gradients itself, so attack gradients through it are unreliable",
+    "ioaf-unavailable-gradients": "the attack loss has no usable gradient on some inputs",
+    "ioaf-unconstrained-failure": "an attack with no perturbation limit still fails on some points",
+}
+# Failures that make the evaluation unreliable without being masking symptoms.
+OTHER: dict[str, str] = {
+    "train-mode": "the model is (partly) in training mode or its outputs depend on the batch",
+    "loss-landscape": "the loss around the inputs is stepwise or jagged",
+    "more-steps-help": "more attack iterations keep finding adversarial points: budgets have not converged",
+    "ioaf-unstable-predictions": "the loss moves a lot under small random noise, so gradient steps may follow noise",
+    "ioaf-silent-success": "the attack passed through adversarial points and returned a non-adversarial one",
+    "ioaf-incomplete-optimization": "the attack loss was still improving when the attack stopped",
+    "ioaf-transfer-failure": "points adversarial on the surrogate model are not adversarial on the defense",
+}
+
+
+def _autoattack(outcomes: Outcomes) -> str | None:
+    return next((label for label in outcomes.order if outcomes.parts(label) and label.startswith("autoattack")), None)
+
+
+def _beyond_autoattack(outcomes: Outcomes, autoattack: str) -> dict:
+    """Paired: samples AutoAttack held that another Lp attack broke (b), and the reverse (c)."""
+    others = [a for a in outcomes.order if a != autoattack and outcomes.info[a].threat_kind == "lp"]
+    b = c = 0
+    for i in range(outcomes.n):
+        mine = outcomes.status[autoattack][i]
+        theirs = outcomes.group_outcome(others, i) if others else None
+        if mine == HELD and theirs == BROKEN:
+            b += 1
+        elif mine == BROKEN and theirs == HELD:
+            c += 1
+    robust_aa = sum(s == HELD for s in outcomes.status[autoattack])
+    return {"autoattack": autoattack, "autoattack_robust": robust_aa, "only_others_broke": b,
+            "only_autoattack_broke": c, "p_value": mcnemar_one_sided(b, c)}
+
+
+def verdict(findings: list[Finding], outcomes: Outcomes | None = None, facts: dict | None = None) -> dict:
+    """A JSON-able verdict: gradient_masking, claim_at_risk, randomized, the number to report, drivers, summary."""
+    facts = facts or {}
+    drivers = [{"id": f.id, "why": f"{MASKING[f.id]} ({f.message})"} for f in findings
+               if f.status == "fail" and f.id in MASKING]
+    other_failures = [{"id": f.id, "why": f"{OTHER.get(f.id, 'failed')} ({f.message})"} for f in findings
+                      if f.status == "fail" and f.id not in MASKING]
+    warnings = [f.id for f in findings if f.status == "warn"]
+    skipped = [f.id for f in findings if f.status == "skipped"]
+    undecided = [f"{f.id} could not run ({f.message})" for f in findings
+                 if f.status == "skipped" and f.id in MASKING and f.evidence.get("error")]
+    undecided += [f"the attacks had not converged ({f.message})" for f in findings
+                  if f.id == "more-steps-help" and f.status in ("warn", "fail")]
+    observed_random = any(f.id == "randomized" and f.evidence.get("observed") for f in findings)
+    randomized = bool(facts.get("randomized")) or observed_random
+
+    accuracy = clean = None
+    robust_count = 0
+    beyond = None
+    if outcomes is not None:
+        robust = outcomes.worst_case_robust("lp")
+        robust_count, accuracy = sum(robust), sum(robust) / max(outcomes.n, 1)
+        clean = sum(outcomes.clean_correct) / max(outcomes.n, 1)
+        if sum(outcomes.clean_correct) < MIN_SAMPLES:
+            undecided.append(f"only {sum(outcomes.clean_correct)} clean-correct samples (fewer than {MIN_SAMPLES})")
+        autoattack = _autoattack(outcomes)
+        beyond = _beyond_autoattack(outcomes, autoattack) if autoattack else None
+
+    if drivers:
+        masking = "suspected"
+    elif undecided:
+        masking = "inconclusive"
+    else:
+        masking = "not_detected"
+    others_beat_aa = beyond is not None and beyond["p_value"] < P_AT_RISK
+    if masking == "suspected":
+        at_risk = "yes" if robust_count > 0 else "no"
+    elif others_beat_aa:
+        at_risk = "yes"
+    elif masking == "inconclusive":
+        at_risk = "unknown"
+    else:
+        at_risk = "no"
+
+    checked = len(findings) - len(skipped)
+    if masking == "suspected" and at_risk == "yes":
+        first = (f"The reported robust accuracy may be inflated: the exact gradients are unreliable "
+                 f"({', '.join(d['id'] for d in drivers)} failed), so attacks that follow them may miss points.")
+    elif masking == "suspected":
+        first = (f"The exact gradients are unreliable ({', '.join(d['id'] for d in drivers)} failed), but the claim "
+                 f"is not at risk: the worst case is already 0%.")
+    elif at_risk == "yes":
+        first = (f"The reported robust accuracy is inflated: attacks beyond AutoAttack break "
+                 f"{beyond['only_others_broke']} samples AutoAttack missed (p = {beyond['p_value']:.2g}), though no "
+                 f"masking symptom failed.")
+    elif masking == "inconclusive":
+        first = f"Gradient masking could not be ruled out: {'; '.join(undecided)}."
+    else:
+        first = (f"No sign of gradient masking in {checked} checks, and no attack beyond AutoAttack breaks "
+                 f"significantly more" + (f" ({len(warnings)} warnings to read)." if warnings else "."))
+    if accuracy is None:
+        second = "Run the attack suite to get a robust accuracy worth reporting."
+    else:
+        second = f"Report the per-sample worst case over all attacks, {100 * accuracy:.1f}%"
+        second += (", and treat it as an upper bound: the true robust accuracy may be lower." if at_risk != "no"
+                   else "; like every empirical evaluation it is an upper bound.")
+    if randomized:
+        second += " The defense is randomized: attacks need EOT and scoring uses several common draws."
+    return {
+        "gradient_masking": masking,
+        "claim_at_risk": at_risk,
+        "randomized": randomized,
+        "trustworthy_robust_accuracy": accuracy,
+        "beyond_autoattack": beyond,
+        "clean_accuracy": clean,
+        "drivers": drivers,
+        "undecided": undecided,
+        "other_failures": other_failures,
+        "warnings": warnings,
+        "skipped": skipped,
+        "summary": f"{first} {second}",
+    }

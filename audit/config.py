@@ -1,0 +1,33 @@
+"""The settings of one audit, frozen: everything a run needs to be reproduced, and what must match to resume."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+# Bumped when what the store holds changes meaning, so an old output directory is refused rather than misread.
+STORE_FORMAT = 2
+
+
+@dataclass(frozen=True)
+class AuditConfig:
+    model: str
+    dataset: str = "fashion-mnist"
+    norm: str = "Linf"
+    eps: float = 0.1
+    n: int = 1000
+    suite: str = "full"
+    seed: int = 0
+    mode: str = "full"
+    batch_size: int = 250
+    diagnostics_n: int = 100
+    checkpoint: str | None = None
+    robustbench_dir: str | None = None
+    meansparse_alpha: float | None = None
+    claim: float | None = None
+    trust_checkpoint: bool = False
+    attacks: tuple[str, ...] | None = None  # an explicit attack list instead of the suite
+
+    def identity(self) -> dict:
+        """What must match for a resumed run to reuse stored results."""
+        keep = ("model", "dataset", "norm", "eps", "n", "suite", "seed", "mode", "batch_size", "diagnostics_n",
+                "checkpoint", "robustbench_dir", "meansparse_alpha", "attacks")
+        return {"store_format": STORE_FORMAT, **{k: v for k, v in asdict(self).items() if k in keep}}

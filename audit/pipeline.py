@@ -1,0 +1,157 @@
+"""`audit run`, orchestrated: check the input, build the defense, plan, run the suite into the store, run the
+probes into the store, then derive findings, verdict and reports from the store alone (`derive_results`), which is
+also what `audit report DIR` does, so a report can be rebuilt without the model."""
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from pathlib import Path
+from typing import Iterator
+
+from attacks.suites import SuitePlan, plan_suite
+from attacks.threat_model import ThreatModel
+from audit.config import AuditConfig
+from audit.data import load_dataset
+from audit.distributed import Shard
+from audit.environment import environment
+from audit.inputs import AuditInputError, check_inputs, validate_config
+from audit.model_spec import resolve_model
+from audit.outcomes import Outcomes
+from audit.results import assemble_results, write_outputs
+from audit.store import ResultStore
+from audit.suite import CLEAN, run_suite
+from defenses.protocol import Defense
+
+log = logging.getLogger(__name__)
+FACTS = "facts"  # the store row with what the checks need to know about the defense and the run
+# Loggers whose records also go to the run's audit.log (ours, and pyautoattack's).
+LOGGERS = ("audit", "attacks", "defenses", "auto-attack")
+
+
+def plan_attacks(config: AuditConfig, defense: Defense) -> SuitePlan:
+    if not config.attacks:
+        return plan_suite(config.suite, defense)
+    from attacks.registry import make_attack
+
+    base = defense.base_model()
+    attacks = [make_attack(name, transfer_source=base) for name in config.attacks]
+    unsupported = [a.label for a in attacks if a.surrogate not in defense.surrogates]
+    if unsupported:
+        # Refused up front, not after hours of other attacks: BPDA needs a known non-differentiable part to bypass.
+        raise AuditInputError(
+            f"{', '.join(unsupported)} need(s) a surrogate gradient, but {defense.description} has no layer to "
+            f"bypass (it offers only {', '.join(defense.surrogates)}); drop the +bpda attacks for this model")
+    return SuitePlan(attacks, [])
+
+
+def build_defense(config: AuditConfig) -> Defense:
+    defense, _ = resolve_model(config.model, checkpoint=config.checkpoint, robustbench_dir=config.robustbench_dir,
+                                trust_checkpoint=config.trust_checkpoint)
+    if config.meansparse_alpha is not None:
+        from defenses import as_defense, calibrate, sparsify
+
+        model = sparsify(defense.model, config.meansparse_alpha)
+        train = load_dataset(config.dataset, "train-only" if config.dataset in ("fashion-mnist", "mnist") else "train")
+        batches = [train.images[i : i + 500] for i in range(0, len(train), 500)]
+        calibrate(model, batches)
+        defense = as_defense(model, defense.num_classes, f"{config.model}+meansparse({config.meansparse_alpha:g})")
+    return defense
+
+
+def run_audit(config: AuditConfig, out: str | Path, data_dir: str | None = None, device: str = "cpu",
+              progress: bool = True, shard: Shard = Shard()) -> dict | None:
+    """Run the audit and write its outputs; under torchrun only rank 0 returns the results (others None)."""
+    # Everything the user may have got wrong is checked before the output directory is touched.
+    threat = validate_config(config)
+    defense = build_defense(config)
+    defense.to(device)
+    test = load_dataset(config.dataset, "test", data_dir).subset(config.n, config.seed)
+    warnings = check_inputs(defense, test.images, test.labels)
+    for warning in warnings:
+        log.warning("warning: %s", warning)
+    plan = plan_attacks(config, defense)
+    out = Path(out)
+    if shard.is_main:
+        store = ResultStore(out, config.identity(), shard.rank, shard.world_size)
+    shard.barrier()
+    if not shard.is_main:
+        store = ResultStore(out, config.identity(), shard.rank, shard.world_size)
+    with _log_file(out / "audit.log" if shard.world_size == 1 else out / f"audit.rank{shard.rank}.log"):
+        start = time.perf_counter()
+        run_suite(defense, test.images, test.labels, threat, plan.attacks, config.seed, store=store,
+                  mode=config.mode, batch_size=config.batch_size, progress=progress and shard.is_main, shard=shard)
+        if not shard.is_main:
+            return None
+        if not store.done(FACTS, 0):
+            store.append(_facts(config, defense, plan, warnings, device))
+        from audit.probes import run_probes
+
+        run_probes(defense, test.images, test.labels, threat, store, config, progress=progress)
+        results = derive_results(out, seconds=time.perf_counter() - start)
+    return results
+
+
+def _facts(config: AuditConfig, defense: Defense, plan: SuitePlan, warnings: list[str], device: str) -> dict:
+    return {"attack": FACTS, "batch": 0, "config": config.identity() | {"claim": config.claim},
+            "defense": defense.description, "randomized": bool(defense.randomized),
+            "surrogates": list(defense.surrogates), "order": [a.label for a in plan.attacks],
+            "skipped": [list(s) for s in plan.skipped], "warnings": warnings, "environment": environment(device)}
+
+
+def derive_results(out: str | Path, seconds: float | None = None) -> dict:
+    """Findings, verdict, results.json, samples.csv and the reports, from the store alone (no model)."""
+    from audit.checks import run_checks, verdict
+
+    out = Path(out)
+    store = ResultStore.open_existing(out)
+    rows = list(store.records())
+    facts = next((r for r in rows if r["attack"] == FACTS), None)
+    clean = next((r for r in rows if r["attack"] == CLEAN), None)
+    if facts is None or clean is None:
+        raise AuditInputError(f"{out} holds no finished audit (run `audit run` with the same --out to finish it)")
+    config = AuditConfig(**{k: v for k, v in facts["config"].items() if k != "store_format"}
+                         | {"attacks": tuple(facts["config"]["attacks"]) if facts["config"]["attacks"] else None})
+    outcomes = Outcomes.from_rows(clean, rows, facts["order"], config.mode)
+    probes = {r["attack"]: r for r in rows if r["attack"].startswith("probe:")}
+    findings = run_checks(outcomes, probes, facts)
+    threat = ThreatModel(config.norm, config.eps)
+    result_verdict = verdict(findings, outcomes, facts)
+    previous = _previous_seconds(out)
+    results = assemble_results(config, facts["defense"], threat, outcomes, [tuple(s) for s in facts["skipped"]],
+                               [f.to_json() for f in findings], result_verdict, facts["warnings"],
+                               facts["environment"], previous if seconds is None else seconds)
+    write_outputs(out, results, outcomes)
+    return results
+
+
+def _previous_seconds(out: Path) -> float:
+    import json
+
+    path = out / "results.json"
+    if path.exists():
+        with contextlib.suppress(ValueError, KeyError):
+            return float(json.loads(path.read_text())["seconds"])
+    return 0.0
+
+
+@contextlib.contextmanager
+def _log_file(path: Path) -> Iterator[None]:
+    """Everything our packages and pyautoattack log during the run also goes to a file (the root logger, which
+    belongs to the application, is left alone)."""
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    handler.setLevel(logging.DEBUG)
+    loggers = [logging.getLogger(name) for name in LOGGERS]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.addHandler(handler)
+        logger.setLevel(logging.DEBUG if logger.name == "auto-attack" else min(logger.level or logging.INFO,
+                                                                               logging.INFO))
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.removeHandler(handler)
+            logger.setLevel(level)
+        handler.close()
