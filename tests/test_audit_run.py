@@ -36,12 +36,17 @@ def test_audits_a_users_module_and_writes_everything(first_run):
     assert {a["name"] for a in results["attacks"]} == {"fgsm", "apgd-ce"}
     # An undefended standard model falls to ~0 at eps 0.1.
     assert results["worst_case_robust_accuracy"] <= 0.05
-    assert results["verdict"]["gradient_masking"] in ("suspected", "not_detected")
+    # An undefended model: no symptom, and nothing left robust to inflate.
+    assert results["verdict"]["gradient_masking"] == "not_detected"
+    assert results["verdict"]["claim_at_risk"] == "no"
+    worst = results["worst_case"]["lp"]
+    assert worst["n"] == 30 and worst["ci95"][0] <= worst["accuracy"] <= worst["ci95"][1] < 0.2
     for key in ("python", "torch", "pyautoattack", "torchattacks", "foolbox", "numpy", "device"):
         assert results["environment"][key]
     rows = list(csv.DictReader(open(first_run / "samples.csv")))
     assert len(rows) == 30
-    assert all(r["worst_case_robust"] in ("0", "1") for r in rows)
+    assert all(r["worst_case_robust:lp"] in ("0", "1") for r in rows)
+    assert {r["apgd-ce:status"] for r in rows} <= {"broken", "held", "not_run:misclassified"}
 
 
 def test_same_seed_same_per_sample_results_and_resume_adds_nothing(first_run, tmp_path):
@@ -63,3 +68,20 @@ def test_report_re_renders_from_stored_results(first_run):
     (first_run / "report.html").unlink()
     assert main(["report", str(first_run)]) == 0
     assert "<html" in (first_run / "report.html").read_text()
+
+
+def test_report_rebuilds_findings_and_verdict_without_the_model(tmp_path):
+    """`audit report DIR` recomputes every finding and the verdict from the store alone: the model file is gone."""
+    import shutil
+
+    model_file = tmp_path / "gone.py"
+    shutil.copy(FIXTURE, model_file)
+    out = tmp_path / "run"
+    assert run(out, model=f"{model_file}:build") == 0
+    before = json.loads((out / "results.json").read_text())
+    model_file.unlink()
+    (out / "results.json").unlink()
+    assert main(["report", str(out)]) == 0
+    after = json.loads((out / "results.json").read_text())
+    assert after["findings"] == before["findings"] and after["verdict"] == before["verdict"]
+    assert after == before

@@ -17,10 +17,14 @@ from attacks.autoattack import APGD
 from attacks.single_step import FGSM
 from attacks.threat_model import ThreatModel
 from audit.data import FASHION_MNIST_DIR, load_dataset
-from audit.diagnostics import CHECKS, MASKING, OTHER, DiagnosticsConfig, Finding, run_diagnostics, verdict
-from audit.diagnostics import comparisons, gradients, ioaf, landscape, sanity
-from audit.diagnostics.finding import plain, skipped
-from audit.runner import AttackSummary, SuiteResult, run_suite
+from audit.checks import MASKING, OTHER, comparisons, verdict
+from audit.diagnostics import gradients, ioaf, landscape, sanity
+from audit.diagnostics.config import DiagnosticsConfig
+from audit.diagnostics.finding import Finding, plain, skipped
+from audit.outcomes import Outcomes
+from audit.probes import PROBES, run_diagnostics
+from audit.store import ResultStore
+from audit.suite import run_suite
 from defenses.calibrate import calibrate
 from defenses.models.demo_cnn import DemoCNN
 from defenses.protocol import InputQuantization, MeanSparseDefense, RandomNoise, Undefended
@@ -34,7 +38,14 @@ FAST = DiagnosticsConfig(
     apgd_iterations=10, eps_multipliers=(0.5, 1.0, 4.0), more_steps=(5, 25), more_steps_samples=32,
     unstable_samples=32, unstable_draws=50, pgd_steps=20, unconstrained_steps=20,
 )
-ALL_IDS = [finding_id for check in CHECKS for finding_id in check.ids]
+COMPARISON_IDS = ["blackbox-beats-whitebox", "transfer-beats-whitebox", "single-step-beats-iterative", "adaptive-gap"]
+ALL_IDS = [finding_id for probe in PROBES for finding_id in probe.ids] + COMPARISON_IDS
+
+
+def suite_outcomes(defense, x, y, attacks, directory, mode="full"):  # noqa: ANN001, ANN201
+    """The real suite over a real store, as `audit run` does it."""
+    return run_suite(defense, x, y, THREAT, attacks, seed=SEED, store=ResultStore(directory, {"test": 1}),
+                     mode=mode, progress=False)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -198,11 +209,11 @@ def test_finding_is_plain_json_and_round_trips():
 # The clean model: no masking finding fails
 
 
-def test_clean_model_raises_no_masking_failure(model, data):
+def test_clean_model_raises_no_masking_failure(model, data, tmp_path):
     x, y = data
     defense = Undefended(model)
-    suite = run_suite(defense, x, y, THREAT, [FGSM(), APGD(n_iter=20)], seed=SEED, progress=False)
-    assert suite.worst_case_robust_accuracy <= 0.05  # an undefended model falls to ~0%
+    suite = suite_outcomes(defense, x, y, [FGSM(), APGD(n_iter=20)], tmp_path)
+    assert sum(suite.worst_case_robust()) <= 0.05 * N  # an undefended model falls to ~0%
     findings = run_diagnostics(defense, x, y, THREAT, suite, seed=SEED, n=N, config=FAST, progress=False)
     assert [f.id for f in findings] == ALL_IDS
     got = statuses(findings)
@@ -217,12 +228,15 @@ def test_clean_model_raises_no_masking_failure(model, data):
         "ioaf-silent-success": "pass", "ioaf-incomplete-optimization": "pass", "ioaf-transfer-failure": "skipped",
         "ioaf-unconstrained-failure": "pass",
     }
-    assert got["ioaf-unstable-predictions"] in ("pass", "warn")  # a non-robust model's margins do move
-    result = verdict(findings, suite, defense)
+    # A non-robust model's margins do move under noise: the metric is a warning-only reading, asserted as a
+    # number well inside (0, 1) rather than as a status on one side of its threshold.
+    assert 0.05 < by_id(findings)["ioaf-unstable-predictions"].evidence["metric"] < 0.8
+    result = verdict(findings, suite, {"randomized": False})
     assert result["gradient_masking"] == "not_detected"
     assert result["drivers"] == [] and result["other_failures"] == []
     assert result["randomized"] is False
-    assert result["trustworthy_robust_accuracy"] == suite.worst_case_robust_accuracy
+    assert result["trustworthy_robust_accuracy"] == sum(suite.worst_case_robust()) / N
+    assert result["claim_at_risk"] == "no"
     assert json.loads(json.dumps([f.to_json() for f in findings]))  # everything is JSON
     found = by_id(findings)
     assert len(found["zero-gradients"].data["l2_norms"]) == N
@@ -236,11 +250,11 @@ def test_clean_model_raises_no_masking_failure(model, data):
 
 def test_without_samples_only_the_comparisons_run(model, data):
     x, y = data
-    suite = _suite([True] * 4, {"apgd-ce": [False] * 4, "square": [True, True, False, False]})
+    suite = _outcomes([True] * 40, {"apgd-ce": [False] * 40, "square": [i < 8 for i in range(40)]})
     findings = run_diagnostics(Undefended(model), x, y, THREAT, suite, n=0, progress=False)
     assert [f.id for f in findings] == ALL_IDS
     assert {f.id: f.status for f in findings if f.status != "skipped"} == {"blackbox-beats-whitebox": "fail"}
-    assert "n = 0" in by_id(findings)["zero-gradients"].message
+    assert "--diagnostics-n 0" in by_id(findings)["zero-gradients"].message
     assert verdict(findings, suite)["gradient_masking"] == "suspected"
 
 
@@ -258,7 +272,7 @@ def test_diagnostics_are_reproducible(model, data):
 # Defenses masked on purpose
 
 
-def test_input_quantization_has_zero_and_unavailable_gradients(model, data):
+def test_input_quantization_has_zero_and_unavailable_gradients(model, data, tmp_path):
     x, y = data
     defense = InputQuantization(model, bits=3)
     found = by_id(gradients.check_gradients(defense, x, y, THREAT, seed=SEED, config=FAST)
@@ -276,13 +290,12 @@ def test_input_quantization_has_zero_and_unavailable_gradients(model, data):
     assert found["surrogate-disagreement"].evidence["median_cosine"] == 0.0
     assert found["ioaf-unconstrained-failure"].evidence["failure_fraction"] == 1.0
     # The straight-through attack breaks what exact APGD cannot: the adaptive gap.
-    suite = run_suite(defense, x, y, THREAT, [APGD(n_iter=10), APGD(n_iter=10, surrogate="identity")], seed=SEED,
-                      progress=False)
+    suite = suite_outcomes(defense, x, y, [APGD(n_iter=10), APGD(n_iter=10, surrogate="identity")], tmp_path)
     (gap,) = comparisons.check_adaptive_gap(suite)
     assert gap.status == "fail"
-    assert gap.evidence["gap_points"] >= 20
-    assert set(gap.evidence["per_attack_accuracy"]) == {"apgd-ce", "apgd-ce+bpda-identity"}
-    result = verdict(list(found.values()) + [gap], suite, defense)
+    assert gap.evidence["count"] >= 0.2 * N and gap.evidence["p_value"] < 1e-6
+    assert set(gap.evidence["per_attack"]) == {"apgd-ce+bpda-identity"}
+    result = verdict(list(found.values()) + [gap], suite, {"randomized": False})
     assert result["gradient_masking"] == "suspected"
     assert {d["id"] for d in result["drivers"]} >= {"zero-gradients", "adaptive-gap", "ioaf-unavailable-gradients"}
 
@@ -379,13 +392,13 @@ def test_random_noise(model, data):
     assert steady.status == "pass"
     assert found["ioaf-unstable-predictions"].evidence["metric"] > steady.evidence["metric"] + 0.25
     # Declared randomness is handled by EOT: randomized, but not by itself masking.
-    result = verdict(list(found.values()), defense=declared)
+    result = verdict(list(found.values()), facts={"randomized": declared.randomized})
     assert result["randomized"] is True and result["gradient_masking"] == "not_detected"
     # Randomness the defense does not declare means the attacks ran without EOT: a failure.
     hidden = HiddenNoise(model, sigma=0.2, seed=1)
     (undeclared,) = sanity.check_randomized(hidden, x, y, THREAT, seed=SEED, config=FAST)
     assert undeclared.status == "fail"
-    result = verdict([undeclared], defense=hidden)
+    result = verdict([undeclared], facts={"randomized": hidden.randomized})
     assert result["randomized"] is True and result["gradient_masking"] == "suspected"
 
 
@@ -425,100 +438,124 @@ def test_a_check_that_raises_becomes_skipped_and_the_others_survive(model, data)
 
 
 # --------------------------------------------------------------------------------------------------------------
-# Comparisons over stored results (pure; hand-made SuiteResults)
+# Comparisons over stored results (pure; hand-made store rows through the real Outcomes)
+
+ATTRIBUTES = {
+    "apgd-ce": {"gradient": "exact"}, "fgsm": {"gradient": "exact", "single_step": True},
+    "square": {"gradient": "none"}, "transfer-base:apgd-ce": {"gradient": "transfer:base"},
+    "apgd-ce+bpda-identity": {"gradient": "bpda-identity"}, "apgd-ce+bpda-smooth-T0.1": {"gradient": "bpda-smooth-T0.1"},
+    "autoattack-standard": {"gradient": "exact", "parts": {"apgd-ce": {"gradient": "exact"},
+                                                           "apgd-t": {"gradient": "exact"},
+                                                           "square": {"gradient": "none"}}},
+}
 
 
-def _suite(clean_correct: list[bool], attacks: dict[str, list[bool | None]], extra: dict | None = None) -> SuiteResult:
+def _outcomes(clean_correct: list[bool], attacks: dict[str, list[bool | None]], broken_by: dict | None = None,
+              mode: str = "full") -> Outcomes:
+    """Outcomes from hand-made store rows: `attacks` maps a label to per-sample success, None = not attacked."""
     n = len(clean_correct)
-    summaries = {}
+    clean = {"attack": "clean", "batch": 0, "labels": [0] * n, "prediction": [0] * n,
+             "draws_correct": [int(c) for c in clean_correct], "draws": 1}
+    rows = []
     for label, success in attacks.items():
-        summaries[label] = AttackSummary(label, list(success), [0.0] * n, [0.0] * n,
-                                         extra=(extra or {}).get(label, {}))
-    return SuiteResult([0] * n, [0] * n, list(clean_correct), summaries)
+        index = [i for i in range(n) if clean_correct[i] and success[i] is not None]
+        extra = {"broken_by": [broken_by.get(i, "") for i in index]} if broken_by and label.startswith("autoattack") else {}
+        rows.append({"attack": label, "batch": 0, "indices": index, "attributes": ATTRIBUTES[label],
+                     "status": ["broken" if success[i] else "held" for i in index], "distance": [0.0] * len(index),
+                     "margin": [0.0] * len(index), "draws_correct": [0 if success[i] else 1 for i in index],
+                     "draws": 1, "n_forward": 0.0, "n_backward": 0.0, "seconds": 0.0, "violations": 0,
+                     "extra": extra})
+    return Outcomes.from_rows(clean, rows, list(attacks), mode)
 
 
-def test_blackbox_beats_whitebox_thresholds():
-    n = 100
-    correct = [True] * 90 + [False] * 10
+def test_blackbox_beats_whitebox_is_a_paired_test():
+    n = 200
+    correct = [True] * 180 + [False] * 20
     none = [False] * n
 
-    def square_on(indices):
+    def broke(indices):  # noqa: ANN001, ANN202
         return [i in indices for i in range(n)]
 
-    quiet = _suite(correct, {"apgd-ce": none, "square": none})
-    one = _suite(correct, {"apgd-ce": none, "square": square_on({3})})
-    many = _suite(correct, {"apgd-ce": none, "square": square_on({3, 4, 5})})
-    also_white = _suite(correct, {"apgd-ce": square_on({3, 4, 5}), "square": square_on({3, 4, 5})})
+    quiet = _outcomes(correct, {"apgd-ce": none, "square": none})
     assert comparisons.check_blackbox_beats_whitebox(quiet)[0].status == "pass"
-    assert comparisons.check_blackbox_beats_whitebox(one)[0].status == "warn"
+    # two samples at the boundary are chance (p = 0.25): a warning, not a failure
+    (two,) = comparisons.check_blackbox_beats_whitebox(_outcomes(correct, {"apgd-ce": none, "square": broke({3, 4})}))
+    assert two.status == "warn" and two.evidence["p_value"] == pytest.approx(0.25)
+    many = _outcomes(correct, {"apgd-ce": none, "square": broke(set(range(3, 13)))})
     (finding,) = comparisons.check_blackbox_beats_whitebox(many)
-    assert finding.status == "fail"
-    assert finding.evidence["count"] == 3 and finding.evidence["indices"] == [3, 4, 5]
-    assert finding.evidence["points"] == pytest.approx(3.0)
-    assert comparisons.check_blackbox_beats_whitebox(also_white)[0].status == "pass"
+    assert finding.status == "fail" and finding.evidence["p_value"] < 0.001
+    assert finding.evidence["count"] == 10 and finding.evidence["indices"] == list(range(3, 13))
+    assert finding.evidence["paired"] == 180  # misclassified samples are not paired
+    # ten one way and ten the other: no evidence that either is stronger
+    balanced = _outcomes(correct, {"apgd-ce": broke(set(range(20, 30))), "square": broke(set(range(3, 13)))})
+    assert comparisons.check_blackbox_beats_whitebox(balanced)[0].status == "warn"
     # misclassified-on-clean samples never count
     assert comparisons.check_blackbox_beats_whitebox(
-        _suite(correct, {"apgd-ce": none, "square": square_on({95, 96, 97})}))[0].status == "pass"
-    assert comparisons.check_blackbox_beats_whitebox(_suite(correct, {"apgd-ce": none}))[0].status == "skipped"
+        _outcomes(correct, {"apgd-ce": none, "square": broke(set(range(185, 200)))}))[0].status == "pass"
+    assert comparisons.check_blackbox_beats_whitebox(_outcomes(correct, {"apgd-ce": none}))[0].status == "skipped"
 
 
 def test_autoattack_square_part_counts_as_black_box():
-    """AutoAttack's own Square check: samples AutoAttack broke with Square are black-box successes."""
-    n = 50
-    success = [i < 10 for i in range(n)]
-    broken_by = {i: ("apgd-ce" if i < 7 else "square") for i in range(10)}
-    suite = _suite([True] * n, {"autoattack-standard": success}, {"autoattack-standard": {"broken_by": broken_by}})
+    """AutoAttack's own Square check: samples AutoAttack broke with Square are black-box successes; its later
+    parts never ran on the samples an earlier part broke, and those are not counted as Square failures."""
+    n = 100
+    success = [i < 20 for i in range(n)]
+    broken_by = {i: ("apgd-ce" if i < 10 else "square") for i in range(20)}
+    suite = _outcomes([True] * n, {"autoattack-standard": success}, broken_by)
+    assert suite.status["autoattack-standard/square"][0] == "not_run:cascade"
+    assert suite.status["autoattack-standard/apgd-t"][15] == "held"
     (finding,) = comparisons.check_blackbox_beats_whitebox(suite)
     assert finding.status == "fail"
-    assert finding.evidence["indices"] == [7, 8, 9]
+    assert finding.evidence["indices"] == list(range(10, 20))
+    assert finding.evidence["paired"] == 90
 
 
 def test_transfer_and_single_step_comparisons():
     n = 100
     correct = [True] * n
     apgd = [i < 20 for i in range(n)]
-    fgsm = [i < 20 or i in (50, 51) for i in range(n)]
+    fgsm = [i < 20 or 50 <= i < 58 for i in range(n)]
     transfer = [i < 20 or i == 60 for i in range(n)]
-    suite = _suite(correct, {"fgsm": fgsm, "apgd-ce": apgd, "transfer-base:apgd-ce": transfer})
+    suite = _outcomes(correct, {"fgsm": fgsm, "apgd-ce": apgd, "transfer-base:apgd-ce": transfer})
     (single,) = comparisons.check_single_step_beats_iterative(suite)
-    assert single.status == "fail" and single.evidence["indices"] == [50, 51]
+    assert single.status == "fail" and single.evidence["indices"] == list(range(50, 58))
     (moved,) = comparisons.check_transfer_beats_whitebox(suite)
     # FGSM is white-box too: sample 60 is the only one transfer found alone
     assert moved.status == "warn" and moved.evidence["indices"] == [60]
-    assert comparisons.check_transfer_beats_whitebox(_suite(correct, {"apgd-ce": apgd}))[0].status == "skipped"
-    assert comparisons.check_single_step_beats_iterative(_suite(correct, {"apgd-ce": apgd}))[0].status == "skipped"
+    assert comparisons.check_transfer_beats_whitebox(_outcomes(correct, {"apgd-ce": apgd}))[0].status == "skipped"
+    assert comparisons.check_single_step_beats_iterative(_outcomes(correct, {"apgd-ce": apgd}))[0].status == "skipped"
 
 
-def test_adaptive_gap_in_points():
-    n = 100
-    correct = [i < 80 for i in range(n)]
-    exact = [i < 30 for i in range(n)]
-    bpda = [i < 30 or i in (40, 41, 42) for i in range(n)]
-    suite = _suite(correct, {"apgd-ce": exact, "apgd-ce+bpda-identity": bpda, "apgd-ce+bpda-smooth-T0.1": exact})
+def test_cascade_never_counts_not_run_as_missed():
+    """FGSM first in cascade mode: APGD never sees what FGSM broke, so FGSM cannot 'beat' it there."""
+    n = 200
+    fgsm = [i < 150 for i in range(n)]
+    apgd = [None if i < 150 else i < 190 for i in range(n)]
+    suite = _outcomes([True] * n, {"fgsm": fgsm, "apgd-ce": apgd}, mode="cascade")
+    assert suite.status["apgd-ce"][0] == "not_run:cascade"
+    (single,) = comparisons.check_single_step_beats_iterative(suite)
+    assert single.status == "pass" and single.evidence["paired"] == 50
+    assert suite.robust_alone("apgd-ce") is None  # ran on survivors only: no accuracy "alone"
+    assert suite.robust_alone("fgsm") == 50
+
+
+def test_adaptive_gap():
+    n = 200
+    correct = [i < 160 for i in range(n)]
+    exact = [i < 60 for i in range(n)]
+    bpda = [i < 60 or 80 <= i < 88 for i in range(n)]
+    suite = _outcomes(correct, {"apgd-ce": exact, "apgd-ce+bpda-identity": bpda, "apgd-ce+bpda-smooth-T0.1": exact})
     (gap,) = comparisons.check_adaptive_gap(suite)
-    assert gap.status == "fail"
-    assert gap.evidence["gap_points"] == pytest.approx(3.0)
-    assert gap.evidence["exact_robust_accuracy"] == pytest.approx(0.5)
-    assert gap.evidence["combined_robust_accuracy"] == pytest.approx(0.47)
-    assert gap.evidence["per_attack_accuracy"]["apgd-ce+bpda-identity"] == pytest.approx(0.47)
-    one = _suite(correct, {"apgd-ce": exact, "apgd-ce+bpda-identity": [i < 30 or i == 40 for i in range(n)]})
+    assert gap.status == "fail" and gap.evidence["count"] == 8
+    assert gap.evidence["strongest_adaptive"] == "apgd-ce+bpda-identity"
+    one = _outcomes(correct, {"apgd-ce": exact, "apgd-ce+bpda-identity": [i < 60 or i == 80 for i in range(n)]})
     assert comparisons.check_adaptive_gap(one)[0].status == "warn"
-    same = _suite(correct, {"apgd-ce": exact, "apgd-ce+bpda-identity": exact})
+    same = _outcomes(correct, {"apgd-ce": exact, "apgd-ce+bpda-identity": exact})
     assert comparisons.check_adaptive_gap(same)[0].status == "pass"
-    assert comparisons.check_adaptive_gap(_suite(correct, {"apgd-ce": exact}))[0].status == "skipped"
+    assert comparisons.check_adaptive_gap(_outcomes(correct, {"apgd-ce": exact}))[0].status == "skipped"
     # a sample the adaptive attack broke but that was misclassified on clean inputs is no gap
-    wrong_only = _suite(correct, {"apgd-ce": exact, "apgd-ce+bpda-identity": [i < 30 or i >= 90 for i in range(n)]})
+    wrong_only = _outcomes(correct, {"apgd-ce": exact, "apgd-ce+bpda-identity": [i < 60 or i >= 170 for i in range(n)]})
     assert comparisons.check_adaptive_gap(wrong_only)[0].status == "pass"
-
-
-def test_attack_kinds():
-    kinds = {label: comparisons.attack_kind(label) for label in (
-        "apgd-ce", "apgd-ce+eot10", "autoattack-standard", "fgsm", "apgd-ce+bpda-identity",
-        "apgd-t+bpda-smooth-T0.03", "transfer-base:apgd-ce", "square", "spatial-grid", "stadv")}
-    assert kinds == {"apgd-ce": "exact", "apgd-ce+eot10": "exact", "autoattack-standard": "exact", "fgsm": "exact",
-                     "apgd-ce+bpda-identity": "adaptive", "apgd-t+bpda-smooth-T0.03": "adaptive",
-                     "transfer-base:apgd-ce": "transfer", "square": "blackbox", "spatial-grid": "other",
-                     "stadv": "other"}
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -526,22 +563,38 @@ def test_attack_kinds():
 
 
 def test_verdict_rules():
-    suite = _suite([True] * 10, {"autoattack-standard": [i < 3 for i in range(10)],
-                                 "apgd-ce+bpda-identity": [i < 5 for i in range(10)]})
-    warn_only = [Finding("adaptive-gap", "warn", "one sample"), Finding("more-steps-help", "warn", "budget"),
-                 Finding("train-mode", "fail", "BN in train mode"), skipped("eps-sweep", "not run")]
+    n = 100
+    suite = _outcomes([True] * n, {"autoattack-standard": [i < 30 for i in range(n)],
+                                   "apgd-ce+bpda-identity": [i < 50 for i in range(n)]},
+                      {i: "apgd-ce" for i in range(30)})
+    warn_only = [Finding("adaptive-gap", "warn", "one sample"), Finding("train-mode", "fail", "BN in train mode"),
+                 skipped("eps-sweep", "not run")]
     result = verdict(warn_only, suite)
-    assert result["gradient_masking"] == "not_detected"
+    # No masking symptom, but 20 samples only the other attack broke (p ~ 1e-6): the claim is at risk.
+    assert result["gradient_masking"] == "not_detected" and result["claim_at_risk"] == "yes"
     assert result["drivers"] == []
     assert [d["id"] for d in result["other_failures"]] == ["train-mode"]
     assert result["skipped"] == ["eps-sweep"]
     assert result["trustworthy_robust_accuracy"] == pytest.approx(0.5)
-    assert result["claimed_robust_accuracy"] == {"attack": "autoattack-standard", "accuracy": pytest.approx(0.7)}
-    assert "50.0%" in result["summary"] and "70.0%" in result["summary"]
+    assert result["beyond_autoattack"]["only_others_broke"] == 20
+    assert "50.0%" in result["summary"]
     suspected = verdict(warn_only + [Finding("zero-gradients", "fail", "3 samples")], suite)
-    assert suspected["gradient_masking"] == "suspected"
+    assert suspected["gradient_masking"] == "suspected" and suspected["claim_at_risk"] == "yes"
     assert [d["id"] for d in suspected["drivers"]] == ["zero-gradients"]
     assert "upper bound" in suspected["summary"]
+    # Shattered gradients, but nothing left robust: not a claim at risk.
+    broken_all = _outcomes([True] * n, {"autoattack-standard": [True] * n}, {i: "apgd-ce" for i in range(n)})
+    zero = verdict([Finding("zero-gradients", "fail", "3 samples")], broken_all)
+    assert zero["gradient_masking"] == "suspected" and zero["claim_at_risk"] == "no"
+    # A masking check that raised, or an attack that had not converged: inconclusive, never a clean bill.
+    errored = verdict([skipped("zero-gradients", "the gradients probe raised RuntimeError", error=True)], broken_all)
+    assert errored["gradient_masking"] == "inconclusive" and errored["claim_at_risk"] == "unknown"
+    unconverged = verdict([Finding("more-steps-help", "warn", "more steps help")], broken_all)
+    assert unconverged["gradient_masking"] == "inconclusive"
+    few = _outcomes([True] * 10, {"autoattack-standard": [False] * 10})
+    assert verdict([], few)["gradient_masking"] == "inconclusive"
+    quiet = verdict([], _outcomes([True] * n, {"autoattack-standard": [False] * n}))
+    assert quiet["gradient_masking"] == "not_detected" and quiet["claim_at_risk"] == "no"
     assert verdict([])["trustworthy_robust_accuracy"] is None
 
 

@@ -135,7 +135,6 @@ def test_audit_your_checkpoint_notebook(notebook_env) -> None:
     assert set(results) == {"MeanSparse", "base"}
     for label, row in results.items():
         assert row["n"] == TEST_N and row["suite"] == "quick", label
-        assert row["gradient_masking"] in ("suspected", "not_detected"), label
         assert Path(row["report"]).is_file() and Path(row["report"]).is_relative_to(notebook_env), label
         assert row["worst_case_robust_accuracy"] <= min(row["attacks"].values()) + 1e-9, label
     meansparse, base = results["MeanSparse"], results["base"]
@@ -148,4 +147,8 @@ def test_audit_your_checkpoint_notebook(notebook_env) -> None:
     assert "apgd-ce+bpda-identity" in meansparse["attacks"]
     assert meansparse["findings"]["dead-zone-occupancy"] in ("warn", "fail")
     assert base["findings"]["dead-zone-occupancy"] == "skipped"
+    # The dead zone shatters the exact gradient (finite differences mispredicted by ~97%, fail line 60%): the
+    # MeanSparse model is flagged; its base shows no masking symptom at all.
+    assert meansparse["gradient_masking"] == "suspected" and "finite-difference-mismatch" in meansparse["drivers"]
+    assert base["drivers"] == [] and base["gradient_masking"] != "suspected"
     assert "audit run --model" in _stdout(notebook).replace(str(ROOT / ".venv" / "bin") + "/", "")

@@ -1,0 +1,93 @@
+"""Honest per-sample scoring: common draws for randomized defenses, `not_run` never counted as missed or robust,
+and the statistics every number carries."""
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from attacks.autoattack import APGD
+from attacks.base import Attack, AttackOutput
+from attacks.single_step import FGSM
+from attacks.threat_model import ThreatModel
+from audit.checks import comparisons, verdict
+from audit.stats import clopper_pearson, mcnemar_one_sided
+from audit.store import ResultStore
+from audit.suite import run_suite
+from defenses.protocol import RandomNoise, Undefended
+
+THREAT = ThreatModel("Linf", 0.1)
+
+
+class DoNothing(Attack):
+    """Returns the input unchanged, under any name (and, if asked, posing as a single-step attack)."""
+
+    def __init__(self, name: str, single_step: bool = False) -> None:
+        super().__init__()
+        self.name, self.single_step = name, single_step
+
+    def perturb(self, model, x, y, threat, seed):  # noqa: ANN001
+        model(x)  # it queries the model, as a real attack would
+        return AttackOutput(x.clone())
+
+
+def _run(defense, x, y, attacks, directory, mode="full"):  # noqa: ANN001, ANN202
+    return run_suite(defense, x, y, THREAT, attacks, seed=0, store=ResultStore(directory, {"t": 1}), mode=mode,
+                     progress=False)
+
+
+@pytest.fixture(scope="module")
+def data(fmnist_test):
+    subset = fmnist_test.subset(120, 0)
+    return subset.images, subset.labels
+
+
+@pytest.mark.parametrize("mode", ["full", "cascade"])
+def test_do_nothing_attacks_change_nothing_on_a_noise_defense(standard_model, data, tmp_path, mode):
+    x, y = data
+    defense = RandomNoise(standard_model, sigma=0.05, seed=1)
+    one = _run(defense, x, y, [DoNothing("nothing")], tmp_path / "one", mode)
+    six = _run(defense, x, y, [DoNothing("fgsm", single_step=True), DoNothing("apgd-ce")]
+               + [DoNothing(f"nothing{k}") for k in range(4)], tmp_path / "six", mode)
+    # The noise does flip some predictions (so the test can tell), yet an unchanged input is judged exactly as
+    # the clean input was: on the same common draws.
+    assert 0 < sum(c < 10 for c in six.clean_draws_correct) < len(y)
+    assert six.worst_case_robust() == one.worst_case_robust() == six.clean_correct
+    assert six.worst_case_mean_over_draws() == pytest.approx(one.worst_case_mean_over_draws())
+    assert all(s != "broken" for label in six.order for s in six.status[label])
+    (single,) = comparisons.check_single_step_beats_iterative(six)
+    assert single.status == "pass"
+    assert verdict([single], six, {"randomized": True})["gradient_masking"] != "suspected"
+
+
+def test_cascade_on_a_linear_model_fails_no_comparison(fmnist_test, tmp_path):
+    """FGSM first, then APGD-CE on what FGSM left: a linear model has nothing to mask."""
+    torch.manual_seed(0)
+    linear = nn.Sequential(nn.Flatten(), nn.Linear(28 * 28, 10))
+    train = fmnist_test.subset(2000, 1)
+    optimizer = torch.optim.SGD(linear.parameters(), lr=0.5)
+    for _ in range(100):
+        loss = nn.functional.cross_entropy(linear(train.images), train.labels)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    data = fmnist_test.subset(200, 0)
+    outcomes = _run(Undefended(linear.eval()), data.images, data.labels, [FGSM(), APGD(n_iter=20)], tmp_path,
+                    "cascade")
+    fgsm_broke = outcomes.counts("fgsm")["broken"]
+    assert fgsm_broke > 50  # FGSM does most of the work, so APGD runs on few samples
+    assert outcomes.counts("apgd-ce")["ran"] == sum(outcomes.clean_correct) - fgsm_broke
+    assert outcomes.robust_alone("apgd-ce") is None
+    for check in comparisons.COMPARISONS:
+        (finding,) = check(outcomes)
+        assert finding.status in ("pass", "skipped"), finding
+
+
+def test_clopper_pearson_and_mcnemar():
+    low, high = clopper_pearson(67, 100)
+    assert low == pytest.approx(0.5688, abs=1e-3) and high == pytest.approx(0.7608, abs=1e-3)
+    assert clopper_pearson(0, 50)[0] == 0.0 and clopper_pearson(50, 50)[1] == 1.0
+    assert clopper_pearson(0, 0) == (0.0, 1.0)
+    assert mcnemar_one_sided(7, 0) == pytest.approx(0.5**7)
+    assert mcnemar_one_sided(5, 5) > 0.5
+    assert mcnemar_one_sided(0, 0) == 1.0
