@@ -88,7 +88,8 @@ def run_audit(config: AuditConfig, out: str | Path, data_dir: str | None = None,
         from audit.probes import run_probes
 
         run_probes(defense, test.images, test.labels, threat, store, config, progress=progress)
-        results = derive_results(out, seconds=time.perf_counter() - start)
+        results = derive_results(out)
+    log.info("audit finished in %.1f s", time.perf_counter() - start)
     return results
 
 
@@ -99,7 +100,7 @@ def _facts(config: AuditConfig, defense: Defense, plan: SuitePlan, warnings: lis
             "skipped": [list(s) for s in plan.skipped], "warnings": warnings, "environment": environment(device)}
 
 
-def derive_results(out: str | Path, seconds: float | None = None) -> dict:
+def derive_results(out: str | Path) -> dict:
     """Findings, verdict, results.json, samples.csv and the reports, from the store alone (no model)."""
     from audit.checks import run_checks, verdict
 
@@ -117,22 +118,13 @@ def derive_results(out: str | Path, seconds: float | None = None) -> dict:
     findings = run_checks(outcomes, probes, facts)
     threat = ThreatModel(config.norm, config.eps)
     result_verdict = verdict(findings, outcomes, facts)
-    previous = _previous_seconds(out)
+    # Time spent in attacks and probes, summed from the store (a resumed run adds up its pieces).
+    seconds = sum(float(r.get("seconds", 0.0)) for r in rows)
     results = assemble_results(config, facts["defense"], threat, outcomes, [tuple(s) for s in facts["skipped"]],
                                [f.to_json() for f in findings], result_verdict, facts["warnings"],
-                               facts["environment"], previous if seconds is None else seconds)
+                               facts["environment"], seconds)
     write_outputs(out, results, outcomes)
     return results
-
-
-def _previous_seconds(out: Path) -> float:
-    import json
-
-    path = out / "results.json"
-    if path.exists():
-        with contextlib.suppress(ValueError, KeyError):
-            return float(json.loads(path.read_text())["seconds"])
-    return 0.0
 
 
 @contextlib.contextmanager

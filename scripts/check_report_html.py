@@ -65,23 +65,6 @@ class CheckError(Exception):
     """The check could not run (as opposed to finding a problem in the report)."""
 
 
-def _kind(name: str) -> str:
-    try:
-        from audit.diagnostics.comparisons import attack_kind
-    except ImportError:  # the suite is not importable: the naming convention of docs/results-schema.md
-        if name.startswith("transfer-"):
-            return "transfer"
-        if "+bpda-" in name:
-            return "adaptive"
-        base = name.split("+")[0].lower()
-        if any(b in base for b in ("spatial", "stadv")):
-            return "other"
-        if any(b in base for b in ("square", "boundary", "hopskipjump", "spsa", "nes")):
-            return "blackbox"
-        return "exact"
-    return attack_kind(name)
-
-
 def _finding(results: dict, finding_id: str) -> dict | None:
     return next((f for f in results.get("findings", []) if f.get("id") == finding_id), None)
 
@@ -103,16 +86,10 @@ def expected_plots(directory: Path, results: dict) -> list[str]:
         expected.append(TITLES["norms"])
     if _ran(results, "loss-landscape"):
         expected.append(TITLES["landscape"])
-    samples = directory / "samples.csv"
-    if samples.exists():
-        with open(samples, newline="", encoding="utf-8") as handle:
-            rows = list(csv.DictReader(handle))
-        attacks = [c[: -len(":success")] for c in (rows[0] if rows else {}) if c.endswith(":success")]
-        kinds = {_kind(a) for a in attacks}
-        if any(c.endswith(":broken_by") for c in (rows[0] if rows else {})):
-            kinds.add("blackbox")  # AutoAttack's record says which points its Square part broke
-        if {"exact", "blackbox"} <= kinds and any(r.get("clean_prediction") == r.get("label") for r in rows):
-            expected.append(TITLES["blackbox"])
+    # The black-box plot draws the paired samples of the `blackbox-beats-whitebox` comparison.
+    blackbox = _finding(results, "blackbox-beats-whitebox")
+    if _ran(results, "blackbox-beats-whitebox") and ((blackbox or {}).get("data") or {}).get("index"):
+        expected.append(TITLES["blackbox"])
     if _ran(results, "dead-zone-occupancy"):
         expected.append(TITLES["deadzone"])
     return expected

@@ -101,19 +101,21 @@ def test_disk_full_keeps_finished_results(tmp_path, capsys, monkeypatch, fmnist_
 
     def append(self, record):
         calls["n"] += 1
-        if calls["n"] == 2:
+        if calls["n"] == 3:
             raise OSError(errno.ENOSPC, "No space left on device")
         original(self, record)
 
     monkeypatch.setattr(store.ResultStore, "append", append)
     out = tmp_path / "out"
-    code = main(["run", "--model", "demo-standard", "--n", "20", "--attacks", "fgsm,apgd-ce", "--quiet", "--out", str(out)])
+    code = main(["run", "--model", "demo-standard", "--n", "20", "--attacks", "fgsm,apgd-ce", "--quiet",
+                 "--diagnostics-n", "8", "--out", str(out)])
     err = capsys.readouterr().err.strip()
     assert code == 2 and "disk full" in err and "Traceback" not in err
     kept = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
-    assert [r["attack"] for r in kept] == ["fgsm"], "the finished attack's results must survive"
+    assert [r["attack"] for r in kept] == ["clean", "fgsm"], "the finished attack's results must survive"
     monkeypatch.setattr(store.ResultStore, "append", original)
     assert main(["run", "--model", "demo-standard", "--n", "20", "--attacks", "fgsm,apgd-ce", "--quiet",
                  "--diagnostics-n", "8", "--out", str(out)]) == 0
     attacks = [json.loads(line)["attack"] for line in (out / "records.jsonl").read_text().splitlines()]
-    assert attacks == ["fgsm", "apgd-ce"], "resume must not redo fgsm"
+    assert attacks[:3] == ["clean", "fgsm", "apgd-ce"], "resume must not redo fgsm"
+    assert attacks.count("fgsm") == 1 and attacks.count("clean") == 1

@@ -70,8 +70,12 @@ def synthetic_results(meansparse: bool = True, model: str = "demo-standard") -> 
                                "random2": _profiles(4, points, sharp=False)},
                   "surface": {"axis_over_eps": axis, "directions": ["gradient", "random1"],
                               "loss": [[abs(a) + 0.5 * b * b for b in axis] for a in axis]}}),
-        _finding("blackbox-beats-whitebox", "warn", "black-box Square succeeds where every exact-gradient attack "
-                 "failed on 1 of 6 samples (16.7%)", {"n": 6, "count": 1, "indices": [3]}),
+        _finding("blackbox-beats-whitebox", "warn", "a gradient-free attack succeeds where every exact-gradient "
+                 "attack failed on 1 of 5 paired samples (20.0%)",
+                 {"n": 6, "paired": 5, "count": 1, "indices": [3], "p_value": 0.5, "challengers": ["square"],
+                  "reference": ["fgsm", "autoattack-standard/apgd-ce"]},
+                 {"index": [0, 1, 2, 3, 4], "challenger_broke": [True, True, False, True, False],
+                  "reference_broke": [True, True, False, False, False]}),
         _finding("adaptive-gap", "pass", "adaptive (BPDA) attacks find nothing the exact-gradient attacks missed",
                  {"n": 6}, {"attacks": ["fgsm", "autoattack-standard"], "accuracy": [0.5, 0.33]}),
         _finding("randomized", "pass", "5 forward passes agree exactly", {"n": 12, "draws": 5}),
@@ -96,18 +100,22 @@ def synthetic_results(meansparse: bool = True, model: str = "demo-standard") -> 
     else:
         findings.insert(2, _finding("dead-zone-occupancy", "skipped", "skipped: the model has no MeanSparse layers",
                                     {"reason": "the model has no MeanSparse layers"}))
-    attacks = [("fgsm", 0.5), ("autoattack-standard", 0.3333), ("apgd-ce+bpda-identity", 0.1667), ("square", 0.5)]
+    attacks = [("fgsm", 0.5, "exact"), ("autoattack-standard", 0.3333, "exact"),
+               ("apgd-ce+bpda-identity", 0.1667, "bpda-identity"), ("square", 0.5, "none")]
     return {
-        "schema_version": 1, "model": model,
+        "schema_version": 2, "model": model,
         "defense": "MeanSparse (alpha=0.3, 5 layers) in DemoCNN" if meansparse else "Undefended around DemoCNN",
         "dataset": "fashion-mnist", "threat_model": {"norm": "Linf", "eps": eps}, "n_samples": 6, "seed": 0,
         "suite": "full", "mode": "full", "clean_accuracy": 0.8333,
-        "attacks": [{"name": n, "robust_accuracy": r, "n_forward": 52.0, "n_backward": 52.0, "seconds": 1.05,
-                     "violations": 0} for n, r in attacks],
+        "attacks": [{"name": n, "robust_accuracy": r, "gradient": g, "threat_kind": "lp", "n_forward": 52.0,
+                     "n_backward": 52.0, "seconds": 1.05, "violations": 0} for n, r, g in attacks],
         "skipped_attacks": [] if meansparse else [{"name": "bpda-identity", "reason": "no identity surrogate"}],
         "worst_case_robust_accuracy": 0.1667,
+        "worst_case": {"lp": {"accuracy": 0.1667, "robust": 1, "n": 6, "ci95": [0.0042, 0.6412],
+                              "mean_over_draws": 0.1667}},
         "findings": findings,
-        "verdict": {"gradient_masking": "suspected", "randomized": False, "trustworthy_robust_accuracy": 0.1667,
+        "verdict": {"gradient_masking": "suspected", "claim_at_risk": "yes", "randomized": False,
+                    "trustworthy_robust_accuracy": 0.1667,
                     "drivers": [{"id": "finite-difference-mismatch", "why": "shattered gradients <i>really</i>"}],
                     "summary": "Gradient masking is suspected: 2 of 12 checks failed."},
         "warnings": ["outputs look like <probabilities>"],
@@ -131,17 +139,18 @@ def write_run(directory: Path, results: dict) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "results.json").write_text(json.dumps(results), encoding="utf-8")
     names = [a["name"] for a in results["attacks"]]
-    header = ["index", "label", "clean_prediction"]
+    header = ["index", "label", "clean_prediction", "clean_draws_correct"]
     for name in names:
-        header += [f"{name}:success", f"{name}:distance"]
-    header.append("worst_case_robust")
+        header += [f"{name}:status", f"{name}:distance", f"{name}:margin"]
+    header.append("worst_case_robust:lp")
     with open(directory / "samples.csv", "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(header)
         for index, label, prediction, *success in SAMPLES:
-            row = [index, label, prediction]
+            row = [index, label, prediction, int(label == prediction)]
             for s in success:
-                row += ["" if s is None else s, "" if s is None else 0.1]
+                row += ["not_run:misclassified" if s is None else ("broken" if s else "held"),
+                        "" if s is None else 0.1, "" if s is None else 1.0]
             row.append(int(label == prediction and not any(s for s in success if s)))
             writer.writerow(row)
     return directory
@@ -184,7 +193,7 @@ def test_html_embeds_one_png_per_plot(meansparse_report: Path) -> None:
 
 def test_verdict_comes_before_the_first_table(meansparse_report: Path) -> None:
     page = (meansparse_report / "report.html").read_text(encoding="utf-8")
-    verdict = page.index("Gradient masking is SUSPECTED")
+    verdict = page.index("The reported robust accuracy may be inflated")
     assert verdict < page.index("<table")
     assert page.index("class='verdict") < page.index("<table")
 
@@ -206,7 +215,7 @@ def test_markdown_links_every_png(meansparse_report: Path) -> None:
         assert f"]({name})" in text, name
     for linked in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text):
         assert (meansparse_report / linked).exists(), linked
-    assert text.index("Gradient masking is SUSPECTED") < text.index("| attack |")
+    assert text.index("The reported robust accuracy may be inflated") < text.index("| attack |")
 
 
 def test_plots_read_the_diagnostics_keys(tmp_path: Path) -> None:

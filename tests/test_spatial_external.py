@@ -276,7 +276,7 @@ def test_external_pgd_breaks_undefended_cnn(trained, fashion, spec, kwargs):
     _, test = fashion
     x, y = test.images[:200], test.labels[:200]
     attack = ExternalAttack(spec, **kwargs)
-    assert attack.label == spec and attack.kind == "lp"
+    assert attack.label == spec and attack.threat_kind == "lp"
     state = torch.random.get_rng_state()
     record = judge(attack, trained, x, y, LINF, seed=0)
     assert torch.equal(torch.random.get_rng_state(), state)  # the library's global seeding did not leak
