@@ -18,6 +18,7 @@ from audit.environment import environment
 from audit.inputs import AuditInputError, check_inputs, validate_config
 from audit.model_spec import resolve_model
 from audit.outcomes import Outcomes
+from audit.probes import PREFIX as PROBE_PREFIX
 from audit.results import assemble_results, write_outputs
 from audit.store import ResultStore
 from audit.suite import CLEAN, run_suite
@@ -87,7 +88,8 @@ def run_audit(config: AuditConfig, out: str | Path, data_dir: str | None = None,
             store.append(_facts(config, defense, plan, warnings, device))
         from audit.probes import run_probes
 
-        run_probes(defense, test.images, test.labels, threat, store, config, progress=progress)
+        run_probes(defense, test.images, test.labels, threat, store, seed=config.seed, n=config.diagnostics_n,
+                   model_spec=config.model, progress=progress)
         results = derive_results(out)
     log.info("audit finished in %.1f s", time.perf_counter() - start)
     return results
@@ -114,8 +116,9 @@ def derive_results(out: str | Path) -> dict:
     config = AuditConfig(**{k: v for k, v in facts["config"].items() if k != "store_format"}
                          | {"attacks": tuple(facts["config"]["attacks"]) if facts["config"]["attacks"] else None})
     outcomes = Outcomes.from_rows(clean, rows, facts["order"], config.mode)
-    probes = {r["attack"]: r for r in rows if r["attack"].startswith("probe:")}
-    findings = run_checks(outcomes, probes, facts)
+    measurements = {r["attack"][len(PROBE_PREFIX):]: r["measurement"] for r in rows
+                    if r["attack"].startswith(PROBE_PREFIX)}
+    findings = run_checks(outcomes, measurements, facts)
     threat = ThreatModel(config.norm, config.eps)
     result_verdict = verdict(findings, outcomes, facts)
     # Time spent in attacks and probes, summed from the store (a resumed run adds up its pieces).

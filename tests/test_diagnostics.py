@@ -18,11 +18,11 @@ from attacks.single_step import FGSM
 from attacks.threat_model import ThreatModel
 from audit.data import FASHION_MNIST_DIR, load_dataset
 from audit.checks import MASKING, OTHER, comparisons, verdict
-from audit.diagnostics import gradients, ioaf, landscape, sanity
-from audit.diagnostics.config import DiagnosticsConfig
-from audit.diagnostics.finding import Finding, plain, skipped
+from audit.checks.finding import Finding, plain, skipped
+from audit.checks.registry import CHECKS
 from audit.outcomes import Outcomes
-from audit.probes import PROBES, run_diagnostics
+from audit.probes import diagnose
+from audit.probes.config import DiagnosticsConfig
 from audit.store import ResultStore
 from audit.suite import run_suite
 from defenses.calibrate import calibrate
@@ -39,7 +39,18 @@ FAST = DiagnosticsConfig(
     unstable_samples=32, unstable_draws=50, pgd_steps=20, unconstrained_steps=20,
 )
 COMPARISON_IDS = ["blackbox-beats-whitebox", "transfer-beats-whitebox", "single-step-beats-iterative", "adaptive-gap"]
-ALL_IDS = [finding_id for probe in PROBES for finding_id in probe.ids] + COMPARISON_IDS
+ALL_IDS = [check.id for check in CHECKS if check.id != "alpha-selection"]
+
+
+def probe(name, defense, x, y, config=FAST, seed=SEED):  # noqa: ANN001, ANN201
+    """One probe measured and judged, as the audit does it (through the real registries)."""
+    return diagnose(defense, x, y, THREAT, seed=seed, config=config, only=(name,))
+
+
+def run_diagnostics(defense, x, y, threat, outcomes=None, seed=0, n=100, config=None, progress=False,  # noqa: ANN001, ANN201
+                    only=None):
+    """Every probe on the first n samples, judged, then the comparisons over `outcomes`."""
+    return diagnose(defense, x[:n], y[:n], threat, outcomes, seed=seed, config=config, only=only)
 
 
 def suite_outcomes(defense, x, y, attacks, directory, mode="full"):  # noqa: ANN001, ANN201
@@ -275,12 +286,12 @@ def test_diagnostics_are_reproducible(model, data):
 def test_input_quantization_has_zero_and_unavailable_gradients(model, data, tmp_path):
     x, y = data
     defense = InputQuantization(model, bits=3)
-    found = by_id(gradients.check_gradients(defense, x, y, THREAT, seed=SEED, config=FAST)
-                  + ioaf.check_unavailable_gradients(defense, x, y, THREAT, seed=SEED, config=FAST)
-                  + gradients.check_surrogate_agreement(defense, x, y, THREAT, seed=SEED, config=FAST)
-                  + gradients.check_finite_differences(defense, x, y, THREAT, seed=SEED, config=FAST)
-                  + landscape.check_landscape(defense, x, y, THREAT, seed=SEED, config=FAST)
-                  + ioaf.check_unconstrained_failure(defense, x, y, THREAT, seed=SEED, config=FAST))
+    found = by_id(probe("gradients", defense, x, y, config=FAST)
+                  + probe("ioaf-gradients", defense, x, y, config=FAST)
+                  + probe("surrogates", defense, x, y, config=FAST)
+                  + probe("finite-differences", defense, x, y, config=FAST)
+                  + probe("landscape", defense, x, y, config=FAST)
+                  + probe("ioaf-unconstrained", defense, x, y, config=FAST))
     assert statuses(found.values()) == {
         "zero-gradients": "fail", "nonfinite-gradients": "pass", "ioaf-unavailable-gradients": "fail",
         "surrogate-disagreement": "fail", "finite-difference-mismatch": "fail", "loss-landscape": "warn",
@@ -303,10 +314,10 @@ def test_input_quantization_has_zero_and_unavailable_gradients(model, data, tmp_
 def test_gradient_killing_layer(model, data):
     x, y = data
     defense = Undefended(KillGradients(model))
-    found = by_id(gradients.check_gradients(defense, x, y, THREAT, seed=SEED, config=FAST)
-                  + ioaf.check_unavailable_gradients(defense, x, y, THREAT, seed=SEED, config=FAST)
-                  + gradients.check_finite_differences(defense, x, y, THREAT, seed=SEED, config=FAST)
-                  + sanity.check_unbounded_attack(defense, x, y, THREAT, seed=SEED, config=FAST))
+    found = by_id(probe("gradients", defense, x, y, config=FAST)
+                  + probe("ioaf-gradients", defense, x, y, config=FAST)
+                  + probe("finite-differences", defense, x, y, config=FAST)
+                  + probe("unbounded", defense, x, y, config=FAST))
     assert statuses(found.values()) == {
         "zero-gradients": "fail", "nonfinite-gradients": "pass", "ioaf-unavailable-gradients": "fail",
         "finite-difference-mismatch": "fail", "unbounded-attack": "fail",
@@ -318,8 +329,8 @@ def test_gradient_killing_layer(model, data):
 def test_saturated_softmax_underflows_to_zero_gradients(model, data):
     x, y = data
     defense = Undefended(ScaledLogits(model))
-    found = by_id(gradients.check_gradients(defense, x, y, THREAT, seed=SEED, config=FAST)
-                  + sanity.check_probabilities(defense, x, y, THREAT, seed=SEED, config=FAST))
+    found = by_id(probe("gradients", defense, x, y, config=FAST)
+                  + probe("probabilities", defense, x, y, config=FAST))
     assert statuses(found.values()) == {"zero-gradients": "fail", "nonfinite-gradients": "pass",
                                         "probabilities-not-logits": "pass"}
     # A float32 softmax underflows once the scaled margin passes ~87-104 (with or without denormals): samples far
@@ -338,10 +349,10 @@ def test_meansparse_at_large_alpha(model, data, fmnist):
     x, y = data
     train, _ = fmnist
     defense = meansparse(model, train, alpha=1.0)
-    found = by_id(gradients.check_dead_zone(defense, x, y, THREAT, seed=SEED, config=FAST)
-                  + gradients.check_surrogate_agreement(defense, x, y, THREAT, seed=SEED, config=FAST)
-                  + gradients.check_finite_differences(defense, x, y, THREAT, seed=SEED, config=FAST)
-                  + gradients.check_gradients(defense, x, y, THREAT, seed=SEED, config=FAST))
+    found = by_id(probe("dead-zone", defense, x, y, config=FAST)
+                  + probe("surrogates", defense, x, y, config=FAST)
+                  + probe("finite-differences", defense, x, y, config=FAST)
+                  + probe("gradients", defense, x, y, config=FAST))
     assert statuses(found.values()) == {
         "dead-zone-occupancy": "fail", "surrogate-disagreement": "fail", "finite-difference-mismatch": "fail",
         "zero-gradients": "pass", "nonfinite-gradients": "pass",
@@ -364,9 +375,9 @@ def test_meansparse_at_alpha_zero_is_clean(model, data, fmnist):
     x, y = data
     train, _ = fmnist
     defense = meansparse(model, train, alpha=0.0)
-    found = by_id(gradients.check_dead_zone(defense, x, y, THREAT, seed=SEED, config=FAST)
-                  + gradients.check_surrogate_agreement(defense, x, y, THREAT, seed=SEED, config=FAST)
-                  + gradients.check_finite_differences(defense, x, y, THREAT, seed=SEED, config=FAST))
+    found = by_id(probe("dead-zone", defense, x, y, config=FAST)
+                  + probe("surrogates", defense, x, y, config=FAST)
+                  + probe("finite-differences", defense, x, y, config=FAST))
     assert statuses(found.values()) == {"dead-zone-occupancy": "pass", "surrogate-disagreement": "pass",
                                         "finite-difference-mismatch": "pass"}
     assert found["dead-zone-occupancy"].evidence["mean_occupancy"] == 0.0
@@ -380,15 +391,15 @@ def test_random_noise(model, data):
     # warning line with sigma 0.2, on either side depending on the CPU and thread count; sigma 1.0 puts it at
     # 0.7, far above.
     loud = RandomNoise(model, sigma=1.0, seed=1)
-    found = by_id(sanity.check_randomized(declared, x, y, THREAT, seed=SEED, config=FAST)
-                  + ioaf.check_unstable_predictions(loud, x, y, THREAT, seed=SEED, config=FAST))
+    found = by_id(probe("randomized", declared, x, y, config=FAST)
+                  + probe("ioaf-unstable", loud, x, y, config=FAST))
     assert statuses(found.values()) == {"randomized": "warn", "ioaf-unstable-predictions": "warn"}
     assert found["randomized"].evidence["observed"] is True
     assert found["randomized"].evidence["prediction_flip_count"] > 0
     # Reseeded before each forward, the noise is common to both sides of a finite difference: no false alarm.
-    (fd,) = gradients.check_finite_differences(declared, x, y, THREAT, seed=SEED, config=FAST)
+    (fd,) = probe("finite-differences", declared, x, y, config=FAST)
     assert fd.status == "pass"
-    (steady,) = ioaf.check_unstable_predictions(Undefended(model), x, y, THREAT, seed=SEED, config=FAST)
+    (steady,) = probe("ioaf-unstable", Undefended(model), x, y, config=FAST)
     assert steady.status == "pass"
     assert found["ioaf-unstable-predictions"].evidence["metric"] > steady.evidence["metric"] + 0.25
     # Declared randomness is handled by EOT: randomized, but not by itself masking.
@@ -396,7 +407,7 @@ def test_random_noise(model, data):
     assert result["randomized"] is True and result["gradient_masking"] == "not_detected"
     # Randomness the defense does not declare means the attacks ran without EOT: a failure.
     hidden = HiddenNoise(model, sigma=0.2, seed=1)
-    (undeclared,) = sanity.check_randomized(hidden, x, y, THREAT, seed=SEED, config=FAST)
+    (undeclared,) = probe("randomized", hidden, x, y, config=FAST)
     assert undeclared.status == "fail"
     result = verdict([undeclared], facts={"randomized": hidden.randomized})
     assert result["randomized"] is True and result["gradient_masking"] == "suspected"
@@ -404,9 +415,9 @@ def test_random_noise(model, data):
 
 def test_probabilities_gradient_in_forward_and_train_mode(model, data):
     x, y = data
-    (probabilities,) = sanity.check_probabilities(Undefended(Softmaxed(model)), x, y, THREAT, seed=SEED)
+    (probabilities,) = probe("probabilities", Undefended(Softmaxed(model)), x, y)
     assert probabilities.status == "fail"
-    (dynamic,) = sanity.check_gradient_in_forward(Undefended(GradientInForward(model)), x, y, THREAT, seed=SEED)
+    (dynamic,) = probe("gradient-in-forward", Undefended(GradientInForward(model)), x, y)
     assert dynamic.status == "fail"
     assert dynamic.evidence["autograd_calls"] == ["torch.autograd.grad"]
     assert torch.autograd.grad.__module__ == "torch.autograd"  # the recording wrapper is gone again
@@ -415,13 +426,13 @@ def test_probabilities_gradient_in_forward_and_train_mode(model, data):
     bn = defense.model.stem[1]
     bn.train()  # a BatchNorm left in training mode: batch statistics, and a batch-dependent output
     try:
-        (train_mode,) = sanity.check_train_mode(defense, x, y, THREAT, seed=SEED)
+        (train_mode,) = probe("train-mode", defense, x, y, config=None)
     finally:
         bn.eval()
     assert train_mode.status == "fail"
     assert train_mode.evidence["training_modules"] == ["model.stem.1"]
     assert train_mode.evidence["batch_dependence"] > 1e-3
-    (clean,) = sanity.check_train_mode(defense, x, y, THREAT, seed=SEED)
+    (clean,) = probe("train-mode", defense, x, y, config=None)
     assert clean.status == "pass"
 
 
@@ -601,9 +612,12 @@ def test_verdict_rules():
 def test_every_finding_is_documented():
     import pathlib
 
+    from audit.checks.registry import markdown_table
+
     text = (pathlib.Path(__file__).resolve().parent.parent / "docs" / "findings.md").read_text()
     headings = {line[3:].strip() for line in text.splitlines() if line.startswith("## ")}
-    ids = set(ALL_IDS)
-    assert ids == set(MASKING) | set(OTHER)
-    missing = ids - headings
+    missing = {check.id for check in CHECKS} - headings
     assert not missing, f"docs/findings.md lacks sections for {sorted(missing)}"
+    assert markdown_table() in text, "docs/findings.md's table of checks differs from audit/checks/registry.py"
+    assert set(MASKING) | set(OTHER) <= {check.id for check in CHECKS}
+    assert {check.decides for check in CHECKS} == {"masking", "other", "none"}

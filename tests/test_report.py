@@ -2,7 +2,7 @@
 Markdown file that links its PNGs. Fast (no model, no attack); the Chromium check runs only where Chromium is.
 
 The synthetic results below have the shapes of a real `audit run --model demo-standard --meansparse-alpha 0.3`
-results.json, trimmed: the `data` keys are exactly those audit/diagnostics/ writes.
+results.json, trimmed: the `data` keys are exactly those audit/checks/ writes.
 """
 from __future__ import annotations
 

@@ -1,22 +1,42 @@
 """Checks: pure functions over the store (attack outcomes, probe measurements, facts about the run) that return
-findings; `verdict` turns them into the answer. Nothing here needs the model.
+findings; `verdict` turns them into the answer. Nothing here needs the model. The table of every check is
+`registry.CHECKS`.
 
-    findings = run_checks(outcomes, probes, facts)
+    findings = run_checks(outcomes, measurements, facts)
     answer = verdict(findings, outcomes, facts)["summary"]
 """
 from __future__ import annotations
 
 from audit.checks.comparisons import COMPARISONS
+from audit.checks.finding import Finding, skipped
+from audit.checks.registry import CHECKS, JUDGES, OUTCOMES
 from audit.checks.verdict import MASKING, OTHER, verdict
-from audit.diagnostics.finding import Finding
 from audit.outcomes import Outcomes
 
-__all__ = ["COMPARISONS", "MASKING", "OTHER", "run_checks", "verdict"]
+__all__ = ["CHECKS", "Finding", "MASKING", "OTHER", "judge_measurements", "run_checks", "verdict"]
 
 
-def run_checks(outcomes: Outcomes, probes: dict[str, dict], facts: dict) -> list[Finding]:
-    """The stored probe findings, in probe order, then the comparisons over the outcomes."""
-    findings = [Finding.from_json(row) for probe in probes.values() for row in probe.get("findings", [])]
-    for comparison in COMPARISONS:
-        findings.extend(comparison(outcomes))
+def judge_measurements(measurements: dict[str, dict]) -> list[Finding]:
+    """Findings from probe measurements ({probe name: measurement}), in the order of the check table."""
+    findings: list[Finding] = []
+    for source in dict.fromkeys(check.source for check in CHECKS if check.source != OUTCOMES):
+        if source not in measurements:
+            continue
+        measurement = measurements[source]
+        ids = [check.id for check in CHECKS if check.source == source]
+        if "error" in measurement:
+            findings += [skipped(i, measurement["error"], error=True) for i in ids]
+        elif measurement.get("no_samples"):
+            findings += [skipped(i, measurement["skipped"]) for i in ids]
+        else:
+            findings += JUDGES[source](measurement)
+    return findings
+
+
+def run_checks(outcomes: Outcomes | None, measurements: dict[str, dict], facts: dict | None = None) -> list[Finding]:
+    """Every check: the probe measurements judged, then the comparisons over the outcomes (when given)."""
+    findings = judge_measurements(measurements)
+    if outcomes is not None:
+        for comparison in COMPARISONS:
+            findings.extend(comparison(outcomes))
     return findings

@@ -14,7 +14,7 @@ Square does, c is 0 by construction and the test asks whether b is more than cha
 """
 from __future__ import annotations
 
-from audit.diagnostics.finding import Finding, skipped
+from audit.checks.finding import Finding, skipped
 from audit.outcomes import BROKEN, HELD, Outcomes
 from audit.stats import mcnemar_one_sided
 

@@ -17,43 +17,17 @@ Failures of other kinds (an attack budget, a model left in train mode) are liste
 """
 from __future__ import annotations
 
-from audit.diagnostics.finding import Finding
+from audit.checks.finding import Finding
+from audit.checks.registry import CHECKS
 from audit.outcomes import BROKEN, HELD, Outcomes
 from audit.stats import mcnemar_one_sided
 
 MIN_SAMPLES = 20
 P_AT_RISK = 0.01
 
-# The symptoms of gradient masking (Athalye et al. 2018; Carlini et al. 2019; Tramèr et al. 2020; Pintor et al.
-# 2022; AutoAttack's own checks), each with what it means in plain words.
-MASKING: dict[str, str] = {
-    "zero-gradients": "some inputs get an exactly-zero gradient, so gradient attacks cannot move them",
-    "nonfinite-gradients": "the gradient contains NaN or Inf, so gradient attacks step nowhere",
-    "dead-zone-occupancy": "most MeanSparse features sit in the dead zone, where the exact gradient is zero",
-    "surrogate-disagreement": "the exact gradient points elsewhere than the straight-through (BPDA) gradient",
-    "finite-difference-mismatch": "the exact gradient does not predict how the loss actually changes (shattered gradients)",
-    "blackbox-beats-whitebox": "a gradient-free attack breaks points that every gradient attack missed",
-    "transfer-beats-whitebox": "points crafted on the base model break inputs that white-box attacks missed",
-    "single-step-beats-iterative": "one FGSM step breaks points that the iterative attack missed",
-    "adaptive-gap": "attacks with a surrogate backward (BPDA) break points that exact-gradient attacks missed",
-    "unbounded-attack": "an attack allowed to change the whole image still fails on some points",
-    "eps-sweep": "robust accuracy does not fall as the perturbation budget grows",
-    "randomized": "the forward is random but undeclared, so attacks ran without EOT",
-    "probabilities-not-logits": "the model outputs probabilities, whose CE gradients vanish",
-    "gradient-in-forward": "the forward computes gradients itself, so attack gradients through it are unreliable",
-    "ioaf-unavailable-gradients": "the attack loss has no usable gradient on some inputs",
-    "ioaf-unconstrained-failure": "an attack with no perturbation limit still fails on some points",
-}
-# Failures that make the evaluation unreliable without being masking symptoms.
-OTHER: dict[str, str] = {
-    "train-mode": "the model is (partly) in training mode or its outputs depend on the batch",
-    "loss-landscape": "the loss around the inputs is stepwise or jagged",
-    "more-steps-help": "more attack iterations keep finding adversarial points: budgets have not converged",
-    "ioaf-unstable-predictions": "the loss moves a lot under small random noise, so gradient steps may follow noise",
-    "ioaf-silent-success": "the attack passed through adversarial points and returned a non-adversarial one",
-    "ioaf-incomplete-optimization": "the attack loss was still improving when the attack stopped",
-    "ioaf-transfer-failure": "points adversarial on the surrogate model are not adversarial on the defense",
-}
+# What a failure of each deciding check means, from the one table of checks.
+MASKING: dict[str, str] = {c.id: c.meaning for c in CHECKS if c.decides == "masking"}
+OTHER: dict[str, str] = {c.id: c.meaning for c in CHECKS if c.decides == "other"}
 
 
 def _autoattack(outcomes: Outcomes) -> str | None:
@@ -81,8 +55,8 @@ def verdict(findings: list[Finding], outcomes: Outcomes | None = None, facts: di
     facts = facts or {}
     drivers = [{"id": f.id, "why": f"{MASKING[f.id]} ({f.message})"} for f in findings
                if f.status == "fail" and f.id in MASKING]
-    other_failures = [{"id": f.id, "why": f"{OTHER.get(f.id, 'failed')} ({f.message})"} for f in findings
-                      if f.status == "fail" and f.id not in MASKING]
+    other_failures = [{"id": f.id, "why": f"{OTHER[f.id]} ({f.message})"} for f in findings
+                      if f.status == "fail" and f.id in OTHER]
     warnings = [f.id for f in findings if f.status == "warn"]
     skipped = [f.id for f in findings if f.status == "skipped"]
     undecided = [f"{f.id} could not run ({f.message})" for f in findings

@@ -1,6 +1,6 @@
 """Plots for the report, drawn only from stored results (results.json, samples.csv). PNG files, matplotlib Agg.
 
-Each plot reads the `data` its diagnostic stores (see audit/diagnostics/):
+Each plot reads the `data` its finding stores (see audit/checks/):
 
 | plot | finding | `data` keys |
 |---|---|---|
@@ -304,7 +304,7 @@ def dead_zone_occupancy(results: dict, samples: list[dict], path: Path) -> Path 
     for row, value in zip(rows, percent):
         ax.text(value + 0.5, row, f"{value:.1f}%", va="center", fontsize=7.5)
     try:  # the thresholds of the check, when its module imports
-        from audit.diagnostics.gradients import DEAD_ZONE_FAIL, DEAD_ZONE_WARN
+        from audit.checks.gradients import DEAD_ZONE_FAIL, DEAD_ZONE_WARN
     except ImportError:  # pragma: no cover - the report still draws the bars
         DEAD_ZONE_WARN = DEAD_ZONE_FAIL = None
     if DEAD_ZONE_WARN is not None:

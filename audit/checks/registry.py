@@ -1,0 +1,156 @@
+"""The one table of checks: every finding id, where its data comes from, whether it can decide the verdict, its
+statistic, its threshold, and why. `verdict.py` reads the `decides` column; docs/findings.md shows this table (a
+test keeps the two in step).
+
+decides: `masking` (a fail means the exact gradients are unreliable: gradient masking is suspected), `other` (a
+fail makes the evaluation unreliable without being a masking symptom) or `none` (informational: it describes the
+mechanism, and a sound model at published settings can sit on either side of any line we could draw).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from audit.checks import comparisons as cmp
+from audit.checks import gradients as grad
+from audit.checks import ioaf
+from audit.checks import landscape as land
+from audit.checks import sanity
+from audit.checks.alpha import judge_alpha
+
+OUTCOMES = "outcomes"  # the comparisons read the stored attack outcomes, not a probe
+
+
+@dataclass(frozen=True)
+class Check:
+    id: str
+    source: str  # the probe whose measurement it judges, or OUTCOMES
+    decides: str  # masking | other | none
+    meaning: str  # what a failure means, in plain words
+    statistic: str
+    threshold: str
+    why: str
+
+
+def _p(value: float) -> str:
+    return f"{value:g}"
+
+
+CHECKS: tuple[Check, ...] = (
+    Check("zero-gradients", "gradients", "masking",
+          "some inputs get an exactly-zero gradient, so gradient attacks cannot move them",
+          "samples whose whole CE input gradient is exactly 0", f"fail >= {grad.ZERO_SAMPLES_FAIL} sample",
+          "a float32 network only gets there when the loss underflows (margin > ~100)"),
+    Check("nonfinite-gradients", "gradients", "masking", "the gradient contains NaN or Inf, so attacks step nowhere",
+          "samples with NaN/Inf in the input gradient", "fail >= 1 sample", "never legitimate"),
+    Check("dead-zone-occupancy", "dead-zone", "none",
+          "many MeanSparse features sit in the dead zone, where the exact gradient is zero",
+          "mean fraction of MeanSparse features inside |x - mean| < alpha std",
+          f"warn >= {_p(grad.DEAD_ZONE_WARN)}, fail >= {_p(grad.DEAD_ZONE_FAIL)}",
+          "the mechanism, not the symptom: published alphas put 8-24% of features inside; whether that masks the "
+          "gradient is decided by finite differences and the attack comparisons"),
+    Check("surrogate-disagreement", "surrogates", "none",
+          "the exact gradient points elsewhere than the straight-through (BPDA) gradient",
+          "median cosine(exact, identity-surrogate input gradient)",
+          f"warn < {_p(grad.COSINE_WARN)}, fail < {_p(grad.COSINE_FAIL)}",
+          "a disagreement says the gradients differ, not which is right; at published alphas the cosine stays high "
+          "while finite differences show the exact gradient is wrong"),
+    Check("finite-difference-mismatch", "finite-differences", "masking",
+          "the exact gradient does not predict how the loss actually changes (shattered gradients)",
+          "median relative error |fd - g.v| / max(|fd|, |g.v|) over random directions, above the loss's rounding "
+          "noise", f"warn >= {_p(grad.FD_ERROR_WARN)}, fail >= {_p(grad.FD_ERROR_FAIL)}",
+          "ReLU kinks give ~0.1 on sound models; jumps in the forward give ~1"),
+    Check("loss-landscape", "landscape", "other", "the loss around the inputs is stepwise or jagged",
+          "worst direction's flat-step fraction and sign changes per profile",
+          f"warn: flat >= {_p(land.FLAT_WARN)} or sign changes >= {_p(land.SIGN_CHANGES_WARN)}",
+          "plateaus and jaggedness at the scale of eps"),
+    Check("randomized", "randomized", "masking", "the forward is random but undeclared, so attacks ran without EOT",
+          "max logit difference over repeated forwards, relative to the logit scale",
+          f"observed > {_p(sanity.RANDOM_TOLERANCE)}; fail when observed and undeclared",
+          "AutoAttack's own check; undeclared noise defeats single-draw attacks"),
+    Check("probabilities-not-logits", "probabilities", "masking",
+          "the model outputs probabilities, whose CE gradients vanish",
+          "outputs in [0, 1] with rows summing to 1", f"fail within {_p(sanity.PROBABILITY_TOLERANCE)}",
+          "AutoAttack's own check"),
+    Check("gradient-in-forward", "gradient-in-forward", "masking",
+          "the forward computes gradients itself, so attack gradients through it are unreliable",
+          "autograd calls or grad mode inside forward under no_grad", "fail on any", "AutoAttack's check_dynamic"),
+    Check("train-mode", "train-mode", "other",
+          "the model is (partly) in training mode or its outputs depend on the batch",
+          "modules in training mode; relative logit change batch vs one by one",
+          f"fail on any module, or > {_p(sanity.BATCH_DEPENDENCE_TOLERANCE)}", "BatchNorm statistics leak the batch"),
+    Check("unbounded-attack", "unbounded", "masking", "an attack allowed to change the whole image still fails",
+          "clean-correct samples surviving APGD-CE with an eps covering the input box",
+          f"fail > {_p(sanity.UNBOUNDED_MAX_SURVIVORS)} of them", "Athalye et al. 2018; Carlini et al. 2019"),
+    Check("eps-sweep", "eps-sweep", "masking", "robust accuracy does not fall as the perturbation budget grows",
+          "rise of accuracy with eps; share of the samples robust at eps still robust at the largest eps",
+          f"fail on a rise > {sanity.MONOTONE_TOLERANCE_SAMPLES} samples and {_p(sanity.MONOTONE_TOLERANCE_POINTS)} "
+          f"points, or kept >= {_p(sanity.EPS_KEPT_FAIL)} (warn >= {_p(sanity.EPS_KEPT_WARN)}), from "
+          f"{sanity.EPS_KEPT_MIN_SAMPLES} samples", "relative, so a sound model audited at a small eps passes"),
+    Check("more-steps-help", "more-steps", "other",
+          "more attack iterations keep finding adversarial points: budgets have not converged",
+          "samples APGD-CE breaks with many iterations but not with few",
+          f"warn >= {sanity.MORE_STEPS_WARN_COUNT} samples and {_p(sanity.MORE_STEPS_WARN_POINTS)} points",
+          "an attack that has not converged cannot clear a model: the verdict becomes inconclusive"),
+    Check("ioaf-unavailable-gradients", "ioaf-gradients", "masking",
+          "the attack loss has no usable gradient on some inputs",
+          "exception, interrupted graph, or an all-zero gradient on any sample", "fail on any",
+          "Pintor et al. 2022"),
+    Check("ioaf-unstable-predictions", "ioaf-unstable", "other",
+          "the loss moves a lot under small random noise, so gradient steps may follow noise",
+          "mean relative margin change under uniform noise of radius eps/2 (capped at 1)",
+          f"warn >= {_p(ioaf.UNSTABLE_WARN)}", "cannot tell a weak model from a noisy one: warns only"),
+    Check("ioaf-silent-success", "ioaf-pgd", "other",
+          "the attack passed through adversarial points and returned a non-adversarial one",
+          "failed samples with an adversarial earlier iterate",
+          f"warn >= {ioaf.MIN_FLAGGED} samples and {_p(ioaf.SILENT_WARN_FRACTION)} of the failed", "Pintor et al."),
+    Check("ioaf-incomplete-optimization", "ioaf-pgd", "other",
+          "the attack loss was still improving when the attack stopped",
+          f"failed samples whose running-best normalised loss moved > {_p(ioaf.INCOMPLETE_DELTA)} over the last "
+          f"{ioaf.INCOMPLETE_WINDOW} steps",
+          f"warn >= {ioaf.MIN_FLAGGED} samples and {_p(ioaf.INCOMPLETE_WARN_FRACTION)} of the failed", "Pintor et al."),
+    Check("ioaf-transfer-failure", "ioaf-transfer", "other",
+          "points adversarial on the surrogate model are not adversarial on the defense",
+          "share of surrogate-adversarial points that fail on the defense", f"warn >= {_p(ioaf.TRANSFER_FAILURE_WARN)}",
+          "Pintor et al."),
+    Check("ioaf-unconstrained-failure", "ioaf-unconstrained", "masking",
+          "an attack with no perturbation limit still fails on some points",
+          "clean-correct samples PGD with eps = inf cannot misclassify",
+          f"fail > {_p(ioaf.UNCONSTRAINED_MAX_FAILURES)} of them", "Pintor et al."),
+    Check("alpha-selection", "alpha", "none", "alpha was tuned on the test set against the attack it masks",
+          "the split alpha was chosen on", "warn when the test set", "the paper's own protocol (BRIEF.md)"),
+    Check("blackbox-beats-whitebox", OUTCOMES, "masking",
+          "a gradient-free attack breaks points that every gradient attack missed",
+          "paired samples only gradient-free attacks broke (b) vs only exact-gradient ones (c); exact one-sided "
+          "McNemar", f"fail p < {_p(cmp.P_FAIL)} and b >= {_p(cmp.MIN_FRACTION)} of the paired; warn b >= 1",
+          "AutoAttack's Square check, made a paired test"),
+    Check("transfer-beats-whitebox", OUTCOMES, "masking",
+          "points crafted on the base model break inputs that white-box attacks missed", "as above, transfer vs exact",
+          f"fail p < {_p(cmp.P_FAIL)}", "RobustBench's re-evaluation of Kang2021Stable"),
+    Check("single-step-beats-iterative", OUTCOMES, "masking",
+          "one FGSM step breaks points that the iterative attack missed", "as above, single-step vs iterative exact",
+          f"fail p < {_p(cmp.P_FAIL)}", "Athalye et al. 2018"),
+    Check("adaptive-gap", OUTCOMES, "masking",
+          "attacks with a surrogate backward (BPDA) break points that exact-gradient attacks missed",
+          "as above, BPDA vs exact (AutoAttack whole on the exact side)", f"fail p < {_p(cmp.P_FAIL)}",
+          "BPDA re-evaluations of MeanSparse (RobustBench)"),
+)
+BY_ID = {check.id: check for check in CHECKS}
+JUDGES = {
+    "gradients": grad.judge_gradients, "dead-zone": grad.judge_dead_zone, "surrogates": grad.judge_surrogates,
+    "finite-differences": grad.judge_finite_differences, "landscape": land.judge_landscape,
+    "randomized": sanity.judge_randomized, "probabilities": sanity.judge_probabilities,
+    "gradient-in-forward": sanity.judge_gradient_in_forward, "train-mode": sanity.judge_train_mode,
+    "unbounded": sanity.judge_unbounded, "eps-sweep": sanity.judge_eps_sweep, "more-steps": sanity.judge_more_steps,
+    "ioaf-gradients": ioaf.judge_unavailable_gradients, "ioaf-unstable": ioaf.judge_unstable_predictions,
+    "ioaf-pgd": ioaf.judge_pgd_trace, "ioaf-transfer": ioaf.judge_transfer,
+    "ioaf-unconstrained": ioaf.judge_unconstrained, "alpha": judge_alpha,
+}
+
+
+def markdown_table() -> str:
+    """The table as docs/findings.md shows it (a test keeps the two identical)."""
+    rows = ["| id | decides | statistic | threshold | why |", "|---|---|---|---|---|"]
+    for c in CHECKS:
+        cells = [f"[`{c.id}`](#{c.id})", c.decides, c.statistic, c.threshold, c.why]
+        rows.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
+    return "\n".join(rows)
