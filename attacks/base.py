@@ -41,6 +41,7 @@ class Attack:
     threat_kind: str = "lp"  # lp | spatial | flow
     gradient_free: bool = False
     single_step: bool = False
+    handles_eot: bool = False  # the attack averages gradients over `eot` draws itself (else the judge wraps EOT)
 
     def __init__(self, surrogate: str = "exact", temperature: float | None = None, eot: int = 1) -> None:
         self.surrogate = surrogate

@@ -10,23 +10,13 @@ from torch import nn
 
 
 class CountingModel(nn.Module):
-    def __init__(self, model: nn.Module, eot: int = 1) -> None:
+    def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.model = model
-        self.eot = eot
         self.forward_images = 0
         self.backward_images = 0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.eot > 1:
-            # EOT as a wrapper: the average of the logits over `eot` draws of a randomized defense, whose
-            # gradient is the average of the draws' gradients.
-            logits = torch.stack([self._one(x) for _ in range(self.eot)]).mean(0)
-        else:
-            logits = self._one(x)
-        return logits
-
-    def _one(self, x: torch.Tensor) -> torch.Tensor:
         self.forward_images += x.shape[0]
         logits = self.model(x)
         if logits.requires_grad:

@@ -22,6 +22,8 @@ import torch
 
 from attacks.base import Attack
 from attacks.counting import CountingModel
+from attacks.eot import EOT
+from attacks.losses import margin
 from attacks.threat_model import ThreatModel
 from defenses.protocol import Defense
 
@@ -78,11 +80,8 @@ def exact_logits(defense: Defense, x: torch.Tensor, indices: list[int] | None = 
 
 def score_logits(logits: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(correct draws, worst margin over draws) per sample, from logits (draws, n, classes)."""
-    true = logits.gather(2, y.view(1, -1, 1).expand(logits.shape[0], -1, 1)).squeeze(2)
-    others = logits.scatter(2, y.view(1, -1, 1).expand(logits.shape[0], -1, 1), float("-inf")).amax(2)
-    margin = (true - others).amin(0)
     correct = (logits.argmax(2) == y.view(1, -1)).sum(0)
-    return correct, margin
+    return correct, margin(logits, y).amin(0)
 
 
 def judge(
@@ -104,10 +103,11 @@ def judge(
     indices = list(range(len(x))) if indices is None else list(indices)
     batch_seed = derive_seed(seed, attack.label, indices[0] if indices else 0, len(indices))
     defense.reseed(batch_seed)
-    counter = CountingModel(defense, eot=1 if getattr(attack, "handles_eot", False) else attack.eot)
+    counter = CountingModel(defense)
+    model = counter if attack.handles_eot or attack.eot == 1 else EOT(counter, attack.eot)
     start = time.perf_counter()
     with defense.surrogate(attack.surrogate, attack.temperature):
-        output = attack.perturb(counter, x.clone(), y.clone(), threat, batch_seed)
+        output = attack.perturb(model, x.clone(), y.clone(), threat, batch_seed)
     seconds = time.perf_counter() - start
 
     if attack.threat_kind == "lp":
@@ -143,8 +143,8 @@ def judge(
         margin=margin.cpu(),
         draws_correct=correct.cpu(),
         draws=n_draws,
-        n_forward=torch.full((len(x),), counter.forward_images / n),
-        n_backward=torch.full((len(x),), counter.backward_images / n),
+        n_forward=torch.full((len(x),), (counter.forward_images + output.extra.get("source_forward_images", 0)) / n),
+        n_backward=torch.full((len(x),), (counter.backward_images + output.extra.get("source_backward_images", 0)) / n),
         seconds=torch.full((len(x),), seconds / n),
         x_adv=x_adv.detach().cpu(),
         violations=violations,

@@ -16,9 +16,4 @@ class FGSM(Attack):
         x = x.clone().requires_grad_(True)
         loss = F.cross_entropy(model(x), y)
         (grad,) = torch.autograd.grad(loss, x)
-        if threat.norm == "Linf":
-            step = threat.eps * grad.sign()
-        else:
-            norms = grad.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *([1] * (x.dim() - 1)))
-            step = threat.eps * grad / norms
-        return AttackOutput((x.detach() + step).clamp(0, 1))
+        return AttackOutput((x.detach() + threat.eps * threat.steepest_step(grad)).clamp(*threat.bounds))

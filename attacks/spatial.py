@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from attacks.base import Attack, AttackOutput
+from attacks.losses import margin as logit_margin
 from attacks.threat_model import ThreatModel
 
 log = logging.getLogger(__name__)
@@ -48,13 +49,6 @@ def rotation_translation(x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     out = F.grid_sample(x.double(), grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     return out.to(x.dtype)
-
-
-def margins(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """True logit minus the best other logit, per sample (negative = misclassified)."""
-    true = logits.gather(1, y.view(-1, 1)).squeeze(1)
-    others = logits.scatter(1, y.view(-1, 1), float("-inf")).amax(1)
-    return true - others
 
 
 class RotationTranslationGrid(Attack):
@@ -146,7 +140,7 @@ class RotationTranslationGrid(Attack):
                 break  # every sample is already misclassified by its mildest breaking transform
             tried += 1
             logits = model(self.apply(x[todo], params[todo]))
-            margin = margins(logits, y[todo])
+            margin = logit_margin(logits, y[todo])
             wrong = logits.argmax(1) != y[todo]
             # A misclassifying transform always wins; otherwise keep the lowest margin seen.
             better = wrong | (margin < best_margin[todo])

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from attacks.base import Attack, AttackOutput
-from attacks.spatial import margins
+from attacks.losses import margin as margins
 from attacks.threat_model import ThreatModel
 
 log = logging.getLogger(__name__)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from attacks.base import Attack, AttackOutput
+from attacks.base import Attack
 from attacks.counting import CountingModel
 from defenses.protocol import Defense
 
@@ -31,13 +31,11 @@ class Transfer(Attack):
     def gradient(self) -> str:
         return f"transfer:{self.source_name}"
 
-    def perturb(self, model, x, y, threat, seed):  # noqa: ANN001 - model is the judge's counter on the defense
+    def perturb(self, model, x, y, threat, seed):  # noqa: ANN001 - model is the judge's counter on the defense, unused
         source = CountingModel(self.source)
         output = self.inner.perturb(source, x, y, threat, seed)
-        # The attack's cost is the source's calls: add them to the judge's counts (so reports show them) and
-        # keep them apart in extra, which says the defense itself was never queried while crafting.
-        model.forward_images += source.forward_images
-        model.backward_images += source.backward_images
+        # The attack's cost is the source's calls: the judge adds them to its counts (so reports show them), and
+        # they stay apart in extra, which says the defense itself was never queried while crafting.
         output.extra["source_forward_images"] = source.forward_images
         output.extra["source_backward_images"] = source.backward_images
         return output

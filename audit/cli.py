@@ -51,7 +51,7 @@ def _cmd_sparsify(args: argparse.Namespace) -> None:
     from defenses import calibrate, sparsify
     from defenses.checkpoints import read_metadata, save_checkpoint
     from defenses.models.registry import CHECKPOINT_DIR, SHIPPED, load_shipped
-    from defenses.select_alpha import select_alpha
+    from audit.select_alpha import select_alpha
 
     base = load_shipped(args.model)
     model = sparsify(base, 0.0)

@@ -15,6 +15,8 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from attacks.pgd import pgd
+from attacks.threat_model import ThreatModel
 from audit.data import Dataset
 from defenses.models.demo_cnn import DemoCNN
 
@@ -38,14 +40,8 @@ class TrainConfig:
 def perturb(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: TrainConfig, generator: torch.Generator):
     """The training-time attack: FGSM-RS (one step) or PGD-AT (pgd_steps steps), Linf, inside [0, 1]."""
     eps = config.eps
-    delta = (torch.rand(x.shape, generator=generator) * 2 - 1).to(x.device) * eps
     steps, step = (1, config.fgsm_step * eps) if config.method == "fgsm" else (config.pgd_steps, 2.5 * eps / config.pgd_steps)
-    for _ in range(steps):
-        delta.requires_grad_(True)
-        loss = F.cross_entropy(model((x + delta).clamp(0, 1)), y)
-        (grad,) = torch.autograd.grad(loss, delta)
-        delta = (delta.detach() + step * grad.sign()).clamp(-eps, eps)
-    return (x + delta).clamp(0, 1).detach()
+    return pgd(model, x, y, ThreatModel("Linf", eps), steps, step, generator=generator).x_last
 
 
 def pgd_accuracy(model: nn.Module, data: Dataset, eps: float, steps: int = 20, seed: int = 0, batch_size: int = 500) -> float:

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from defenses.meansparse import MeanSparse, meansparse_layers, reduction_dims
+from defenses.meansparse import meansparse_layers, reduction_dims
 
 
 class _ExactStatistics:
@@ -103,6 +103,3 @@ def set_alpha(model: nn.Module, alpha: float) -> nn.Module:
         layer.threshold.fill_(float(alpha))
     return model
 
-
-def is_meansparse(module: nn.Module) -> bool:
-    return isinstance(module, MeanSparse)

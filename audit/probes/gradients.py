@@ -11,7 +11,7 @@ import torch
 from attacks.threat_model import ThreatModel
 from audit.checks.finding import plain
 from audit.probes._common import (GraphInterrupted, chunks, flat_norms, generator_for, input_gradient, losses,
-                                  quantiles, random_direction, reseed)
+                                  quantiles, reseed)
 from audit.probes.config import DiagnosticsConfig
 from defenses.meansparse import channel_view, meansparse_layers
 from defenses.protocol import Defense
@@ -115,7 +115,7 @@ def measure_finite_differences(defense: Defense, x: torch.Tensor, y: torch.Tenso
     low, high = threat.bounds
     fd_all, gv_all = [], []
     for _ in range(config.fd_directions):
-        v = random_direction(tuple(x.shape), threat.norm, generator).to(x)
+        v = threat.random_direction(tuple(x.shape), generator).to(x)
         scale = h * v.abs()
         v = torch.where((x - scale < low) | (x + scale > high), torch.zeros_like(v), v)
         plus = losses(defense, x + h * v, y, batch_size=config.batch_size, seed=seed)

@@ -14,8 +14,8 @@ import torch
 
 from attacks.judge import score
 from attacks.threat_model import ThreatModel
-from audit.probes._common import (GraphInterrupted, chunks, clean_correct, generator_for, input_gradient, margin,
-                                  pgd, random_direction)
+from attacks.losses import margin
+from audit.probes._common import GraphInterrupted, chunks, clean_correct, generator_for, input_gradient, pgd
 from audit.probes.config import DiagnosticsConfig
 from defenses.protocol import Defense, InputQuantization, Undefended
 
@@ -52,11 +52,7 @@ def measure_unstable_predictions(defense: Defense, x: torch.Tensor, y: torch.Ten
     divisor = torch.where(reference == 0, torch.ones_like(reference), reference.abs())
     changes = []
     for _ in range(config.unstable_draws):
-        if threat.norm == "Linf":
-            noise = (torch.rand(xs.shape, generator=generator) * 2 - 1) * radius
-        else:
-            u = torch.rand(len(xs), generator=generator).view(-1, *([1] * (xs.dim() - 1)))
-            noise = random_direction(tuple(xs.shape), "L2", generator) * u * radius
+        noise = threat.random_delta(tuple(xs.shape), generator, radius)
         moved = (xs + noise.to(xs)).clamp(low, high)
         value = torch.cat([-margin(defense(moved[s]), ys[s]) for s in chunks(len(xs), config.batch_size)]).double()
         changes.append(((value - reference).abs() / divisor).clamp(max=1.0))
@@ -71,11 +67,11 @@ def measure_pgd_trace(defense: Defense, x: torch.Tensor, y: torch.Tensor, threat
     adversarial, for the samples that were clean-correct."""
     correct = clean_correct(defense, x, y, config.batch_size).cpu()
     steps = config.pgd_steps
-    trace = pgd(defense, x, y, threat, steps=steps, step_size=2.5 * threat.eps / steps, seed=seed,
-                batch_size=config.batch_size)
+    trace, last = pgd(defense, x, y, threat, steps=steps, step_size=2.5 * threat.eps / steps, seed=seed,
+                      batch_size=config.batch_size)
     return {"n": len(x), "seed": seed, "steps": steps, "correct": correct.tolist(),
             "losses": trace.losses.cpu().double().tolist(), "adversarial": trace.adversarial.cpu().tolist(),
-            "adversarial_last": trace.adversarial_last.cpu().tolist()}
+            "adversarial_last": last.cpu().tolist()}
 
 
 def surrogate_model(defense: Defense) -> tuple[torch.nn.Module | None, str]:
@@ -97,9 +93,9 @@ def measure_transfer(defense: Defense, x: torch.Tensor, y: torch.Tensor, threat:
         return {"skipped": "the defense has no surrogate model to transfer from"}
     correct = clean_correct(defense, x, y, config.batch_size).cpu()
     steps = config.pgd_steps
-    trace = pgd(Undefended(source), x, y, threat, steps=steps, step_size=2.5 * threat.eps / steps, seed=seed,
-                batch_size=config.batch_size)
-    on_surrogate = trace.adversarial_last.cpu() & correct
+    trace, last = pgd(Undefended(source), x, y, threat, steps=steps, step_size=2.5 * threat.eps / steps, seed=seed,
+                      batch_size=config.batch_size)
+    on_surrogate = last.cpu() & correct
     wrong, _ = score(defense, trace.x_last, y.to(trace.x_last.device), seed=seed)
     failures = on_surrogate & ~wrong.cpu()
     return {"n": len(x), "seed": seed, "surrogate": description, "adversarial_on_surrogate": int(on_surrogate.sum()),
@@ -114,8 +110,9 @@ def measure_unconstrained(defense: Defense, x: torch.Tensor, y: torch.Tensor, th
         return {"skipped": "no clean-correct sample"}
     unbounded = ThreatModel(threat.norm, math.inf, threat.bounds)
     steps = config.unconstrained_steps
-    trace = pgd(defense, x, y, unbounded, steps=steps, step_size=threat.eps, seed=seed, batch_size=config.batch_size)
-    reached = trace.adversarial_any.cpu() | trace.adversarial_last.cpu()
+    trace, last = pgd(defense, x, y, unbounded, steps=steps, step_size=threat.eps, seed=seed,
+                      batch_size=config.batch_size)
+    reached = trace.adversarial.any(0).cpu() | last.cpu()
     failures = correct & ~reached
     return {"n": len(x), "seed": seed, "steps": steps, "step_size": threat.eps, "correct": int(correct.sum()),
             "failures": int(failures.sum()), "indices": failures.nonzero().flatten()[:20].tolist()}

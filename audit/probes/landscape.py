@@ -7,8 +7,7 @@ from __future__ import annotations
 import torch
 
 from attacks.threat_model import ThreatModel
-from audit.probes._common import (GraphInterrupted, clean_correct, generator_for, input_gradient, losses,
-                                  random_direction, reseed, step_direction)
+from audit.probes._common import GraphInterrupted, clean_correct, generator_for, input_gradient, losses, reseed
 from audit.probes.config import DiagnosticsConfig
 from defenses.protocol import Defense
 
@@ -35,9 +34,9 @@ def measure_landscape(defense: Defense, x: torch.Tensor, y: torch.Tensor, threat
         grad, _ = input_gradient(defense, xs, ys, batch_size=config.batch_size, seed=seed)
     except GraphInterrupted:
         grad = torch.zeros_like(xs)
-    directions = {"gradient": step_direction(grad, threat.norm)}
+    directions = {"gradient": threat.steepest_step(grad)}
     for k in range(config.landscape_random_directions):
-        directions[f"random{k + 1}"] = random_direction(tuple(xs.shape), threat.norm, generator).to(xs)
+        directions[f"random{k + 1}"] = threat.random_direction(tuple(xs.shape), generator).to(xs)
     span = config.landscape_span * threat.eps
     ts = torch.linspace(-span, span, config.landscape_points)
     profiles = {name: _loss_along(defense, xs, ys, d, ts, threat, seed, config.batch_size)

@@ -7,7 +7,6 @@ the suite. Budgets are small and set in `DiagnosticsConfig`.
 """
 from __future__ import annotations
 
-import math
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -24,20 +23,13 @@ from defenses.protocol import Defense
 BATCH_PROBE = 8
 
 
-def _covering_eps(threat: ThreatModel, x: torch.Tensor) -> float:
-    """The smallest eps whose ball covers the whole input box: unbounded in effect, finite for APGD."""
-    low, high = threat.bounds
-    width = float(high - low)
-    return width if threat.norm == "Linf" else width * math.sqrt(x[0].numel())
-
-
 def measure_unbounded(defense: Defense, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, *, seed: int,
                       config: DiagnosticsConfig) -> dict:
     """Exact APGD-CE with an eps that covers the whole input box, on the clean-correct samples."""
     correct = clean_correct(defense, x, y, config.batch_size)
     if not correct.any():
         return {"skipped": "no clean-correct sample to attack"}
-    eps = _covering_eps(threat, x)
+    eps = threat.covering_eps(x)
     index = correct.nonzero().flatten()
     record = judge(APGD(loss="ce", n_iter=config.apgd_iterations), defense, x[index], y[index], threat.with_eps(eps),
                    seed, index.tolist())

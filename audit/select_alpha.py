@@ -11,6 +11,9 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from attacks.autoattack import APGD
+from attacks.judge import judge, score
+from attacks.threat_model import ThreatModel
 from defenses.calibrate import set_alpha
 from defenses.protocol import MeanSparseDefense
 
@@ -44,10 +47,6 @@ def select_alpha(
 ) -> AlphaSweep:
     """Sweep alpha on a calibrated MeanSparse model (in place; the best alpha is left set). `split` names the
     data the sweep ran on (`validation`, `test`, ...), for the record."""
-    from attacks.autoattack import APGD
-    from attacks.judge import judge, score
-    from attacks.threat_model import ThreatModel
-
     threat = ThreatModel(norm, eps)
     clean, robust = [], []
     for alpha in alphas:
