@@ -1,1 +1,11 @@
-"""The attack zoo: threat models, attacks that return per-sample records, suites."""
+"""The attack zoo: a threat model, attacks that propose points, and the judge that decides what they achieved.
+
+    from attacks import ThreatModel, judge, make_attack
+    record = judge(make_attack("apgd-ce+bpda-identity"), defense, x, y, ThreatModel("Linf", 0.1), seed=0)
+"""
+from attacks.base import Attack, AttackOutput
+from attacks.judge import AttackRecord, judge, score
+from attacks.registry import available, make_attack
+from attacks.threat_model import ThreatModel
+
+__all__ = ["Attack", "AttackOutput", "AttackRecord", "ThreatModel", "available", "judge", "make_attack", "score"]

@@ -153,7 +153,7 @@ def _cmd_report(args: argparse.Namespace) -> None:
 
 
 def _cmd_compare(args: argparse.Namespace) -> None:
-    from audit.compare import compare
+    from audit.comparison import compare
 
     print(compare(args.dir_a, args.dir_b, args.out))
 

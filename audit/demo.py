@@ -13,7 +13,7 @@ from pathlib import Path
 
 from audit.config import AuditConfig
 from audit.pipeline import run_audit
-from audit.compare import compare
+from audit.comparison import compare
 from audit.summary import summary_lines
 
 log = logging.getLogger(__name__)

@@ -1,5 +1,6 @@
 """Defenses: MeanSparse exactly as published, surrogate gradients, the Defense protocol and its adapters."""
 from defenses.calibrate import calibrate, set_alpha
+from defenses.checkpoints import load_into, load_state_dict, save_checkpoint
 from defenses.gradient_mode import gradient_mode
 from defenses.meansparse import MeanSparse, meansparse_layers
 from defenses.protocol import (
@@ -11,9 +12,11 @@ from defenses.protocol import (
     Undefended,
     as_defense,
 )
-from defenses.sparsify import sparsify
+from defenses.models.registry import load_shipped
+from defenses.sparsify import ACTIVATION_TYPES, sparsify
 
 __all__ = [
-    "Defense", "InputQuantization", "MeanSparse", "MeanSparseDefense", "OpaqueModel", "RandomNoise", "Undefended",
-    "as_defense", "calibrate", "gradient_mode", "meansparse_layers", "set_alpha", "sparsify",
+    "ACTIVATION_TYPES", "Defense", "InputQuantization", "MeanSparse", "MeanSparseDefense", "OpaqueModel", "RandomNoise",
+    "Undefended", "as_defense", "calibrate", "gradient_mode", "load_into", "load_shipped", "load_state_dict",
+    "meansparse_layers", "save_checkpoint", "set_alpha", "sparsify",
 ]

@@ -156,3 +156,14 @@ def test_audit_your_checkpoint_notebook(notebook_env) -> None:
     assert meansparse["gradient_masking"] == "suspected" and "finite-difference-mismatch" in meansparse["drivers"]
     assert base["drivers"] == [] and base["gradient_masking"] != "suspected"
     assert "audit run --model" in _stdout(notebook).replace(str(ROOT / ".venv" / "bin") + "/", "")
+
+
+def test_notebooks_use_only_the_public_api() -> None:
+    """A notebook is what a user copies from: it imports `attacks`, `audit` and `defenses`, never their modules."""
+    import re
+
+    for path in (GRADIENT_MASKING, AUDIT_YOUR_CHECKPOINT):
+        cells = json.loads(path.read_text())["cells"]
+        code = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
+        assert re.findall(r"from (attacks|audit|defenses)\.", code) == [], path.name
+        assert re.search(r"from (attacks|audit|defenses) import", code), path.name
