@@ -4,10 +4,13 @@ also what `audit report DIR` does, so a report can be rebuilt without the model.
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import time
 from pathlib import Path
 from typing import Iterator
+
+import torch
 
 from attacks.suites import SuitePlan, plan_suite
 from attacks.threat_model import ThreatModel
@@ -22,10 +25,11 @@ from audit.probes import PREFIX as PROBE_PREFIX
 from audit.results import assemble_results, write_outputs
 from audit.store import ResultStore
 from audit.suite import CLEAN, run_suite
-from defenses.protocol import Defense
+from defenses.protocol import Defense, Undefended
 
 log = logging.getLogger(__name__)
-FACTS = "facts"  # the store row with what the checks need to know about the defense and the run
+FACTS = "facts"
+BASE_DIR = "base"  # the base model's audit, inside the defense's output directory  # the store row with what the checks need to know about the defense and the run
 # Loggers whose records also go to the run's audit.log (ours, and pyautoattack's).
 LOGGERS = ("audit", "attacks", "defenses", "auto-attack")
 
@@ -86,6 +90,7 @@ def run_audit(config: AuditConfig, out: str | Path, data_dir: str | None = None,
             return None
         if not store.done(FACTS, 0):
             store.append(_facts(config, defense, plan, warnings, device))
+        _audit_base(defense, test.images, test.labels, threat, plan, config, out / BASE_DIR, progress)
         from audit.probes import run_probes
 
         run_probes(defense, test.images, test.labels, threat, store, seed=config.seed, n=config.diagnostics_n,
@@ -93,6 +98,32 @@ def run_audit(config: AuditConfig, out: str | Path, data_dir: str | None = None,
         results = derive_results(out)
     log.info("audit finished in %.1f s", time.perf_counter() - start)
     return results
+
+
+def _audit_base(defense: Defense, images: torch.Tensor, labels: torch.Tensor, threat: ThreatModel, plan: SuitePlan,
+                config: AuditConfig, out: Path, progress: bool) -> None:
+    """For a MeanSparse model, the same audit of its base (every threshold 0) on the same images and seeds, in
+    `<out>/base`, for the gain table. BPDA attacks become their exact versions there (nothing to bypass), transfer
+    from the base onto itself is the white-box attack, so it is left out."""
+    base = defense.base_model()
+    if base is None or not any(a.label.startswith("autoattack") for a in plan.attacks):
+        return
+    attacks = []
+    for attack in plan.attacks:
+        if attack.gradient.startswith("transfer:"):
+            continue
+        exact = copy.copy(attack)
+        exact.surrogate, exact.temperature = "exact", None
+        if exact.label not in {a.label for a in attacks}:
+            attacks.append(exact)
+    base_defense = Undefended(base.to(defense.device), defense.num_classes, f"{config.model} base (alpha 0)")
+    store = ResultStore(out, config.identity() | {"base_of": config.model})
+    log.info("auditing the base model (MeanSparse off) on the same images for the gain table")
+    run_suite(base_defense, images, labels, threat, attacks, config.seed, store=store, mode=config.mode,
+              batch_size=config.batch_size, progress=progress)
+    if not store.done(FACTS, 0):
+        store.append({"attack": FACTS, "batch": 0, "order": [a.label for a in attacks], "mode": config.mode,
+                      "defense": base_defense.description})
 
 
 def _facts(config: AuditConfig, defense: Defense, plan: SuitePlan, warnings: list[str], device: str) -> dict:
@@ -121,13 +152,31 @@ def derive_results(out: str | Path) -> dict:
     findings = run_checks(outcomes, measurements, facts)
     threat = ThreatModel(config.norm, config.eps)
     result_verdict = verdict(findings, outcomes, facts)
+    gain = _gain(out / BASE_DIR, outcomes)
     # Time spent in attacks and probes, summed from the store (a resumed run adds up its pieces).
     seconds = sum(float(r.get("seconds", 0.0)) for r in rows)
     results = assemble_results(config, facts["defense"], threat, outcomes, [tuple(s) for s in facts["skipped"]],
                                [f.to_json() for f in findings], result_verdict, facts["warnings"],
                                facts["environment"], seconds)
+    if gain is not None:
+        results["gain"] = gain
     write_outputs(out, results, outcomes)
     return results
+
+
+def _gain(directory: Path, outcomes: Outcomes) -> dict | None:
+    """The gain table against the base audit in `directory`, when there is one (see audit/gain.py)."""
+    from audit.gain import gain_table
+
+    if not (directory / "config.json").exists():
+        return None
+    rows = list(ResultStore.open_existing(directory).records())
+    facts = next((r for r in rows if r["attack"] == FACTS), None)
+    clean = next((r for r in rows if r["attack"] == CLEAN), None)
+    if facts is None or clean is None:
+        return None
+    base = Outcomes.from_rows(clean, rows, facts["order"], facts["mode"])
+    return {"base": facts["defense"], **gain_table(outcomes, base)}
 
 
 @contextlib.contextmanager

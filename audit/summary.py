@@ -1,7 +1,7 @@
 """The few lines `audit run` prints at the end (stdout is for results; progress and logs go to stderr)."""
 from __future__ import annotations
 
-from audit.report.text import aa_vs_adaptive, claim_sentence, headline, interval, pct
+from audit.report.text import aa_vs_adaptive, claim_sentence, gain_sentence, headline, interval, pct
 
 
 def summary_lines(results: dict) -> list[str]:
@@ -13,7 +13,7 @@ def summary_lines(results: dict) -> list[str]:
     verdict = results.get("verdict", {})
     lines.append(f"  gradient masking: {verdict.get('gradient_masking', 'n/a')}; claim at risk: "
                  f"{verdict.get('claim_at_risk', 'n/a')}")
-    for sentence in (aa_vs_adaptive(results), claim_sentence(results)):
+    for sentence in (gain_sentence(results), aa_vs_adaptive(results), claim_sentence(results)):
         if sentence:
             lines.append("  " + sentence)
     for driver in verdict.get("drivers", [])[:5]:

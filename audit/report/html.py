@@ -10,7 +10,7 @@ import html
 from pathlib import Path
 
 from audit.report.plots import CAPTIONS
-from audit.report.text import aa_vs_adaptive, claim_sentence, headline, pct
+from audit.report.text import aa_vs_adaptive, claim_sentence, gain_rows, gain_sentence, headline, pct
 
 CSS = """
 :root{--red:#c44e52;--green:#3f8f52;--orange:#c9702e;--grey:#777;--line:#dcdfe4}
@@ -105,7 +105,7 @@ def render_html(results: dict, figures: list[tuple[str, Path]]) -> str:
         f"{e(threat)} &middot; {e(results.get('n_samples', '?'))} samples</p>",
         f"<div class='verdict {kind}'><p class='headline'>{e(headline(results))}</p>",
     ]
-    for sentence in (claim_sentence(results), aa_vs_adaptive(results), verdict.get("summary")):
+    for sentence in (gain_sentence(results), claim_sentence(results), aa_vs_adaptive(results), verdict.get("summary")):
         if sentence:
             parts.append(f"<p>{e(sentence)}</p>")
     if verdict.get("drivers"):
@@ -113,6 +113,11 @@ def render_html(results: dict, figures: list[tuple[str, Path]]) -> str:
             f"<li><code>{e(d.get('id'))}</code>: {e(d.get('why'))}</li>" for d in verdict["drivers"]) + "</ul>")
     parts.append("</div>")
     parts.append(_numbers(results))
+    if gain_rows(results):
+        parts.append(f"<h2>The gain, decomposed</h2><p class='muted'>Same images and seeds; base = "
+                     f"{e(results['gain']['base'])}.</p><table><tbody>" + "".join(
+                         f"<tr><td>{e(row)}</td><td class='num'>{e(value)}</td></tr>" for row, value in gain_rows(results))
+                     + "</tbody></table>")
     for warning in results.get("warnings", []):
         parts.append(f"<p class='warning'>warning: {e(warning)}</p>")
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from audit.report.plots import CAPTIONS
-from audit.report.text import STATUS_MARK, aa_vs_adaptive, claim_sentence, headline, interval, pct
+from audit.report.text import (STATUS_MARK, aa_vs_adaptive, claim_sentence, gain_rows, gain_sentence, headline,
+                               interval, pct)
 
 
 def _cell(value: object) -> str:
@@ -17,9 +18,14 @@ def render_markdown(results: dict, figures: list[tuple[str, Path]]) -> str:
     if results.get("defense"):
         lines += [f"_{results['defense']}_", ""]
     lines += [f"**{headline(results)}**", ""]
-    for sentence in (claim_sentence(results), aa_vs_adaptive(results)):
+    for sentence in (gain_sentence(results), claim_sentence(results), aa_vs_adaptive(results)):
         if sentence:
             lines += [sentence, ""]
+    if gain_rows(results):
+        lines += [f"## The gain, decomposed (same images, base = {results['gain']['base']})", "",
+                  "| | robust accuracy (95% interval) |", "|---|---|"]
+        lines += [f"| {row} | {value} |" for row, value in gain_rows(results)]
+        lines.append("")
     verdict = results.get("verdict", {})
     if verdict.get("summary"):
         lines += [verdict["summary"], ""]

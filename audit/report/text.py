@@ -76,3 +76,40 @@ def aa_vs_adaptive(results: dict) -> str | None:
 
 
 STATUS_MARK = {"fail": "FAIL", "warn": "warn", "pass": "pass", "skipped": "skipped"}
+
+
+def gain_rows(results: dict) -> list[tuple[str, str]]:
+    """The gain table (base vs defense on the same images) as (row, value with its 95% interval); empty when the
+    audit has no base model to compare with."""
+    gain = results.get("gain")
+    if not gain:
+        return []
+
+    def acc(key: str) -> str:
+        a = gain[key]
+        return f"{pct(a['accuracy'])} ({pct(a['ci95'][0])} - {pct(a['ci95'][1])})"
+
+    def diff(key: str) -> str:
+        g = gain[key]
+        return (f"{100 * g['gain']:+.2f} points ({100 * g['ci95'][0]:+.2f} to {100 * g['ci95'][1]:+.2f}; "
+                f"{g['only_defense_robust']} samples robust only with the defense, {g['only_base_robust']} only without)")
+
+    return [("base model, AutoAttack", acc("base_autoattack")), ("base model, worst case", acc("base_worst_case")),
+            ("defense, AutoAttack (the claim)", acc("defense_autoattack")),
+            ("defense, worst case over the suite", acc("defense_worst_case")),
+            ("gain under AutoAttack", diff("claimed_gain")), ("gain that survives the worst case", diff("surviving_gain"))]
+
+
+def gain_sentence(results: dict) -> str | None:
+    gain = results.get("gain")
+    if not gain:
+        return None
+    low, high = gain["surviving_gain"]["ci95"]
+    if high <= 0:
+        what = "does not survive: the defense is no more robust than its base under the worst case"
+    elif low > 0:
+        what = "survives: the worst case stays significantly above the base"
+    else:
+        what = "is not settled: its 95% interval contains 0 on these images"
+    return (f"The gain over the base model {what} ({100 * gain['surviving_gain']['gain']:+.2f} points, 95% interval "
+            f"{100 * low:+.2f} to {100 * high:+.2f}; under AutoAttack alone {100 * gain['claimed_gain']['gain']:+.2f}).")

@@ -1,0 +1,55 @@
+"""The question reviewers ask of a MeanSparse model, answered on the same images: how robust is the base model
+under AutoAttack, how robust is the defense under AutoAttack and under the worst case over the suite, and how much
+of the gain survives. The base is the same network with every threshold at 0, audited by `audit run` itself in
+`<out>/base` (same images, same seed); this module only reads the two stores' per-sample outcomes.
+"""
+from __future__ import annotations
+
+from audit.outcomes import HELD, Outcomes
+from audit.stats import accuracy_json, clopper_pearson
+
+
+def paired_gain(defense: list[bool], base: list[bool]) -> dict:
+    """Mean of (defense robust - base robust) over paired samples, with a 95% interval.
+
+    Only the discordant pairs carry information about the difference: with b samples robust only under the defense
+    and c only under the base, the gain is (b - c) / n. The interval treats the number of discordant pairs as fixed
+    and maps the Clopper-Pearson interval of b / (b + c) onto the gain (a conditional interval; exact given b + c).
+    """
+    n = len(defense)
+    b = sum(d and not s for d, s in zip(defense, base))
+    c = sum(s and not d for d, s in zip(defense, base))
+    gain = (b - c) / n if n else 0.0
+    if b + c == 0:
+        low = high = 0.0
+    else:
+        theta_low, theta_high = clopper_pearson(b, b + c)
+        low, high = (b + c) / n * (2 * theta_low - 1), (b + c) / n * (2 * theta_high - 1)
+    return {"gain": gain, "ci95": [low, high], "only_defense_robust": b, "only_base_robust": c, "n": n}
+
+
+def _autoattack_robust(outcomes: Outcomes) -> list[bool] | None:
+    label = next((a for a in outcomes.order if a.startswith("autoattack")), None)
+    if label is None:
+        return None
+    return [c and s == HELD for c, s in zip(outcomes.clean_correct, outcomes.status[label])]
+
+
+def gain_table(defense: Outcomes, base: Outcomes) -> dict:
+    """Base AutoAttack, defense AutoAttack, defense worst case, and the gains with paired intervals."""
+    if defense.labels != base.labels:
+        raise ValueError("the base audit ran on other images; the gain table needs the same images")
+    base_aa, defense_aa = _autoattack_robust(base), _autoattack_robust(defense)
+    if base_aa is None or defense_aa is None:
+        raise ValueError("the gain table needs AutoAttack in both audits")
+    worst = defense.worst_case_robust("lp")
+    base_worst = base.worst_case_robust("lp")
+    n = defense.n
+    return {
+        "base_autoattack": accuracy_json(sum(base_aa), n),
+        "base_worst_case": accuracy_json(sum(base_worst), n),
+        "defense_autoattack": accuracy_json(sum(defense_aa), n),
+        "defense_worst_case": accuracy_json(sum(worst), n),
+        "claimed_gain": paired_gain(defense_aa, base_aa),
+        "surviving_gain": paired_gain(worst, base_worst),
+    }
