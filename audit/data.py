@@ -181,8 +181,9 @@ class _DataOnlyUnpickler(pickle.Unpickler):
 
 
 def load_foolbox_samples(dataset: str = "cifar10") -> Dataset:
-    """The 20 real test images shipped inside the foolbox wheel (labels in their file names). The ImageNet ones
-    are 224x224 JPEGs already cropped, so they are used as they are (no BicubicRes256Crop224)."""
+    """The 20 real test images shipped inside the foolbox wheel (labels in their file names). The ImageNet ones are
+    JPEGs of varied sizes (512x512, 1024x683): they get RobustBench's BicubicRes256Crop224, as a validation image
+    would."""
     import foolbox  # noqa: F401 - only to find its data folder
     from PIL import Image
 
@@ -195,10 +196,14 @@ def load_foolbox_samples(dataset: str = "cifar10") -> Dataset:
         raise DataError(f"no foolbox sample images for {dataset!r} in {folder}")
     arrays, labels = [], []
     for _, label, path in found:
-        with Image.open(path) as image:
-            array = np.asarray(image.convert("RGB") if dataset in ("cifar100", "imagenet") else image,
-                               dtype=np.float32) / 255.0
-        arrays.append(array[None] if array.ndim == 2 else array.transpose(2, 0, 1))
+        if dataset == "imagenet":
+            from audit.imagenet import decode
+
+            arrays.append(decode(path, "BicubicRes256Crop224"))
+        else:
+            with Image.open(path) as image:
+                array = np.asarray(image, dtype=np.float32) / 255.0
+            arrays.append(array[None] if array.ndim == 2 else array.transpose(2, 0, 1))
         labels.append(label)
     classes = {"cifar100": 100, "imagenet": 1000}.get(dataset, 10)
     return Dataset(torch.from_numpy(np.stack(arrays)), torch.tensor(labels), f"foolbox-{dataset}", classes)

@@ -156,8 +156,10 @@ def find(name: str, dataset: str | None = None, threat: str | None = None) -> Zo
     matches = [e for e in _ZOO.values() if e.name == name]
     if not matches:
         known = sorted({e.name for e in _ZOO.values()})
-        close = difflib.get_close_matches(name, known, n=1)
-        hint = f" (did you mean {close[0]}?)" if close else ""
+        # RobustBench mixes `-` and `_` (Amini2024MeanSparse_Ra_WRN_70_16 beside ..._S-WRN-70-16): compare without.
+        folded = {n.lower().replace("-", "_"): n for n in known}
+        close = difflib.get_close_matches(name.lower().replace("-", "_"), list(folded), n=1, cutoff=0.75)
+        hint = f" (did you mean {folded[close[0]]}?)" if close else ""
         raise ZooError(f"unknown RobustBench model {name!r}{hint}; known: {', '.join(known)}")
     where = ", ".join(f"{e.dataset}/{e.threat}" for e in matches)
     if dataset is not None:
