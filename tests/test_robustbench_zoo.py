@@ -305,3 +305,38 @@ def test_published_numbers_are_brief_tables():
         "Amini2024MeanSparse_Swin-L/imagenet/Linf": (0.5956, 0.6212, 0.5892),
         "Amini2024MeanSparse_ConvNeXt-L/imagenet/Linf": (0.5848, 0.5964, 0.5822),
     }
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# End to end: `audit run --robustbench-dir DIR --name NAME` on foolbox's real sample images, reduced configs
+
+E2E = [
+    pytest.param(("cifar100", "Linf", "Amini2024MeanSparse_S-WRN-70-16"), "foolbox-cifar100", id="cifar100"),
+    pytest.param(("imagenet", "Linf", "Amini2024MeanSparse_Swin-L"), "foolbox-imagenet", id="swin-l",
+                 marks=pytest.mark.slow),
+    pytest.param(("imagenet", "Linf", "Amini2024MeanSparse_ConvNeXt-L"), "foolbox-imagenet", id="convnext-l",
+                 marks=pytest.mark.slow),
+]
+
+
+@pytest.mark.parametrize("key,dataset", E2E)
+def test_audit_run_on_foolbox_samples_takes_threat_eps_and_claim_from_the_entry(key, dataset, tmp_path, registered):
+    from audit.cli import main
+
+    entry = registered(reduced_entry(key))
+    model = entry.build()
+    randomize(model, seed=2)
+    save_robustbench_file(model, entry, tmp_path / "models", "module.")
+    out = tmp_path / "run"
+    code = main(["run", "--robustbench-dir", str(tmp_path / "models"), "--name", entry.name, "--dataset", dataset,
+                 "--n", "20", "--suite", "quick", "--diagnostics-n", "4", "--quiet", "--out", str(out)])
+    assert code == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["dataset"] == dataset and results["n_samples"] == 20
+    assert results["threat_model"]["norm"] == "Linf"
+    assert results["threat_model"]["eps"] == pytest.approx(8 / 255 if entry.dataset == "cifar100" else 4 / 255)
+    assert results["claim"]["claimed_robust_accuracy"] == entry.autoattack
+    assert {a["name"] for a in results["attacks"]} >= {"fgsm", "apgd-ce", "apgd-ce+bpda-identity"}
+    assert any(f["id"] == "alpha-selection" and f["status"] == "warn" for f in results["findings"])
+    report = (out / "report.html").read_text()
+    assert entry.name in report and len((out / "samples.csv").read_text().splitlines()) == 1 + 20
