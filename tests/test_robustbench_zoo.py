@@ -10,7 +10,8 @@ How the timm reference lists in tests/fixtures/timm_keys/ were obtained: `script
 1.0.31 from its PyPI wheel (pip download, no install) with a stand-in torchvision module in `sys.modules` (timm's
 model code does not use torchvision, but `import timm` does and torchvision cannot load beside the CPU torch), builds
 `convnext_large` and `swin_large_patch4_window7_224` on the meta device and writes every state-dict key with its
-shape. `test_timm_itself_agrees` repeats that against the wheel when `make setup` has downloaded it.
+shape. `test_timm_itself_agrees_on_keys_and_logits` (slow) repeats that against the wheel when `make setup` has
+downloaded it, and compares logits with timm's own classes.
 """
 from __future__ import annotations
 
@@ -196,6 +197,7 @@ def test_imagenet_architectures_match_timm_key_for_key(entry_name, timm_name):
     assert {k.removeprefix("model.") for k in sparse.state_dict()} == expected
 
 
+@pytest.mark.slow  # 15-30 s: a subprocess imports timm and compiles MeanSparse's kernels
 def test_timm_itself_agrees_on_keys_and_logits():
     """Where timm can be imported (from the downloaded wheel, torchvision stood in), it gives the same key lists
     and the same logits as our ConvNeXt and Swin, and `build_convnext(backend="timm")` takes timm's class."""
@@ -232,6 +234,25 @@ for name, (theirs, ours) in pairs.items():
     with torch.no_grad():
         out[name] = (theirs.eval()(x) - ours.eval()(x)).abs().max().item()
 out["backend"] = type(build_convnext(10, (1, 1, 1, 1), (8, 8, 8, 8), backend="timm")).__module__
+# The whole MeanSparse entry, built on timm (what `auto` picks where timm imports) and on our copy: same keys, and
+# the same logits from the same state dict.
+from defenses.models import robustbench as rb
+from defenses.models import convnext as ours_module
+entry = rb.find("Amini2024MeanSparse_ConvNeXt-L").reduced("t", depths=(1, 1, 2, 1), dims=(8, 16, 32, 64))
+with_timm = entry.build()
+out["entry_backend"] = type(with_timm.model).__module__
+state = {k: torch.randn_like(v) * 0.2 if v.is_floating_point() and not k.endswith("threshold") else v
+         for k, v in with_timm.state_dict().items()}
+state = {k: v.abs() + 0.05 if k.endswith("running_var") else v for k, v in state.items()}
+with_timm.load_state_dict(state)
+real_import = ours_module._import_timm
+ours_module._import_timm = lambda required: None
+with_ours = entry.build()
+ours_module._import_timm = real_import
+with_ours.load_state_dict(state, strict=True)
+with torch.no_grad():
+    out["entry"] = (with_timm(x) - with_ours(x)).abs().max().item()
+    out["entry_scale"] = with_ours(x).abs().max().item()
 print(json.dumps(out))
 """
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
@@ -240,7 +261,8 @@ print(json.dumps(out))
     assert out["convnext_large"] == reference_keys("convnext_large")
     assert out["swin_large_patch4_window7_224"] == reference_keys("swin_large_patch4_window7_224")
     assert out["convnext"] == 0.0 and out["swin"] == 0.0  # bit for bit, same kernels in the same order
-    assert out["backend"] == "timm.models.convnext"
+    assert out["backend"] == out["entry_backend"] == "timm.models.convnext"
+    assert out["entry"] == 0.0 and out["entry_scale"] > 0.01
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -156,7 +156,9 @@ def build_convnext(num_classes: int = 1000, depths: Sequence[int] = CONVNEXT_LAR
         if timm is not None:
             from timm.models.convnext import ConvNeXt as TimmConvNeXt
 
-            return TimmConvNeXt(num_classes=num_classes, depths=tuple(depths), dims=tuple(dims))
+            model = TimmConvNeXt(num_classes=num_classes, depths=tuple(depths), dims=tuple(dims))
+            model.input_shape = ConvNeXt.input_shape  # what `sparsify` runs its shape-finding forward with
+            return model
     return ConvNeXt(num_classes=num_classes, depths=depths, dims=dims)
 
 
