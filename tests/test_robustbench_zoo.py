@@ -253,6 +253,40 @@ with_ours.load_state_dict(state, strict=True)
 with torch.no_grad():
     out["entry"] = (with_timm(x) - with_ours(x)).abs().max().item()
     out["entry_scale"] = with_ours(x).abs().max().item()
+# RobustBench's own placement, transcribed from sparsified_model.py (add_custom_layer_imagenet and the buffers of
+# MeanSparse_imagenet), applied to timm's convnext_large: the same keys and shapes as our full-size entry.
+from torch import nn
+from timm.layers.activations import GELU
+class MeanSparse_imagenet(nn.Module):
+    def __init__(self, in_planes, momentum=0.1):
+        super().__init__()
+        self.register_buffer('momentum', torch.tensor(momentum))
+        self.register_buffer('epsilon', torch.tensor(1.0e-10))
+        self.register_buffer('running_mean', torch.zeros(in_planes))
+        self.register_buffer('running_var', torch.zeros(in_planes))
+        self.register_buffer('threshold', torch.tensor(0.0))
+        self.register_buffer('flag_update_statistics', torch.tensor(0))
+        self.register_buffer('batch_num', torch.tensor(0.0))
+def add_custom_layer_imagenet(model, custom_layer_class, parent_path='', prev_features=None):
+    for name, child in model.named_children():
+        current_path = f"{parent_path}.{name}" if parent_path else name
+        if name == 'drop_path':
+            widths = {'stages.0': 192, 'stages.1': 384, 'stages.2': 768, 'stages.3': 1536}
+            stage = [k for k in widths if k in parent_path][0]
+            setattr(model, name, nn.Sequential(child, custom_layer_class(widths[stage])))
+        elif isinstance(child, GELU):
+            assert any(f'stages.{i}' in parent_path for i in range(4))
+            setattr(model, name, nn.Sequential(custom_layer_class(prev_features), child))
+        elif isinstance(child, nn.Linear):
+            prev_features = child.out_features
+        add_custom_layer_imagenet(child, custom_layer_class, current_path, prev_features)
+with torch.device("meta"):
+    official = timm.create_model("convnext_large", pretrained=False)
+    add_custom_layer_imagenet(official, MeanSparse_imagenet)
+    ours_module._import_timm = lambda required: None
+    mine = rb.find("Amini2024MeanSparse_ConvNeXt-L").build()
+    ours_module._import_timm = real_import
+out["official_placement"] = key_shapes(official) == {k.removeprefix("model."): v for k, v in key_shapes(mine).items()}
 print(json.dumps(out))
 """
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
@@ -263,6 +297,7 @@ print(json.dumps(out))
     assert out["convnext"] == 0.0 and out["swin"] == 0.0  # bit for bit, same kernels in the same order
     assert out["backend"] == out["entry_backend"] == "timm.models.convnext"
     assert out["entry"] == 0.0 and out["entry_scale"] > 0.01
+    assert out["official_placement"] is True
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -362,3 +397,41 @@ def test_audit_run_on_foolbox_samples_takes_threat_eps_and_claim_from_the_entry(
     assert any(f["id"] == "alpha-selection" and f["status"] == "warn" for f in results["findings"])
     report = (out / "report.html").read_text()
     assert entry.name in report and len((out / "samples.csv").read_text().splitlines()) == 1 + 20
+
+
+def robustbench_rawrn_layout() -> dict[str, list[int]]:
+    """Keys and shapes of RobustBench's MeanSparse RaWRN-70-16 (`Meansparse_ra_wrn_70_16.NormalizedWideResNet` with
+    the arguments `sparsified_model.get_sparse_model` passes), written from that file, not from our model."""
+    stem, depths, widths, classes = 96, (30, 31, 10), (216, 432, 864), 10
+    bn = {"weight", "bias", "running_mean", "running_var", "num_batches_tracked"}
+    ms = {"running_mean", "running_var", "threshold", "flag_update_statistics", "batch_num"}
+
+    def norm(prefix: str, c: int, buffers: set[str]) -> dict[str, list[int]]:
+        return {f"{prefix}.{b}": ([] if b in ("num_batches_tracked", "threshold", "flag_update_statistics",
+                                               "batch_num") else [c]) for b in buffers}
+
+    keys = {"init_conv.weight": [stem, 3, 3, 3], "logits.weight": [classes, widths[2]], "logits.bias": [classes]}
+    keys |= norm("batchnorm", widths[2], bn) | norm("meansparse_end", widths[2], ms)
+    channels = [stem, *widths]
+    for g in range(3):
+        for b in range(depths[g]):
+            p = f"layer.{g}.block.{b}"
+            cin, cout = (channels[g] if b == 0 else channels[g + 1]), channels[g + 1]
+            squeeze = int(round(0.25 * cout))
+            keys |= norm(f"{p}.batchnorm_0", cin, bn) | norm(f"{p}.meansparse_0", cin, ms)
+            keys |= norm(f"{p}.batchnorm_1", cout, bn) | norm(f"{p}.meansparse_1", cout, ms)
+            keys |= norm(f"{p}.meansparse_2", cout, ms)
+            keys |= {f"{p}.conv_0.weight": [cout, cin, 3, 3], f"{p}.conv_1.weight": [cout, cout, 3, 3],
+                     f"{p}.se.fc1.weight": [squeeze, cout, 1, 1], f"{p}.se.fc1.bias": [squeeze],
+                     f"{p}.se.fc2.weight": [cout, squeeze, 1, 1], f"{p}.se.fc2.bias": [cout]}
+            if cin != cout:
+                keys[f"{p}.shortcut.weight"] = [cout, cin, 1, 1]
+    return keys
+
+
+def test_rawrn_matches_robustbench_key_for_key():
+    with torch.device("meta"):
+        model = rb.find("Amini2024MeanSparse_Ra_WRN_70_16").build()
+    ours = {k: list(v.shape) for k, v in model.state_dict().items()
+            if not k.endswith((".momentum", ".epsilon"))}  # optional buffers of our MeanSparse (absent in this file)
+    assert ours == robustbench_rawrn_layout()
