@@ -163,3 +163,15 @@ def test_foolbox_samples(name, shape, classes, labels):
     assert data.labels[:5].tolist() == labels and data.labels.max() < classes
     assert 0 <= float(data.images.min()) and float(data.images.max()) <= 1
     assert float(data.images.std()) > 0.1  # real photographs, not blank
+
+
+def test_the_zoo_asks_only_for_the_preprocessing_the_loader_applies():
+    from audit.imagenet import PREPROCESSINGS
+    from defenses.models import robustbench as rb
+
+    assert set(rb.PREPROCESSINGS) == set(PREPROCESSINGS)
+    assert {e.preprocessing for e in rb.entries() if e.dataset == "imagenet"} == {"BicubicRes256Crop224"}
+    entry = rb.find("Amini2024MeanSparse_Swin-L")
+    with pytest.raises(ValueError, match="preprocessing 'Res256Crop224' is not what the imagenet loader applies"):
+        rb.register(rb.ZooEntry("x", "imagenet", "Linf", 4 / 255, "swin", preprocessing="Res256Crop224"))
+    assert rb.find(entry.name) is entry

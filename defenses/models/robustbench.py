@@ -41,6 +41,8 @@ AUDIT_DATASETS = {
     "imagenet": "imagenet", "foolbox-imagenet": "imagenet",
 }
 NUM_CLASSES = {"cifar10": 10, "cifar100": 100, "imagenet": 1000}
+# What `audit.imagenet` implements (it applies this to every ImageNet image; CIFAR images are used as they are).
+PREPROCESSINGS = ("BicubicRes256Crop224",)
 
 
 class ZooError(CheckpointError):
@@ -137,6 +139,9 @@ def register(entry: ZooEntry) -> ZooEntry:
         raise ValueError(f"unknown architecture {entry.architecture!r}; known: {', '.join(BUILDERS)}")
     if entry.dataset not in NUM_CLASSES or entry.threat not in ("Linf", "L2"):
         raise ValueError(f"bad key {entry.key}: dataset one of {', '.join(NUM_CLASSES)}, threat Linf or L2")
+    if entry.preprocessing not in (None, *PREPROCESSINGS) or (entry.dataset == "imagenet") != bool(entry.preprocessing):
+        raise ValueError(f"{entry.name}: preprocessing {entry.preprocessing!r} is not what the {entry.dataset} loader "
+                         f"applies ({', '.join(PREPROCESSINGS)} for ImageNet, none for CIFAR)")
     if entry.key in _ZOO and _ZOO[entry.key] != entry:
         raise ValueError(f"{'/'.join(entry.key)} is already registered with other values")
     _ZOO[entry.key] = entry
