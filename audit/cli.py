@@ -103,6 +103,10 @@ def _audit_config(args: argparse.Namespace):  # noqa: ANN202
 
     if not (args.model or args.name):
         raise UsageError("give --model (or --name with --robustbench-dir)")
+    from defenses.models.robustbench import fill_run_defaults
+
+    # A RobustBench entry knows its dataset, threat model, eps and published AutoAttack number (the default claim).
+    fill_run_defaults(args, {"dataset": "fashion-mnist", "norm": "Linf", "eps": 0.1})
     return AuditConfig(model=args.name or args.model, dataset=args.dataset, norm=args.norm, eps=args.eps, n=args.n,
                        suite=args.suite, seed=args.seed, mode=args.mode, batch_size=args.batch_size,
                        diagnostics_n=args.diagnostics_n, checkpoint=args.checkpoint,
@@ -169,10 +173,15 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=None,
                    help="a shipped model (demo-standard, demo-adversarial, demo-meansparse), PATH.py:FACTORY, "
                         "or a RobustBench name with --robustbench-dir")
-    p.add_argument("--dataset", default="fashion-mnist", help="fashion-mnist, mnist, cifar10, foolbox-cifar10")
+    p.add_argument("--dataset", default=None,
+                   help="fashion-mnist (default), mnist, cifar10, cifar100, imagenet, foolbox-cifar10, foolbox-cifar100, "
+                        "foolbox-imagenet; with --robustbench-dir the entry's dataset")
     p.add_argument("--data-dir", default=None, help="folder with the dataset files (default: the Debian package's)")
-    p.add_argument("--norm", default="Linf", choices=["Linf", "L2"])
-    p.add_argument("--eps", type=float, default=0.1, help="radius as a fraction of the [0, 1] range (8/255 = 0.031)")
+    p.add_argument("--norm", default=None, choices=["Linf", "L2"],
+                   help="Linf (default); with --robustbench-dir the entry's threat model")
+    p.add_argument("--eps", type=float, default=None,
+                   help="radius as a fraction of the [0, 1] range (8/255 = 0.031); default 0.1, or the RobustBench "
+                        "entry's eps")
     p.add_argument("--n", type=int, default=1000, help="number of test samples (seeded choice)")
     p.add_argument("--suite", default="full", help="autoattack, adaptive, full, quick, spatial")
     p.add_argument("--attacks", default=None,
@@ -187,7 +196,9 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                    help="allow unpickling arbitrary objects from a legacy checkpoint (runs code from the file!)")
     p.add_argument("--robustbench-dir", default=None, help="RobustBench model_dir: <dir>/<dataset>/<threat>/<name>.pt")
     p.add_argument("--meansparse-alpha", type=float, default=None, help="sparsify the model on the fly with this alpha")
-    p.add_argument("--claim", type=float, default=None, help="the robust accuracy a paper claims, as a fraction")
+    p.add_argument("--claim", type=float, default=None,
+                   help="the robust accuracy a paper claims, as a fraction (RobustBench entries: its published "
+                        "AutoAttack accuracy)")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--out", type=Path, required=True, help="output directory (re-running with it resumes)")
 

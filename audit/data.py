@@ -111,6 +111,25 @@ def load_idx_dataset(directory: str | Path, split: str, name: str) -> Dataset:
     return Dataset(tensor, torch.from_numpy(labels.astype(np.int64)), name)
 
 
+def _read_cifar_batch(path: Path, label_key: bytes, num_classes: int, folder: str,
+                      kind: str) -> tuple[np.ndarray, np.ndarray]:
+    """One python-pickle batch of the CIFAR authors, read with the restricted unpickler (data and labels only)."""
+    if not path.is_file():
+        raise DataError(f"{path} not found; pass --data-dir pointing at {folder}")
+    try:
+        with open(path, "rb") as handle:
+            batch = _DataOnlyUnpickler(handle, encoding="bytes").load()
+        data = np.asarray(batch[b"data"], dtype=np.uint8)
+        labels = np.asarray(batch[label_key], dtype=np.int64)
+    except (pickle.UnpicklingError, EOFError, KeyError, TypeError, ValueError, IndexError, AttributeError) as error:
+        raise DataError(f"{path}: not a {kind} python batch ({error})") from None
+    if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or labels.shape != (len(data),):
+        raise DataError(f"{path}: shape mismatch: data {data.shape}, labels {labels.shape}")
+    if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
+        raise DataError(f"{path}: labels out of range 0..{num_classes - 1} (min {labels.min()}, max {labels.max()})")
+    return data.reshape(-1, 3, 32, 32), labels
+
+
 def load_cifar10(directory: str | Path, split: str = "test") -> Dataset:
     """CIFAR-10 from a local `cifar-10-batches-py` folder (the python pickle batches of its authors).
 
@@ -119,27 +138,28 @@ def load_cifar10(directory: str | Path, split: str = "test") -> Dataset:
     """
     directory = Path(directory)
     names = ["test_batch"] if split == "test" else [f"data_batch_{i}" for i in range(1, 6)]
-    images, labels = [], []
-    for name in names:
-        path = directory / name
-        if not path.is_file():
-            raise DataError(f"{path} not found; pass --data-dir pointing at cifar-10-batches-py")
+    batches = [_read_cifar_batch(directory / name, b"labels", 10, "cifar-10-batches-py", "CIFAR-10") for name in names]
+    tensor = torch.from_numpy(np.concatenate([b[0] for b in batches]).astype(np.float32) / 255.0)
+    return Dataset(tensor, torch.from_numpy(np.concatenate([b[1] for b in batches])), "cifar10")
+
+
+def load_cifar100(directory: str | Path, split: str = "test") -> Dataset:
+    """CIFAR-100 from a local `cifar-100-python` folder (`train`, `test`, `meta`), fine labels (100 classes), read
+    with the same restricted unpickler as CIFAR-10. `meta`, when present, must list 100 fine label names."""
+    directory = Path(directory)
+    meta = directory / "meta"
+    if meta.is_file():
         try:
-            with open(path, "rb") as handle:
-                batch = _DataOnlyUnpickler(handle, encoding="bytes").load()
-            data = np.asarray(batch[b"data"], dtype=np.uint8)
-            batch_labels = np.asarray(batch[b"labels"], dtype=np.int64)
+            with open(meta, "rb") as handle:
+                names = _DataOnlyUnpickler(handle, encoding="bytes").load()[b"fine_label_names"]
         except (pickle.UnpicklingError, EOFError, KeyError, TypeError, ValueError, IndexError,
                 AttributeError) as error:
-            raise DataError(f"{path}: not a CIFAR-10 python batch ({error})") from None
-        if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or batch_labels.shape != (len(data),):
-            raise DataError(f"{path}: shape mismatch: data {data.shape}, labels {batch_labels.shape}")
-        if len(batch_labels) and (batch_labels.min() < 0 or batch_labels.max() > 9):
-            raise DataError(f"{path}: labels out of range 0..9 (min {batch_labels.min()}, max {batch_labels.max()})")
-        images.append(data.reshape(-1, 3, 32, 32))
-        labels.append(batch_labels)
-    tensor = torch.from_numpy(np.concatenate(images).astype(np.float32) / 255.0)
-    return Dataset(tensor, torch.from_numpy(np.concatenate(labels)), "cifar10")
+            raise DataError(f"{meta}: not the cifar-100-python meta file ({error})") from None
+        if len(names) != 100:
+            raise DataError(f"{meta}: {len(names)} fine label names, expected 100; is this CIFAR-100?")
+    images, labels = _read_cifar_batch(directory / ("test" if split == "test" else "train"), b"fine_labels", 100,
+                                       "cifar-100-python", "CIFAR-100")
+    return Dataset(torch.from_numpy(images.astype(np.float32) / 255.0), torch.from_numpy(labels), "cifar100", 100)
 
 
 # What a CIFAR-10 batch legitimately needs: numpy arrays (labels are lists, names are bytes). Nothing else.
@@ -161,12 +181,14 @@ class _DataOnlyUnpickler(pickle.Unpickler):
 
 
 def load_foolbox_samples(dataset: str = "cifar10") -> Dataset:
-    """The 20 real test images shipped inside the foolbox wheel (labels in their file names)."""
+    """The 20 real test images shipped inside the foolbox wheel (labels in their file names). The ImageNet ones are
+    JPEGs of varied sizes (512x512, 1024x683): they get RobustBench's BicubicRes256Crop224, as a validation image
+    would."""
     import foolbox  # noqa: F401 - only to find its data folder
     from PIL import Image
 
     folder = Path(foolbox.__file__).parent / "data"
-    pattern = re.compile(rf"^{dataset}_(\d+)_(\d+)\.png$")
+    pattern = re.compile(rf"^{dataset}_(\d+)_(\d+)\.(?:png|jpg)$")
     found = sorted(
         (int(m.group(1)), int(m.group(2)), p) for p in folder.iterdir() if (m := pattern.match(p.name))
     )
@@ -174,14 +196,21 @@ def load_foolbox_samples(dataset: str = "cifar10") -> Dataset:
         raise DataError(f"no foolbox sample images for {dataset!r} in {folder}")
     arrays, labels = [], []
     for _, label, path in found:
-        array = np.asarray(Image.open(path), dtype=np.float32) / 255.0
-        arrays.append(array[None] if array.ndim == 2 else array.transpose(2, 0, 1))
+        if dataset == "imagenet":
+            from audit.imagenet import decode
+
+            arrays.append(decode(path, "BicubicRes256Crop224"))
+        else:
+            with Image.open(path) as image:
+                array = np.asarray(image, dtype=np.float32) / 255.0
+            arrays.append(array[None] if array.ndim == 2 else array.transpose(2, 0, 1))
         labels.append(label)
     classes = {"cifar100": 100, "imagenet": 1000}.get(dataset, 10)
     return Dataset(torch.from_numpy(np.stack(arrays)), torch.tensor(labels), f"foolbox-{dataset}", classes)
 
 
-DATASETS = ("fashion-mnist", "mnist", "cifar10", "foolbox-cifar10")
+DATASETS = ("fashion-mnist", "mnist", "cifar10", "cifar100", "imagenet", "foolbox-cifar10", "foolbox-cifar100",
+            "foolbox-imagenet")
 
 
 def load_dataset(name: str, split: str = "test", data_dir: str | Path | None = None) -> Dataset:
@@ -203,6 +232,19 @@ def load_dataset(name: str, split: str = "test", data_dir: str | Path | None = N
         if data_dir is None:
             raise DataError("CIFAR-10 is not bundled: pass --data-dir pointing at your cifar-10-batches-py folder")
         return load_cifar10(data_dir, "test" if split == "test" else "train")
-    if name == "foolbox-cifar10":
-        return load_foolbox_samples("cifar10")
+    if name == "cifar100":
+        if data_dir is None:
+            raise DataError("CIFAR-100 is not bundled: pass --data-dir pointing at your cifar-100-python folder")
+        return load_cifar100(data_dir, "test" if split == "test" else "train")
+    if name == "imagenet":
+        from audit.imagenet import load_imagenet
+
+        if data_dir is None:
+            raise DataError("ImageNet is not bundled: pass --data-dir pointing at the validation images (a folder of "
+                            "class folders, or a flat folder with a labels file)")
+        if split != "test":
+            raise DataError("only the ImageNet validation split is supported (RobustBench evaluates on it)")
+        return load_imagenet(data_dir)
+    if name in ("foolbox-cifar10", "foolbox-cifar100", "foolbox-imagenet"):
+        return load_foolbox_samples(name.removeprefix("foolbox-"))
     raise DataError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")

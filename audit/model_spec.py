@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 import importlib.util
-import re
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 from torch import nn
 
 from defenses.checkpoints import CheckpointError, load_into, load_state_dict
+from defenses.models import robustbench
 from defenses.models.registry import SHIPPED, load_shipped
 from defenses.protocol import Defense, as_defense
 
@@ -18,50 +17,11 @@ class ModelSpecError(ValueError):
     pass
 
 
-@dataclass(frozen=True)
-class RobustBenchEntry:
-    """What our code needs to rebuild a RobustBench CIFAR WRN entry (architecture facts from its model zoo)."""
-
-    depth: int
-    width: int
-    activation: str
-    meansparse_alpha: float | None
-    dataset: str = "cifar10"
-    threat: str = "Linf"
-    num_classes: int = 10
-
-
-ROBUSTBENCH = {
-    "Amini2024MeanSparse_S-WRN-94-16": RobustBenchEntry(94, 16, "swish", 0.15),
-    "Amini2024MeanSparse_S-WRN-70-16": RobustBenchEntry(70, 16, "swish", 0.25, threat="L2"),
-    "Bartoldson2024Adversarial_WRN-94-16": RobustBenchEntry(94, 16, "swish", None),
-    "Wang2023Better_WRN-70-16": RobustBenchEntry(70, 16, "swish", None),
-    "Wang2023Better_WRN-28-10": RobustBenchEntry(28, 10, "swish", None),
-}
-_GENERIC_WRN = re.compile(r"WRN-(\d+)-(\d+)", re.IGNORECASE)
-
-
-def load_robustbench(model_dir: str | Path, name: str, threat: str = "Linf", dataset: str = "cifar10",
+def load_robustbench(model_dir: str | Path, name: str, threat: str | None = None, dataset: str | None = None,
                      trust_checkpoint: bool = False) -> nn.Module:
-    """Build the architecture for `name` and load `<model_dir>/<dataset>/<threat>/<name>.pt` strictly."""
-    from defenses.models.wide_resnet import DMWideResNet
-    from defenses.sparsify import sparsify
-
-    entry = ROBUSTBENCH.get(name)
-    if entry is None:
-        match = _GENERIC_WRN.search(name)
-        if not match:
-            raise ModelSpecError(
-                f"unknown RobustBench model {name!r}; known: {', '.join(ROBUSTBENCH)} (or any name with WRN-D-W)"
-            )
-        entry = RobustBenchEntry(int(match.group(1)), int(match.group(2)), "swish",
-                                 None if "MeanSparse" not in name else 0.15)
-    path = Path(model_dir) / dataset / (entry.threat if name in ROBUSTBENCH else threat) / f"{name}.pt"
-    model = DMWideResNet(num_classes=entry.num_classes, depth=entry.depth, width=entry.width,
-                         activation=entry.activation)
-    if entry.meansparse_alpha is not None:
-        model = sparsify(model, entry.meansparse_alpha, placement="wrn")
-    return load_into(model, load_state_dict(path, trust_checkpoint), source=str(path)).eval()
+    """The RobustBench model `name` from `<model_dir>/<dataset>/<threat>/<name>.pt` (entries and loading:
+    `defenses.models.robustbench`)."""
+    return robustbench.load(model_dir, name, dataset, threat, trust_checkpoint)[0]
 
 
 def load_factory(spec: str, checkpoint: str | None = None, trust_checkpoint: bool = False) -> nn.Module:
@@ -87,11 +47,13 @@ def load_factory(spec: str, checkpoint: str | None = None, trust_checkpoint: boo
 
 
 def resolve_model(spec: str, *, num_classes: int = 10, checkpoint: str | None = None,
-                  robustbench_dir: str | None = None, trust_checkpoint: bool = False) -> tuple[Defense, str]:
-    """Returns (defense, kind) where kind is `shipped`, `factory` or `robustbench`."""
+                  robustbench_dir: str | None = None, trust_checkpoint: bool = False, dataset: str | None = None,
+                  threat: str | None = None) -> tuple[Defense, str]:
+    """Returns (defense, kind) where kind is `shipped`, `factory` or `robustbench`. `dataset` and `threat` pick
+    among RobustBench entries that share a name."""
     if robustbench_dir is not None:
-        model = load_robustbench(robustbench_dir, spec, trust_checkpoint=trust_checkpoint)
-        return as_defense(model, num_classes, spec), "robustbench"
+        model, entry = robustbench.load(robustbench_dir, spec, dataset, threat, trust_checkpoint)
+        return as_defense(model, entry.num_classes, spec), "robustbench"
     if spec in SHIPPED:
         return as_defense(load_shipped(spec), num_classes, spec), "shipped"
     if ".py:" in spec:

@@ -52,7 +52,8 @@ def plan_attacks(config: AuditConfig, defense: Defense) -> SuitePlan:
 
 def build_defense(config: AuditConfig) -> Defense:
     defense, _ = resolve_model(config.model, checkpoint=config.checkpoint, robustbench_dir=config.robustbench_dir,
-                                trust_checkpoint=config.trust_checkpoint)
+                                trust_checkpoint=config.trust_checkpoint,
+                                dataset=config.dataset, threat=config.norm)  # picks among same-named zoo entries
     if config.meansparse_alpha is not None:
         from defenses import as_defense, calibrate, sparsify
 

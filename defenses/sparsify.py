@@ -10,7 +10,7 @@ from torch import nn
 from defenses.meansparse import MeanSparse, MeanSparseBefore
 
 ACTIVATION_TYPES = (nn.ReLU, nn.GELU, nn.SiLU, nn.LeakyReLU, nn.ELU, nn.Softplus, nn.Tanh, nn.Hardswish)
-PLACEMENTS = ("activations", "wrn")
+PLACEMENTS = ("activations", "wrn", "convnext", "swin")
 
 
 def _activation_paths(model: nn.Module) -> list[str]:
@@ -27,8 +27,8 @@ def _wrn_paths(model: nn.Module) -> list[str]:
     return paths
 
 
-def _channel_counts(model: nn.Module, paths: Sequence[str], layout: str) -> dict[str, int]:
-    """Run one dummy forward to see how many channels reach each insertion point."""
+def _channel_counts(model: nn.Module, paths: Sequence[str], layout: str | dict[str, str]) -> dict[str, int]:
+    """Run one dummy forward to see how many channels reach each insertion point (layout: one, or one per path)."""
     shape = getattr(model, "input_shape", None)
     if shape is None:
         raise ValueError("sparsify needs the model's input shape: set model.input_shape = (C, H, W)")
@@ -37,7 +37,7 @@ def _channel_counts(model: nn.Module, paths: Sequence[str], layout: str) -> dict
     reused: list[str] = []
     hooks = []
     for path in paths:
-        def hook(module, inputs, path=path):  # noqa: ANN001 - torch hook
+        def hook(module, inputs, path=path, layout=layout if isinstance(layout, str) else layout[path]):  # noqa: ANN001
             x = inputs[0]
             if path in counts:
                 reused.append(path)
@@ -82,13 +82,16 @@ def sparsify(
     """Return a new model with MeanSparse (threshold alpha) inserted; the input model is not modified.
 
     placement: `activations` (before every activation module, i.e. after its BatchNorm), `wrn` (the official
-    WideResNet placement), or a list of module paths: MeanSparse acts on the input of each named module (an
-    `nn.Identity` slot is replaced outright, which gives the official key names).
+    WideResNet placement), `convnext` / `swin` (RobustBench's ImageNet placements, see the end of this file), or a
+    list of module paths: MeanSparse acts on the input of each named module (an `nn.Identity` slot is replaced
+    outright, which gives the official key names).
     Statistics start at zero: call `defenses.calibrate` before use (shipped checkpoints carry them).
     """
     if isinstance(placement, str):
         if placement not in PLACEMENTS:
             raise ValueError(f"placement must be one of {PLACEMENTS} or a list of module paths, not {placement!r}")
+        if placement in IMAGENET_PLACEMENTS:
+            return IMAGENET_PLACEMENTS[placement](model, alpha)
         paths = _activation_paths(model) if placement == "activations" else _wrn_paths(model)
     else:
         paths = list(placement)
@@ -108,3 +111,64 @@ def sparsify(
         target = new.get_submodule(path)
         _set_submodule(new, path, meansparse if isinstance(target, nn.Identity) else MeanSparseBefore(meansparse, target))
     return new
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# RobustBench's ImageNet placements (`sparsified_model.py` in RobustBench's model zoo), for its MeanSparse entries.
+# Each names the sites, the channel layout MeanSparse sees there, and how the official code inserts it, so the
+# resulting state dict has the official keys.
+
+
+def _convnext_sites(model: nn.Module) -> list[tuple[str, str, str]]:
+    """`add_custom_layer_imagenet`: in every ConvNeXt block, MeanSparse before the MLP's GELU
+    (`Sequential(MeanSparse, GELU)`, keys `mlp.act.0.*`, on the channels-last MLP features) and after the residual
+    branch's `drop_path` (`Sequential(drop_path, MeanSparse)`, keys `drop_path.1.*`, on NCHW maps). The official
+    code picks the layout per call by `input.shape[1] == channels`; at 224x224 the two never coincide, so a fixed
+    layout per site is the same thing."""
+    sites = []
+    for name, _ in model.named_modules():
+        parts = name.split(".")
+        if "stages" in parts and "blocks" in parts:
+            if parts[-2:] == ["mlp", "act"]:
+                sites.append((name, "before", "channels_last"))
+            elif parts[-1] == "drop_path":
+                sites.append((name, "after", "channels_first"))
+    if not sites:
+        raise ValueError("placement='convnext' needs a timm-layout ConvNeXt (stages.*.blocks.*.mlp.act / drop_path)")
+    return sites
+
+
+def _swin_sites(model: nn.Module) -> list[tuple[str, str, str]]:
+    """RobustBench's Swin copy: the empty `meansparse1`/`meansparse2` slots of `defenses.models.swin` (after each
+    attention and MLP residual, and after `fc1` and `fc2` in each MLP), on (N, tokens, C) features."""
+    sites = [(name, "slot", "tokens") for name, m in model.named_modules()
+             if name.split(".")[-1] in ("meansparse1", "meansparse2") and isinstance(m, nn.Identity)]
+    if not sites:
+        raise ValueError("placement='swin' needs a model with meansparse1/2 slots (defenses.models.swin)")
+    return sites
+
+
+def _sparsify_sites(model: nn.Module, alpha: float, sites: list[tuple[str, str, str]]) -> nn.Module:
+    new = copy.deepcopy(model)
+    layouts = {path: layout for path, _, layout in sites}
+    counts = _channel_counts(new, list(layouts), layouts)
+    reference = next(new.buffers(), next(new.parameters(), None))
+    for path, where, layout in sites:
+        meansparse = MeanSparse(counts[path], alpha, layout)
+        if reference is not None:
+            meansparse = meansparse.to(reference.device)
+        target = new.get_submodule(path)
+        if where == "slot":
+            replacement: nn.Module = meansparse
+        elif where == "before":
+            replacement = nn.Sequential(meansparse, target)
+        else:
+            replacement = nn.Sequential(target, meansparse)
+        _set_submodule(new, path, replacement)
+    return new
+
+
+IMAGENET_PLACEMENTS = {
+    "convnext": lambda model, alpha: _sparsify_sites(model, alpha, _convnext_sites(model)),
+    "swin": lambda model, alpha: _sparsify_sites(model, alpha, _swin_sites(model)),
+}

@@ -20,6 +20,12 @@ echo "setup: installing the suite and its dependencies"
 "${pip[@]}" install -e ".[dev]"
 # torchattacks declares torchvision and an old requests that it never imports: install it alone.
 "${pip[@]}" install --no-deps torchattacks==3.5.1
+# timm's wheel, not installed: tests import it with a stand-in torchvision (scripts/timm_reference.py) to check
+# our ConvNeXt/Swin against timm key for key and logit for logit. Optional: those tests skip without it.
+if ! ls "$venv"/reference-wheels/timm-1.0.31-*.whl >/dev/null 2>&1; then
+    "${pip[@]}" download --no-deps timm==1.0.31 -d "$venv/reference-wheels" ||
+        echo "setup: WARNING: could not download the timm wheel; the timm agreement test will be skipped"
+fi
 
 if [ ! -d "$fmnist" ]; then
     if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then

@@ -30,7 +30,9 @@ class Swish(nn.SiLU):
         return x * torch.sigmoid(x)
 
 
-ACTIVATIONS = {"relu": nn.ReLU, "swish": Swish}
+# "silu" is torch's fused nn.SiLU, what RobustBench's zoo passes as activation_fn for the SiLU WRNs (Swish differs by
+# about 1 ulp); "swish" is RobustBench's own Swish class.
+ACTIVATIONS = {"relu": nn.ReLU, "swish": Swish, "silu": nn.SiLU}
 
 
 class WideResNetBlock(nn.Module):
