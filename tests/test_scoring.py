@@ -91,3 +91,37 @@ def test_clopper_pearson_and_mcnemar():
     assert mcnemar_one_sided(7, 0) == pytest.approx(0.5**7)
     assert mcnemar_one_sided(5, 5) > 0.5
     assert mcnemar_one_sided(0, 0) == 1.0
+
+
+def test_gain_table_pairs_the_same_images():
+    from audit.gain import gain_table, paired_gain
+    from audit.outcomes import Outcomes
+
+    def outcomes(robust_aa: list[bool], robust_other: list[bool]) -> Outcomes:
+        n = len(robust_aa)
+        clean = {"attack": "clean", "batch": 0, "labels": [0] * n, "prediction": [0] * n, "draws_correct": [1] * n,
+                 "draws": 1}
+        rows = [{"attack": label, "batch": 0, "indices": list(range(n)),
+                 "attributes": {"gradient": "exact", "parts": {"apgd-ce": {"gradient": "exact"}}} if label[0] == "a"
+                 else {"gradient": "bpda-identity"},
+                 "status": ["held" if r else "broken" for r in robust], "distance": [0.0] * n, "margin": [0.0] * n,
+                 "draws_correct": [int(r) for r in robust], "draws": 1, "n_forward": 0.0, "n_backward": 0.0,
+                 "seconds": 0.0, "violations": 0,
+                 "extra": {"broken_by": ["" if r else "apgd-ce" for r in robust]} if label[0] == "a" else {}}
+                for label, robust in (("autoattack-standard", robust_aa), ("bpda", robust_other))]
+        return Outcomes.from_rows(clean, rows, ["autoattack-standard", "bpda"], "full")
+
+    n = 200
+    base = outcomes([i < 100 for i in range(n)], [True] * n)  # base: 50% under AutoAttack
+    # The defense: 12 more samples survive AutoAttack, but BPDA breaks 20 of its AutoAttack survivors.
+    defense = outcomes([i < 112 for i in range(n)], [not (90 <= i < 110) for i in range(n)])
+    table = gain_table(defense, base)
+    assert table["base_autoattack"]["accuracy"] == 0.5 and table["defense_autoattack"]["accuracy"] == 0.56
+    assert table["claimed_gain"]["gain"] == pytest.approx(0.06)
+    low, high = table["claimed_gain"]["ci95"]
+    assert 0 < low < 0.06 <= high  # 12 discordant pairs, all one way: significant
+    assert table["defense_worst_case"]["accuracy"] == pytest.approx(0.46)
+    surviving = table["surviving_gain"]
+    assert surviving["gain"] == pytest.approx(-0.04) and surviving["ci95"][0] < -0.04 < surviving["ci95"][1] < 0.01
+    assert paired_gain([True] * 10, [True] * 10) == {"gain": 0.0, "ci95": [0.0, 0.0], "only_defense_robust": 0,
+                                                     "only_base_robust": 0, "n": 10}
