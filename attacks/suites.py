@@ -20,6 +20,7 @@ from attacks.transfer import base_model_of
 from defenses.protocol import Defense
 
 SMOOTH_TEMPERATURES = (1.0, 0.3, 0.1, 0.03)
+EOT_DRAWS = 20  # as AutoAttack-rand
 SUITES = ("autoattack", "adaptive", "full", "quick", "spatial")
 
 
@@ -40,7 +41,7 @@ def _adaptive_names(defense: Defense, with_square: bool = True) -> list[str]:
 
 
 def suite_names(suite: str, defense: Defense) -> list[str]:
-    aa = "autoattack-rand" if defense.randomized else "autoattack-standard"
+    aa = "autoattack-rand" if defense.random_forward else "autoattack-standard"
     if suite == "autoattack":
         names = [aa]
     elif suite == "adaptive":
@@ -54,8 +55,8 @@ def suite_names(suite: str, defense: Defense) -> list[str]:
         names = ["fgsm", "apgd-ce"] + (["apgd-ce+bpda-identity"] if "identity" in defense.surrogates else [])
     else:
         raise ValueError(f"unknown suite {suite!r}; choose one of {', '.join(SUITES)}")
-    if defense.randomized:
-        names = [n + "+eot10" if n.startswith("apgd") else n for n in names]
+    if defense.random_forward:
+        names = [n + f"+eot{EOT_DRAWS}" if n.startswith("apgd") else n for n in names]
     return list(dict.fromkeys(names))
 
 

@@ -77,6 +77,13 @@ def run_audit(config: AuditConfig, out: str | Path, data_dir: str | None = None,
     for warning in warnings:
         log.warning("warning: %s", warning)
     plan = plan_attacks(config, defense)
+    randomness = _randomness(defense, test.images, test.labels, threat, config.seed)
+    if randomness["observed"] and not defense.randomized:
+        # Undeclared randomness: the planned attacks ran without EOT against it; keep them (so the report can show
+        # the difference) and add their EOT versions, and score every point on common draws.
+        defense.randomness_found = True
+        log.warning("warning: the forward is random but the model does not declare it; adding EOT attacks")
+        plan = _with_eot(plan, plan_attacks(config, defense), defense)
     out = Path(out)
     if shard.is_main:
         store = ResultStore(out, config.identity(), shard.rank, shard.world_size)
@@ -91,6 +98,9 @@ def run_audit(config: AuditConfig, out: str | Path, data_dir: str | None = None,
             return None
         if not store.done(FACTS, 0):
             store.append(_facts(config, defense, plan, warnings, device))
+        if not store.done(PROBE_PREFIX + "randomized", 0):
+            measurement = {k: v for k, v in randomness.items() if k != "observed"}
+            store.append({"attack": PROBE_PREFIX + "randomized", "batch": 0, "seconds": 0.0, "measurement": measurement})
         _audit_base(defense, test.images, test.labels, threat, plan, config, out / BASE_DIR, progress)
         from audit.probes import run_probes
 
@@ -99,6 +109,35 @@ def run_audit(config: AuditConfig, out: str | Path, data_dir: str | None = None,
         results = derive_results(out)
     log.info("audit finished in %.1f s", time.perf_counter() - start)
     return results
+
+
+def _randomness(defense: Defense, images: torch.Tensor, labels: torch.Tensor, threat: ThreatModel,
+                seed: int) -> dict:
+    """The `randomized` probe (AutoAttack's check: repeated forwards of the same batch) run before any attack is
+    planned, so undeclared randomness gets EOT attacks; stored as the probe's measurement, with `observed`."""
+    from attacks.judge import derive_seed
+    from audit.checks.sanity import judge_randomized
+    from audit.probes.config import DiagnosticsConfig
+    from audit.probes.sanity import measure_randomized
+
+    config = DiagnosticsConfig()
+    n = min(len(images), config.batch_size)
+    measurement = measure_randomized(defense, images[:n].to(defense.device), labels[:n].to(defense.device), threat,
+                                     seed=derive_seed(seed, "diagnostics", "randomized"), config=config)
+    return {**measurement, "observed": bool(judge_randomized(measurement)[0].evidence["observed"])}
+
+
+def _with_eot(plain: SuitePlan, randomized: SuitePlan, defense: Defense) -> SuitePlan:
+    """The plain plan, then the EOT versions of its gradient attacks (the randomized suite's, or +eot for an
+    explicit attack list)."""
+    from attacks.registry import make_attack
+    from attacks.suites import EOT_DRAWS
+
+    extra = [a for a in randomized.attacks if a.label not in {p.label for p in plain.attacks}]
+    if not extra:
+        extra = [make_attack(f"{a.label}+eot{EOT_DRAWS}") for a in plain.attacks
+                 if a.gradient in ("exact",) or a.gradient.startswith("bpda-")]
+    return SuitePlan(plain.attacks + extra, plain.skipped)
 
 
 def _audit_base(defense: Defense, images: torch.Tensor, labels: torch.Tensor, threat: ThreatModel, plan: SuitePlan,
@@ -129,7 +168,8 @@ def _audit_base(defense: Defense, images: torch.Tensor, labels: torch.Tensor, th
 
 def _facts(config: AuditConfig, defense: Defense, plan: SuitePlan, warnings: list[str], device: str) -> dict:
     return {"attack": FACTS, "batch": 0, "config": config.identity() | {"claim": config.claim},
-            "defense": defense.description, "randomized": bool(defense.randomized),
+            "defense": defense.description, "randomized": bool(defense.random_forward),
+            "randomness_found": bool(defense.randomness_found),
             "surrogates": list(defense.surrogates), "order": [a.label for a in plan.attacks],
             "skipped": [list(s) for s in plan.skipped], "warnings": warnings, "environment": environment(device)}
 

@@ -21,7 +21,8 @@ class Defense(nn.Module):
     """Base adapter. Subclasses set `surrogates`, `randomized`, and describe themselves."""
 
     surrogates: tuple[str, ...] = ("exact",)
-    randomized: bool = False
+    randomized: bool = False  # declared by the defense
+    randomness_found: bool = False  # set by the audit when the forward turns out random though undeclared
     bounds: tuple[float, float] = (0.0, 1.0)
 
     def __init__(self, model: nn.Module, num_classes: int = 10, name: str = "model") -> None:
@@ -59,8 +60,13 @@ class Defense(nn.Module):
     def reseed(self, seed: int) -> None:
         """Fix the randomness of the next forwards. A randomized defense with a generator of its own overrides
         this; one declared randomized without one is assumed to draw from torch's global generator."""
-        if self.randomized:
+        if self.random_forward:
             torch.manual_seed(seed)
+
+    @property
+    def random_forward(self) -> bool:
+        """Whether attacks need EOT and scoring needs several draws: declared, or found by the audit."""
+        return self.randomized or self.randomness_found
 
     def base_model(self) -> nn.Module | None:
         """The same model without its defense, for transfer attacks and the gain table; None when there is none."""
