@@ -27,7 +27,7 @@ def judge_measurements(measurements: dict[str, dict]) -> list[Finding]:
         if "error" in measurement:
             findings += [skipped(i, measurement["error"], error=True) for i in ids]
         elif measurement.get("no_samples"):
-            findings += [skipped(i, measurement["skipped"]) for i in ids]
+            findings += [skipped(i, measurement["skipped"], not_run=True) for i in ids]
         else:
             findings += JUDGES[source](measurement)
     return findings

@@ -2,8 +2,9 @@
 
 1. Are the exact gradients unreliable (a symptom)?  `gradient_masking`:
    - `suspected` iff a finding of a masking kind (`MASKING`) has status `fail`;
-   - else `inconclusive` when it could not be decided: a masking check raised, too few clean-correct samples
-     (fewer than MIN_SAMPLES), or the attacks had not converged (`more-steps-help` did not pass);
+   - else `inconclusive` when it could not be decided: a masking check raised or was not run (--diagnostics-n 0),
+     too few clean-correct samples (fewer than MIN_SAMPLES), or the attacks had not converged (`more-steps-help`
+     did not pass);
    - else `not_detected`. Warnings never decide it: their thresholds let a clean adversarially trained model
      produce some of them by chance.
 2. May the reported robust accuracy be inflated (what a reviewer must act on)?  `claim_at_risk`:
@@ -61,6 +62,9 @@ def verdict(findings: list[Finding], outcomes: Outcomes | None = None, facts: di
     skipped = [f.id for f in findings if f.status == "skipped"]
     undecided = [f"{f.id} could not run ({f.message})" for f in findings
                  if f.status == "skipped" and f.id in MASKING and f.evidence.get("error")]
+    not_run = [f.id for f in findings if f.status == "skipped" and f.id in MASKING and f.evidence.get("not_run")]
+    if not_run:
+        undecided.append(f"{len(not_run)} masking checks were not run (--diagnostics-n 0)")
     undecided += [f"the attacks had not converged ({f.message})" for f in findings
                   if f.id == "more-steps-help" and f.status in ("warn", "fail")]
     observed_random = any(f.id == "randomized" and f.evidence.get("observed") for f in findings)
