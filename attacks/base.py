@@ -50,15 +50,10 @@ class Attack:
 
     @property
     def label(self) -> str:
-        """A unique, readable name that says how gradients were taken."""
-        label = self.name
-        if self.surrogate != "exact":
-            label += f"+bpda-{self.surrogate}"
-            if self.surrogate == "smooth" and self.temperature is not None:
-                label += f"-T{self.temperature:g}"
-        if self.eot > 1:
-            label += f"+eot{self.eot}"
-        return label
+        """The attack's canonical name (`attacks.names`): how gradients were taken and every non-default budget."""
+        from attacks.names import label_of
+
+        return label_of(self)
 
     @property
     def gradient(self) -> str:

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from attacks.base import Attack, AttackOutput
+from attacks.names import UnknownAttack
 from attacks.threat_model import ThreatModel
 
 log = logging.getLogger(__name__)
@@ -105,25 +106,25 @@ class ExternalAttack(Attack):
         super().__init__(surrogate, temperature, eot)
         library, _, attack_name = spec.partition(":")
         if library not in LIBRARIES or not attack_name:
-            raise ValueError(
+            raise UnknownAttack(
                 f"external attack spec {spec!r} must be `library:NAME` with library one of {', '.join(LIBRARIES)}"
             )
         available = available_attacks(library)
         if attack_name not in available:
-            raise ValueError(f"{library} has no attack {attack_name!r}; available: {', '.join(available)}")
+            raise UnknownAttack(f"{library} has no attack {attack_name!r}; available: {', '.join(available)}")
         self.library = library
         self.attack_name = attack_name
         self.name = spec
         self.gradient_free = attack_name in GRADIENT_FREE[library]
         reserved = {"model", "eps", "epsilons"} & set(kwargs)
         if reserved:
-            raise ValueError(f"{spec}: do not pass {', '.join(sorted(reserved))}; the model comes from the judge "
+            raise UnknownAttack(f"{spec}: do not pass {', '.join(sorted(reserved))}; the model comes from the judge "
                              f"and eps from the threat model")
         self.kwargs = dict(kwargs)
         names, var_keyword = _accepted(self._class())
         unknown = set(self.kwargs) - names
         if unknown and not var_keyword:
-            raise ValueError(
+            raise UnknownAttack(
                 f"{spec} does not accept {', '.join(sorted(unknown))}; its arguments: {', '.join(sorted(names))}"
             )
 

@@ -1,23 +1,40 @@
-"""Attacks by name. A name says the attack and how its gradients are taken, e.g.
+"""Attacks by name. The grammar lives in `attacks.names`; a name says the attack, how its gradients are taken and
+its budget, e.g.
 
-    apgd-ce                       exact gradients
+    apgd-ce                       exact gradients, default budget
     apgd-ce+bpda-identity         straight-through BPDA through the defense's surrogate
     apgd-t+bpda-smooth-T0.1       smooth surrogate at temperature 0.1
     apgd-ce+eot10                 gradients averaged over 10 draws (randomized defenses)
+    apgd-t@iters=500,restarts=5   a bigger budget (`attacks.names.BUDGETS` lists each attack's keys)
+    square@queries=20000          also restarts=
     autoattack-standard           also -plus, -rand
     transfer-base:apgd-ce         crafted on the base model (MeanSparse off), judged on the defense
-    square, fab, fab-t, fgsm, spatial-grid, stadv, torchattacks:PGD, foolbox:LinfPGD
+    fab, fab-t, fgsm, spatial-grid, stadv, torchattacks:PGD@steps=20, foolbox:LinfPGD
 
-`Attack.label` produces these names, so every stored result names an attack that can be re-run.
+`Attack.label` produces these names (`attacks.names.label_of`), so every stored result names an attack that can be
+re-run: `make_attack(a.label).label == a.label`.
 """
 from __future__ import annotations
 
-import re
 from typing import Callable
 
 from attacks.autoattack import APGD, FAB, AutoAttack, Square
 from attacks.base import Attack
+from attacks.names import BUDGETS, AttackName, UnknownAttack, parse_name
 from attacks.single_step import FGSM
+
+__all__ = ["BASE_ATTACKS", "UnknownAttack", "available", "canonical_name", "make_attack", "build_attack"]
+
+
+def _spatial(name: str) -> Callable[..., Attack]:
+    def build(**kw) -> Attack:  # noqa: ANN003 - imported lazily: spatial attacks are rarely used
+        from attacks.spatial import RotationTranslationGrid
+        from attacks.stadv import StAdv
+
+        return RotationTranslationGrid(**kw) if name == "spatial-grid" else StAdv(**kw)
+
+    return build
+
 
 BASE_ATTACKS: dict[str, Callable[..., Attack]] = {
     "apgd-ce": lambda **kw: APGD(loss="ce", **kw),
@@ -30,59 +47,41 @@ BASE_ATTACKS: dict[str, Callable[..., Attack]] = {
     "autoattack-standard": lambda **kw: AutoAttack("standard", **kw),
     "autoattack-plus": lambda **kw: AutoAttack("plus", **kw),
     "autoattack-rand": lambda **kw: AutoAttack("rand", **kw),
+    "spatial-grid": _spatial("spatial-grid"),
+    "stadv": _spatial("stadv"),
 }
-
-
-def _spatial(name: str, **kw) -> Attack:
-    from attacks.spatial import RotationTranslationGrid
-    from attacks.stadv import StAdv
-
-    return RotationTranslationGrid(**kw) if name == "spatial-grid" else StAdv(**kw)
-
-
-MODIFIER = re.compile(r"\+(bpda-identity|bpda-smooth(?:-T(?P<t>[0-9.eE-]+))?|eot(?P<k>\d+))")
-_NAME = re.compile(r"^(?P<base>[^+]+)(?P<mods>(\+[^+]+)*)$")
-
-
-class UnknownAttack(ValueError):
-    pass
+assert set(BASE_ATTACKS) == set(BUDGETS), "attacks.names.BUDGETS and BASE_ATTACKS must name the same attacks"
 
 
 def available() -> list[str]:
-    return sorted([*BASE_ATTACKS, "spatial-grid", "stadv", "transfer-base:<attack>", "torchattacks:<Name>",
-                   "foolbox:<Name>"])
+    return sorted([*BASE_ATTACKS, "transfer-base:<attack>", "torchattacks:<Name>", "foolbox:<Name>"])
 
 
-def make_attack(spec: str, transfer_source=None) -> Attack:  # noqa: ANN001 - an nn.Module or None
-    """Build an attack from its name (see the module docstring)."""
-    if spec.startswith("transfer-base:"):
+def build_attack(name: AttackName, transfer_source=None) -> Attack:  # noqa: ANN001 - an nn.Module or None
+    """Build the attack a parsed name describes."""
+    if name.inner is not None:
         from attacks.transfer import Transfer
 
         if transfer_source is None:
-            raise UnknownAttack(f"{spec}: this defense has no base model to transfer from")
-        return Transfer(make_attack(spec.split(":", 1)[1]), transfer_source)
-    match = _NAME.match(spec)
-    if not match:
-        raise UnknownAttack(f"cannot parse attack name {spec!r}")
-    base, mods = match.group("base"), match.group("mods") or ""
-    kwargs: dict = {}
-    for modifier in re.findall(r"\+[^+]+", mods):
-        m = MODIFIER.fullmatch(modifier)
-        if not m:
-            raise UnknownAttack(f"unknown modifier {modifier!r} in {spec!r} (use +bpda-identity, +bpda-smooth-T0.1, +eotK)")
-        if m.group(1) == "bpda-identity":
-            kwargs["surrogate"] = "identity"
-        elif m.group(1).startswith("bpda-smooth"):
-            kwargs["surrogate"] = "smooth"
-            kwargs["temperature"] = float(m.group("t")) if m.group("t") else None
-        else:
-            kwargs["eot"] = int(m.group("k"))
-    if base in BASE_ATTACKS:
-        return BASE_ATTACKS[base](**kwargs)
-    if base in ("spatial-grid", "stadv"):
-        return _spatial(base, **kwargs)
-    if ":" in base:
+            raise UnknownAttack(f"{name.base}:{name.inner.base}: this defense has no base model to transfer from "
+                                f"(it has no MeanSparse layers to switch off)")
+        return Transfer(build_attack(name.inner), transfer_source)
+    kwargs = name.constructor_kwargs()
+    if name.library is not None:
         from attacks.external import ExternalAttack
 
-        return ExternalAttack(base, **kwargs)
-    raise UnknownAttack(f"unknown attack {base!r}; available: {', '.join(available())}")
+        return ExternalAttack(name.base, **kwargs)
+    return BASE_ATTACKS[name.base](**kwargs)
+
+
+def make_attack(spec: str, transfer_source=None) -> Attack:  # noqa: ANN001 - an nn.Module or None
+    """Build an attack from its name (see `attacks.names`); a bad name raises UnknownAttack (one line)."""
+    return build_attack(parse_name(spec), transfer_source)
+
+
+def canonical_name(spec: str) -> str:
+    """The label of the attack `spec` names (defaults left out), e.g. `apgd-ce@iters=100` -> `apgd-ce`."""
+    from torch import nn
+
+    # A transfer attack needs a source model to be built; any module gives the same label.
+    return make_attack(spec, transfer_source=nn.Identity()).label

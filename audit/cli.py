@@ -7,11 +7,17 @@ import os
 import sys
 from pathlib import Path
 
+from audit.errors import UsageError, describe_error, one_line
+
 log = logging.getLogger("audit")
+__all__ = ["UsageError", "build_parser", "main"]
 
 
-class UsageError(Exception):
-    """Bad input the user can fix; the message says what and how."""
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (the full usage is one `--help` away), like every other error."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {one_line(message)} (see `{self.prog} --help`)\n")
 
 
 def _cmd_train(args: argparse.Namespace) -> None:
@@ -74,12 +80,15 @@ def _cmd_sparsify(args: argparse.Namespace) -> None:
 
 
 def _cmd_attacks(args: argparse.Namespace) -> None:
+    from attacks.names import BUDGETS
     from attacks.registry import available
     from attacks.suites import SUITES
 
-    print("attacks (append +bpda-identity, +bpda-smooth-T<t>, +eot<K> to a gradient attack):")
+    print("attacks (append +bpda-identity, +bpda-smooth-T<t>, +eot<K> to a gradient attack, and @key=value budgets,"
+          " e.g. apgd-t+bpda-smooth-T0.03@iters=500,restarts=5):")
     for name in available():
-        print(f"  {name}")
+        budgets = BUDGETS.get(name)
+        print(f"  {name:24s} budgets: {', '.join(budgets)}" if budgets else f"  {name}")
     print("suites:", ", ".join(SUITES))
 
 
@@ -99,6 +108,7 @@ def _cmd_eval(args: argparse.Namespace) -> None:
 
 
 def _audit_config(args: argparse.Namespace):  # noqa: ANN202
+    from attacks.names import split_attack_list
     from audit.config import AuditConfig
 
     if not (args.model or args.name):
@@ -112,7 +122,7 @@ def _audit_config(args: argparse.Namespace):  # noqa: ANN202
                        diagnostics_n=args.diagnostics_n, checkpoint=args.checkpoint,
                        robustbench_dir=args.robustbench_dir, meansparse_alpha=args.meansparse_alpha, claim=args.claim,
                        trust_checkpoint=args.trust_checkpoint,
-                       attacks=tuple(a.strip() for a in args.attacks.split(",") if a.strip()) if args.attacks else None)
+                       attacks=tuple(split_attack_list(args.attacks)) if args.attacks is not None else None)
 
 
 def _cmd_run(args: argparse.Namespace) -> None:
@@ -121,7 +131,10 @@ def _cmd_run(args: argparse.Namespace) -> None:
 
     from audit.distributed import init_from_environment, shutdown
 
+    from audit.inputs import check_device
+
     _check_writable(args.out)
+    check_device(args.device)  # before anything is moved there: a missing CUDA is one line, not an AssertionError
     shard, device = init_from_environment(args.device)
     try:
         results = run_audit(_audit_config(args), args.out, data_dir=args.data_dir, device=device,
@@ -205,11 +218,11 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     # --debug/--quiet work before or after the command name; SUPPRESS keeps a subcommand from resetting them.
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show full tracebacks")
     common.add_argument("--quiet", action="store_true", default=argparse.SUPPRESS,
                         help="no progress bars; only warnings and errors")
-    parser = argparse.ArgumentParser(prog="audit", description=__doc__, parents=[common])
+    parser = _Parser(prog="audit", description=__doc__, parents=[common])
     sub = parser.add_subparsers(dest="command", required=True)
     _add_parser = sub.add_parser
     sub.add_parser = lambda *a, **k: _add_parser(*a, parents=[common], **k)  # type: ignore[method-assign]
@@ -268,8 +281,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _interrupted(args: argparse.Namespace, argv: list[str]) -> str:
+    """Ctrl-C: what was kept and how to go on, in one line."""
+    if args.command != "run":
+        return "audit: interrupted"
+    out = args.out
+    if not (out / "config.json").exists():
+        return f"audit: interrupted before any result was stored; nothing was written to {out}"
+    import shlex
+
+    return (f"audit: interrupted; the results finished so far are kept in {out}; to resume, run the same command "
+            f"with the same --out: audit {shlex.join(argv)}")
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exit_:  # a usage error (one line, already printed) or --help
+        return exit_.code if isinstance(exit_.code, int) else 2
     args.quiet, args.debug = getattr(args, "quiet", False), getattr(args, "debug", False)
     if args.quiet:
         os.environ["TQDM_DISABLE"] = "1"  # every progress bar, ours and the libraries'
@@ -279,13 +309,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args.handler(args)
     except KeyboardInterrupt:
-        print("audit: interrupted", file=sys.stderr)
+        # Records are appended and fsynced as they are produced, so everything finished is on disk already.
+        print(_interrupted(args, argv), file=sys.stderr)
         return 130
     except Exception as error:  # noqa: BLE001 - the one place that turns errors into messages
         if args.debug:
             raise
-        from audit.errors import describe_error
-
         message = describe_error(error)
         if message is None:
             raise

@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from defenses.errors import UserError
+
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 IDX_FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
@@ -26,7 +28,7 @@ IDX_LABEL_MAGIC = 2049
 VALIDATION_SIZE = 5000
 
 
-class DataError(ValueError):
+class DataError(UserError, ValueError):
     """A dataset file is missing or malformed; the message says which and how to fix it."""
 
 

@@ -11,11 +11,13 @@ import os
 from pathlib import Path
 from typing import Any, Iterator
 
+from defenses.errors import UserError
+
 CONFIG_FILE = "config.json"
 RECORDS_FILE = "records.jsonl"
 
 
-class ConfigMismatch(ValueError):
+class ConfigMismatch(UserError, ValueError):
     pass
 
 

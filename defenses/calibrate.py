@@ -14,6 +14,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from defenses.meansparse import meansparse_layers, reduction_dims
+from defenses.sparsify import SparsifyError
 
 
 class _ExactStatistics:
@@ -51,12 +52,21 @@ def calibrate(
         raise ValueError(f"method must be 'official' or 'exact', not {method!r}")
     layers = meansparse_layers(model)
     if not layers:
-        raise ValueError("the model has no MeanSparse layers to calibrate")
+        raise SparsifyError("the model has no MeanSparse layers to calibrate")
     batches = list(batches)
     images = [b[0] if isinstance(b, (tuple, list)) else b for b in batches]
     was_training = model.training
     model.eval()
-    device = next(model.parameters(), layers[0][1].running_mean).device  # MeanSparse buffers if no parameters
+    reference = next(model.parameters(), layers[0][1].running_mean)  # MeanSparse buffers if no parameters
+    device = reference.device
+    dtype = reference.dtype if reference.is_floating_point() else torch.float32  # a float16 model gets float16 images
+
+    def forward(x: torch.Tensor) -> None:
+        try:
+            model(x.to(device, dtype))
+        except Exception as error:  # noqa: BLE001 - the user's model may raise anything: one line, not a traceback
+            raise SparsifyError(f"calibrating MeanSparse: the model's forward raised {type(error).__name__} on "
+                                f"images of shape {tuple(x.shape)}: {' '.join(str(error).split())[:200]}") from error
     # Thresholds are set to 0 during the pass, so each layer sees the un-sparsified features, as in the paper.
     saved = {name: layer.threshold.clone() for name, layer in layers}
     for _, layer in layers:
@@ -69,7 +79,7 @@ def calibrate(
                 layer.batch_num.fill_(len(images))
                 layer.flag_update_statistics.fill_(1)
             for x in tqdm(images, desc="calibrating MeanSparse", disable=not progress, leave=False):
-                model(x.to(device))
+                forward(x)
         else:
             stats = {name: _ExactStatistics() for name, _ in layers}
             hooks = [
@@ -80,7 +90,7 @@ def calibrate(
             ]
             try:
                 for x in tqdm(images, desc="calibrating MeanSparse", disable=not progress, leave=False):
-                    model(x.to(device))
+                    forward(x)
             finally:
                 for handle in hooks:
                     handle.remove()

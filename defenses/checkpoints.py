@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import warnings
 from pathlib import Path
 
 import torch
@@ -15,10 +16,12 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from defenses.errors import UserError
+
 STRIPPED_PREFIXES = ("module.", "model.")
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError, ValueError):
     """A checkpoint is missing, corrupt, untrusted or does not fit the model; the message says which."""
 
 
@@ -71,7 +74,10 @@ def load_state_dict(path: str | Path, trust_checkpoint: bool = False) -> dict[st
         except (SafetensorError, OSError, ValueError) as error:
             raise CheckpointError(f"checkpoint {path} is corrupt or not safetensors ({error})") from None
     try:
-        state = torch.load(path, map_location="cpu", weights_only=not trust_checkpoint)
+        with warnings.catch_warnings():
+            # torch warns about the pickle protocol of a file it is about to refuse; the refusal says it all
+            warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+            state = torch.load(path, map_location="cpu", weights_only=not trust_checkpoint)
     except pickle.UnpicklingError as error:
         raise CheckpointError(
             f"checkpoint {path} holds Python objects beyond tensors (or is not a torch checkpoint), and unpickling "

@@ -7,10 +7,15 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from defenses.errors import UserError
 from defenses.meansparse import MeanSparse, MeanSparseBefore
 
 ACTIVATION_TYPES = (nn.ReLU, nn.GELU, nn.SiLU, nn.LeakyReLU, nn.ELU, nn.Softplus, nn.Tanh, nn.Hardswish)
 PLACEMENTS = ("activations", "wrn", "convnext", "swin")
+
+
+class SparsifyError(UserError, ValueError):
+    """A model MeanSparse cannot be inserted into or calibrated on (what the user can change is in the message)."""
 
 
 def _activation_paths(model: nn.Module) -> list[str]:
@@ -23,7 +28,7 @@ def _wrn_paths(model: nn.Module) -> list[str]:
     paths = [name for name, m in model.named_modules() if name.split(".")[-1].startswith("meansparse_")
              and isinstance(m, nn.Identity)]
     if not paths:
-        raise ValueError("placement='wrn' needs a model with meansparse_* slots (defenses.models.DMWideResNet)")
+        raise SparsifyError("placement='wrn' needs a model with meansparse_* slots (defenses.models.DMWideResNet)")
     return paths
 
 
@@ -31,7 +36,7 @@ def _channel_counts(model: nn.Module, paths: Sequence[str], layout: str | dict[s
     """Run one dummy forward to see how many channels reach each insertion point (layout: one, or one per path)."""
     shape = getattr(model, "input_shape", None)
     if shape is None:
-        raise ValueError("sparsify needs the model's input shape: set model.input_shape = (C, H, W)")
+        raise SparsifyError("sparsify needs the model's input shape: set model.input_shape = (C, H, W)")
     modules = dict(model.named_modules())
     counts: dict[str, int] = {}
     reused: list[str] = []
@@ -48,8 +53,13 @@ def _channel_counts(model: nn.Module, paths: Sequence[str], layout: str | dict[s
     try:
         parameter = next(model.parameters(), None)
         device = parameter.device if parameter is not None else "cpu"
+        dtype = parameter.dtype if parameter is not None and parameter.is_floating_point() else torch.float32
         with torch.no_grad():
-            model(torch.zeros(2, *shape, device=device))
+            try:
+                model(torch.zeros(2, *shape, device=device, dtype=dtype))
+            except Exception as error:  # noqa: BLE001 - the user's model may raise anything: one line, not a traceback
+                raise SparsifyError(f"inserting MeanSparse: the model's forward raised {type(error).__name__} on "
+                                    f"zeros of shape {(2, *shape)}: {' '.join(str(error).split())[:200]}") from error
     finally:
         for handle in hooks:
             handle.remove()
@@ -57,13 +67,13 @@ def _channel_counts(model: nn.Module, paths: Sequence[str], layout: str | dict[s
     if reused:
         # One module object called at several places (e.g. a shared `self.relu`): a single MeanSparse there would
         # mix the statistics of different features. The paper uses one MeanSparse per call site.
-        raise ValueError(
+        raise SparsifyError(
             f"these modules are called more than once in forward, so one MeanSparse would serve several places "
             f"with mixed statistics: {sorted(set(reused))}; give each call site its own module"
         )
     missing = [p for p in paths if p not in counts]
     if missing:
-        raise ValueError(f"these modules are never called in forward, so MeanSparse there would do nothing: {missing}")
+        raise SparsifyError(f"these modules are never called in forward, so MeanSparse there would do nothing: {missing}")
     return counts
 
 
@@ -89,7 +99,7 @@ def sparsify(
     """
     if isinstance(placement, str):
         if placement not in PLACEMENTS:
-            raise ValueError(f"placement must be one of {PLACEMENTS} or a list of module paths, not {placement!r}")
+            raise SparsifyError(f"placement must be one of {PLACEMENTS} or a list of module paths, not {placement!r}")
         if placement in IMAGENET_PLACEMENTS:
             return IMAGENET_PLACEMENTS[placement](model, alpha)
         paths = _activation_paths(model) if placement == "activations" else _wrn_paths(model)
@@ -98,16 +108,16 @@ def sparsify(
         known = dict(model.named_modules())
         unknown = [p for p in paths if p not in known or p == ""]
         if unknown:
-            raise ValueError(f"no such modules in the model: {unknown}")
+            raise SparsifyError(f"no such modules in the model: {unknown}")
     if not paths:
-        raise ValueError("no insertion points found (the model has no activation modules?)")
+        raise SparsifyError("no insertion points found (the model has no activation modules?)")
     new = copy.deepcopy(model)
     counts = _channel_counts(new, paths, layout)
     reference = next(new.buffers(), next(new.parameters(), None))
     for path in paths:
         meansparse = MeanSparse(counts[path], alpha, layout)
-        if reference is not None:
-            meansparse = meansparse.to(reference.device)
+        if reference is not None:  # same device, and same dtype for a float16/bfloat16 model
+            meansparse = meansparse.to(reference.device, reference.dtype if reference.is_floating_point() else None)
         target = new.get_submodule(path)
         _set_submodule(new, path, meansparse if isinstance(target, nn.Identity) else MeanSparseBefore(meansparse, target))
     return new

@@ -8,9 +8,10 @@ from audit.report.html import render_html
 from audit.report.markdown import render_markdown
 from audit.report.plots import draw_all
 from audit.store import atomic_write
+from defenses.errors import UserError
 
 
-class ReportError(ValueError):
+class ReportError(UserError, ValueError):
     pass
 
 

@@ -1,0 +1,301 @@
+"""Attack names: one grammar, parsed and formatted here, so a stored result names an attack that can be re-run.
+
+    NAME      := [transfer-base:]BASE[+bpda-identity | +bpda-smooth[-T<t>]][+eot<K>][@KEY=VALUE,...]
+    examples:    apgd-ce    apgd-ce+eot20    apgd-t+bpda-smooth-T0.03@iters=500,restarts=5
+                 square@queries=20000,restarts=3    torchattacks:PGD@steps=20    transfer-base:apgd-ce
+
+BASE is one of `BUDGETS` (ours) or `torchattacks:<Class>` / `foolbox:<Class>`. `@KEY=VALUE` sets a budget; each of
+our attacks accepts the keys in its `BUDGETS` row, which map to constructor arguments (`iters` -> `n_iter`). For a
+library attack the keys are the class's own constructor arguments. `format_name(parse_name(s))` is the canonical
+spelling of `s` (modifiers in the order above, budget keys in table order, defaults left out), and
+`Attack.label` is that spelling, so `make_attack(a.label).label == a.label`.
+
+Every mistake is an `UnknownAttack` (a `UserError`) whose one-line message names the attack and the fix.
+"""
+from __future__ import annotations
+
+import difflib
+import inspect
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from defenses.errors import UserError
+
+TRANSFER_PREFIX = "transfer-base:"
+LIBRARIES = ("torchattacks", "foolbox")
+# Our attacks, each with its budget keys -> constructor argument. Every count is a positive integer.
+BUDGETS: dict[str, dict[str, str]] = {
+    "apgd-ce": {"iters": "n_iter", "restarts": "n_restarts"},
+    "apgd-dlr": {"iters": "n_iter", "restarts": "n_restarts"},
+    "apgd-t": {"iters": "n_iter", "restarts": "n_restarts", "targets": "n_target_classes"},
+    "fab": {"iters": "n_iter", "restarts": "n_restarts"},
+    "fab-t": {"iters": "n_iter", "restarts": "n_restarts", "targets": "n_target_classes"},
+    "square": {"queries": "n_queries", "restarts": "n_restarts"},
+    "fgsm": {},
+    "autoattack-standard": {},
+    "autoattack-plus": {},
+    "autoattack-rand": {},
+    "spatial-grid": {"angles": "n_angles", "translations": "n_translations"},
+    "stadv": {"iters": "steps", "stages": "stages"},
+}
+# Attacks that take no gradients: a surrogate backward (+bpda) would change nothing, so it is refused.
+GRADIENT_FREE = {"square", "spatial-grid"}
+# Attacks whose threat is a transformation (the runner re-applies their parameters), not an Lp ball.
+TRANSFORMATION = {"spatial-grid", "stadv"}
+_MODIFIER = re.compile(r"bpda-identity|bpda-smooth(?:-T(?P<t>.*))?|eot(?P<k>.*)")
+_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+class UnknownAttack(UserError, ValueError):
+    """An attack name that does not parse, or names no attack, or sets a budget the attack does not have."""
+
+
+@dataclass(frozen=True)
+class AttackName:
+    """A parsed attack name. `budget` holds (key, value) pairs in canonical order."""
+
+    base: str
+    surrogate: str = "exact"  # exact | identity | smooth
+    temperature: float | None = None
+    eot: int = 1
+    budget: tuple[tuple[str, int | float], ...] = ()
+    inner: "AttackName | None" = field(default=None)  # for transfer-base:INNER
+
+    @property
+    def library(self) -> str | None:
+        library = self.base.partition(":")[0]
+        return library if ":" in self.base and library in LIBRARIES else None
+
+    def constructor_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for the attack's constructor (only what differs from its defaults)."""
+        kwargs: dict[str, Any] = {}
+        if self.surrogate != "exact":
+            kwargs["surrogate"] = self.surrogate
+        if self.temperature is not None:
+            kwargs["temperature"] = self.temperature
+        if self.eot != 1:
+            kwargs["eot"] = self.eot
+        table = BUDGETS.get(self.base, {})
+        for key, value in self.budget:
+            kwargs[table.get(key, key)] = value
+        return kwargs
+
+
+def _number_text(value: float) -> str:
+    # `g` keeps the labels that exist (T0.03, T1); repr where `g` would round the value away.
+    text = f"{value:g}"
+    return text if float(text) == value else repr(value)
+
+
+def format_name(name: AttackName) -> str:
+    """The canonical spelling of a parsed name."""
+    if name.inner is not None:
+        return TRANSFER_PREFIX + format_name(name.inner)
+    text = name.base
+    if name.surrogate != "exact":
+        text += f"+bpda-{name.surrogate}"
+        if name.surrogate == "smooth" and name.temperature is not None:
+            text += f"-T{_number_text(name.temperature)}"
+    if name.eot != 1:
+        text += f"+eot{name.eot}"
+    if name.budget:
+        text += "@" + ",".join(f"{k}={v if isinstance(v, int) else _number_text(v)}" for k, v in name.budget)
+    return text
+
+
+def _close(word: str, candidates: list[str]) -> str:
+    matches = difflib.get_close_matches(word, candidates, n=3, cutoff=0.6)
+    return f"did you mean {' or '.join(matches)}? " if matches else ""
+
+
+def _library_attacks(library: str) -> list[str]:
+    from attacks.external import available_attacks
+
+    return available_attacks(library)
+
+
+def _check_base(spec: str, base: str) -> None:
+    if base in BUDGETS:
+        return
+    if ":" in base:
+        library, _, attack = base.partition(":")
+        if library not in LIBRARIES:
+            raise UnknownAttack(f"attack {spec!r}: unknown attack library {library!r}; {_close(library, list(LIBRARIES))}"
+                                f"use torchattacks:<Class> or foolbox:<Class>")
+        available = _library_attacks(library)
+        if attack not in available:
+            raise UnknownAttack(f"attack {spec!r}: {library} has no attack {attack!r}; {_close(attack, available)}"
+                                f"`audit attacks` lists the names")
+        return
+    where = "" if base == spec else f" in {spec!r}"
+    raise UnknownAttack(f"unknown attack {base!r}{where}; {_close(base, list(BUDGETS))}"
+                        f"choose one of {', '.join(BUDGETS)}, torchattacks:<Class>, foolbox:<Class>, "
+                        f"transfer-base:<attack>")
+
+
+def _parse_modifiers(spec: str, base: str, modifiers: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for modifier in modifiers:
+        match = _MODIFIER.fullmatch(modifier)
+        if not match:
+            raise UnknownAttack(f"attack {spec!r}: unknown modifier +{modifier}; use +bpda-identity, "
+                                f"+bpda-smooth-T<temperature> or +eot<K>")
+        kind = "eot" if modifier.startswith("eot") else "surrogate"
+        if kind in out:
+            raise UnknownAttack(f"attack {spec!r}: more than one {'+eot' if kind == 'eot' else '+bpda'} modifier; "
+                                f"give each at most once")
+        if kind == "eot":
+            count = match.group("k")
+            if not count.isdigit() or int(count) < 1:
+                raise UnknownAttack(f"attack {spec!r}: +eot{count} must count at least one draw, e.g. +eot10")
+            out["eot"] = int(count)
+            continue
+        if base in GRADIENT_FREE:
+            raise UnknownAttack(f"attack {spec!r}: {base} takes no gradients, so +{modifier} would change nothing; "
+                                f"drop it")
+        out["surrogate"] = "identity" if modifier == "bpda-identity" else "smooth"
+        if match.group("t") is not None:
+            out["temperature"] = _temperature(spec, match.group("t"))
+    return out
+
+
+def _temperature(spec: str, text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise UnknownAttack(f"attack {spec!r}: the smooth surrogate's temperature must be a positive number, not "
+                            f"{text!r} (e.g. +bpda-smooth-T0.03)")
+    return value
+
+
+def _parse_value(spec: str, key: str, text: str, integer: bool) -> int | float:
+    try:
+        value: int | float = int(text)
+    except ValueError:
+        try:
+            value = float(text)
+        except ValueError:
+            raise UnknownAttack(f"attack {spec!r}: budget {key}={text} is not a number") from None
+        if integer or not math.isfinite(value):
+            raise UnknownAttack(f"attack {spec!r}: budget {key}={text} must be a whole number") from None
+    return value
+
+
+def _library_budget(spec: str, base: str, items: list[tuple[str, str]]) -> dict[str, int | float]:
+    """Budget keys of a library attack: its constructor's arguments, of the type of their defaults."""
+    from attacks.external import ExternalAttack
+
+    parameters = inspect.signature(ExternalAttack(base)._class().__init__).parameters
+    budget: dict[str, int | float] = {}
+    for key, text in items:
+        if key in ("model", "eps", "epsilons"):
+            raise UnknownAttack(f"attack {spec!r}: {key} is not a budget: the model comes from the audit and eps "
+                                f"from --eps")
+        if key not in parameters or key == "self":
+            numeric = [p for p, v in parameters.items() if isinstance(v.default, (int, float))
+                       and not isinstance(v.default, bool) and p not in ("eps", "epsilons")]
+            raise UnknownAttack(f"attack {spec!r}: {base} has no budget {key!r}; {_close(key, numeric)}"
+                                f"its numeric arguments: {', '.join(numeric) or 'none'}")
+        default = parameters[key].default
+        if isinstance(default, bool) or not isinstance(default, (int, float, type(None))):
+            raise UnknownAttack(f"attack {spec!r}: {base}'s argument {key!r} is not a number; set it from Python")
+        value = _parse_value(spec, key, text, integer=isinstance(default, int))
+        # A count or size whose default is positive must stay positive (steps=0 would silently do nothing).
+        if isinstance(default, (int, float)) and default > 0 and not value > 0:
+            raise UnknownAttack(f"attack {spec!r}: budget {key}={text} must be positive")
+        budget[key] = value
+    return dict(sorted(budget.items()))
+
+
+def _parse_budget(spec: str, base: str, text: str) -> tuple[tuple[str, int | float], ...]:
+    items: list[tuple[str, str]] = []
+    for part in text.split(","):
+        key, equals, value = part.partition("=")
+        key, value = key.strip(), value.strip()
+        if not equals or not _KEY.fullmatch(key) or not value:
+            raise UnknownAttack(f"attack {spec!r}: budget {part!r} is not KEY=VALUE (e.g. @iters=500,restarts=5)")
+        if key in dict(items):
+            raise UnknownAttack(f"attack {spec!r}: budget {key} given twice")
+        items.append((key, value))
+    if ":" in base:
+        return tuple(_library_budget(spec, base, items).items())
+    table = BUDGETS[base]
+    budget: dict[str, int | float] = {}
+    for key, value in items:
+        if key not in table:
+            accepted = f"its budgets: {', '.join(table)}" if table else "it takes no budget"
+            raise UnknownAttack(f"attack {spec!r}: {base} has no budget {key!r}; {_close(key, list(table))}{accepted}")
+        number = _parse_value(spec, key, value, integer=True)
+        if number < 1:
+            raise UnknownAttack(f"attack {spec!r}: budget {key}={value} must be a positive whole number")
+        budget[key] = number
+    return tuple((key, budget[key]) for key in table if key in budget)
+
+
+def parse_name(spec: str) -> AttackName:
+    """Parse and validate an attack name; raises UnknownAttack with a one-line message."""
+    if not isinstance(spec, str) or not spec.strip():
+        raise UnknownAttack("empty attack name; `audit attacks` lists the names")
+    spec = spec.strip()
+    if spec.startswith(TRANSFER_PREFIX):
+        inner = spec[len(TRANSFER_PREFIX):]
+        if not inner or inner.startswith(TRANSFER_PREFIX):
+            raise UnknownAttack(f"attack {spec!r}: transfer-base: takes one attack to craft on the base model, "
+                                f"e.g. transfer-base:apgd-ce")
+        parsed = parse_name(inner)
+        if parsed.base in TRANSFORMATION:
+            raise UnknownAttack(f"attack {spec!r}: transfer-base: takes an Lp attack; {parsed.base} is a "
+                                f"transformation attack (run it on the defense itself)")
+        return AttackName(base="transfer-base", inner=parsed)
+    head, at, budget_text = spec.partition("@")
+    base, *modifiers = head.split("+")
+    if not base:
+        raise UnknownAttack(f"attack {spec!r}: no attack before the modifiers; e.g. apgd-ce+eot10")
+    _check_base(spec, base)
+    parsed = _parse_modifiers(spec, base, modifiers)
+    if at and not budget_text:
+        raise UnknownAttack(f"attack {spec!r}: nothing after @; give KEY=VALUE budgets, e.g. @iters=500")
+    budget = _parse_budget(spec, base, budget_text) if at else ()
+    return AttackName(base=base, budget=budget, **parsed)
+
+
+def _default(cls: type, argument: str) -> Any:
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is not None:
+            parameter = inspect.signature(init).parameters.get(argument)
+            if parameter is not None:
+                return parameter.default
+    return inspect.Parameter.empty
+
+
+def label_of(attack: Any) -> str:
+    """The canonical name of a built attack, with every budget that differs from its constructor's default."""
+    budget: list[tuple[str, int | float]] = []
+    if attack.name in BUDGETS:
+        for key, argument in BUDGETS[attack.name].items():
+            value = getattr(attack, argument, None)
+            if value is not None and value != _default(type(attack), argument):
+                budget.append((key, value))
+    elif isinstance(getattr(attack, "kwargs", None), dict):  # a library attack: every argument it was given
+        budget = sorted(attack.kwargs.items())
+    return format_name(AttackName(base=attack.name, surrogate=attack.surrogate, temperature=attack.temperature,
+                                  eot=attack.eot, budget=tuple(budget)))
+
+
+def split_attack_list(text: str) -> list[str]:
+    """`--attacks a,b@iters=5,restarts=2,c` -> [a, b@iters=5,restarts=2, c]: a comma also separates budgets, so a
+    KEY=VALUE piece after a name with @ belongs to that name."""
+    names: list[str] = []
+    for piece in (p.strip() for p in text.split(",")):
+        if names and "@" in names[-1] and "=" in piece and "@" not in piece and "+" not in piece:
+            names[-1] += "," + piece
+        else:
+            names.append(piece)
+    if any(not name for name in names):
+        raise UnknownAttack(f"--attacks {text!r} has an empty name; give comma-separated names, e.g. apgd-ce,square")
+    return names
