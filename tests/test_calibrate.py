@@ -9,7 +9,7 @@ from torch import nn
 from defenses.calibrate import calibrate, set_alpha
 from defenses.meansparse import MeanSparse, meansparse_layers
 from defenses.models.demo_cnn import DemoCNN
-from defenses.sparsify import sparsify
+from defenses.sparsify import SparsifyError, sparsify
 
 
 
@@ -105,8 +105,9 @@ def test_calibration_restores_thresholds_flags_and_mode(method, training):
 def test_calibration_failure_still_restores_state():
     model = Probe(3, alpha=0.3).train()
     batches = [torch.randn(4, 3, 2, 2), torch.randn(4, 5, 2, 2)]  # the second batch has the wrong channel count
-    with pytest.raises(RuntimeError):
+    with pytest.raises(SparsifyError, match="calibrating MeanSparse: the model's forward raised RuntimeError") as error:
         calibrate(model, batches, progress=False)
+    assert isinstance(error.value.__cause__, RuntimeError)
     assert model.training and model.first.threshold.item() == pytest.approx(0.3)
     assert model.first.flag_update_statistics.item() == 0
 

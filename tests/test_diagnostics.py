@@ -305,7 +305,7 @@ def test_input_quantization_has_zero_and_unavailable_gradients(model, data, tmp_
     (gap,) = comparisons.check_adaptive_gap(suite)
     assert gap.status == "fail"
     assert gap.evidence["count"] >= 0.2 * N and gap.evidence["p_value"] < 1e-6
-    assert set(gap.evidence["per_attack"]) == {"apgd-ce+bpda-identity"}
+    assert set(gap.evidence["per_attack"]) == {"apgd-ce+bpda-identity@iters=10"}
     result = verdict(list(found.values()) + [gap], suite, {"randomized": False})
     assert result["gradient_masking"] == "suspected"
     assert {d["id"] for d in result["drivers"]} >= {"zero-gradients", "adaptive-gap", "ioaf-unavailable-gradients"}

@@ -238,7 +238,7 @@ def test_stadv_uses_the_surrogate_backward(trained, fashion):
     clean = accuracy(defense, x, y)
     exact = judge(StAdv(steps=40), defense, x, y, LINF, seed=0)
     bpda = judge(StAdv(steps=40, surrogate="identity"), defense, x, y, LINF, seed=0)
-    assert bpda.attack == "stadv+bpda-identity"
+    assert bpda.attack == "stadv+bpda-identity@iters=40"  # a non-default budget is part of the label
     assert 1 - exact.success.float().mean().item() == pytest.approx(clean)  # stuck at zero flow
     assert exact.distance.max() == 0
     assert 1 - bpda.success.float().mean().item() <= 0.3 < clean
@@ -276,7 +276,7 @@ def test_external_pgd_breaks_undefended_cnn(trained, fashion, spec, kwargs):
     _, test = fashion
     x, y = test.images[:200], test.labels[:200]
     attack = ExternalAttack(spec, **kwargs)
-    assert attack.label == spec and attack.threat_kind == "lp"
+    assert attack.label == spec + "".join(f"@{k}={v}" for k, v in kwargs.items()) and attack.threat_kind == "lp"
     state = torch.random.get_rng_state()
     record = judge(attack, trained, x, y, LINF, seed=0)
     assert torch.equal(torch.random.get_rng_state(), state)  # the library's global seeding did not leak
