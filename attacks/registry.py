@@ -6,7 +6,7 @@
     apgd-ce+eot10                 gradients averaged over 10 draws (randomized defenses)
     autoattack-standard           also -plus, -rand
     transfer-base:apgd-ce         crafted on the base model (MeanSparse off), judged on the defense
-    square, fab, fab-t, fgsm, spatial-grid, stadv, torchattacks:PGD, foolbox:LinfPGD
+    square, square-strong, fab, fab-t, fgsm, spatial-grid, stadv, torchattacks:PGD, foolbox:LinfPGD
 
 `Attack.label` produces these names, so every stored result names an attack that can be re-run.
 """
@@ -26,11 +26,18 @@ BASE_ATTACKS: dict[str, Callable[..., Attack]] = {
     "fab": lambda **kw: FAB(targeted=False, **kw),
     "fab-t": lambda **kw: FAB(targeted=True, **kw),
     "square": lambda **kw: Square(**kw),
+    # Where no gradient reaches the input: more queries and restarts (RobustBench broke k-WTA with 30 restarts).
+    "square-strong": lambda **kw: _named(Square(n_queries=10000, n_restarts=3, **kw), "square-strong"),
     "fgsm": lambda **kw: FGSM(**kw),
     "autoattack-standard": lambda **kw: AutoAttack("standard", **kw),
     "autoattack-plus": lambda **kw: AutoAttack("plus", **kw),
     "autoattack-rand": lambda **kw: AutoAttack("rand", **kw),
 }
+
+
+def _named(attack: Attack, name: str) -> Attack:
+    attack.name = name
+    return attack
 
 
 def _spatial(name: str, **kw) -> Attack:
