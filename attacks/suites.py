@@ -68,6 +68,12 @@ def plan_suite(suite: str, defense: Defense) -> SuitePlan:
             skipped.append((name, "the defense has no MeanSparse layers to remove, so no base model to transfer from"))
             continue
         attacks.append(make_attack(name, transfer_source=base))
+    # Hook (defenses/auto_bpda.py): gradient attacks that no gradient reaches are not applicable; Square runs harder.
+    from defenses.auto_bpda import plan_gradient_free
+
+    attacks, not_applicable, extra = plan_gradient_free(defense, attacks)
+    skipped += not_applicable
+    attacks += [make_attack(name) for name in extra]
     for surrogate in ("identity", "smooth"):
         if surrogate not in defense.surrogates:
             skipped.append((f"bpda-{surrogate}", f"{defense.description} offers no {surrogate} surrogate"))

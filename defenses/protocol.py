@@ -7,6 +7,7 @@ Success is always judged on the exact forward; a surrogate only changes how grad
 from __future__ import annotations
 
 import copy
+import logging
 from contextlib import contextmanager, nullcontext
 from typing import Iterator
 
@@ -15,6 +16,8 @@ from torch import nn
 
 from defenses.gradient_mode import DEFAULT_TEMPERATURE, gradient_mode
 from defenses.meansparse import meansparse_layers
+
+log = logging.getLogger(__name__)
 
 
 class Defense(nn.Module):
@@ -82,11 +85,70 @@ class Undefended(Defense):
 
 
 class OpaqueModel(Defense):
-    """A user's own module the suite knows nothing about: exact gradients only, no surrogate."""
+    """A user's own module the suite knows nothing about; automatic BPDA where it needs one.
+
+    The first forward keeps a few inputs (`example_input`); `scan()` then runs one forward under a recording
+    mode (defenses/auto_bpda.py). If the model applies any non-differentiable operation on its input's path
+    (rounding, comparisons cast to masks, top-k masks, detach, ...), it offers the surrogates `identity` and
+    `smooth` (automatic BPDA, exact forward), so `apgd-ce+bpda-identity` etc. work on it unchanged.
+    """
+
+    EXAMPLES = 4
+
+    def __init__(self, model: nn.Module, num_classes: int = 10, name: str = "model") -> None:
+        super().__init__(model, num_classes, name)
+        self.example_input: torch.Tensor | None = None
+        self.scan_result = None  # a defenses.auto_bpda.ScanResult once scanned
+        self._mode, self._temperature = "exact", DEFAULT_TEMPERATURE
+
+    def scan(self, x: torch.Tensor | None = None):  # noqa: ANN201 - a ScanResult (import kept lazy)
+        """Which non-differentiable operations the model applies to its input (cached after the first call)."""
+        from defenses.auto_bpda import ScanResult, scan_model
+
+        if x is not None:
+            self.example_input = x[: self.EXAMPLES].detach().clone()
+        if self.scan_result is None and self.example_input is not None:
+            try:
+                self.scan_result = scan_model(self.model, self.example_input)
+            except Exception as error:  # noqa: BLE001 - a model the mode cannot run keeps its exact gradients
+                log.warning("automatic BPDA cannot scan %s (%s: %s); exact gradients only", type(self.model).__name__,
+                            type(error).__name__, error)
+                self.scan_result = ScanResult([], error=f"{type(error).__name__}: {error}")
+        return self.scan_result
+
+    @property
+    def surrogates(self) -> tuple[str, ...]:  # type: ignore[override]
+        from defenses.auto_bpda import AUTO_SURROGATES
+
+        result = self.scan()
+        return AUTO_SURROGATES if result is not None and result.replacements else ("exact",)
 
     @property
     def description(self) -> str:
+        result = self.scan()
+        if result is not None and result.replacements:
+            return f"user module {type(self.model).__name__} (opaque; automatic BPDA for {result.summary()})"
         return f"user module {type(self.model).__name__} (opaque: exact gradients only)"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.example_input is None:
+            self.example_input = x[: self.EXAMPLES].detach().clone()
+        if self._mode == "exact":
+            return self.model(x)
+        from defenses.auto_bpda import AutoBPDA
+
+        # The mode is active only during the model's own forward, never around the attack's code.
+        with AutoBPDA(self._mode, self._temperature):
+            return self.model(x)
+
+    @contextmanager
+    def _surrogate_context(self, name: str, temperature: float | None):  # noqa: ANN202
+        old = self._mode, self._temperature
+        self._mode, self._temperature = name, DEFAULT_TEMPERATURE if temperature is None else temperature
+        try:
+            yield
+        finally:
+            self._mode, self._temperature = old
 
 
 class MeanSparseDefense(Defense):

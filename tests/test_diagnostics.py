@@ -229,6 +229,7 @@ def test_clean_model_raises_no_masking_failure(model, data, tmp_path):
     assert [f.id for f in findings] == ALL_IDS
     got = statuses(findings)
     assert got == {
+        "no-gradient-path": "pass",
         "zero-gradients": "pass", "nonfinite-gradients": "pass", "dead-zone-occupancy": "skipped",
         "surrogate-disagreement": "skipped", "finite-difference-mismatch": "pass", "loss-landscape": "pass",
         "blackbox-beats-whitebox": "skipped", "transfer-beats-whitebox": "skipped",

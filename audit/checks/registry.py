@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from audit.checks import comparisons as cmp
+from audit.checks import gradient_path as path
 from audit.checks import gradients as grad
 from audit.checks import ioaf
 from audit.checks import landscape as land
@@ -36,6 +37,11 @@ def _p(value: float) -> str:
 
 
 CHECKS: tuple[Check, ...] = (
+    Check("no-gradient-path", "gradient-path", "masking",
+          "no gradient reaches the input through the exact backward, so exact-gradient attacks cannot run",
+          "any non-zero input gradient of a fixed random projection of the logits, exact and per surrogate",
+          "fail when the exact one has none", "a cut graph (comparisons, rounding, detach) crashes or stalls "
+          "gradient attacks; the audit then marks them not applicable and runs Square harder"),
     Check("zero-gradients", "gradients", "masking",
           "some inputs get an exactly-zero gradient, so gradient attacks cannot move them",
           "samples whose whole CE input gradient is exactly 0", f"fail >= {grad.ZERO_SAMPLES_FAIL} sample",
@@ -136,6 +142,7 @@ CHECKS: tuple[Check, ...] = (
 )
 BY_ID = {check.id: check for check in CHECKS}
 JUDGES = {
+    "gradient-path": path.judge_gradient_path,
     "gradients": grad.judge_gradients, "dead-zone": grad.judge_dead_zone, "surrogates": grad.judge_surrogates,
     "finite-differences": grad.judge_finite_differences, "landscape": land.judge_landscape,
     "randomized": sanity.judge_randomized, "probabilities": sanity.judge_probabilities,

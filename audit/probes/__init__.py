@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from attacks.judge import derive_seed
 from attacks.threat_model import ThreatModel
 from audit.checks.finding import plain
-from audit.probes import gradients, ioaf, landscape, sanity
+from audit.probes import gradient_path, gradients, ioaf, landscape, sanity
 from audit.probes.alpha import measure_alpha
 from audit.probes.config import DiagnosticsConfig
 from audit.store import ResultStore
@@ -37,6 +37,7 @@ class Probe:
 
 
 PROBES: tuple[Probe, ...] = (
+    Probe("gradient-path", gradient_path.measure_gradient_path),
     Probe("gradients", gradients.measure_gradients),
     Probe("dead-zone", gradients.measure_dead_zone),
     Probe("surrogates", gradients.measure_surrogates),

@@ -1,0 +1,43 @@
+"""`audit run --suite full` on a model with no gradient path to its input (a thermometer encoding built from
+comparisons, as published): it never crashes, gradient attacks get automatic BPDA or are not applicable with the
+reason, Square runs harder, and the verdict is `suspected` with the finding that says no gradient reaches the input.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from audit.cli import main
+from audit.data import load_dataset
+from defenses.checkpoints import save_checkpoint
+from defenses.toys import Thermometer, train_toy
+
+FIXTURE = Path(__file__).parent / "fixtures" / "thermometer_model.py"
+
+
+@pytest.mark.slow  # ~30 s: training, then the full suite and every diagnostic
+def test_audit_of_a_model_without_gradient_path(tmp_path, fmnist_test):
+    train = load_dataset("fashion-mnist", "train")
+    model = train_toy(Thermometer(levels=16), train.images, train.labels, steps=200, seed=0)
+    checkpoint = tmp_path / "thermometer.safetensors"
+    save_checkpoint(model, checkpoint)
+    out = tmp_path / "run"
+    assert main(["run", "--model", f"{FIXTURE}:build", "--checkpoint", str(checkpoint), "--n", "20", "--suite",
+                 "full", "--diagnostics-n", "20", "--quiet", "--out", str(out)]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert "automatic BPDA for gt x1" in results["defense"]
+    skipped = {s["name"]: s["reason"] for s in results["skipped_attacks"]}
+    for name in ("fgsm", "autoattack-standard"):
+        assert "no gradient reaches the input through the exact backward" in skipped[name]
+    ran = {a["name"]: a["robust_accuracy"] for a in results["attacks"]}
+    assert {"apgd-ce+bpda-identity", "apgd-ce+bpda-smooth-T0.1", "square@queries=10000,restarts=3"} <= set(ran)
+    assert results["clean_accuracy"] >= 0.6
+    # A standard-trained model: automatic BPDA breaks it where exact gradients could not even be taken.
+    assert ran["apgd-ce+bpda-identity"] <= 0.15
+    assert results["verdict"]["gradient_masking"] == "suspected"
+    finding = next(f for f in results["findings"] if f["id"] == "no-gradient-path")
+    assert finding["status"] == "fail" and "no gradient reaches the input" in finding["message"]
+    assert finding["evidence"]["reaches_input"] == {"exact": False, "identity": True, "smooth": True}
+    assert "no-gradient-path" in [d["id"] for d in results["verdict"]["drivers"]]

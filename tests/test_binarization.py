@@ -1,0 +1,73 @@
+"""The binarization test (Zimmermann et al. 2022): the pure check on stored data, and (slow) the probe on the demo
+models - APGD-CE passes on the undefended and adversarially trained models and fails on a gradient-killing one.
+"""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from attacks.threat_model import ThreatModel
+from audit.binarization import (BinarizationError, check_binarization, last_linear, plot_binarization,
+                                run_binarization_probe)
+from defenses.protocol import as_defense
+from defenses.toys import SmallCNN
+from tests.conftest import shipped_or_skip
+from tests.test_diagnostics import KillGradients
+
+THREAT = ThreatModel("Linf", 0.1)
+
+
+def rows(successes: list[bool], valid: bool = True) -> dict:
+    return {"attack": "apgd-ce", "samples": [
+        {"index": i, "label": 0, "valid": valid, "attack_success": s, "clean_logit_gap": -0.5,
+         "adversarial_logit_gap": 0.2 if s else -0.3, "train_accuracy": 1.0, "validation_accuracy_inner": 0.9,
+         "validation_accuracy_boundary": 0.4, "random_success": False} for i, s in enumerate(successes)]}
+
+
+def test_check_is_pure_and_has_margins_on_both_sides():
+    assert check_binarization(rows([True] * 20)).status == "pass"
+    assert check_binarization(rows([True] * 19 + [False])).status == "pass"  # 95%
+    assert check_binarization(rows([True] * 17 + [False] * 3)).status == "warn"  # 85%
+    failed = check_binarization(rows([True] * 10 + [False] * 10))
+    assert failed.status == "fail" and "too weak" in failed.message
+    assert failed.evidence["success_rate"] == 0.5 and failed.evidence["missed_indices"] == list(range(10, 20))
+    assert check_binarization(rows([False] * 5, valid=False)).status == "skipped"
+    assert json.loads(json.dumps(failed.to_json()))["id"] == "binarization-test"
+
+
+def test_probe_on_a_tiny_model_gives_plain_json_and_a_plot(fmnist_test, tmp_path):
+    torch.manual_seed(0)
+    defense = as_defense(SmallCNN(width=4).eval())
+    data = run_binarization_probe(defense, fmnist_test.images[:6], fmnist_test.labels[:6], THREAT, "fgsm",
+                                  n_samples=2, n_inner=16, n_boundary=16, n_validation=16, progress=False)
+    assert json.loads(json.dumps(data)) == data
+    assert data["feature_layer"] == "classifier" and len(data["samples"]) <= 2
+    plot_binarization(data, str(tmp_path / "b.png"))
+    assert (tmp_path / "b.png").stat().st_size > 1000
+    with pytest.raises(BinarizationError):
+        last_linear(nn.Sequential(nn.Conv2d(1, 2, 3)))
+
+
+@pytest.mark.slow  # 15-45 s each, depending on the machine's load
+@pytest.mark.parametrize("name", ["demo-standard", "demo-adversarial"])
+def test_apgd_passes_on_the_demo_models(name, fmnist_test):
+    defense = as_defense(shipped_or_skip(name))
+    data = run_binarization_probe(defense, fmnist_test.images[:40], fmnist_test.labels[:40], THREAT, "apgd-ce",
+                                  n_samples=20, progress=False)
+    finding = check_binarization(data)
+    assert finding.evidence["n_valid"] >= 15
+    assert finding.status == "pass" and finding.evidence["success_rate"] >= 0.95
+
+
+@pytest.mark.slow
+def test_apgd_fails_on_a_gradient_killing_defense(fmnist_test):
+    defense = as_defense(KillGradients(shipped_or_skip("demo-adversarial")), opaque=True)
+    data = run_binarization_probe(defense, fmnist_test.images[:40], fmnist_test.labels[:40], THREAT, "apgd-ce",
+                                  n_samples=20, progress=False)
+    finding = check_binarization(data)
+    assert finding.evidence["n_valid"] >= 15
+    assert finding.status == "fail" and finding.evidence["success_rate"] <= 0.5
+    assert "fails the binarization test" in finding.message
