@@ -74,9 +74,9 @@ def run_audit(config: AuditConfig, out: str | Path, data_dir: str | None = None,
     defense.to(device)
     test = load_dataset(config.dataset, "test", data_dir).subset(config.n, config.seed)
     warnings = check_inputs(defense, test.images, test.labels)
+    plan = plan_attacks(config, defense)  # a refused plan stops here, before any warning is printed
     for warning in warnings:
         log.warning("warning: %s", warning)
-    plan = plan_attacks(config, defense)
     randomness = _randomness(defense, test.images, test.labels, threat, config.seed)
     if randomness["observed"] and not defense.randomized:
         # Undeclared randomness: the planned attacks ran without EOT against it; keep them (so the report can show

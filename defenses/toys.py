@@ -11,6 +11,15 @@ only automatic BPDA (defenses/auto_bpda.py) gives an attack that fits:
                      (`plain_dead_zones` swaps our MeanSparse layers for it, same statistics)
 
 `train_toy` standard-trains one quickly (seeded), for tests and the README's numbers.
+
+Wrappers that mask on purpose around any model, each the textbook case of one symptom (tests and
+benchmarks/calibration.py):
+
+    KillGradients      identity forward, zero backward (a gradient-killing layer)
+    ScaledLogits       logits times 1e4: softmax saturates, CE gradients underflow to exactly 0
+    Softmaxed          probabilities instead of logits
+    GradientInForward  a test-time defense: one gradient step of purification inside forward
+    HiddenNoise        Gaussian input noise from torch's global generator, declared nowhere
 """
 from __future__ import annotations
 
@@ -124,6 +133,73 @@ def plain_dead_zones(model: nn.Module) -> nn.Module:
     return model.eval()
 
 
+class _ZeroBackward(torch.autograd.Function):
+    """Identity forward, zero backward: the classic gradient-killing layer."""
+
+    @staticmethod
+    def forward(ctx, x):  # type: ignore[override]
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[override]
+        return torch.zeros_like(grad)
+
+
+class KillGradients(nn.Module):
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(_ZeroBackward.apply(x))
+
+
+class ScaledLogits(nn.Module):
+    """Logits times 1e4: softmax saturates and CE gradients underflow to exactly zero."""
+
+    def __init__(self, model: nn.Module, scale: float = 1e4) -> None:
+        super().__init__()
+        self.model, self.scale = model, scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x) * self.scale
+
+
+class Softmaxed(nn.Module):
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x).softmax(1)
+
+
+class GradientInForward(nn.Module):
+    """A 'dynamic' defense: one gradient step of purification inside forward."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.enable_grad():
+            z = x.detach().requires_grad_(True)
+            energy = self.model(z).logsumexp(1).sum()
+            (grad,) = torch.autograd.grad(energy, z)
+        return self.model((x + 0.01 * grad.sign()).clamp(0, 1))
+
+
+class HiddenNoise(nn.Module):
+    """Gaussian input noise drawn from torch's global generator at every forward, and no word about it."""
+
+    def __init__(self, model: nn.Module, sigma: float = 0.1) -> None:
+        super().__init__()
+        self.model, self.sigma = model, sigma
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model((x + self.sigma * torch.randn_like(x)).clamp(0, 1))
+
+
 TOYS = {"quantized": QuantizedInput, "thermometer": Thermometer, "kwta": KWTA}
 
 
@@ -152,5 +228,6 @@ def train_toy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, step
     return model.eval()
 
 
-__all__ = ["KWTA", "KWTAActivation", "QuantizedInput", "SmallCNN", "Thermometer", "TOYS", "WhereDeadZone",
-           "plain_dead_zones", "train_toy"]
+__all__ = ["GradientInForward", "HiddenNoise", "KWTA", "KWTAActivation", "KillGradients", "QuantizedInput",
+           "ScaledLogits", "SmallCNN", "Softmaxed", "Thermometer", "TOYS", "WhereDeadZone", "plain_dead_zones",
+           "train_toy"]

@@ -54,6 +54,7 @@ TITLES = {
     "landscape": "Loss landscapes",
     "blackbox": "Black-box against white-box, per sample",
     "deadzone": "Dead-zone occupancy per MeanSparse layer",
+    "binarization": "Binarization test, per point",
 }
 # Chromium prints page console messages as "...:INFO:CONSOLE:1] "message", source: ..." (older builds:
 # "CONSOLE(1)"); every level looks the same, so any such line counts.
@@ -90,6 +91,10 @@ def expected_plots(directory: Path, results: dict) -> list[str]:
     blackbox = _finding(results, "blackbox-beats-whitebox")
     if _ran(results, "blackbox-beats-whitebox") and ((blackbox or {}).get("data") or {}).get("index"):
         expected.append(TITLES["blackbox"])
+    binarized = _finding(results, "binarization-test")
+    if _ran(results, "binarization-test") and any(r.get("valid") for r in ((binarized or {}).get("data") or {})
+                                                    .get("samples", [])):
+        expected.append(TITLES["binarization"])
     if _ran(results, "dead-zone-occupancy"):
         expected.append(TITLES["deadzone"])
     return expected

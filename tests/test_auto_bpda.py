@@ -279,7 +279,7 @@ def test_gradient_path_finding(fmnist_test):
     from audit.probes.config import DiagnosticsConfig
     from audit.probes.gradient_path import measure_gradient_path
     from defenses.protocol import InputQuantization, Undefended
-    from tests.test_diagnostics import KillGradients
+    from defenses.toys import KillGradients
 
     x, y = fmnist_test.images[:8], fmnist_test.labels[:8]
 

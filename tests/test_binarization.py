@@ -10,12 +10,13 @@ import torch
 from torch import nn
 
 from attacks.threat_model import ThreatModel
-from audit.binarization import (BinarizationError, check_binarization, last_linear, plot_binarization,
-                                run_binarization_probe)
+from audit.checks.binarization import check_binarization, judge_binarization
+from audit.probes.binarization import BinarizationError, last_linear, run_binarization_probe
+from audit.report.plots import binarization as plot_binarization
 from defenses.protocol import as_defense
 from defenses.toys import SmallCNN
 from tests.conftest import shipped_or_skip
-from tests.test_diagnostics import KillGradients
+from defenses.toys import KillGradients
 
 THREAT = ThreatModel("Linf", 0.1)
 
@@ -45,8 +46,10 @@ def test_probe_on_a_tiny_model_gives_plain_json_and_a_plot(fmnist_test, tmp_path
                                   n_samples=2, n_inner=16, n_boundary=16, n_validation=16, progress=False)
     assert json.loads(json.dumps(data)) == data
     assert data["feature_layer"] == "classifier" and len(data["samples"]) <= 2
-    plot_binarization(data, str(tmp_path / "b.png"))
-    assert (tmp_path / "b.png").stat().st_size > 1000
+    (finding,) = judge_binarization(data)
+    drawn = plot_binarization({"findings": [finding.to_json()]}, [], tmp_path / "b.png")
+    valid = any(row["valid"] for row in data["samples"])
+    assert (drawn is not None) == valid and (not valid or (tmp_path / "b.png").stat().st_size > 1000)
     with pytest.raises(BinarizationError):
         last_linear(nn.Sequential(nn.Conv2d(1, 2, 3)))
 

@@ -86,6 +86,12 @@ def synthetic_results(meansparse: bool = True, model: str = "demo-standard") -> 
                  {"eps": [0.0, 0.025, 0.05, 0.1, 0.2, 0.4],
                   "accuracy_exact": [0.9, 0.55, 0.4, 0.3, 0.1, 0.0],
                   **({"accuracy_identity": [0.9, 0.3, 0.1, 0.0, 0.0, 0.0]} if meansparse else {})}),
+        _finding("binarization-test", "pass", "apgd-ce passes the binarization test",
+                 {"attack": "apgd-ce", "success_rate": 1.0, "n_valid": 3},
+                 {"attack": "apgd-ce", "samples": [
+                     {"valid": True, "clean_logit_gap": -2.0, "adversarial_logit_gap": 0.5, "attack_success": True},
+                     {"valid": True, "clean_logit_gap": -1.5, "adversarial_logit_gap": 0.2, "attack_success": True},
+                     {"valid": False, "clean_logit_gap": 0.1, "adversarial_logit_gap": 0.3, "attack_success": True}]}),
         _finding("finding-with-markup", "warn", "a message with <b>markup</b> & an ampersand"),
     ]
     if meansparse:
@@ -183,7 +189,7 @@ def test_html_is_self_contained(meansparse_report: Path) -> None:
 def test_html_embeds_one_png_per_plot(meansparse_report: Path) -> None:
     page = (meansparse_report / "report.html").read_text(encoding="utf-8")
     images = _images(page)
-    assert sorted(alt for alt, _ in images) == sorted(ALL_TITLES)  # all six, once each
+    assert sorted(alt for alt, _ in images) == sorted(ALL_TITLES)  # every plot, once each
     for alt, src in images:
         assert src.startswith("data:image/png;base64,"), alt
         assert base64.b64decode(src.split(",", 1)[1], validate=True).startswith(b"\x89PNG\r\n\x1a\n"), alt

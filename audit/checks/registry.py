@@ -17,6 +17,9 @@ from audit.checks import ioaf
 from audit.checks import landscape as land
 from audit.checks import sanity
 from audit.checks.alpha import judge_alpha
+from audit.checks.binarization import FAIL_RATE as BINARIZATION_FAIL
+from audit.checks.binarization import PASS_RATE as BINARIZATION_PASS
+from audit.checks.binarization import judge_binarization
 
 OUTCOMES = "outcomes"  # the comparisons read the stored attack outcomes, not a probe
 
@@ -122,6 +125,11 @@ CHECKS: tuple[Check, ...] = (
           "an attack with no perturbation limit still fails on some points",
           "clean-correct samples PGD with eps = inf cannot misclassify",
           f"fail > {_p(ioaf.UNCONSTRAINED_MAX_FAILURES)} of them", "Pintor et al."),
+    Check("binarization-test", "binarization", "other",
+          "the exact-gradient attack misses adversarial examples that provably exist: it is too weak for this defense",
+          "share of binarized points (Zimmermann et al. 2022) where APGD-CE finds the guaranteed example",
+          f"warn < {_p(BINARIZATION_PASS)}, fail < {_p(BINARIZATION_FAIL)}",
+          "a failed test makes the verdict inconclusive: the attack's misses are no evidence of robustness"),
     Check("alpha-selection", "alpha", "none", "alpha was tuned on the test set against the attack it masks",
           "the split alpha was chosen on", "warn when the test set", "the paper's own protocol (BRIEF.md)"),
     Check("blackbox-beats-whitebox", OUTCOMES, "masking",
@@ -150,7 +158,7 @@ JUDGES = {
     "unbounded": sanity.judge_unbounded, "eps-sweep": sanity.judge_eps_sweep, "more-steps": sanity.judge_more_steps,
     "ioaf-gradients": ioaf.judge_unavailable_gradients, "ioaf-unstable": ioaf.judge_unstable_predictions,
     "ioaf-pgd": ioaf.judge_pgd_trace, "ioaf-transfer": ioaf.judge_transfer,
-    "ioaf-unconstrained": ioaf.judge_unconstrained, "alpha": judge_alpha,
+    "ioaf-unconstrained": ioaf.judge_unconstrained, "alpha": judge_alpha, "binarization": judge_binarization,
 }
 
 

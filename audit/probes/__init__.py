@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from attacks.judge import derive_seed
 from attacks.threat_model import ThreatModel
 from audit.checks.finding import plain
-from audit.probes import gradient_path, gradients, ioaf, landscape, sanity
+from audit.probes import binarization, gradient_path, gradients, ioaf, landscape, sanity
 from audit.probes.alpha import measure_alpha
 from audit.probes.config import DiagnosticsConfig
 from audit.store import ResultStore
@@ -55,6 +55,7 @@ PROBES: tuple[Probe, ...] = (
     Probe("ioaf-pgd", ioaf.measure_pgd_trace),
     Probe("ioaf-transfer", ioaf.measure_transfer),
     Probe("ioaf-unconstrained", ioaf.measure_unconstrained),
+    Probe("binarization", binarization.measure_binarization),
 )
 BY_NAME = {probe.name: probe for probe in PROBES}
 

@@ -29,3 +29,5 @@ class DiagnosticsConfig:
     unstable_draws: int = 100  # uniform perturbations per sample (Pintor et al. use 100)
     pgd_steps: int = 50  # the tracking PGD loop behind silent success / incomplete optimization
     unconstrained_steps: int = 50
+    # binarization.py
+    binarization_samples: int = 10  # binarized points per audit (the paper uses a few hundred; this is a spot check)

@@ -319,6 +319,26 @@ def dead_zone_occupancy(results: dict, samples: list[dict], path: Path) -> Path 
     return _save(fig, path)
 
 
+def binarization(results: dict, samples: list[dict], path: Path) -> Path | None:
+    """Per binarized point: the logit gap at the clean point and at the attack's point (above 0: the attack found the
+    adversarial example that provably exists)."""
+    data = _finding_data(results, "binarization-test")
+    rows = [r for r in data.get("samples", []) if r.get("valid")]
+    if not rows:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    xs = range(len(rows))
+    ax.scatter(xs, [_number(r["clean_logit_gap"]) for r in rows], marker="o", color=HELD, label="clean point")
+    ax.scatter(xs, [_number(r["adversarial_logit_gap"]) for r in rows], marker="x",
+               c=["#55a868" if r["attack_success"] else BROKEN for r in rows], label=f"after {data.get('attack')}")
+    ax.axhline(0.0, color="black", linewidth=0.8)
+    ax.set_xlabel("binarized sample")
+    ax.set_ylabel("logit gap (boundary - inner)")
+    ax.set_title("Binarization test: above 0 = the guaranteed adversarial example was found", fontsize=10)
+    ax.legend(loc="best", fontsize=7.5)
+    return _save(fig, path)
+
+
 @dataclass(frozen=True)
 class Plot:
     filename: str
@@ -344,6 +364,9 @@ PLOTS: tuple[Plot, ...] = (
     Plot("blackbox_vs_whitebox.png", "Black-box against white-box, per sample", blackbox_vs_whitebox,
          "Samples a gradient-free attack broke while every exact-gradient attack failed (top right) mean the "
          "gradients are misleading."),
+    Plot("binarization.png", "Binarization test, per point", binarization,
+         "Each point has an adversarial example inside eps by construction (Zimmermann et al. 2022). Red crosses "
+         "below 0: the attack missed an example that exists, so it is too weak for this defense."),
     Plot("dead_zone.png", "Dead-zone occupancy per MeanSparse layer", dead_zone_occupancy,
          "Fraction of the features each MeanSparse layer snaps to its mean: the exact gradient is zero there, "
          "so exact-gradient attacks are partly blind and BPDA is needed."),

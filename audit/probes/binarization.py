@@ -18,8 +18,7 @@ Written after the reference implementation (google-research/active-adversarial-t
 active_tests/decision_boundary_binarization.py); our own code.
 
     data = run_binarization_probe(defense, images, labels, ThreatModel("Linf", 0.1), attack="apgd-ce")
-    finding = check_binarization(data)          # pure: needs only `data`
-    plot_binarization(data, "binarization.png")
+    (finding,) = judge_binarization(data)       # audit/checks/binarization.py: pure, needs only `data`
 """
 from __future__ import annotations
 
@@ -36,17 +35,11 @@ from attacks.base import Attack
 from attacks.registry import make_attack
 from attacks.judge import judge
 from attacks.threat_model import ThreatModel
-from audit.checks.finding import Finding, skipped
+from audit.probes.config import DiagnosticsConfig
 from defenses.protocol import Defense
 
 log = logging.getLogger(__name__)
 
-FINDING_ID = "binarization-test"
-# The paper's criterion: an attack passes when it finds the guaranteed adversarial example (nearly) always.
-# Below 95% of valid points we warn, below 80% we fail: at that rate the attack misses one example in five
-# that provably exists, so its robust accuracy on this defense is no evidence of robustness.
-PASS_RATE = 0.95
-FAIL_RATE = 0.80
 INNER_SHRINK = 0.95  # inner points lie within eta * eps (the reference's 1 - relative_inner_boundary_gap)
 
 
@@ -237,58 +230,14 @@ def run_binarization_probe(defense: Defense, images: torch.Tensor, labels: torch
     }
 
 
-def check_binarization(data: dict[str, Any]) -> Finding:
-    """Pure check over the probe's data: did the attack find the adversarial example that provably exists?"""
-    rows = data.get("samples", [])
-    valid = [r for r in rows if r["valid"]]
-    attack = data.get("attack", "the attack")
-    if not valid:
-        return skipped(FINDING_ID, f"no valid binarized point among {len(rows)} (the linear head could not separate "
-                                   f"the clean point from its eps-boundary)", attack=attack, n=len(rows))
-    rate = sum(r["attack_success"] for r in valid) / len(valid)
-    random_rate = sum(r["random_success"] for r in valid) / len(valid)
-    corner_rate = sum(r.get("random_success_corners", False) for r in valid) / len(valid)
-    status = "pass" if rate >= PASS_RATE else ("warn" if rate >= FAIL_RATE else "fail")
-    if status == "pass":
-        message = (f"{attack} passes the binarization test: it found the adversarial example that provably exists "
-                   f"on {rate:.0%} of {len(valid)} points (a random attacker: {random_rate:.0%})")
-    else:
-        message = (f"{attack} fails the binarization test: it found the adversarial example that provably exists on "
-                   f"only {rate:.0%} of {len(valid)} points (a random attacker: {random_rate:.0%}); it is too weak for "
-                   f"this defense, so its robust accuracy is no evidence of robustness")
-    evidence = {
-        "attack": attack, "success_rate": rate, "random_success_rate": random_rate,
-        "random_corner_success_rate": corner_rate, "n_valid": len(valid),
-        "n_samples": len(rows), "pass_rate": PASS_RATE, "fail_rate": FAIL_RATE,
-        "mean_validation_accuracy": sum((r["validation_accuracy_inner"] + r["validation_accuracy_boundary"]) / 2
-                                        for r in valid) / len(valid),
-        "missed_indices": [r["index"] for r in valid if not r["attack_success"]][:20],
-    }
-    return Finding(FINDING_ID, status, message, evidence)
+def measure_binarization(defense: Defense, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, *, seed: int,
+                         config: DiagnosticsConfig) -> dict[str, Any]:
+    """The probe as the audit runs it: the exact-gradient APGD-CE against `binarization_samples` binarized points."""
+    try:
+        return run_binarization_probe(defense, x, y, threat, attack="apgd-ce", n_samples=config.binarization_samples,
+                                      seed=seed, progress=False)
+    except BinarizationError as error:
+        return {"skipped": str(error)}
 
 
-def plot_binarization(data: dict[str, Any], path: str) -> None:
-    """Per sample: the logit gap at the clean point and at the attack's point (above 0: the attack succeeded)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = [r for r in data.get("samples", []) if r["valid"]]
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    xs = range(len(rows))
-    ax.scatter(xs, [r["clean_logit_gap"] for r in rows], marker="o", label="clean point")
-    ax.scatter(xs, [r["adversarial_logit_gap"] for r in rows], marker="x",
-               c=["tab:green" if r["attack_success"] else "tab:red" for r in rows], label=f"after {data.get('attack')}")
-    ax.axhline(0.0, color="black", linewidth=0.8)
-    ax.set_xlabel("valid binarized sample")
-    ax.set_ylabel("logit gap (boundary - inner)")
-    ax.set_title("Binarization test: above 0 = the guaranteed adversarial example was found")
-    ax.legend(loc="best", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-__all__ = ["BinarizationError", "BinarizedDefense", "FINDING_ID", "check_binarization", "last_linear",
-           "plot_binarization", "run_binarization_probe"]
+__all__ = ["BinarizationError", "BinarizedDefense", "last_linear", "measure_binarization", "run_binarization_probe"]
