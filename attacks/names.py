@@ -61,7 +61,7 @@ class AttackName:
     temperature: float | None = None
     eot: int = 1
     budget: tuple[tuple[str, int | float], ...] = ()
-    inner: "AttackName | None" = field(default=None)  # for transfer-base:INNER
+    inner: AttackName | None = field(default=None)  # for transfer-base:INNER
 
     @property
     def library(self) -> str | None:

@@ -8,8 +8,8 @@ after every signed (Linf) or normalised (L2) gradient step of CE, and the return
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 import torch.nn.functional as F

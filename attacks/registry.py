@@ -16,7 +16,7 @@ re-run: `make_attack(a.label).label == a.label`.
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from attacks.autoattack import APGD, FAB, AutoAttack, Square
 from attacks.base import Attack

@@ -92,7 +92,7 @@ class ThreatModel:
         width = float(self.bounds[1] - self.bounds[0])
         return width if self.norm == "Linf" else width * math.sqrt(x[0].numel())
 
-    def with_eps(self, eps: float) -> "ThreatModel":
+    def with_eps(self, eps: float) -> ThreatModel:
         return ThreatModel(self.norm, eps, self.bounds)
 
     def __str__(self) -> str:

@@ -54,10 +54,10 @@ def _cmd_sparsify(args: argparse.Namespace) -> None:
     from dataclasses import asdict
 
     from audit.data import load_dataset
+    from audit.select_alpha import select_alpha
     from defenses import calibrate, sparsify
     from defenses.checkpoints import read_metadata, save_checkpoint
     from defenses.models.registry import CHECKPOINT_DIR, SHIPPED, load_shipped
-    from audit.select_alpha import select_alpha
 
     base = load_shipped(args.model)
     model = sparsify(base, 0.0)
@@ -126,12 +126,10 @@ def _audit_config(args: argparse.Namespace):  # noqa: ANN202
 
 
 def _cmd_run(args: argparse.Namespace) -> None:
+    from audit.distributed import init_from_environment, shutdown
+    from audit.inputs import check_device
     from audit.pipeline import run_audit
     from audit.summary import summary_lines
-
-    from audit.distributed import init_from_environment, shutdown
-
-    from audit.inputs import check_device
 
     _check_writable(args.out)
     check_device(args.device)  # before anything is moved there: a missing CUDA is one line, not an AssertionError

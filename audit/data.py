@@ -42,7 +42,7 @@ class Dataset:
     def __len__(self) -> int:
         return len(self.labels)
 
-    def subset(self, n: int | None, seed: int = 0) -> "Dataset":
+    def subset(self, n: int | None, seed: int = 0) -> Dataset:
         """A seeded, deterministic choice of n samples (all of them, in order, when n is None or too large)."""
         if n is None or n >= len(self):
             return self
@@ -50,7 +50,7 @@ class Dataset:
         index = torch.randperm(len(self), generator=generator)[:n].sort().values
         return Dataset(self.images[index], self.labels[index], self.name, self.num_classes)
 
-    def slice(self, start: int, stop: int) -> "Dataset":
+    def slice(self, start: int, stop: int) -> Dataset:
         return Dataset(self.images[start:stop], self.labels[start:stop], self.name, self.num_classes)
 
 

@@ -11,9 +11,9 @@ import os
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+from audit.comparison import compare
 from audit.config import AuditConfig
 from audit.pipeline import run_audit
-from audit.comparison import compare
 from audit.summary import summary_lines
 
 log = logging.getLogger(__name__)

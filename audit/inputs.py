@@ -27,7 +27,6 @@ from audit.config import AuditConfig
 from defenses.errors import UserError
 from defenses.protocol import Defense
 
-
 PROBE_BATCH = 8  # the second probe; the first is a batch of one
 _FIRST_LAYERS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 

@@ -12,8 +12,9 @@ the checks can tell its gradient-free Square from its gradient attacks.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 BROKEN, HELD = "broken", "held"
 PART_SEPARATOR = "/"
@@ -48,7 +49,7 @@ class Outcomes:
 
     # -- building -------------------------------------------------------------------------------------------
     @classmethod
-    def from_rows(cls, clean: dict, rows: Iterable[dict], order: list[str], mode: str) -> "Outcomes":
+    def from_rows(cls, clean: dict, rows: Iterable[dict], order: list[str], mode: str) -> Outcomes:
         """From the store's clean row and attack rows; `order` lists the attacks of the plan in run order."""
         n = len(clean["labels"])
         outcomes = cls(list(clean["labels"]), list(clean["prediction"]), list(clean["draws_correct"]),

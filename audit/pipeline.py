@@ -7,8 +7,8 @@ import contextlib
 import copy
 import logging
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import torch
 

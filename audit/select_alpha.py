@@ -5,8 +5,8 @@ record which split was used, so a report can flag test-set tuning; the demo uses
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import torch
 from torch import nn

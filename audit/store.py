@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from defenses.errors import UserError
 
@@ -44,7 +45,7 @@ class ResultStore:
         self._done = {(r["attack"], r["batch"]) for r in self.records() if "batch" in r}
 
     @classmethod
-    def open_existing(cls, directory: str | Path) -> "ResultStore":
+    def open_existing(cls, directory: str | Path) -> ResultStore:
         """Open a finished or interrupted run's store for reading, with the configuration it was made with."""
         config_path = Path(directory) / CONFIG_FILE
         if not config_path.exists():

@@ -8,8 +8,8 @@ import time
 import torch
 
 from audit.config import AuditConfig
-from audit.pipeline import run_audit
 from audit.data import load_dataset
+from audit.pipeline import run_audit
 from benchmarks.common import row
 from defenses.models.registry import load_shipped
 

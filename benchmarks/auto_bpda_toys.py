@@ -13,8 +13,8 @@ import logging
 
 import torch
 
-from attacks.registry import make_attack
 from attacks.judge import judge
+from attacks.registry import make_attack
 from attacks.threat_model import ThreatModel
 from audit.binarization import check_binarization, run_binarization_probe
 from audit.data import load_dataset

@@ -4,7 +4,7 @@ Medians of interleaved calls (benchmarks.common.interleaved_medians), with the p
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F

@@ -3,6 +3,7 @@ from defenses.calibrate import calibrate, set_alpha
 from defenses.checkpoints import load_into, load_state_dict, save_checkpoint
 from defenses.gradient_mode import gradient_mode
 from defenses.meansparse import MeanSparse, meansparse_layers
+from defenses.models.registry import load_shipped
 from defenses.protocol import (
     Defense,
     InputQuantization,
@@ -12,7 +13,6 @@ from defenses.protocol import (
     Undefended,
     as_defense,
 )
-from defenses.models.registry import load_shipped
 from defenses.sparsify import ACTIVATION_TYPES, sparsify
 
 __all__ = [

@@ -36,9 +36,10 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -444,7 +445,7 @@ def _probe_weights(logits: torch.Tensor) -> torch.Tensor:
     return torch.randn(logits.shape, generator=generator).to(logits.device, logits.dtype)
 
 
-def gradient_reaches_input(defense: "Defense", x: torch.Tensor, surrogate: str = "exact",
+def gradient_reaches_input(defense: Defense, x: torch.Tensor, surrogate: str = "exact",
                            temperature: float | None = None) -> bool:
     """True if some non-zero gradient of the logits reaches the input under `surrogate`.
 
@@ -463,7 +464,7 @@ def gradient_reaches_input(defense: "Defense", x: torch.Tensor, surrogate: str =
 STRONG_SQUARE = "square@queries=10000,restarts=3"
 
 
-def plan_gradient_free(defense: "Defense", attacks: list) -> tuple[list, list[tuple[str, str]], list[str]]:
+def plan_gradient_free(defense: Defense, attacks: list) -> tuple[list, list[tuple[str, str]], list[str]]:
     """The suite planner's hook: drop gradient attacks no gradient reaches through, and run Square harder.
 
     Returns (attacks kept, [(attack, reason not applicable)], extra attack names to add). A defense that has not

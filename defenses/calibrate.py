@@ -7,7 +7,7 @@ Chan et al.'s parallel update, which is what "per-channel mean and std" means li
 """
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import torch
 from torch import nn

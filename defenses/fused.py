@@ -14,7 +14,7 @@ with one warning. The first call compiles (seconds; cached on disk for later pro
 from __future__ import annotations
 
 import logging
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 

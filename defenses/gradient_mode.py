@@ -1,8 +1,8 @@
 """Switch the backward of every MeanSparse layer in a model at run time; forward stays bit-for-bit exact."""
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 from torch import nn
 

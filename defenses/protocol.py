@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import copy
 import logging
+from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
-from typing import Iterator
 
 import torch
 from torch import nn
@@ -50,7 +50,7 @@ class Defense(nn.Module):
         return self.model(x)
 
     @contextmanager
-    def surrogate(self, name: str = "exact", temperature: float | None = None) -> Iterator["Defense"]:
+    def surrogate(self, name: str = "exact", temperature: float | None = None) -> Iterator[Defense]:
         """Inside the block, backward follows surrogate `name`; forward values are unchanged."""
         if name not in self.surrogates:
             raise ValueError(f"{self.description} has no surrogate {name!r}; it offers {self.surrogates}")
@@ -75,7 +75,7 @@ class Defense(nn.Module):
         """The same model without its defense, for transfer attacks and the gain table; None when there is none."""
         return None
 
-    def train(self, mode: bool = True) -> "Defense":
+    def train(self, mode: bool = True) -> Defense:
         # A defense is always evaluated in eval mode; `train()` would change BatchNorm and the results.
         return super().train(False)
 

@@ -1,9 +1,8 @@
 """The report says how a MeanSparse model's alpha was chosen, and flags tuning on the test set."""
-from defenses import as_defense
-from defenses.models.registry import load_shipped
-
 from audit.checks.alpha import judge_alpha
 from audit.probes.alpha import measure_alpha
+from defenses import as_defense
+from defenses.models.registry import load_shipped
 
 
 def alpha_finding(defense, spec):  # noqa: ANN001, ANN201 - probe, then check, as the audit runs them

@@ -6,8 +6,8 @@ import torch
 
 from attacks.autoattack import APGD, AutoAttack, Square
 from attacks.base import Attack, AttackOutput
-from attacks.registry import UnknownAttack, make_attack
 from attacks.judge import judge
+from attacks.registry import UnknownAttack, make_attack
 from attacks.threat_model import ThreatModel
 from defenses.protocol import InputQuantization, RandomNoise, Undefended
 

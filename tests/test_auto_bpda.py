@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from attacks.registry import make_attack
 from attacks.judge import judge
+from attacks.registry import make_attack
 from attacks.suites import plan_suite
 from attacks.threat_model import ThreatModel
 from audit.data import FASHION_MNIST_DIR, load_dataset

@@ -12,8 +12,6 @@ from defenses.models.demo_cnn import DemoCNN
 from defenses.sparsify import SparsifyError, sparsify
 
 
-
-
 class Probe(nn.Module):
     """MeanSparse sees the input itself, then a second MeanSparse sees the first one's output."""
 

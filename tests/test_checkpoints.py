@@ -23,8 +23,6 @@ from defenses.models.wide_resnet import DMWideResNet
 from defenses.sparsify import sparsify
 
 
-
-
 def tiny_wrn(seed: int) -> DMWideResNet:
     """depth 10, width 1; BN statistics and affine parameters randomised so every weight matters in eval mode."""
     torch.manual_seed(seed)

@@ -21,8 +21,6 @@ from audit.data import (
     load_idx_dataset,
 )
 
-
-
 HAS_FASHION_MNIST = FASHION_MNIST_DIR.is_dir() and any(FASHION_MNIST_DIR.glob("train-images-idx3-ubyte*"))
 needs_fashion_mnist = pytest.mark.skipif(
     not HAS_FASHION_MNIST,

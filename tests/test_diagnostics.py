@@ -16,10 +16,10 @@ from torch import nn
 from attacks.autoattack import APGD
 from attacks.single_step import FGSM
 from attacks.threat_model import ThreatModel
-from audit.data import FASHION_MNIST_DIR, load_dataset
 from audit.checks import MASKING, OTHER, comparisons, verdict
 from audit.checks.finding import Finding, plain, skipped
 from audit.checks.registry import CHECKS
+from audit.data import FASHION_MNIST_DIR, load_dataset
 from audit.outcomes import Outcomes
 from audit.probes import diagnose
 from audit.probes.config import DiagnosticsConfig

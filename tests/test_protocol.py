@@ -21,8 +21,6 @@ from defenses.protocol import (
 from defenses.sparsify import sparsify
 
 
-
-
 def demo(seed: int = 0) -> DemoCNN:
     torch.manual_seed(seed)
     return DemoCNN(width=4).eval()

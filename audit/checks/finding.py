@@ -60,7 +60,7 @@ class Finding:
                 "anchor": self.anchor, "data": self.data}
 
     @classmethod
-    def from_json(cls, row: dict) -> "Finding":
+    def from_json(cls, row: dict) -> Finding:
         return cls(row["id"], row["status"], row["message"], row.get("evidence", {}), row.get("anchor", ""),
                    row.get("data", {}))
 

@@ -23,8 +23,9 @@ active_tests/decision_boundary_binarization.py); our own code.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -32,8 +33,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from attacks.base import Attack
-from attacks.registry import make_attack
 from attacks.judge import judge
+from attacks.registry import make_attack
 from attacks.threat_model import ThreatModel
 from audit.probes.config import DiagnosticsConfig
 from defenses.protocol import Defense

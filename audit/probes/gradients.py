@@ -10,8 +10,16 @@ import torch
 
 from attacks.threat_model import ThreatModel
 from audit.checks.finding import plain
-from audit.probes._common import (GraphInterrupted, chunks, flat_norms, generator_for, input_gradient, losses,
-                                  quantiles, reseed)
+from audit.probes._common import (
+    GraphInterrupted,
+    chunks,
+    flat_norms,
+    generator_for,
+    input_gradient,
+    losses,
+    quantiles,
+    reseed,
+)
 from audit.probes.config import DiagnosticsConfig
 from defenses.meansparse import channel_view, meansparse_layers
 from defenses.protocol import Defense

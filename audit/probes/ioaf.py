@@ -13,8 +13,8 @@ import math
 import torch
 
 from attacks.judge import score
-from attacks.threat_model import ThreatModel
 from attacks.losses import margin
+from attacks.threat_model import ThreatModel
 from audit.probes._common import GraphInterrupted, chunks, clean_correct, generator_for, input_gradient, pgd
 from audit.probes.config import DiagnosticsConfig
 from defenses.protocol import Defense, InputQuantization, Undefended

@@ -7,8 +7,8 @@ the suite. Budgets are small and set in `DiagnosticsConfig`.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 import torch
 

@@ -4,8 +4,16 @@ from __future__ import annotations
 from pathlib import Path
 
 from audit.report.plots import CAPTIONS
-from audit.report.text import (STATUS_MARK, aa_vs_adaptive, claim_sentence, gain_rows, gain_sentence, headline,
-                               interval, pct)
+from audit.report.text import (
+    STATUS_MARK,
+    aa_vs_adaptive,
+    claim_sentence,
+    gain_rows,
+    gain_sentence,
+    headline,
+    interval,
+    pct,
+)
 
 
 def _cell(value: object) -> str:

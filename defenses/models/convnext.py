@@ -10,7 +10,7 @@ list is tested against timm's published parameter names (tests/fixtures/timm_key
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F

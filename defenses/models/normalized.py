@@ -6,7 +6,7 @@ non-persistent buffers, so the wrapper's state dict is exactly `model.<inner key
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn

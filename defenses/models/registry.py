@@ -1,8 +1,8 @@
 """Architectures by name, and the demo models shipped with the suite (safetensors + metadata)."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from torch import nn
 

@@ -14,7 +14,7 @@ RaWRN-70-16 (`Amini2024MeanSparse_Ra_WRN_70_16`): stem width 96, depths (30, 31,
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F

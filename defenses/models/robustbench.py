@@ -16,9 +16,10 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -113,7 +114,7 @@ class ZooEntry:
     def normalization(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
         return NORMALIZATIONS[self.dataset]
 
-    def reduced(self, name: str, **arch_kwargs: Any) -> "ZooEntry":
+    def reduced(self, name: str, **arch_kwargs: Any) -> ZooEntry:
         """The same entry with a smaller architecture (tests: same code path, fits 2 CPU cores)."""
         return dataclasses.replace(self, name=name, arch_kwargs=tuple({**dict(self.arch_kwargs), **arch_kwargs}.items()))
 

@@ -13,7 +13,7 @@ this copy is used everywhere, as RobustBench does. Attention takes timm's defaul
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -134,7 +134,7 @@ class SwinTransformerBlock(nn.Module):
                 count += 1
         windows = window_partition(img_mask, self.window_size).view(-1, self.window_area)
         mask = windows.unsqueeze(1) - windows.unsqueeze(2)
-        return mask.masked_fill(mask != 0, float(-100.0)).masked_fill(mask == 0, float(0.0))
+        return mask.masked_fill(mask != 0, (-100.0)).masked_fill(mask == 0, 0.0)
 
     def _attn(self, x: torch.Tensor) -> torch.Tensor:
         B, H, W, C = x.shape
