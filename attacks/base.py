@@ -66,7 +66,10 @@ class Attack:
 
     def attributes(self) -> dict:
         """What the store records about this attack next to its results."""
-        return {"threat_kind": self.threat_kind, "gradient": self.gradient, "single_step": self.single_step}
+        from attacks.names import budget_of, family_of
+
+        return {"threat_kind": self.threat_kind, "gradient": self.gradient, "single_step": self.single_step,
+                "family": family_of(self), "budget": budget_of(self)}
 
     def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel,
                 seed: int) -> AttackOutput:

@@ -287,6 +287,18 @@ def label_of(attack: Any) -> str:
                                   eot=attack.eot, budget=tuple(budget)))
 
 
+def budget_of(attack: Any) -> dict[str, int | float]:
+    """Every budget of one of our attacks, defaults included (e.g. {"iters": 100, "restarts": 1})."""
+    return {key: getattr(attack, argument) for key, argument in BUDGETS.get(attack.name, {}).items()
+            if getattr(attack, argument, None) is not None}
+
+
+def family_of(attack: Any) -> str:
+    """The attack's name without its budget: attacks of one family differ only in how much they spend."""
+    return format_name(AttackName(base=attack.name, surrogate=attack.surrogate, temperature=attack.temperature,
+                                  eot=attack.eot))
+
+
 def split_attack_list(text: str) -> list[str]:
     """`--attacks a,b@iters=5,restarts=2,c` -> [a, b@iters=5,restarts=2, c]: a comma also separates budgets, so a
     KEY=VALUE piece after a name with @ belongs to that name."""

@@ -22,6 +22,10 @@ from defenses.protocol import Defense
 SMOOTH_TEMPERATURES = (1.0, 0.3, 0.1, 0.03)
 EOT_DRAWS = 20  # as AutoAttack-rand
 SUITES = ("autoattack", "adaptive", "full", "quick", "spatial")
+# How far up the strength curves a run goes (`--budget`): the strongest gradient attack family again at larger
+# iteration counts, and Square at more queries, so `attack-convergence` can tell whether the worst case still falls.
+BUDGETS = {"quick": {"iters": (), "queries": ()}, "standard": {"iters": (300,), "queries": ()},
+           "thorough": {"iters": (300, 1000), "queries": (20000,)}}
 
 
 @dataclass
@@ -60,10 +64,38 @@ def suite_names(suite: str, defense: Defense) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def plan_suite(suite: str, defense: Defense) -> SuitePlan:
+def strongest_family(defense: Defense) -> str:
+    """The gradient attack the strength curve extends: the sharpest smooth surrogate, else straight-through BPDA,
+    else plain APGD-CE (with EOT for a randomized defense)."""
+    if "smooth" in defense.surrogates:
+        name = f"apgd-ce+bpda-smooth-T{min(SMOOTH_TEMPERATURES):g}"
+    elif "identity" in defense.surrogates:
+        name = "apgd-ce+bpda-identity"
+    else:
+        name = "apgd-ce"
+    return name + (f"+eot{EOT_DRAWS}" if defense.random_forward else "")
+
+
+def curve_names(suite: str, defense: Defense, budget: str) -> list[str]:
+    """The larger-budget attacks of the strength curve, run last; the family's default budget runs first (it is in
+    the suite already, or is added here)."""
+    if budget not in BUDGETS:
+        raise ValueError(f"unknown budget {budget!r}; choose one of {', '.join(BUDGETS)}")
+    if suite not in ("full", "adaptive") or not (BUDGETS[budget]["iters"] or BUDGETS[budget]["queries"]):
+        return []
+    family = strongest_family(defense)
+    names = [family] + [f"{family}@iters={n}" for n in BUDGETS[budget]["iters"]]
+    if BUDGETS[budget]["queries"]:
+        names += ["square"] + [f"square@queries={q}" for q in BUDGETS[budget]["queries"]]
+    return names
+
+
+def plan_suite(suite: str, defense: Defense, budget: str = "standard") -> SuitePlan:
     attacks, skipped = [], []
     base = base_model_of(defense)
-    for name in suite_names(suite, defense):
+    names = suite_names(suite, defense)
+    names += [n for n in curve_names(suite, defense, budget) if n not in names]
+    for name in names:
         if name.startswith("transfer-base:") and base is None:
             skipped.append((name, "the defense has no MeanSparse layers to remove, so no base model to transfer from"))
             continue

@@ -118,7 +118,7 @@ def _audit_config(args: argparse.Namespace):  # noqa: ANN202
     # A RobustBench entry knows its dataset, threat model, eps and published AutoAttack number (the default claim).
     fill_run_defaults(args, {"dataset": "fashion-mnist", "norm": "Linf", "eps": 0.1})
     return AuditConfig(model=args.name or args.model, dataset=args.dataset, norm=args.norm, eps=args.eps, n=args.n,
-                       suite=args.suite, seed=args.seed, mode=args.mode, batch_size=args.batch_size,
+                       suite=args.suite, budget=args.budget, seed=args.seed, mode=args.mode, batch_size=args.batch_size,
                        diagnostics_n=args.diagnostics_n, checkpoint=args.checkpoint,
                        robustbench_dir=args.robustbench_dir, meansparse_alpha=args.meansparse_alpha, claim=args.claim,
                        trust_checkpoint=args.trust_checkpoint,
@@ -195,6 +195,9 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                         "entry's eps")
     p.add_argument("--n", type=int, default=1000, help="number of test samples (seeded choice)")
     p.add_argument("--suite", default="full", help="autoattack, adaptive, full, quick, spatial")
+    p.add_argument("--budget", default="standard", choices=["quick", "standard", "thorough"],
+                   help="how far up the strength curves the full/adaptive suite goes: the strongest gradient attack "
+                        "again at 300 (standard) or 300 and 1000 iterations and Square at 20000 queries (thorough)")
     p.add_argument("--attacks", default=None,
                    help="comma-separated attack names instead of a suite (see `audit attacks`), e.g. apgd-ce,square")
     p.add_argument("--mode", default="full", choices=["full", "cascade"],

@@ -15,6 +15,7 @@ class AuditConfig:
     eps: float = 0.1
     n: int = 1000
     suite: str = "full"
+    budget: str = "standard"  # quick | standard | thorough: how far up the strength curves (attacks/suites.py)
     seed: int = 0
     mode: str = "full"
     batch_size: int = 250
@@ -28,6 +29,6 @@ class AuditConfig:
 
     def identity(self) -> dict:
         """What must match for a resumed run to reuse stored results."""
-        keep = ("model", "dataset", "norm", "eps", "n", "suite", "seed", "mode", "batch_size", "diagnostics_n",
+        keep = ("model", "dataset", "norm", "eps", "n", "suite", "budget", "seed", "mode", "batch_size", "diagnostics_n",
                 "checkpoint", "robustbench_dir", "meansparse_alpha", "attacks")
         return {"store_format": STORE_FORMAT, **{k: v for k, v in asdict(self).items() if k in keep}}

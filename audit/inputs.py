@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from attacks.suites import SUITES
+from attacks.suites import BUDGETS, SUITES
 from attacks.threat_model import ThreatModel
 from audit.config import AuditConfig
 from defenses.errors import UserError
@@ -47,6 +47,8 @@ def validate_config(config: AuditConfig) -> ThreatModel:
                               f"e.g. 8/255 = 0.031 for Linf); use a value below {limit:g}")
     if config.suite not in SUITES:
         raise AuditInputError(f"unknown suite {config.suite!r}; choose one of {', '.join(SUITES)}")
+    if config.budget not in BUDGETS:
+        raise AuditInputError(f"unknown budget {config.budget!r}; choose one of {', '.join(BUDGETS)}")
     if config.n <= 0:
         raise AuditInputError(f"--n must be positive, not {config.n}")
     if config.batch_size <= 0:

@@ -29,6 +29,8 @@ class AttackInfo:
     gradient: str = "exact"
     single_step: bool = False
     part_of: str | None = None
+    family: str = ""  # the attack without its budget (attacks of a family differ only in what they spend)
+    budget: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -88,7 +90,9 @@ class Outcomes:
                 if correct[i] and not seen[i]:
                     status[i] = "not_run:cascade" if mode == "cascade" and broken_before[i] else "not_run:missing"
             outcomes.info[label] = AttackInfo(label, attributes.get("threat_kind", "lp"),
-                                              attributes.get("gradient", "exact"), bool(attributes.get("single_step")))
+                                              attributes.get("gradient", "exact"), bool(attributes.get("single_step")),
+                                              family=attributes.get("family", label),
+                                              budget=dict(attributes.get("budget", {})))
             outcomes.status[label], outcomes.distance[label] = status, distance
             outcomes.margin[label], outcomes.draws_correct[label] = margin, draws_correct
             outcomes.cost[label], outcomes.extra[label] = cost, extra

@@ -36,7 +36,7 @@ LOGGERS = ("audit", "attacks", "defenses", "auto-attack")
 
 def plan_attacks(config: AuditConfig, defense: Defense) -> SuitePlan:
     if not config.attacks:
-        return plan_suite(config.suite, defense)
+        return plan_suite(config.suite, defense, config.budget)
     from attacks.registry import make_attack
 
     base = defense.base_model()
@@ -130,13 +130,16 @@ def _randomness(defense: Defense, images: torch.Tensor, labels: torch.Tensor, th
 def _with_eot(plain: SuitePlan, randomized: SuitePlan, defense: Defense) -> SuitePlan:
     """The plain plan, then the EOT versions of its gradient attacks (the randomized suite's, or +eot for an
     explicit attack list)."""
+    from dataclasses import replace
+
+    from attacks.names import format_name, parse_name
     from attacks.registry import make_attack
     from attacks.suites import EOT_DRAWS
 
     extra = [a for a in randomized.attacks if a.label not in {p.label for p in plain.attacks}]
     if not extra:
-        extra = [make_attack(f"{a.label}+eot{EOT_DRAWS}") for a in plain.attacks
-                 if a.gradient in ("exact",) or a.gradient.startswith("bpda-")]
+        extra = [make_attack(format_name(replace(parse_name(a.label), eot=EOT_DRAWS))) for a in plain.attacks
+                 if a.gradient == "exact" or a.gradient.startswith("bpda-")]
     return SuitePlan(plain.attacks + extra, plain.skipped)
 
 

@@ -54,6 +54,7 @@ TITLES = {
     "blackbox": "Black-box against white-box, per sample",
     "deadzone": "Dead-zone occupancy per MeanSparse layer",
     "binarization": "Binarization test, per point",
+    "strength": "Attack strength curves",
 }
 # Chromium prints page console messages as "...:INFO:CONSOLE:1] "message", source: ..." (older builds:
 # "CONSOLE(1)"); every level looks the same, so any such line counts.
@@ -90,6 +91,9 @@ def expected_plots(directory: Path, results: dict) -> list[str]:
     blackbox = _finding(results, "blackbox-beats-whitebox")
     if _ran(results, "blackbox-beats-whitebox") and ((blackbox or {}).get("data") or {}).get("index"):
         expected.append(TITLES["blackbox"])
+    convergence = _finding(results, "attack-convergence")
+    if _ran(results, "attack-convergence") and ((convergence or {}).get("data") or {}).get("curves"):
+        expected.append(TITLES["strength"])
     binarized = _finding(results, "binarization-test")
     if _ran(results, "binarization-test") and any(r.get("valid") for r in ((binarized or {}).get("data") or {})
                                                     .get("samples", [])):

@@ -85,3 +85,29 @@ def test_report_rebuilds_findings_and_verdict_without_the_model(tmp_path):
     after = json.loads((out / "results.json").read_text())
     assert after["findings"] == before["findings"] and after["verdict"] == before["verdict"]
     assert after == before
+
+
+def test_undeclared_randomness_is_found_and_gets_eot_attacks(tmp_path):
+    """A user's model adds input noise and says nothing: the audit finds it before planning, adds the EOT versions
+    of its gradient attacks, scores on common draws, and the undeclared randomness decides the verdict."""
+    out = tmp_path / "noisy"
+    model = f"{Path(__file__).parent / 'fixtures' / 'noisy_model.py'}:build"
+    assert main(["run", "--model", model, "--n", "20", "--attacks", "apgd-ce@iters=5", "--diagnostics-n", "0",
+                 "--quiet", "--out", str(out)]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert [a["name"] for a in results["attacks"]] == ["apgd-ce@iters=5", "apgd-ce+eot20@iters=5"]
+    assert results["draws"] == 10 and results["verdict"]["randomized"] is True
+    randomized = next(f for f in results["findings"] if f["id"] == "randomized")
+    assert randomized["status"] == "fail" and randomized["evidence"]["declared"] is False
+    assert results["verdict"]["gradient_masking"] == "suspected"
+
+
+@pytest.mark.slow
+def test_eot_attacks_end_lower_than_plain_ones_on_undeclared_noise(tmp_path):
+    out = tmp_path / "noisy"
+    model = f"{Path(__file__).parent / 'fixtures' / 'noisy_model.py'}:build"
+    assert main(["run", "--model", model, "--n", "200", "--attacks", "apgd-ce", "--diagnostics-n", "0",
+                 "--quiet", "--out", str(out)]) == 0
+    attacks = {a["name"]: a for a in json.loads((out / "results.json").read_text())["attacks"]}
+    plain, eot = attacks["apgd-ce"], attacks["apgd-ce+eot20"]
+    assert plain["ran"] == eot["ran"] and eot["broken"] >= plain["broken"] + 5

@@ -86,6 +86,11 @@ def synthetic_results(meansparse: bool = True, model: str = "demo-standard") -> 
                  {"eps": [0.0, 0.025, 0.05, 0.1, 0.2, 0.4],
                   "accuracy_exact": [0.9, 0.55, 0.4, 0.3, 0.1, 0.0],
                   **({"accuracy_identity": [0.9, 0.3, 0.1, 0.0, 0.0, 0.0]} if meansparse else {})}),
+        _finding("attack-convergence", "pass", "the strongest attacks have converged",
+                 {"families": {}}, {"curves": {"apgd-ce+bpda-identity": {
+                     "attacks": ["apgd-ce+bpda-identity", "apgd-ce+bpda-identity@iters=300"],
+                     "budget": [{"iters": 100, "restarts": 1}, {"iters": 300, "restarts": 1}],
+                     "worst_case": [0.2, 0.1667]}}}),
         _finding("binarization-test", "pass", "apgd-ce passes the binarization test",
                  {"attack": "apgd-ce", "success_rate": 1.0, "n_valid": 3},
                  {"attack": "apgd-ce", "samples": [

@@ -8,6 +8,7 @@ findings; `verdict` turns them into the answer. Nothing here needs the model. Th
 from __future__ import annotations
 
 from audit.checks.comparisons import COMPARISONS
+from audit.checks.convergence import check_convergence
 from audit.checks.finding import Finding, skipped
 from audit.checks.registry import CHECKS, JUDGES, OUTCOMES
 from audit.checks.verdict import MASKING, OTHER, verdict
@@ -37,6 +38,6 @@ def run_checks(outcomes: Outcomes | None, measurements: dict[str, dict], facts: 
     """Every check: the probe measurements judged, then the comparisons over the outcomes (when given)."""
     findings = judge_measurements(measurements)
     if outcomes is not None:
-        for comparison in COMPARISONS:
-            findings.extend(comparison(outcomes))
+        for check in (*COMPARISONS, check_convergence):
+            findings.extend(check(outcomes))
     return findings

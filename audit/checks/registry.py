@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from audit.checks import comparisons as cmp
 from audit.checks import gradient_path as path
 from audit.checks import gradients as grad
-from audit.checks import ioaf, sanity
+from audit.checks import convergence, ioaf, sanity
 from audit.checks import landscape as land
 from audit.checks.alpha import judge_alpha
 from audit.checks.binarization import FAIL_RATE as BINARIZATION_FAIL
@@ -146,6 +146,11 @@ CHECKS: tuple[Check, ...] = (
           "attacks with a surrogate backward (BPDA) break points that exact-gradient attacks missed",
           "as above, BPDA vs exact (AutoAttack whole on the exact side)", f"fail p < {_p(cmp.P_FAIL)}",
           "BPDA re-evaluations of MeanSparse (RobustBench)"),
+    Check("attack-convergence", OUTCOMES, "other",
+          "the strongest attack still breaks points at its largest budget: the worst case has not converged",
+          "samples only the largest-budget attack of a family broke; exact one-sided McNemar",
+          f"fail p < {_p(convergence.P_FAIL)} and >= {_p(convergence.MIN_FRACTION)} of the samples it ran on",
+          "an attack that has not converged cannot clear a model: the verdict becomes inconclusive"),
 )
 BY_ID = {check.id: check for check in CHECKS}
 JUDGES = {

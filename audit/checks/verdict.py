@@ -66,7 +66,8 @@ def verdict(findings: list[Finding], outcomes: Outcomes | None = None, facts: di
     if not_run:
         undecided.append(f"{len(not_run)} masking checks were not run (--diagnostics-n 0)")
     undecided += [f"the attacks had not converged ({f.message})" for f in findings
-                  if f.id == "more-steps-help" and f.status in ("warn", "fail")]
+                  if (f.id == "more-steps-help" and f.status in ("warn", "fail"))
+                  or (f.id == "attack-convergence" and f.status == "fail")]
     undecided += [f"the exact-gradient attack failed the binarization test ({f.message})" for f in findings
                   if f.id == "binarization-test" and f.status == "fail"]
     observed_random = any(f.id == "randomized" and f.evidence.get("observed") for f in findings)
