@@ -47,7 +47,12 @@ def plan_attacks(config: AuditConfig, defense: Defense) -> SuitePlan:
         raise AuditInputError(
             f"{', '.join(unsupported)} need(s) a surrogate gradient, but {defense.description} has no layer to "
             f"bypass (it offers only {', '.join(defense.surrogates)}); drop the +bpda attacks for this model")
-    return SuitePlan(attacks, [])
+    # As for a suite: a gradient attack no gradient reaches is listed as not applicable, and Square runs harder.
+    from defenses.auto_bpda import plan_gradient_free
+
+    attacks, not_applicable, extra = plan_gradient_free(defense, attacks)
+    attacks += [make_attack(name) for name in extra if name not in {a.label for a in attacks}]
+    return SuitePlan(attacks, not_applicable)
 
 
 def build_defense(config: AuditConfig) -> Defense:
