@@ -55,7 +55,7 @@ def plan_attacks(config: AuditConfig, defense: Defense) -> SuitePlan:
     return SuitePlan(attacks, not_applicable)
 
 
-def build_defense(config: AuditConfig) -> Defense:
+def build_defense(config: AuditConfig, progress: bool = True) -> Defense:
     defense, _ = resolve_model(config.model, checkpoint=config.checkpoint, robustbench_dir=config.robustbench_dir,
                                 trust_checkpoint=config.trust_checkpoint,
                                 dataset=config.dataset, threat=config.norm)  # picks among same-named zoo entries
@@ -65,7 +65,7 @@ def build_defense(config: AuditConfig) -> Defense:
         model = sparsify(defense.model, config.meansparse_alpha)
         train = load_dataset(config.dataset, "train-only" if config.dataset in ("fashion-mnist", "mnist") else "train")
         batches = [train.images[i : i + 500] for i in range(0, len(train), 500)]
-        calibrate(model, batches)
+        calibrate(model, batches, progress=progress)
         defense = as_defense(model, defense.num_classes, f"{config.model}+meansparse({config.meansparse_alpha:g})")
     return defense
 
@@ -75,7 +75,7 @@ def run_audit(config: AuditConfig, out: str | Path, data_dir: str | None = None,
     """Run the audit and write its outputs; under torchrun only rank 0 returns the results (others None)."""
     # Everything the user may have got wrong is checked before the output directory is touched.
     threat = validate_config(config)
-    defense = build_defense(config)
+    defense = build_defense(config, progress)
     defense.to(device)
     test = load_dataset(config.dataset, "test", data_dir).subset(config.n, config.seed)
     warnings = check_inputs(defense, test.images, test.labels)
