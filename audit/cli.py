@@ -122,7 +122,8 @@ def _audit_config(args: argparse.Namespace):  # noqa: ANN202
                        diagnostics_n=args.diagnostics_n, checkpoint=args.checkpoint,
                        robustbench_dir=args.robustbench_dir, meansparse_alpha=args.meansparse_alpha, claim=args.claim,
                        trust_checkpoint=args.trust_checkpoint,
-                       attacks=tuple(split_attack_list(args.attacks)) if args.attacks is not None else None)
+                       attacks=tuple(split_attack_list(args.attacks)) if args.attacks is not None else None,
+                       transfer_from=tuple(args.transfer_from))
 
 
 def _cmd_run(args: argparse.Namespace) -> None:
@@ -198,6 +199,9 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--budget", default="standard", choices=["quick", "standard", "thorough"],
                    help="how far up the strength curves the full/adaptive suite goes: the strongest gradient attack "
                         "again at 300 (standard) or 300 and 1000 iterations and Square at 20000 queries (thorough)")
+    p.add_argument("--transfer-from", action="append", default=[], metavar="SPEC",
+                   help="also run APGD-CE crafted on this model (any --model spec, repeatable) and judged on the "
+                        "audited one, as RobustBench did for Kang2021Stable")
     p.add_argument("--attacks", default=None,
                    help="comma-separated attack names instead of a suite (see `audit attacks`), e.g. apgd-ce,square")
     p.add_argument("--mode", default="full", choices=["full", "cascade"],

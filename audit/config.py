@@ -26,9 +26,10 @@ class AuditConfig:
     claim: float | None = None
     trust_checkpoint: bool = False
     attacks: tuple[str, ...] | None = None  # an explicit attack list instead of the suite
+    transfer_from: tuple[str, ...] = ()  # model specs to craft transfer attacks on (--transfer-from)
 
     def identity(self) -> dict:
         """What must match for a resumed run to reuse stored results."""
         keep = ("model", "dataset", "norm", "eps", "n", "suite", "budget", "seed", "mode", "batch_size", "diagnostics_n",
-                "checkpoint", "robustbench_dir", "meansparse_alpha", "attacks")
+                "checkpoint", "robustbench_dir", "meansparse_alpha", "attacks", "transfer_from")
         return {"store_format": STORE_FORMAT, **{k: v for k, v in asdict(self).items() if k in keep}}

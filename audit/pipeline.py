@@ -55,6 +55,21 @@ def plan_attacks(config: AuditConfig, defense: Defense) -> SuitePlan:
     return SuitePlan(attacks, not_applicable)
 
 
+def transfer_attacks(config: AuditConfig, device: str) -> list:
+    """APGD-CE crafted on each `--transfer-from` model and judged on the audited one."""
+    import re
+
+    from attacks.registry import make_attack
+    from attacks.transfer import Transfer
+
+    attacks = []
+    for spec in config.transfer_from:
+        source, _ = resolve_model(spec, trust_checkpoint=config.trust_checkpoint)
+        name = re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(spec.split(":")[0]).stem if ".py:" in spec else spec)
+        attacks.append(Transfer(make_attack("apgd-ce"), source.to(device).eval(), source_name=name))
+    return attacks
+
+
 def build_defense(config: AuditConfig, progress: bool = True) -> Defense:
     defense, _ = resolve_model(config.model, checkpoint=config.checkpoint, robustbench_dir=config.robustbench_dir,
                                 trust_checkpoint=config.trust_checkpoint,
@@ -80,6 +95,7 @@ def run_audit(config: AuditConfig, out: str | Path, data_dir: str | None = None,
     test = load_dataset(config.dataset, "test", data_dir).subset(config.n, config.seed)
     warnings = check_inputs(defense, test.images, test.labels)
     plan = plan_attacks(config, defense)  # a refused plan stops here, before any warning is printed
+    plan.attacks += transfer_attacks(config, device)
     for warning in warnings:
         log.warning("warning: %s", warning)
     randomness = _randomness(defense, test.images, test.labels, threat, config.seed)

@@ -111,3 +111,16 @@ def test_eot_attacks_end_lower_than_plain_ones_on_undeclared_noise(tmp_path):
     attacks = {a["name"]: a for a in json.loads((out / "results.json").read_text())["attacks"]}
     plain, eot = attacks["apgd-ce"], attacks["apgd-ce+eot20"]
     assert plain["ran"] == eot["ran"] and eot["broken"] >= plain["broken"] + 5
+
+
+def test_transfer_from_a_reviewers_own_model(tmp_path):
+    """--transfer-from: points crafted on another model the reviewer has, judged on the audited one."""
+    out = tmp_path / "transfer"
+    assert main(["run", "--model", f"{FIXTURE}:build", "--n", "20", "--attacks", "apgd-ce@iters=5",
+                 "--transfer-from", "demo-standard", "--diagnostics-n", "0", "--quiet", "--out", str(out)]) == 0
+    results = json.loads((out / "results.json").read_text())
+    transfer = next(a for a in results["attacks"] if a["name"] == "transfer-demo-standard:apgd-ce")
+    assert transfer["gradient"] == "transfer:demo-standard" and transfer["ran"] > 0
+    assert transfer["n_forward"] > 0 and transfer["n_backward"] > 0  # the source's calls are counted
+    comparison = next(f for f in results["findings"] if f["id"] == "transfer-beats-whitebox")
+    assert comparison["status"] != "skipped" and comparison["evidence"]["paired"] > 0
