@@ -209,8 +209,9 @@ def derive_results(out: str | Path) -> dict:
     clean = next((r for r in rows if r["attack"] == CLEAN), None)
     if facts is None or clean is None:
         raise AuditInputError(f"{out} holds no finished audit (run `audit run` with the same --out to finish it)")
-    config = AuditConfig(**{k: v for k, v in facts["config"].items() if k != "store_format"}
-                         | {"attacks": tuple(facts["config"]["attacks"]) if facts["config"]["attacks"] else None})
+    stored = {k: v for k, v in facts["config"].items() if k != "store_format"}
+    config = AuditConfig(**stored | {"attacks": tuple(stored["attacks"]) if stored.get("attacks") else None,
+                                     "transfer_from": tuple(stored.get("transfer_from", ()))})
     outcomes = Outcomes.from_rows(clean, rows, facts["order"], config.mode)
     measurements = {r["attack"][len(PROBE_PREFIX):]: r["measurement"] for r in rows
                     if r["attack"].startswith(PROBE_PREFIX)}

@@ -24,7 +24,8 @@ def attack_rows(outcomes: Outcomes) -> list[dict]:
         info = outcomes.info[label]
         robust = outcomes.robust_alone(label)
         row = {"name": label, "threat_kind": info.threat_kind, "gradient": info.gradient,
-               "single_step": info.single_step, **outcomes.counts(label),
+               "single_step": info.single_step, "family": info.family, "budget": info.budget,
+               **outcomes.counts(label),
                "robust_accuracy": None if robust is None else robust / max(outcomes.n, 1),
                "robust": None if robust is None else accuracy_json(robust, outcomes.n),
                **outcomes.cost[label]}
@@ -72,6 +73,8 @@ def assemble_results(config: AuditConfig, description: str, threat: ThreatModel,
         "n_samples": outcomes.n,
         "seed": config.seed,
         "suite": config.suite,
+        "budget": config.budget,
+        "transfer_from": list(config.transfer_from),
         "mode": config.mode,
         "draws": outcomes.draws,
         "clean_accuracy": clean["accuracy"],
