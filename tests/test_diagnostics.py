@@ -546,8 +546,9 @@ def test_verdict_rules():
     # A masking check that raised, or an attack that had not converged: inconclusive, never a clean bill.
     errored = verdict([skipped("zero-gradients", "the gradients probe raised RuntimeError", error=True)], broken_all)
     assert errored["gradient_masking"] == "inconclusive" and errored["claim_at_risk"] == "unknown"
-    unconverged = verdict([Finding("more-steps-help", "warn", "more steps help")], broken_all)
+    unconverged = verdict([Finding("attack-convergence", "fail", "still falling")], broken_all)
     assert unconverged["gradient_masking"] == "inconclusive"
+    assert verdict([Finding("more-steps-help", "warn", "10 < 100")], broken_all)["gradient_masking"] == "not_detected"
     few = _outcomes([True] * 10, {"autoattack-standard": [False] * 10})
     assert verdict([], few)["gradient_masking"] == "inconclusive"
     quiet = verdict([], _outcomes([True] * n, {"autoattack-standard": [False] * n}))

@@ -98,7 +98,8 @@ CHECKS: tuple[Check, ...] = (
           "more attack iterations keep finding adversarial points: budgets have not converged",
           "samples APGD-CE breaks with many iterations but not with few",
           f"warn >= {sanity.MORE_STEPS_WARN_COUNT} samples and {_p(sanity.MORE_STEPS_WARN_POINTS)} points",
-          "an attack that has not converged cannot clear a model: the verdict becomes inconclusive"),
+          "10 against 100 iterations on a few samples: a hint only; convergence of the suite itself is "
+          "attack-convergence"),
     Check("ioaf-unavailable-gradients", "ioaf-gradients", "masking",
           "the attack loss has no usable gradient on some inputs",
           "exception, interrupted graph, or an all-zero gradient on any sample", "fail on any",

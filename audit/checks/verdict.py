@@ -3,8 +3,8 @@
 1. Are the exact gradients unreliable (a symptom)?  `gradient_masking`:
    - `suspected` iff a finding of a masking kind (`MASKING`) has status `fail`;
    - else `inconclusive` when it could not be decided: a masking check raised or was not run (--diagnostics-n 0),
-     too few clean-correct samples (fewer than MIN_SAMPLES), or the attacks had not converged (`more-steps-help`
-     did not pass);
+     too few clean-correct samples (fewer than MIN_SAMPLES), the strongest attack had not converged
+     (`attack-convergence`), or the exact-gradient attack failed the binarization test;
    - else `not_detected`. Warnings never decide it: their thresholds let a clean adversarially trained model
      produce some of them by chance.
 2. May the reported robust accuracy be inflated (what a reviewer must act on)?  `claim_at_risk`:
@@ -65,9 +65,10 @@ def verdict(findings: list[Finding], outcomes: Outcomes | None = None, facts: di
     not_run = [f.id for f in findings if f.status == "skipped" and f.id in MASKING and f.evidence.get("not_run")]
     if not_run:
         undecided.append(f"{len(not_run)} masking checks were not run (--diagnostics-n 0)")
+    # Convergence is judged on the suite's own budgets (`attack-convergence`), not on `more-steps-help`, whose
+    # 10-against-100-iteration probe says little about an audit that already spends 100 and more.
     undecided += [f"the attacks had not converged ({f.message})" for f in findings
-                  if (f.id == "more-steps-help" and f.status in ("warn", "fail"))
-                  or (f.id == "attack-convergence" and f.status == "fail")]
+                  if f.id == "attack-convergence" and f.status == "fail"]
     undecided += [f"the exact-gradient attack failed the binarization test ({f.message})" for f in findings
                   if f.id == "binarization-test" and f.status == "fail"]
     observed_random = any(f.id == "randomized" and f.evidence.get("observed") for f in findings)
