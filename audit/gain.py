@@ -1,7 +1,8 @@
 """The question reviewers ask of a MeanSparse model, answered on the same images: how robust is the base model
 under AutoAttack, how robust is the defense under AutoAttack and under the worst case over the suite, and how much
-of the gain survives. The base is the same network with every threshold at 0, audited by `audit run` itself in
-`<out>/base` (same images, same seed); this module only reads the two stores' per-sample outcomes.
+of the gain survives. The base is the same network with every threshold at 0, attacked with AutoAttack by
+`audit run` itself in `<out>/base` (same images, same seed; it has nothing to bypass, so AutoAttack is its strong
+evaluation, as in RobustBench's re-evaluation); this module only reads the two stores' per-sample outcomes.
 """
 from __future__ import annotations
 
