@@ -5,10 +5,12 @@ white-box attacks on the defended model, the defended model's gradients are hidi
 """
 from __future__ import annotations
 
+import torch
 from torch import nn
 
-from attacks.base import Attack
+from attacks.base import Attack, AttackOutput
 from attacks.counting import CountingModel
+from attacks.threat_model import ThreatModel
 from defenses.protocol import Defense
 
 
@@ -31,7 +33,8 @@ class Transfer(Attack):
     def gradient(self) -> str:
         return f"transfer:{self.source_name}"
 
-    def perturb(self, model, x, y, threat, seed):  # noqa: ANN001 - model is the judge's counter on the defense, unused
+    def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel,
+                seed: int) -> AttackOutput:  # model: the judge's counter on the defense, unused
         source = CountingModel(self.source)
         output = self.inner.perturb(source, x, y, threat, seed)
         # The attack's cost is the source's calls: the judge adds them to its counts (so reports show them), and
