@@ -77,4 +77,6 @@ class Attack:
 
     def config(self) -> dict:
         """What identifies this attack's settings (for resume checks and the report)."""
-        return {key: value for key, value in vars(self).items() if isinstance(value, (int, float, str, bool, type(None)))}
+        return {
+            key: value for key, value in vars(self).items() if isinstance(value, (int, float, str, bool, type(None)))
+        }

@@ -84,7 +84,9 @@ def calibrate(
             stats = {name: _ExactStatistics() for name, _ in layers}
             hooks = [
                 layer.register_forward_pre_hook(
-                    lambda module, inputs, name=name: stats[name].update(inputs[0], reduction_dims(inputs[0], module.layout))
+                    lambda module, inputs, name=name: stats[name].update(
+                        inputs[0], reduction_dims(inputs[0], module.layout)
+                    )
                 )
                 for name, layer in layers
             ]
@@ -112,4 +114,3 @@ def set_alpha(model: nn.Module, alpha: float) -> nn.Module:
     for _, layer in meansparse_layers(model):
         layer.threshold.fill_(float(alpha))
     return model
-
