@@ -58,7 +58,8 @@ class FAB(Attack):
     def __init__(self, targeted: bool = False, n_iter: int = 100, n_restarts: int = 1, n_target_classes: int = 9,
                  **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.targeted, self.n_iter, self.n_restarts, self.n_target_classes = targeted, n_iter, n_restarts, n_target_classes
+        self.targeted, self.n_iter = targeted, n_iter
+        self.n_restarts, self.n_target_classes = n_restarts, n_target_classes
         self.name = "fab-t" if targeted else "fab"
 
     def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel,
@@ -151,7 +152,8 @@ class AutoAttack(Attack):
 
     def attributes(self) -> dict:
         # The parts' own attributes, so the store can tell AutoAttack's Square (no gradient) from its APGD parts.
-        return {**super().attributes(), "parts": {name: part.attributes() for name, part in zip(self.attacks, self.parts)}}
+        parts = {name: part.attributes() for name, part in zip(self.attacks, self.parts)}
+        return {**super().attributes(), "parts": parts}
 
     def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel,
                 seed: int) -> AttackOutput:

@@ -122,7 +122,8 @@ def _check_base(spec: str, base: str) -> None:
     if ":" in base:
         library, _, attack = base.partition(":")
         if library not in LIBRARIES:
-            raise UnknownAttack(f"attack {spec!r}: unknown attack library {library!r}; {_close(library, list(LIBRARIES))}"
+            raise UnknownAttack(f"attack {spec!r}: unknown attack library {library!r}; "
+                                f"{_close(library, list(LIBRARIES))}"
                                 f"use torchattacks:<Class> or foolbox:<Class>")
         available = _library_attacks(library)
         if attack not in available:

@@ -46,5 +46,6 @@ def run_demo(out: Path, n: int | None = None, data_dir: str | None = None, progr
         all_results = [_audit_one(m, d, n, data_dir, progress, 0) for m, d in zip(DEMO_MODELS, directories)]
     lines = [line for results in all_results for line in summary_lines(results)]
     comparison = compare(directories[0], directories[1], out / "comparison.md")
-    reports = f"reports: {directories[0] / 'report.html'}, {directories[1] / 'report.html'}; comparison: {out / 'comparison.md'}"
+    reports = (f"reports: {directories[0] / 'report.html'}, {directories[1] / 'report.html'}; "
+               f"comparison: {out / 'comparison.md'}")
     return "\n".join([*lines, "", comparison, reports])

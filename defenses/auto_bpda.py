@@ -166,7 +166,8 @@ class AutoBPDA(TorchFunctionMode):
             self.calls[(op, self.module_stack[-1] if self.module_stack else "")] += 1
 
     def _live(self, value: Any) -> bool:
-        return isinstance(value, torch.Tensor) and (value.requires_grad or value in self.shadows or value in self.indices)
+        return isinstance(value, torch.Tensor) and (
+            value.requires_grad or value in self.shadows or value in self.indices)
 
     def _shadow(self, value: Any) -> Any:
         return self.shadows.get(value, value) if isinstance(value, torch.Tensor) else value

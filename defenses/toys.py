@@ -129,7 +129,8 @@ def plain_dead_zones(model: nn.Module) -> nn.Module:
     for name, module in list(model.named_modules()):
         for child_name, child in list(module.named_children()):
             if isinstance(child, MeanSparse):
-                setattr(module, child_name, WhereDeadZone(child.running_mean, child.running_var, float(child.threshold)))
+                replacement = WhereDeadZone(child.running_mean, child.running_var, float(child.threshold))
+                setattr(module, child_name, replacement)
     return model.eval()
 
 

@@ -66,7 +66,8 @@ def measure_randomized(defense: Defense, x: torch.Tensor, y: torch.Tensor, threa
     predictions = outputs.argmax(2)
     flips = (predictions != predictions[0]).any(0)
     return {"n": len(x), "seed": seed, "draws": config.random_draws, "declared": bool(defense.randomized),
-            "max_logit_difference": float((outputs - outputs[0]).abs().max()), "logit_scale": float(outputs.abs().max()),
+            "max_logit_difference": float((outputs - outputs[0]).abs().max()),
+            "logit_scale": float(outputs.abs().max()),
             "mean_logit_std": float(outputs.std(0).mean()), "prediction_flip_count": int(flips.sum())}
 
 

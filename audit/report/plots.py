@@ -7,7 +7,8 @@ Each plot reads the `data` its finding stores (see audit/checks/):
 | robust accuracy per attack | (results.attacks) | `name`, `robust_accuracy` |
 | accuracy against eps | `eps-sweep` | `eps`, `accuracy_exact`, `accuracy_<surrogate>` (e.g. `accuracy_identity`) |
 | gradient norms | `zero-gradients` | `l2_norms`, `linf_norms` (None where non-finite) |
-| loss landscapes | `loss-landscape` | `t_over_eps`, `profiles` {direction: n x points}, `surface` {`axis_over_eps`, `directions`, `loss`} |
+| loss landscapes | `loss-landscape` | `t_over_eps`, `profiles` {direction: n x points}, |
+|  |  | `surface` {`axis_over_eps`, `directions`, `loss`} |
 | black-box vs white-box | (samples.csv) | `<attack>:success` columns |
 | dead-zone occupancy | `dead-zone-occupancy` | `layers`, `occupancy` (fractions) |
 

@@ -123,7 +123,8 @@ class ConvNeXt(nn.Module):
     def __init__(self, num_classes: int = 1000, depths: Sequence[int] = CONVNEXT_LARGE["depths"],
                  dims: Sequence[int] = CONVNEXT_LARGE["dims"], patch_size: int = 4) -> None:
         super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(3, dims[0], kernel_size=patch_size, stride=patch_size), LayerNorm2d(dims[0]))
+        self.stem = nn.Sequential(nn.Conv2d(3, dims[0], kernel_size=patch_size, stride=patch_size),
+                                  LayerNorm2d(dims[0]))
         prev = dims[0]
         stages = []
         for i in range(4):

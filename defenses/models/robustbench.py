@@ -116,7 +116,8 @@ class ZooEntry:
 
     def reduced(self, name: str, **arch_kwargs: Any) -> ZooEntry:
         """The same entry with a smaller architecture (tests: same code path, fits 2 CPU cores)."""
-        return dataclasses.replace(self, name=name, arch_kwargs=tuple({**dict(self.arch_kwargs), **arch_kwargs}.items()))
+        merged = {**dict(self.arch_kwargs), **arch_kwargs}
+        return dataclasses.replace(self, name=name, arch_kwargs=tuple(merged.items()))
 
     def path(self, model_dir: str | Path) -> Path:
         return Path(model_dir) / self.dataset / self.threat / f"{self.name}.pt"
