@@ -37,7 +37,7 @@ class APGD(Attack):
         self.n_iter, self.n_restarts, self.n_target_classes, self.rho = n_iter, n_restarts, n_target_classes, rho
         self.name = "apgd-t" if targeted else f"apgd-{loss}"
 
-    def build(self, model: nn.Module, threat: ThreatModel, seed: int, device: str):
+    def build(self, model: nn.Module, threat: ThreatModel, seed: int, device: str) -> Any:  # a pyautoattack APGD
         from pyautoattack.autopgd_base import APGDAttack, APGDAttack_targeted
 
         common = dict(n_iter=self.n_iter, norm=threat.norm, n_restarts=self.n_restarts, eps=threat.eps, seed=seed,

@@ -11,6 +11,7 @@ import re
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -176,7 +177,7 @@ _NUMPY_CLASSES = {
 
 
 class _DataOnlyUnpickler(pickle.Unpickler):
-    def find_class(self, module: str, name: str):  # noqa: D401 - pickle hook
+    def find_class(self, module: str, name: str) -> Any:  # noqa: D401 - pickle hook
         if (module, name) in _NUMPY_CLASSES:
             return super().find_class(module, name)
         raise pickle.UnpicklingError(f"refusing to load class {module}.{name} from a data file")

@@ -86,7 +86,8 @@ def build_defense(config: AuditConfig, progress: bool = True) -> Defense:
 
 
 def run_audit(config: AuditConfig, out: str | Path, data_dir: str | None = None, device: str = "cpu",
-              progress: bool = True, shard: Shard = Shard()) -> dict | None:
+              progress: bool = True,
+              shard: Shard = Shard()) -> dict | None:  # noqa: B008 - Shard is a frozen dataclass, immutable
     """Run the audit and write its outputs; under torchrun only rank 0 returns the results (others None)."""
     # Everything the user may have got wrong is checked before the output directory is touched.
     threat = validate_config(config)

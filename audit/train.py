@@ -37,7 +37,8 @@ class TrainConfig:
     width: int = 16
 
 
-def perturb(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: TrainConfig, generator: torch.Generator):
+def perturb(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: TrainConfig,
+            generator: torch.Generator) -> torch.Tensor:
     """The training-time attack: FGSM-RS (one step) or PGD-AT (pgd_steps steps), Linf, inside [0, 1]."""
     eps = config.eps
     steps, step = (

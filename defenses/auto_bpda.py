@@ -92,12 +92,12 @@ class _Replace(torch.autograd.Function):
     """Forward: `exact`, the operation's own output. Backward: the gradient goes to `surrogate` instead."""
 
     @staticmethod
-    def forward(ctx, exact, surrogate):  # type: ignore[override]
+    def forward(ctx: Any, exact: torch.Tensor, surrogate: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         ctx.dtype = surrogate.dtype
         return exact
 
     @staticmethod
-    def backward(ctx, grad):  # type: ignore[override]
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[None, torch.Tensor]:  # type: ignore[override]
         return None, grad.to(ctx.dtype)
 
 

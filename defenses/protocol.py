@@ -10,6 +10,7 @@ import copy
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
+from typing import Any
 
 import torch
 from torch import nn
@@ -182,11 +183,11 @@ class MeanSparseDefense(Defense):
 
 class _StraightThroughRound(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, levels):  # type: ignore[override]
+    def forward(ctx: Any, x: torch.Tensor, levels: int) -> torch.Tensor:  # type: ignore[override]
         return torch.round(x * levels) / levels
 
     @staticmethod
-    def backward(ctx, grad):  # type: ignore[override]
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:  # type: ignore[override]
         return grad, None
 
 

@@ -42,7 +42,10 @@ def _channel_counts(model: nn.Module, paths: Sequence[str], layout: str | dict[s
     reused: list[str] = []
     hooks = []
     for path in paths:
-        def hook(module, inputs, path=path, layout=layout if isinstance(layout, str) else layout[path]):  # noqa: ANN001
+        path_layout = layout if isinstance(layout, str) else layout[path]
+
+        def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...], path: str = path,
+                 layout: str = path_layout) -> None:
             x = inputs[0]
             if path in counts:
                 reused.append(path)

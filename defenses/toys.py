@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import copy
 import logging
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -126,7 +127,7 @@ def plain_dead_zones(model: nn.Module) -> nn.Module:
     from defenses.meansparse import MeanSparse
 
     model = copy.deepcopy(model)
-    for name, module in list(model.named_modules()):
+    for module in list(model.modules()):
         for child_name, child in list(module.named_children()):
             if isinstance(child, MeanSparse):
                 replacement = WhereDeadZone(child.running_mean, child.running_var, float(child.threshold))
@@ -138,11 +139,11 @@ class _ZeroBackward(torch.autograd.Function):
     """Identity forward, zero backward: the classic gradient-killing layer."""
 
     @staticmethod
-    def forward(ctx, x):  # type: ignore[override]
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         return x.clone()
 
     @staticmethod
-    def backward(ctx, grad):  # type: ignore[override]
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         return torch.zeros_like(grad)
 
 

@@ -7,6 +7,7 @@ All take (defense, x, y, threat, *, seed, config) and return a plain-JSON measur
 from __future__ import annotations
 
 import torch
+from torch import nn
 
 from attacks.threat_model import ThreatModel
 from audit.checks.finding import plain
@@ -64,7 +65,7 @@ def measure_dead_zone(defense: Defense, x: torch.Tensor, y: torch.Tensor, threat
     total = {name: 0 for name, _ in layers}
 
     def hook_for(name: str):  # noqa: ANN202 - returns a torch hook
-        def hook(module, inputs):  # noqa: ANN001 - torch hook
+        def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
             features = inputs[0]
             total[name] += features.numel()
             if module.alpha == 0:

@@ -65,7 +65,8 @@ class WideResNetBlock(nn.Module):
 
 
 class WideResNetGroup(nn.Module):
-    def __init__(self, blocks: int, in_planes: int, out_planes: int, stride: int, activation: type[nn.Module]):
+    def __init__(self, blocks: int, in_planes: int, out_planes: int, stride: int,
+                 activation: type[nn.Module]) -> None:
         super().__init__()
         self.block = nn.Sequential(
             *[
