@@ -69,6 +69,15 @@ class MeanSparse(nn.Module):
 
     OPTIONAL_BUFFERS = ("momentum", "epsilon")
 
+    # registered buffers, declared for the type checker (nn.Module.__getattr__ is untyped)
+    running_mean: torch.Tensor
+    running_var: torch.Tensor
+    threshold: torch.Tensor
+    flag_update_statistics: torch.Tensor
+    batch_num: torch.Tensor
+    momentum: torch.Tensor
+    epsilon: torch.Tensor
+
     def __init__(self, num_features: int, alpha: float = 0.0, layout: str = "auto") -> None:
         super().__init__()
         if layout not in LAYOUTS:

@@ -69,6 +69,9 @@ class QuantizedInput(nn.Module):
 class Thermometer(nn.Module):
     """Each pixel x becomes `levels` channels [x > 0/levels, x > 1/levels, ...] (Buckman et al. 2018), then a CNN."""
 
+    # registered buffers, declared for the type checker (nn.Module.__getattr__ is untyped)
+    thresholds: torch.Tensor
+
     def __init__(self, levels: int = 16, width: int = 16) -> None:
         super().__init__()
         self.levels = levels
@@ -108,6 +111,11 @@ class KWTA(nn.Module):
 
 class WhereDeadZone(nn.Module):
     """MeanSparse's forward as a user writes it: `torch.where(|x - mean| < alpha * std, mean, x)`, per channel."""
+
+    # registered buffers, declared for the type checker (nn.Module.__getattr__ is untyped)
+    mean: torch.Tensor
+    var: torch.Tensor
+    alpha: torch.Tensor
 
     def __init__(self, mean: torch.Tensor, var: torch.Tensor, alpha: float) -> None:
         super().__init__()

@@ -43,6 +43,9 @@ def relative_position_index(win_h: int, win_w: int) -> torch.Tensor:
 
 
 class WindowAttention(nn.Module):
+    # registered buffers, declared for the type checker (nn.Module.__getattr__ is untyped)
+    relative_position_index: torch.Tensor
+
     def __init__(self, dim: int, num_heads: int, window_size: tuple[int, int]) -> None:
         super().__init__()
         self.window_size = window_size
@@ -102,6 +105,9 @@ class Mlp(nn.Module):
 
 
 class SwinTransformerBlock(nn.Module):
+    # registered buffers, declared for the type checker (nn.Module.__getattr__ is untyped)
+    attn_mask: torch.Tensor
+
     def __init__(self, dim: int, input_resolution: tuple[int, int], num_heads: int, window_size: int,
                  shift_size: int, mlp_ratio: float = 4.0) -> None:
         super().__init__()

@@ -84,6 +84,10 @@ class DMWideResNet(nn.Module):
 
     input_shape = (3, 32, 32)
 
+    # registered buffers, declared for the type checker (nn.Module.__getattr__ is untyped)
+    mean: torch.Tensor
+    std: torch.Tensor
+
     def __init__(
         self,
         num_classes: int = 10,
