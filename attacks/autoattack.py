@@ -141,7 +141,7 @@ class AutoAttack(Attack):
         if version == "custom" and not attacks:
             raise ValueError("AutoAttack version 'custom' needs attacks=[...]")
         self.version = version
-        self.attacks = list(attacks) if version == "custom" else STANDARD[version]
+        self.attacks = list(attacks) if attacks and version == "custom" else STANDARD[version]
         self.parts = [_sub_attack(name, version, self.eot) for name in self.attacks]
         self.name = f"autoattack-{version}" if version != "custom" else "autoattack-" + "+".join(self.attacks)
 

@@ -80,7 +80,8 @@ def available_attacks(library: str) -> list[str]:
 
 def _accepted(cls: type) -> tuple[set[str], bool]:
     """Keyword arguments the constructor accepts, and whether it takes **kwargs."""
-    parameters = inspect.signature(cls.__init__).parameters.values()
+    constructor = cls.__init__  # type: ignore[misc]  # cls is the class itself, not an instance
+    parameters = inspect.signature(constructor).parameters.values()
     names = {p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)} - {"self"}
     return names, any(p.kind == p.VAR_KEYWORD for p in parameters)
 
@@ -169,7 +170,8 @@ class ExternalAttack(Attack):
                 raise ValueError(f"{self.name} needs a finite eps; the threat model is {threat}")
             kwargs["eps"] = threat.eps
             if "alpha" in names and "alpha" not in kwargs:
-                steps = kwargs.get("steps", inspect.signature(cls.__init__).parameters.get("steps"))
+                constructor = cls.__init__  # type: ignore[misc]  # cls is the class itself, not an instance
+                steps = kwargs.get("steps", inspect.signature(constructor).parameters.get("steps"))
                 steps = steps.default if isinstance(steps, inspect.Parameter) else steps
                 if isinstance(steps, int) and steps > 0:
                     kwargs["alpha"] = 2.5 * threat.eps / steps

@@ -190,7 +190,8 @@ def _library_budget(spec: str, base: str, items: list[tuple[str, str]]) -> dict[
     """Budget keys of a library attack: its constructor's arguments, of the type of their defaults."""
     from attacks.external import ExternalAttack
 
-    parameters = inspect.signature(ExternalAttack(base)._class().__init__).parameters
+    constructor = ExternalAttack(base)._class().__init__  # type: ignore[misc]  # the class itself, not an instance
+    parameters = inspect.signature(constructor).parameters
     budget: dict[str, int | float] = {}
     for key, text in items:
         if key in ("model", "eps", "epsilons"):
@@ -257,11 +258,11 @@ def parse_name(spec: str) -> AttackName:
     if not base:
         raise UnknownAttack(f"attack {spec!r}: no attack before the modifiers; e.g. apgd-ce+eot10")
     _check_base(spec, base)
-    parsed = _parse_modifiers(spec, base, modifiers)
+    modifier_settings = _parse_modifiers(spec, base, modifiers)
     if at and not budget_text:
         raise UnknownAttack(f"attack {spec!r}: nothing after @; give KEY=VALUE budgets, e.g. @iters=500")
     budget = _parse_budget(spec, base, budget_text) if at else ()
-    return AttackName(base=base, budget=budget, **parsed)
+    return AttackName(base=base, budget=budget, **modifier_settings)
 
 
 def _default(cls: type, argument: str) -> Any:

@@ -247,7 +247,7 @@ def load_dataset(name: str, split: str = "test", data_dir: str | Path | None = N
                             "class folders, or a flat folder with a labels file)")
         if split != "test":
             raise DataError("only the ImageNet validation split is supported (RobustBench evaluates on it)")
-        return load_imagenet(data_dir)
+        return load_imagenet(data_dir)  # type: ignore[return-value]  # duck-types Dataset, decoding lazily
     if name in ("foolbox-cifar10", "foolbox-cifar100", "foolbox-imagenet"):
         return load_foolbox_samples(name.removeprefix("foolbox-"))
     raise DataError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")

@@ -28,7 +28,9 @@ def _audit_one(model: str, directory: Path, n: int, data_dir: str | None, progre
         torch.set_num_threads(threads)
     if not progress:
         os.environ["TQDM_DISABLE"] = "1"  # this worker's bars would interleave with the other's
-    return run_audit(AuditConfig(model=model, n=n), directory, data_dir=data_dir, progress=progress)
+    results = run_audit(AuditConfig(model=model, n=n), directory, data_dir=data_dir, progress=progress)
+    assert results is not None  # one process, so rank 0
+    return results
 
 
 def run_demo(out: Path, n: int | None = None, data_dir: str | None = None, progress: bool = True) -> str:

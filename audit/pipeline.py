@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from attacks.base import Attack
 from attacks.suites import SuitePlan, plan_suite
 from attacks.threat_model import ThreatModel
 from audit.config import AuditConfig
@@ -174,7 +175,7 @@ def _audit_base(defense: Defense, images: torch.Tensor, labels: torch.Tensor, th
     base = defense.base_model()
     if base is None or not any(a.label.startswith("autoattack") for a in plan.attacks):
         return
-    attacks = []
+    attacks: list[Attack] = []
     for attack in plan.attacks:
         if attack.gradient.startswith("transfer:"):
             continue

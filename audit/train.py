@@ -116,6 +116,7 @@ def train(
             best, best_score = copy.deepcopy(model.state_dict()), score
         log.info("epoch %d: %s", epoch + 1, record)
         history.append(record)
+    assert best is not None  # config.epochs >= 1 and the score starts below any accuracy
     model.load_state_dict(best)
     model.eval()
     return model, history

@@ -19,14 +19,16 @@ from defenses.sparsify import SparsifyError
 
 class _ExactStatistics:
     def __init__(self) -> None:
-        self.count, self.mean, self.m2 = 0, None, None
+        self.count = 0
+        self.mean: torch.Tensor | None = None
+        self.m2: torch.Tensor | None = None
 
     def update(self, x: torch.Tensor, dims: tuple[int, ...]) -> None:
         x = x.detach().double()
         n = x.numel() // x.shape[[d for d in range(x.dim()) if d not in dims][0]]
         mean = x.mean(dim=dims)
         m2 = ((x - _expand(mean, x, dims)) ** 2).sum(dim=dims)
-        if self.mean is None:
+        if self.mean is None or self.m2 is None:  # first batch (both are set together)
             self.count, self.mean, self.m2 = n, mean, m2
             return
         total = self.count + n
@@ -98,6 +100,7 @@ def calibrate(
                     handle.remove()
             for name, layer in layers:
                 s = stats[name]
+                assert s.mean is not None and s.m2 is not None  # every layer saw the calibration images
                 layer.running_mean.copy_(s.mean.to(layer.running_mean))
                 layer.running_var.copy_((s.m2 / (s.count - 1)).to(layer.running_var))
                 layer.batch_num.fill_(len(images))

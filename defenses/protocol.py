@@ -10,13 +10,16 @@ import copy
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from defenses.gradient_mode import DEFAULT_TEMPERATURE, gradient_mode
 from defenses.meansparse import meansparse_layers
+
+if TYPE_CHECKING:
+    from defenses.auto_bpda import ScanResult
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +45,7 @@ class Defense(nn.Module):
 
     @property
     def device(self) -> torch.device:
-        tensor = next(self.model.parameters(), None)
+        tensor: torch.Tensor | None = next(self.model.parameters(), None)
         if tensor is None:
             tensor = next(self.model.buffers(), torch.empty(0))
         return tensor.device
@@ -99,7 +102,7 @@ class OpaqueModel(Defense):
     def __init__(self, model: nn.Module, num_classes: int = 10, name: str = "model") -> None:
         super().__init__(model, num_classes, name)
         self.example_input: torch.Tensor | None = None
-        self.scan_result = None  # a defenses.auto_bpda.ScanResult once scanned
+        self.scan_result: ScanResult | None = None  # set once scanned
         self._mode, self._temperature = "exact", DEFAULT_TEMPERATURE
 
     def scan(self, x: torch.Tensor | None = None):  # noqa: ANN201 - a ScanResult (import kept lazy)

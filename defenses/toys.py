@@ -223,7 +223,7 @@ def train_toy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, step
     torch.manual_seed(seed)
     for module in model.modules():
         if module is not model and hasattr(module, "reset_parameters"):
-            module.reset_parameters()
+            module.reset_parameters()  # type: ignore[operator]  # hasattr above; nn.Module.__getattr__ is untyped
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)

@@ -11,12 +11,13 @@ list is tested against timm's published parameter names (tests/fixtures/timm_key
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-CONVNEXT_LARGE = {"depths": (3, 3, 27, 3), "dims": (192, 384, 768, 1536)}
+CONVNEXT_LARGE: dict[str, Any] = {"depths": (3, 3, 27, 3), "dims": (192, 384, 768, 1536)}
 
 
 class GELU(nn.Module):
@@ -89,7 +90,8 @@ class ConvNeXtStage(nn.Module):
     def __init__(self, in_chs: int, out_chs: int, stride: int, depth: int) -> None:
         super().__init__()
         if in_chs != out_chs or stride > 1:
-            self.downsample = nn.Sequential(LayerNorm2d(in_chs), nn.Conv2d(in_chs, out_chs, 2, stride=stride))
+            self.downsample: nn.Module = nn.Sequential(LayerNorm2d(in_chs),
+                                                       nn.Conv2d(in_chs, out_chs, 2, stride=stride))
         else:
             self.downsample = nn.Identity()
         self.blocks = nn.Sequential(*[ConvNeXtBlock(out_chs) for _ in range(depth)])

@@ -56,7 +56,8 @@ class RaBlock(nn.Module):
         self.relu_1 = activation()
         self.conv_1 = nn.Conv2d(out_planes, out_planes, 3, 1, 1, groups=groups, bias=False)
         self.has_shortcut = in_planes != out_planes
-        self.shortcut = nn.Conv2d(in_planes, out_planes, 1, stride, 0, bias=False) if self.has_shortcut else None
+        self.shortcut: nn.Module | None = (nn.Conv2d(in_planes, out_planes, 1, stride, 0, bias=False)
+                                           if self.has_shortcut else None)
         self.stride = stride
         self.se = None
         self.se_order = se_order
@@ -77,7 +78,7 @@ class RaBlock(nn.Module):
         out = self.conv_1(self.relu_1(self.meansparse_1(self.batchnorm_1(out))))
         if self.se is not None and self.se_order == 2:
             out = self.se(out)
-        out = torch.add(self.shortcut(x) if self.has_shortcut else x, out)
+        out = torch.add(x if self.shortcut is None else self.shortcut(x), out)  # shortcut is None iff not has_shortcut
         return self.meansparse_2(out)
 
 

@@ -47,7 +47,8 @@ class WideResNetBlock(nn.Module):
         self.relu_1 = activation()
         self.conv_1 = nn.Conv2d(out_planes, out_planes, 3, 1, 1, bias=False)
         self.has_shortcut = in_planes != out_planes
-        self.shortcut = nn.Conv2d(in_planes, out_planes, 1, stride, 0, bias=False) if self.has_shortcut else None
+        self.shortcut: nn.Module | None = (nn.Conv2d(in_planes, out_planes, 1, stride, 0, bias=False)
+                                           if self.has_shortcut else None)
         self.meansparse_2 = nn.Identity()
         self.stride = stride
 
@@ -60,7 +61,7 @@ class WideResNetBlock(nn.Module):
         v = F.pad(v, (1, 1, 1, 1) if self.stride == 1 else (0, 1, 0, 1))
         out = self.conv_0(v)
         out = self.conv_1(self.relu_1(self.meansparse_1(self.batchnorm_1(out))))
-        out = torch.add(self.shortcut(x) if self.has_shortcut else x, out)
+        out = torch.add(x if self.shortcut is None else self.shortcut(x), out)  # shortcut is None iff not has_shortcut
         return self.meansparse_2(out)
 
 
