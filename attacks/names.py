@@ -21,10 +21,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from attacks.libraries import LIBRARIES
 from defenses.errors import UserError
 
 TRANSFER_PREFIX = "transfer-base:"
-LIBRARIES = ("torchattacks", "foolbox")
 # Our attacks, each with its budget keys -> constructor argument. Every count is a positive integer.
 BUDGETS: dict[str, dict[str, str]] = {
     "apgd-ce": {"iters": "n_iter", "restarts": "n_restarts"},
@@ -111,7 +111,7 @@ def _close(word: str, candidates: list[str]) -> str:
 
 
 def _library_attacks(library: str) -> list[str]:
-    from attacks.external import available_attacks
+    from attacks.libraries import available_attacks
 
     return available_attacks(library)
 
@@ -188,9 +188,10 @@ def _parse_value(spec: str, key: str, text: str, integer: bool) -> int | float:
 
 def _library_budget(spec: str, base: str, items: list[tuple[str, str]]) -> dict[str, int | float]:
     """Budget keys of a library attack: its constructor's arguments, of the type of their defaults."""
-    from attacks.external import ExternalAttack
+    from attacks.libraries import attack_class
 
-    constructor = ExternalAttack(base)._class().__init__  # type: ignore[misc]  # the class itself, not an instance
+    library, _, name = base.partition(":")
+    constructor = attack_class(library, name).__init__  # type: ignore[misc]  # the class itself, not an instance
     parameters = inspect.signature(constructor).parameters
     budget: dict[str, int | float] = {}
     for key, text in items:

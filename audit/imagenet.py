@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from audit.data import DataError, Dataset
+from audit.dataset import DataError, Dataset
 
 log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png")

@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from attacks.pgd import pgd
 from attacks.threat_model import ThreatModel
-from audit.data import Dataset
+from audit.dataset import Dataset
 from defenses.models.demo_cnn import DemoCNN
 
 log = logging.getLogger(__name__)
