@@ -147,10 +147,10 @@ class AutoAttack(Attack):
 
     handles_eot = True
 
-    def config(self) -> dict:
+    def config(self) -> dict[str, Any]:
         return {**super().config(), "attacks": self.attacks}
 
-    def attributes(self) -> dict:
+    def attributes(self) -> dict[str, Any]:
         # The parts' own attributes, so the store can tell AutoAttack's Square (no gradient) from its APGD parts.
         parts = {name: part.attributes() for name, part in zip(self.attacks, self.parts)}
         return {**super().attributes(), "parts": parts}

@@ -83,7 +83,7 @@ class ExternalAttack(Attack):
     def _class(self) -> type:
         return attack_class(self.library, self.attack_name)
 
-    def config(self) -> dict:
+    def config(self) -> dict[str, Any]:
         config = super().config()
         config.update({f"kwarg_{key}": value for key, value in self.kwargs.items()
                        if isinstance(value, (int, float, str, bool, type(None)))})

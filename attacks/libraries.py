@@ -70,5 +70,5 @@ def attack_class(library: str, name: str) -> type:
     if library == "torchattacks":
         import torchattacks
 
-        return getattr(torchattacks, name)  # type: ignore[no-any-return]  # torchattacks is untyped
-    return getattr(import_foolbox().attacks, name)  # type: ignore[no-any-return]  # foolbox.attacks is dynamic
+        return getattr(torchattacks, name)
+    return getattr(import_foolbox().attacks, name)

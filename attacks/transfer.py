@@ -5,6 +5,8 @@ white-box attacks on the defended model, the defended model's gradients are hidi
 """
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -43,5 +45,5 @@ class Transfer(Attack):
         output.extra["source_backward_images"] = source.backward_images
         return output
 
-    def config(self) -> dict:
+    def config(self) -> dict[str, Any]:
         return {"name": self.name}

@@ -8,6 +8,7 @@ Chan et al.'s parallel update, which is what "per-channel mean and std" means li
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import torch
 from torch import nn
@@ -45,7 +46,7 @@ def _expand(stat: torch.Tensor, x: torch.Tensor, dims: tuple[int, ...]) -> torch
 @torch.no_grad()
 def calibrate(
     model: nn.Module,
-    batches: Iterable[torch.Tensor | tuple],
+    batches: Iterable[torch.Tensor | tuple[Any, ...]],
     method: str = "official",
     progress: bool = True,
 ) -> nn.Module:

@@ -43,14 +43,14 @@ class _MeanSparseFunction(torch.autograd.Function):
     """Forward: the official operator. Backward: the gradient `mode` asks for (each a single fused kernel)."""
 
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, mean: torch.Tensor, crop: torch.Tensor,  # type: ignore[override]
+    def forward(ctx: Any, x: torch.Tensor, mean: torch.Tensor, crop: torch.Tensor,
                 std: torch.Tensor, temperature: float, mode: str) -> torch.Tensor:
         ctx.save_for_backward(x, mean, crop, std)
         ctx.temperature, ctx.mode = temperature, mode
         return dead_zone(x, mean, crop)
 
     @staticmethod
-    def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
+    def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         x, mean, crop, std = ctx.saved_tensors
         if ctx.mode == "exact":
             grad = dead_zone_backward(grad_out, x, mean, crop)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 import logging
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -61,7 +61,7 @@ class Defense(nn.Module):
         with self._surrogate_context(name, temperature):
             yield self
 
-    def _surrogate_context(self, name: str, temperature: float | None):  # noqa: ANN202
+    def _surrogate_context(self, name: str, temperature: float | None) -> AbstractContextManager[Any]:
         return nullcontext()
 
     def reseed(self, seed: int) -> None:
@@ -105,7 +105,7 @@ class OpaqueModel(Defense):
         self.scan_result: ScanResult | None = None  # set once scanned
         self._mode, self._temperature = "exact", DEFAULT_TEMPERATURE
 
-    def scan(self, x: torch.Tensor | None = None):  # noqa: ANN201 - a ScanResult (import kept lazy)
+    def scan(self, x: torch.Tensor | None = None) -> ScanResult | None:
         """Which non-differentiable operations the model applies to its input (cached after the first call)."""
         from defenses.auto_bpda import ScanResult, scan_model
 
@@ -121,7 +121,7 @@ class OpaqueModel(Defense):
         return self.scan_result
 
     @property
-    def surrogates(self) -> tuple[str, ...]:  # type: ignore[override]
+    def surrogates(self) -> tuple[str, ...]:  # type: ignore[override]  # a class attribute on Defense
         from defenses.auto_bpda import AUTO_SURROGATES
 
         result = self.scan()
@@ -146,7 +146,7 @@ class OpaqueModel(Defense):
             return self.model(x)
 
     @contextmanager
-    def _surrogate_context(self, name: str, temperature: float | None):  # noqa: ANN202
+    def _surrogate_context(self, name: str, temperature: float | None) -> Iterator[None]:
         old = self._mode, self._temperature
         self._mode, self._temperature = name, DEFAULT_TEMPERATURE if temperature is None else temperature
         try:
@@ -180,17 +180,17 @@ class MeanSparseDefense(Defense):
 
         return set_alpha(copy.deepcopy(self.model), 0.0).eval()
 
-    def _surrogate_context(self, name: str, temperature: float | None):  # noqa: ANN202
+    def _surrogate_context(self, name: str, temperature: float | None) -> AbstractContextManager[Any]:
         return gradient_mode(self.model, name, DEFAULT_TEMPERATURE if temperature is None else temperature)
 
 
 class _StraightThroughRound(torch.autograd.Function):
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, levels: int) -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx: Any, x: torch.Tensor, levels: int) -> torch.Tensor:
         return torch.round(x * levels) / levels
 
     @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:  # type: ignore[override]
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
         return grad, None
 
 
@@ -215,7 +215,7 @@ class InputQuantization(Defense):
         return self.model(torch.round(x * self.levels) / self.levels)
 
     @contextmanager
-    def _surrogate_context(self, name: str, temperature: float | None):  # noqa: ANN202
+    def _surrogate_context(self, name: str, temperature: float | None) -> Iterator[None]:
         old, self._mode = self._mode, name
         try:
             yield

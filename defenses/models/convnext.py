@@ -165,7 +165,7 @@ def build_convnext(num_classes: int = 1000, depths: Sequence[int] = CONVNEXT_LAR
     return ConvNeXt(num_classes=num_classes, depths=depths, dims=dims)
 
 
-def _import_timm(required: bool):  # noqa: ANN202 - the timm module or None
+def _import_timm(required: bool) -> Any:  # the timm module or None
     try:
         import timm
     except Exception:  # noqa: BLE001 - timm fails with RuntimeError/ImportError when torchvision does not load

@@ -15,6 +15,7 @@ RaWRN-70-16 (`Amini2024MeanSparse_Ra_WRN_70_16`): stem width 96, depths (30, 31,
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -83,7 +84,7 @@ class RaBlock(nn.Module):
 
 
 class RaBlockGroup(nn.Module):
-    def __init__(self, blocks: int, in_planes: int, out_planes: int, stride: int, **kwargs) -> None:  # noqa: ANN003
+    def __init__(self, blocks: int, in_planes: int, out_planes: int, stride: int, **kwargs: Any) -> None:
         super().__init__()
         self.block = nn.Sequential(*[
             RaBlock(in_planes if i == 0 else out_planes, out_planes, stride if i == 0 else 1, **kwargs)
