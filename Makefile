@@ -18,6 +18,8 @@ demo: setup
 	$(VENV)/bin/audit demo
 
 test: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 	$(PY) -m pytest -q
 
 test-slow: setup

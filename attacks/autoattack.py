@@ -7,6 +7,7 @@ what upstream throws away: which sub-attack broke each sample.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import torch
 from torch import nn
@@ -30,13 +31,13 @@ class APGD(Attack):
     handles_eot = True  # pyautoattack averages gradients over eot_iter draws itself
 
     def __init__(self, loss: str = "ce", targeted: bool = False, n_iter: int = 100, n_restarts: int = 1,
-                 n_target_classes: int = 9, rho: float = 0.75, **kwargs) -> None:
+                 n_target_classes: int = 9, rho: float = 0.75, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.loss, self.targeted = loss, targeted
         self.n_iter, self.n_restarts, self.n_target_classes, self.rho = n_iter, n_restarts, n_target_classes, rho
         self.name = "apgd-t" if targeted else f"apgd-{loss}"
 
-    def build(self, model: nn.Module, threat: ThreatModel, seed: int, device: str):
+    def build(self, model: nn.Module, threat: ThreatModel, seed: int, device: str) -> Any:  # a pyautoattack APGD
         from pyautoattack.autopgd_base import APGDAttack, APGDAttack_targeted
 
         common = dict(n_iter=self.n_iter, norm=threat.norm, n_restarts=self.n_restarts, eps=threat.eps, seed=seed,
@@ -46,7 +47,8 @@ class APGD(Attack):
             return APGDAttack_targeted(model, n_target_classes=self.n_target_classes, **common)
         return APGDAttack(model, loss=self.loss, **common)
 
-    def perturb(self, model, x, y, threat, seed):  # noqa: ANN001 - see Attack.perturb
+    def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel,
+                seed: int) -> AttackOutput:
         return AttackOutput(self.build(model, threat, seed, _device(x)).perturb(x, y))
 
 
@@ -54,12 +56,14 @@ class FAB(Attack):
     """FAB (Croce & Hein 2020), minimum-norm; `targeted=True` is AutoAttack's FAB-T."""
 
     def __init__(self, targeted: bool = False, n_iter: int = 100, n_restarts: int = 1, n_target_classes: int = 9,
-                 **kwargs) -> None:
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.targeted, self.n_iter, self.n_restarts, self.n_target_classes = targeted, n_iter, n_restarts, n_target_classes
+        self.targeted, self.n_iter = targeted, n_iter
+        self.n_restarts, self.n_target_classes = n_restarts, n_target_classes
         self.name = "fab-t" if targeted else "fab"
 
-    def perturb(self, model, x, y, threat, seed):  # noqa: ANN001
+    def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel,
+                seed: int) -> AttackOutput:
         from pyautoattack.fab_pt import FABAttack_PT
 
         fab = FABAttack_PT(model, norm=threat.norm, n_restarts=self.n_restarts, n_iter=self.n_iter, eps=threat.eps,
@@ -74,11 +78,12 @@ class Square(Attack):
     name = "square"
     gradient_free = True
 
-    def __init__(self, n_queries: int = 5000, n_restarts: int = 1, p_init: float = 0.8, **kwargs) -> None:
+    def __init__(self, n_queries: int = 5000, n_restarts: int = 1, p_init: float = 0.8, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.n_queries, self.n_restarts, self.p_init = n_queries, n_restarts, p_init
 
-    def perturb(self, model, x, y, threat, seed):  # noqa: ANN001
+    def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel,
+                seed: int) -> AttackOutput:
         from pyautoattack.square import SquareAttack
 
         square = SquareAttack(model, norm=threat.norm, n_queries=self.n_queries, eps=threat.eps, p_init=self.p_init,
@@ -129,27 +134,29 @@ STANDARD = {
 class AutoAttack(Attack):
     """The AutoAttack cascade (`standard`, `plus`, `rand`, or `custom` with `attacks=[...]`)."""
 
-    def __init__(self, version: str = "standard", attacks: list[str] | None = None, **kwargs) -> None:
+    def __init__(self, version: str = "standard", attacks: list[str] | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if version not in VERSIONS:
             raise ValueError(f"AutoAttack version must be one of {VERSIONS}, not {version!r}")
         if version == "custom" and not attacks:
             raise ValueError("AutoAttack version 'custom' needs attacks=[...]")
         self.version = version
-        self.attacks = list(attacks) if version == "custom" else STANDARD[version]
+        self.attacks = list(attacks) if attacks and version == "custom" else STANDARD[version]
         self.parts = [_sub_attack(name, version, self.eot) for name in self.attacks]
         self.name = f"autoattack-{version}" if version != "custom" else "autoattack-" + "+".join(self.attacks)
 
     handles_eot = True
 
-    def config(self) -> dict:
+    def config(self) -> dict[str, Any]:
         return {**super().config(), "attacks": self.attacks}
 
-    def attributes(self) -> dict:
+    def attributes(self) -> dict[str, Any]:
         # The parts' own attributes, so the store can tell AutoAttack's Square (no gradient) from its APGD parts.
-        return {**super().attributes(), "parts": {name: part.attributes() for name, part in zip(self.attacks, self.parts)}}
+        parts = {name: part.attributes() for name, part in zip(self.attacks, self.parts)}
+        return {**super().attributes(), "parts": parts}
 
-    def perturb(self, model, x, y, threat, seed):  # noqa: ANN001
+    def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel,
+                seed: int) -> AttackOutput:
         adv = x.clone()
         broken_by = ["" for _ in range(len(x))]
         with torch.no_grad():

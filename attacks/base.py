@@ -64,7 +64,7 @@ class Attack:
             return "exact"
         return "bpda-" + self.surrogate + (f"-T{self.temperature:g}" if self.temperature is not None else "")
 
-    def attributes(self) -> dict:
+    def attributes(self) -> dict[str, Any]:
         """What the store records about this attack next to its results."""
         from attacks.names import budget_of, family_of
 
@@ -75,6 +75,8 @@ class Attack:
                 seed: int) -> AttackOutput:
         raise NotImplementedError
 
-    def config(self) -> dict:
+    def config(self) -> dict[str, Any]:
         """What identifies this attack's settings (for resume checks and the report)."""
-        return {key: value for key, value in vars(self).items() if isinstance(value, (int, float, str, bool, type(None)))}
+        return {
+            key: value for key, value in vars(self).items() if isinstance(value, (int, float, str, bool, type(None)))
+        }

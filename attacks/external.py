@@ -10,77 +10,29 @@ from __future__ import annotations
 
 import inspect
 import logging
-import os
 from typing import Any
 
 import torch
 from torch import nn
 
 from attacks.base import Attack, AttackOutput
+from attacks.libraries import (
+    GRADIENT_FREE,
+    LIBRARIES,
+    attack_class,
+    available_attacks,
+    declared_norm,
+    import_foolbox,
+)
 from attacks.names import UnknownAttack
 from attacks.threat_model import ThreatModel
 
 log = logging.getLogger(__name__)
 
-LIBRARIES = ("torchattacks", "foolbox")
-# Score- or decision-based attacks, which take no gradients (informational, for the diagnostics).
-GRADIENT_FREE = {
-    "torchattacks": {"VANILA", "GN", "Square", "OnePixel", "Pixle", "SPSA"},
-    "foolbox": {
-        "BoundaryAttack", "HopSkipJumpAttack", "GenAttack", "SaltAndPepperNoiseAttack", "PointwiseAttack",
-        "DatasetAttack", "InversionAttack", "GaussianBlurAttack", "LinearSearchBlendedUniformNoiseAttack",
-        "L2ContrastReductionAttack", "BinarySearchContrastReductionAttack", "LinearSearchContrastReductionAttack",
-        "L2AdditiveGaussianNoiseAttack", "L2AdditiveUniformNoiseAttack", "L2ClippingAwareAdditiveGaussianNoiseAttack",
-        "L2ClippingAwareAdditiveUniformNoiseAttack", "LinfAdditiveUniformNoiseAttack",
-        "L2RepeatedAdditiveGaussianNoiseAttack", "L2RepeatedAdditiveUniformNoiseAttack",
-        "L2ClippingAwareRepeatedAdditiveGaussianNoiseAttack", "L2ClippingAwareRepeatedAdditiveUniformNoiseAttack",
-        "LinfRepeatedAdditiveUniformNoiseAttack", "SpatialAttack",
-    },
-}
-# Attacks whose norm is plain from the name, so a mismatch with the threat model can be warned about.
-TORCHATTACKS_L2 = {"PGDL2", "PGDRSL2", "CW", "DeepFool", "EADEN"}
-
-
-def declared_norm(library: str, name: str) -> str | None:
-    """The norm an attack works in, when its name says so (foolbox: `L2...`, `Linf...`), else None."""
-    if library == "torchattacks":
-        return "L2" if name in TORCHATTACKS_L2 else None
-    for prefix, norm in (("Linf", "Linf"), ("LInf", "Linf"), ("L2", "L2"), ("L1", "L1"), ("L0", "L0")):
-        if name.startswith(prefix):
-            return norm
-    return None
-
-
-def _import_foolbox() -> Any:
-    # foolbox imports GitPython, which fails without a `git` executable unless told to stay quiet.
-    os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
-    import foolbox
-
-    return foolbox
-
-
-def available_attacks(library: str) -> list[str]:
-    """The attack class names `library` offers (what `library:NAME` accepts)."""
-    if library == "torchattacks":
-        import torchattacks
-        from torchattacks.attack import Attack as Base
-
-        module = torchattacks
-    elif library == "foolbox":
-        fb = _import_foolbox()
-        module, Base = fb.attacks, fb.attacks.base.Attack
-    else:
-        raise ValueError(f"unknown attack library {library!r}; choose one of {', '.join(LIBRARIES)}")
-    return sorted(
-        name for name, obj in vars(module).items()
-        if inspect.isclass(obj) and issubclass(obj, Base) and not inspect.isabstract(obj) and obj is not Base
-        and not name.startswith("_")
-    )
-
-
 def _accepted(cls: type) -> tuple[set[str], bool]:
     """Keyword arguments the constructor accepts, and whether it takes **kwargs."""
-    parameters = inspect.signature(cls.__init__).parameters.values()
+    constructor = cls.__init__  # type: ignore[misc]  # cls is the class itself, not an instance
+    parameters = inspect.signature(constructor).parameters.values()
     names = {p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)} - {"self"}
     return names, any(p.kind == p.VAR_KEYWORD for p in parameters)
 
@@ -129,13 +81,9 @@ class ExternalAttack(Attack):
             )
 
     def _class(self) -> type:
-        if self.library == "torchattacks":
-            import torchattacks
+        return attack_class(self.library, self.attack_name)
 
-            return getattr(torchattacks, self.attack_name)
-        return getattr(_import_foolbox().attacks, self.attack_name)
-
-    def config(self) -> dict:
+    def config(self) -> dict[str, Any]:
         config = super().config()
         config.update({f"kwarg_{key}": value for key, value in self.kwargs.items()
                        if isinstance(value, (int, float, str, bool, type(None)))})
@@ -169,7 +117,8 @@ class ExternalAttack(Attack):
                 raise ValueError(f"{self.name} needs a finite eps; the threat model is {threat}")
             kwargs["eps"] = threat.eps
             if "alpha" in names and "alpha" not in kwargs:
-                steps = kwargs.get("steps", inspect.signature(cls.__init__).parameters.get("steps"))
+                constructor = cls.__init__  # type: ignore[misc]  # cls is the class itself, not an instance
+                steps = kwargs.get("steps", inspect.signature(constructor).parameters.get("steps"))
                 steps = steps.default if isinstance(steps, inspect.Parameter) else steps
                 if isinstance(steps, int) and steps > 0:
                     kwargs["alpha"] = 2.5 * threat.eps / steps
@@ -182,7 +131,7 @@ class ExternalAttack(Attack):
         return attack(x, y)
 
     def _foolbox(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel) -> torch.Tensor:
-        fb = _import_foolbox()
+        fb = import_foolbox()
         fmodel = fb.PyTorchModel(model, bounds=threat.bounds, device=x.device)
         attack = self._class()(**self.kwargs)
         if threat.unbounded and not isinstance(attack, fb.attacks.base.MinimizationAttack):

@@ -126,10 +126,11 @@ def judge(
         # the attack's own units (fraction of the rotation/translation limits, or pixels of flow).
         if output.params is None:
             raise RuntimeError(f"{attack.label} is a {attack.threat_kind} attack but returned no parameters")
-        params = attack.clip_params(torch.nan_to_num(output.params.detach().to(device), nan=0.0))
-        x_adv = attack.apply(x, params).clamp(*threat.bounds)
+        # clip_params, apply and param_distance: defined by the transformation attacks (spatial, stadv) only
+        params = attack.clip_params(torch.nan_to_num(output.params.detach().to(device), nan=0.0))  # type: ignore[attr-defined]
+        x_adv = attack.apply(x, params).clamp(*threat.bounds)  # type: ignore[attr-defined]
         violations = int((params != output.params.to(device)).any(dim=1).sum())
-        distance = attack.param_distance(params)
+        distance = attack.param_distance(params)  # type: ignore[attr-defined]
         output.extra.setdefault("params", params.cpu())
 
     correct, margin = score_logits(exact_logits(defense, x_adv, indices, seed, draws), y)

@@ -21,10 +21,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from attacks.libraries import LIBRARIES
 from defenses.errors import UserError
 
 TRANSFER_PREFIX = "transfer-base:"
-LIBRARIES = ("torchattacks", "foolbox")
 # Our attacks, each with its budget keys -> constructor argument. Every count is a positive integer.
 BUDGETS: dict[str, dict[str, str]] = {
     "apgd-ce": {"iters": "n_iter", "restarts": "n_restarts"},
@@ -111,7 +111,7 @@ def _close(word: str, candidates: list[str]) -> str:
 
 
 def _library_attacks(library: str) -> list[str]:
-    from attacks.external import available_attacks
+    from attacks.libraries import available_attacks
 
     return available_attacks(library)
 
@@ -122,7 +122,8 @@ def _check_base(spec: str, base: str) -> None:
     if ":" in base:
         library, _, attack = base.partition(":")
         if library not in LIBRARIES:
-            raise UnknownAttack(f"attack {spec!r}: unknown attack library {library!r}; {_close(library, list(LIBRARIES))}"
+            raise UnknownAttack(f"attack {spec!r}: unknown attack library {library!r}; "
+                                f"{_close(library, list(LIBRARIES))}"
                                 f"use torchattacks:<Class> or foolbox:<Class>")
         available = _library_attacks(library)
         if attack not in available:
@@ -187,9 +188,11 @@ def _parse_value(spec: str, key: str, text: str, integer: bool) -> int | float:
 
 def _library_budget(spec: str, base: str, items: list[tuple[str, str]]) -> dict[str, int | float]:
     """Budget keys of a library attack: its constructor's arguments, of the type of their defaults."""
-    from attacks.external import ExternalAttack
+    from attacks.libraries import attack_class
 
-    parameters = inspect.signature(ExternalAttack(base)._class().__init__).parameters
+    library, _, name = base.partition(":")
+    constructor = attack_class(library, name).__init__  # type: ignore[misc]  # the class itself, not an instance
+    parameters = inspect.signature(constructor).parameters
     budget: dict[str, int | float] = {}
     for key, text in items:
         if key in ("model", "eps", "epsilons"):
@@ -256,11 +259,11 @@ def parse_name(spec: str) -> AttackName:
     if not base:
         raise UnknownAttack(f"attack {spec!r}: no attack before the modifiers; e.g. apgd-ce+eot10")
     _check_base(spec, base)
-    parsed = _parse_modifiers(spec, base, modifiers)
+    modifier_settings = _parse_modifiers(spec, base, modifiers)
     if at and not budget_text:
         raise UnknownAttack(f"attack {spec!r}: nothing after @; give KEY=VALUE budgets, e.g. @iters=500")
     budget = _parse_budget(spec, base, budget_text) if at else ()
-    return AttackName(base=base, budget=budget, **parsed)
+    return AttackName(base=base, budget=budget, **modifier_settings)
 
 
 def _default(cls: type, argument: str) -> Any:

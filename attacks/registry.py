@@ -17,17 +17,21 @@ re-run: `make_attack(a.label).label == a.label`.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from attacks.autoattack import APGD, FAB, AutoAttack, Square
 from attacks.base import Attack
 from attacks.names import BUDGETS, AttackName, UnknownAttack, parse_name
 from attacks.single_step import FGSM
 
+if TYPE_CHECKING:
+    from torch import nn
+
 __all__ = ["BASE_ATTACKS", "UnknownAttack", "available", "canonical_name", "make_attack", "build_attack"]
 
 
 def _spatial(name: str) -> Callable[..., Attack]:
-    def build(**kw) -> Attack:  # noqa: ANN003 - imported lazily: spatial attacks are rarely used
+    def build(**kw: Any) -> Attack:  # imported lazily: spatial attacks are rarely used
         from attacks.spatial import RotationTranslationGrid
         from attacks.stadv import StAdv
 
@@ -57,7 +61,7 @@ def available() -> list[str]:
     return sorted([*BASE_ATTACKS, "transfer-base:<attack>", "torchattacks:<Name>", "foolbox:<Name>"])
 
 
-def build_attack(name: AttackName, transfer_source=None) -> Attack:  # noqa: ANN001 - an nn.Module or None
+def build_attack(name: AttackName, transfer_source: nn.Module | None = None) -> Attack:
     """Build the attack a parsed name describes."""
     if name.inner is not None:
         from attacks.transfer import Transfer
@@ -74,7 +78,7 @@ def build_attack(name: AttackName, transfer_source=None) -> Attack:  # noqa: ANN
     return BASE_ATTACKS[name.base](**kwargs)
 
 
-def make_attack(spec: str, transfer_source=None) -> Attack:  # noqa: ANN001 - an nn.Module or None
+def make_attack(spec: str, transfer_source: nn.Module | None = None) -> Attack:
     """Build an attack from its name (see `attacks.names`); a bad name raises UnknownAttack (one line)."""
     return build_attack(parse_name(spec), transfer_source)
 

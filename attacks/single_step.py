@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from attacks.base import Attack, AttackOutput
+from attacks.threat_model import ThreatModel
 
 
 class FGSM(Attack):
     name = "fgsm"
     single_step = True
 
-    def perturb(self, model, x, y, threat, seed):  # noqa: ANN001
+    def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel,
+                seed: int) -> AttackOutput:
         x = x.clone().requires_grad_(True)
         loss = F.cross_entropy(model(x), y)
         (grad,) = torch.autograd.grad(loss, x)

@@ -24,8 +24,10 @@ EOT_DRAWS = 20  # as AutoAttack-rand
 SUITES = ("autoattack", "adaptive", "full", "quick", "spatial")
 # How far up the strength curves a run goes (`--budget`): the strongest gradient attack family again at larger
 # iteration counts, and Square at more queries, so `attack-convergence` can tell whether the worst case still falls.
-BUDGETS = {"quick": {"iters": (), "queries": ()}, "standard": {"iters": (300,), "queries": ()},
-           "thorough": {"iters": (300, 1000), "queries": (20000,)}}
+BUDGETS: dict[str, dict[str, tuple[int, ...]]] = {
+    "quick": {"iters": (), "queries": ()}, "standard": {"iters": (300,), "queries": ()},
+    "thorough": {"iters": (300, 1000), "queries": (20000,)},
+}
 
 
 @dataclass

@@ -78,7 +78,9 @@ class ThreatModel:
         d = torch.randn(shape, generator=generator)
         return d / d.flatten(1).norm(dim=1).clamp_min(1e-20).view(-1, *([1] * (len(shape) - 1)))
 
-    def random_delta(self, shape: tuple[int, ...], generator: torch.Generator, radius: float | None = None) -> torch.Tensor:
+    def random_delta(
+        self, shape: tuple[int, ...], generator: torch.Generator, radius: float | None = None
+    ) -> torch.Tensor:
         """A random perturbation inside the ball of `radius` (default eps): uniform per coordinate for Linf,
         a uniform radius along a random direction for L2."""
         radius = self.eps if radius is None else radius

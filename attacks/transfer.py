@@ -5,10 +5,14 @@ white-box attacks on the defended model, the defended model's gradients are hidi
 """
 from __future__ import annotations
 
+from typing import Any
+
+import torch
 from torch import nn
 
-from attacks.base import Attack
+from attacks.base import Attack, AttackOutput
 from attacks.counting import CountingModel
+from attacks.threat_model import ThreatModel
 from defenses.protocol import Defense
 
 
@@ -31,7 +35,8 @@ class Transfer(Attack):
     def gradient(self) -> str:
         return f"transfer:{self.source_name}"
 
-    def perturb(self, model, x, y, threat, seed):  # noqa: ANN001 - model is the judge's counter on the defense, unused
+    def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel,
+                seed: int) -> AttackOutput:  # model: the judge's counter on the defense, unused
         source = CountingModel(self.source)
         output = self.inner.perturb(source, x, y, threat, seed)
         # The attack's cost is the source's calls: the judge adds them to its counts (so reports show them), and
@@ -40,5 +45,5 @@ class Transfer(Attack):
         output.extra["source_backward_images"] = source.backward_images
         return output
 
-    def config(self) -> dict:
+    def config(self) -> dict[str, Any]:
         return {"name": self.name}

@@ -13,7 +13,8 @@ from typing import Any
 _EXPORTS = {
     "AuditConfig": "audit.config", "run_audit": "audit.pipeline", "derive_results": "audit.pipeline",
     "load_dataset": "audit.data", "diagnose": "audit.probes", "DiagnosticsConfig": "audit.probes.config",
-    "verdict": "audit.checks", "run_checks": "audit.checks", "Outcomes": "audit.outcomes", "compare": "audit.comparison",
+    "verdict": "audit.checks", "run_checks": "audit.checks", "Outcomes": "audit.outcomes",
+    "compare": "audit.comparison",
 }
 __all__ = sorted(_EXPORTS)
 

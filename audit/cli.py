@@ -186,8 +186,8 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                    help="a shipped model (demo-standard, demo-adversarial, demo-meansparse), PATH.py:FACTORY, "
                         "or a RobustBench name with --robustbench-dir")
     p.add_argument("--dataset", default=None,
-                   help="fashion-mnist (default), mnist, cifar10, cifar100, imagenet, foolbox-cifar10, foolbox-cifar100, "
-                        "foolbox-imagenet; with --robustbench-dir the entry's dataset")
+                   help="fashion-mnist (default), mnist, cifar10, cifar100, imagenet, foolbox-cifar10, "
+                        "foolbox-cifar100, foolbox-imagenet; with --robustbench-dir the entry's dataset")
     p.add_argument("--data-dir", default=None, help="folder with the dataset files (default: the Debian package's)")
     p.add_argument("--norm", default=None, choices=["Linf", "L2"],
                    help="Linf (default); with --robustbench-dir the entry's threat model")

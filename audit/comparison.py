@@ -27,7 +27,9 @@ def _worst_per_sample(directory: Path) -> list[bool] | None:
         return None
     with open(path, newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
-    return [row.get("worst_case_robust:lp") == "1" for row in rows] if rows and "worst_case_robust:lp" in rows[0] else None
+    if not rows or "worst_case_robust:lp" not in rows[0]:
+        return None
+    return [row.get("worst_case_robust:lp") == "1" for row in rows]
 
 
 def paired_difference(a: list[bool], b: list[bool]) -> dict:
@@ -73,8 +75,8 @@ def compare(dir_a: str | Path, dir_b: str | Path, out: str | Path | None = None)
             and aa_b["robust_accuracy"] is not None:
         gain = 100 * (aa_b["robust_accuracy"] - aa_a["robust_accuracy"])
         real = 100 * (b["worst_case_robust_accuracy"] - a["worst_case_robust_accuracy"])
-        lines += ["", f"Under AutoAttack, {b['model']} gains {gain:+.2f} points over {a['model']}; under the worst case "
-                      f"over all attacks, the difference is {real:+.2f} points."]
+        lines += ["", f"Under AutoAttack, {b['model']} gains {gain:+.2f} points over {a['model']}; "
+                      f"under the worst case over all attacks, the difference is {real:+.2f} points."]
         if gain > 0 and real <= 0:
             lines.append("The AutoAttack gain does not survive adaptive attacks.")
         elif gain > 0 and paired is not None and paired["p_value"] >= 0.05:

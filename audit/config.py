@@ -30,6 +30,6 @@ class AuditConfig:
 
     def identity(self) -> dict:
         """What must match for a resumed run to reuse stored results."""
-        keep = ("model", "dataset", "norm", "eps", "n", "suite", "budget", "seed", "mode", "batch_size", "diagnostics_n",
-                "checkpoint", "robustbench_dir", "meansparse_alpha", "attacks", "transfer_from")
+        keep = ("model", "dataset", "norm", "eps", "n", "suite", "budget", "seed", "mode", "batch_size",
+                "diagnostics_n", "checkpoint", "robustbench_dir", "meansparse_alpha", "attacks", "transfer_from")
         return {"store_format": STORE_FORMAT, **{k: v for k, v in asdict(self).items() if k in keep}}

@@ -9,13 +9,14 @@ import gzip
 import pickle
 import re
 import zlib
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
-from defenses.errors import UserError
+from audit.dataset import DataError as DataError  # re-exported: callers catch audit.data.DataError
+from audit.dataset import Dataset as Dataset  # re-exported: the type every loader here returns
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 IDX_FILES = {
@@ -26,32 +27,6 @@ IDX_IMAGE_MAGIC = 2051
 IDX_LABEL_MAGIC = 2049
 # The demo's validation split: the last 5000 training images, never trained on, used to choose alpha.
 VALIDATION_SIZE = 5000
-
-
-class DataError(UserError, ValueError):
-    """A dataset file is missing or malformed; the message says which and how to fix it."""
-
-
-@dataclass(frozen=True)
-class Dataset:
-    images: torch.Tensor  # float32, (N, C, H, W), in [0, 1]
-    labels: torch.Tensor  # int64, (N,)
-    name: str
-    num_classes: int = 10
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def subset(self, n: int | None, seed: int = 0) -> Dataset:
-        """A seeded, deterministic choice of n samples (all of them, in order, when n is None or too large)."""
-        if n is None or n >= len(self):
-            return self
-        generator = torch.Generator().manual_seed(seed)
-        index = torch.randperm(len(self), generator=generator)[:n].sort().values
-        return Dataset(self.images[index], self.labels[index], self.name, self.num_classes)
-
-    def slice(self, start: int, stop: int) -> Dataset:
-        return Dataset(self.images[start:stop], self.labels[start:stop], self.name, self.num_classes)
 
 
 def _open_maybe_gzipped(directory: Path, stem: str) -> bytes:
@@ -176,7 +151,7 @@ _NUMPY_CLASSES = {
 
 
 class _DataOnlyUnpickler(pickle.Unpickler):
-    def find_class(self, module: str, name: str):  # noqa: D401 - pickle hook
+    def find_class(self, module: str, name: str) -> Any:  # noqa: D401 - pickle hook
         if (module, name) in _NUMPY_CLASSES:
             return super().find_class(module, name)
         raise pickle.UnpicklingError(f"refusing to load class {module}.{name} from a data file")
@@ -246,7 +221,7 @@ def load_dataset(name: str, split: str = "test", data_dir: str | Path | None = N
                             "class folders, or a flat folder with a labels file)")
         if split != "test":
             raise DataError("only the ImageNet validation split is supported (RobustBench evaluates on it)")
-        return load_imagenet(data_dir)
+        return load_imagenet(data_dir)  # type: ignore[return-value]  # duck-types Dataset, decoding lazily
     if name in ("foolbox-cifar10", "foolbox-cifar100", "foolbox-imagenet"):
         return load_foolbox_samples(name.removeprefix("foolbox-"))
     raise DataError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")

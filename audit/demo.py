@@ -28,7 +28,9 @@ def _audit_one(model: str, directory: Path, n: int, data_dir: str | None, progre
         torch.set_num_threads(threads)
     if not progress:
         os.environ["TQDM_DISABLE"] = "1"  # this worker's bars would interleave with the other's
-    return run_audit(AuditConfig(model=model, n=n), directory, data_dir=data_dir, progress=progress)
+    results = run_audit(AuditConfig(model=model, n=n), directory, data_dir=data_dir, progress=progress)
+    assert results is not None  # one process, so rank 0
+    return results
 
 
 def run_demo(out: Path, n: int | None = None, data_dir: str | None = None, progress: bool = True) -> str:
@@ -46,5 +48,6 @@ def run_demo(out: Path, n: int | None = None, data_dir: str | None = None, progr
         all_results = [_audit_one(m, d, n, data_dir, progress, 0) for m, d in zip(DEMO_MODELS, directories)]
     lines = [line for results in all_results for line in summary_lines(results)]
     comparison = compare(directories[0], directories[1], out / "comparison.md")
-    reports = f"reports: {directories[0] / 'report.html'}, {directories[1] / 'report.html'}; comparison: {out / 'comparison.md'}"
+    reports = (f"reports: {directories[0] / 'report.html'}, {directories[1] / 'report.html'}; "
+               f"comparison: {out / 'comparison.md'}")
     return "\n".join([*lines, "", comparison, reports])

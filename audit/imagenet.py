@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from audit.data import DataError, Dataset
+from audit.dataset import DataError, Dataset
 
 log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png")
@@ -51,7 +51,7 @@ def bicubic_res256_crop224(image) -> np.ndarray:  # noqa: ANN001
     """RobustBench's `BicubicRes256Crop224` on a PIL image: float32 CHW in [0, 1]."""
     from PIL import Image
 
-    image = _center_crop(_resize_shorter(image.convert("RGB"), 256, Image.BICUBIC), 224)
+    image = _center_crop(_resize_shorter(image.convert("RGB"), 256, Image.Resampling.BICUBIC), 224)
     return np.asarray(image, dtype=np.float32).transpose(2, 0, 1) / 255.0
 
 

@@ -27,8 +27,8 @@ from audit.suite import CLEAN, run_suite
 from defenses.protocol import Defense, Undefended
 
 log = logging.getLogger(__name__)
-FACTS = "facts"
-BASE_DIR = "base"  # the base model's audit, inside the defense's output directory  # the store row with what the checks need to know about the defense and the run
+FACTS = "facts"  # the store row with what the checks need to know about the defense and the run
+BASE_DIR = "base"  # the base model's audit, inside the defense's output directory
 # Loggers whose records also go to the run's audit.log (ours, and pyautoattack's).
 LOGGERS = ("audit", "attacks", "defenses", "auto-attack")
 
@@ -85,7 +85,8 @@ def build_defense(config: AuditConfig, progress: bool = True) -> Defense:
 
 
 def run_audit(config: AuditConfig, out: str | Path, data_dir: str | None = None, device: str = "cpu",
-              progress: bool = True, shard: Shard = Shard()) -> dict | None:
+              progress: bool = True,
+              shard: Shard = Shard()) -> dict | None:  # noqa: B008 - Shard is a frozen dataclass, immutable
     """Run the audit and write its outputs; under torchrun only rank 0 returns the results (others None)."""
     # Everything the user may have got wrong is checked before the output directory is touched.
     threat = validate_config(config)
@@ -120,7 +121,8 @@ def run_audit(config: AuditConfig, out: str | Path, data_dir: str | None = None,
             store.append(_facts(config, defense, plan, warnings, device))
         if not store.done(PROBE_PREFIX + "randomized", 0):
             measurement = {k: v for k, v in randomness.items() if k != "observed"}
-            store.append({"attack": PROBE_PREFIX + "randomized", "batch": 0, "seconds": 0.0, "measurement": measurement})
+            store.append({"attack": PROBE_PREFIX + "randomized", "batch": 0, "seconds": 0.0,
+                          "measurement": measurement})
         _audit_base(defense, test.images, test.labels, threat, plan, config, out / BASE_DIR, progress)
         from audit.probes import run_probes
 

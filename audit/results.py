@@ -6,6 +6,7 @@ import csv
 import io
 import json
 from pathlib import Path
+from typing import Any
 
 from attacks.threat_model import ThreatModel
 from audit.config import AuditConfig
@@ -23,12 +24,13 @@ def attack_rows(outcomes: Outcomes) -> list[dict]:
     for label in outcomes.order:
         info = outcomes.info[label]
         robust = outcomes.robust_alone(label)
-        row = {"name": label, "threat_kind": info.threat_kind, "gradient": info.gradient,
-               "single_step": info.single_step, "family": info.family, "budget": info.budget,
-               **outcomes.counts(label),
-               "robust_accuracy": None if robust is None else robust / max(outcomes.n, 1),
-               "robust": None if robust is None else accuracy_json(robust, outcomes.n),
-               **outcomes.cost[label]}
+        row: dict[str, Any] = {
+            "name": label, "threat_kind": info.threat_kind, "gradient": info.gradient,
+            "single_step": info.single_step, "family": info.family, "budget": info.budget,
+            **outcomes.counts(label),
+            "robust_accuracy": None if robust is None else robust / max(outcomes.n, 1),
+            "robust": None if robust is None else accuracy_json(robust, outcomes.n),
+            **outcomes.cost[label]}
         parts = outcomes.parts(label)
         if parts:
             row["parts"] = [{"name": part, "gradient": outcomes.info[part].gradient, **outcomes.counts(part)}

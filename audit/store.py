@@ -32,7 +32,9 @@ class ResultStore:
         if config_path.exists():
             stored = json.loads(config_path.read_text())
             if stored != json.loads(json.dumps(config)):
-                changed = sorted(k for k in set(stored) | set(config) if stored.get(k) != json.loads(json.dumps(config)).get(k))
+                changed = sorted(
+                    k for k in set(stored) | set(config) if stored.get(k) != json.loads(json.dumps(config)).get(k)
+                )
                 raise ConfigMismatch(
                     f"{self.directory} holds results of a different configuration (differs in: {', '.join(changed)}); "
                     f"use another --out directory, or the same options to resume"

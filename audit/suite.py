@@ -58,7 +58,7 @@ def run_suite(
     mode: str = "full",
     batch_size: int = 250,
     progress: bool = True,
-    shard: Shard = Shard(),
+    shard: Shard = Shard(),  # noqa: B008 - Shard is a frozen dataclass, immutable
 ) -> Outcomes:
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, not {mode!r}")

@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from attacks.pgd import pgd
 from attacks.threat_model import ThreatModel
-from audit.data import Dataset
+from audit.dataset import Dataset
 from defenses.models.demo_cnn import DemoCNN
 
 log = logging.getLogger(__name__)
@@ -37,14 +37,19 @@ class TrainConfig:
     width: int = 16
 
 
-def perturb(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: TrainConfig, generator: torch.Generator):
+def perturb(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: TrainConfig,
+            generator: torch.Generator) -> torch.Tensor:
     """The training-time attack: FGSM-RS (one step) or PGD-AT (pgd_steps steps), Linf, inside [0, 1]."""
     eps = config.eps
-    steps, step = (1, config.fgsm_step * eps) if config.method == "fgsm" else (config.pgd_steps, 2.5 * eps / config.pgd_steps)
+    steps, step = (
+        (1, config.fgsm_step * eps) if config.method == "fgsm" else (config.pgd_steps, 2.5 * eps / config.pgd_steps)
+    )
     return pgd(model, x, y, ThreatModel("Linf", eps), steps, step, generator=generator).x_last
 
 
-def pgd_accuracy(model: nn.Module, data: Dataset, eps: float, steps: int = 20, seed: int = 0, batch_size: int = 500) -> float:
+def pgd_accuracy(
+    model: nn.Module, data: Dataset, eps: float, steps: int = 20, seed: int = 0, batch_size: int = 500
+) -> float:
     """Robust accuracy under torchattacks' PGD (Linf, step 2.5 * eps / steps, random start): an independent check."""
     import torchattacks
 
@@ -72,16 +77,20 @@ def clean_accuracy(model: nn.Module, data: Dataset, batch_size: int = 1000) -> f
     return correct / len(data)
 
 
-def train(config: TrainConfig, train_data: Dataset, validation: Dataset, device: str = "cpu") -> tuple[nn.Module, list[dict]]:
+def train(
+    config: TrainConfig, train_data: Dataset, validation: Dataset, device: str = "cpu"
+) -> tuple[nn.Module, list[dict]]:
     """Train the demo CNN; returns the model (best validation epoch for adversarial training) and the history."""
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     model = DemoCNN(width=config.width).to(device)
-    optimizer = torch.optim.SGD(model.parameters(), lr=config.max_lr, momentum=0.9, nesterov=True,
-                                weight_decay=config.weight_decay)
+    optimizer = torch.optim.SGD(
+        model.parameters(), lr=config.max_lr, momentum=0.9, nesterov=True, weight_decay=config.weight_decay
+    )
     steps_per_epoch = (len(train_data) + config.batch_size - 1) // config.batch_size
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, config.max_lr, epochs=config.epochs,
-                                                   steps_per_epoch=steps_per_epoch)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, config.max_lr, epochs=config.epochs, steps_per_epoch=steps_per_epoch
+    )
     check = validation.subset(1000, seed=config.seed)
     history, best, best_score = [], None, -1.0
     for epoch in range(config.epochs):
@@ -107,6 +116,7 @@ def train(config: TrainConfig, train_data: Dataset, validation: Dataset, device:
             best, best_score = copy.deepcopy(model.state_dict()), score
         log.info("epoch %d: %s", epoch + 1, record)
         history.append(record)
+    assert best is not None  # config.epochs >= 1 and the score starts below any accuracy
     model.load_state_dict(best)
     model.eval()
     return model, history

@@ -73,9 +73,11 @@ def main() -> None:
         broken = torch.zeros(len(y), dtype=torch.bool)
         for attack in BPDA:
             broken |= judge(make_attack(attack), defense, x, y, threat, 0).success
-        print(f"| {name} | {defense.scan().summary()} | {clean:.0%} | {plain} | {1 - float(broken.float().mean()):.0%} |")
+        robust = 1 - float(broken.float().mean())
+        print(f"| {name} | {defense.scan().summary()} | {clean:.0%} | {plain} | {robust:.0%} |")
     print()
-    print("| binarization test, APGD-CE, 20 points | valid | attack finds the guaranteed example | random attacker | finding |")
+    print("| binarization test, APGD-CE, 20 points | valid | attack finds the guaranteed example "
+          "| random attacker | finding |")
     print("|---|---:|---:|---:|---|")
     for name, model in (("demo-standard", load_shipped("demo-standard")),
                         ("demo-adversarial", load_shipped("demo-adversarial")),
@@ -84,7 +86,8 @@ def main() -> None:
         finding = check_binarization(run_binarization_probe(defense, test.images[:40], test.labels[:40], threat,
                                                             "apgd-ce", n_samples=20, progress=False))
         e = finding.evidence
-        print(f"| {name} | {e['n_valid']} | {e['success_rate']:.0%} | {e['random_success_rate']:.0%} | {finding.status} |")
+        print(f"| {name} | {e['n_valid']} | {e['success_rate']:.0%} | {e['random_success_rate']:.0%} "
+              f"| {finding.status} |")
 
 
 if __name__ == "__main__":

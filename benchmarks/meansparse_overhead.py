@@ -33,10 +33,17 @@ def main(n: int = 500) -> list[dict]:
 
         return step
 
-    backward = interleaved_medians({mode: forward_backward(mode) for mode in ("exact", "identity", "smooth")}, repeat=15)
+    backward = interleaved_medians(
+        {mode: forward_backward(mode) for mode in ("exact", "identity", "smooth")}, repeat=15
+    )
     exact, identity, smooth = backward["exact"], backward["identity"], backward["smooth"]
     return [
-        row("MeanSparse forward / base forward", t_sparse / t_base, "<= 1.15", f"n={n}: {t_sparse:.4f}s vs {t_base:.4f}s"),
+        row(
+            "MeanSparse forward / base forward",
+            t_sparse / t_base,
+            "<= 1.15",
+            f"n={n}: {t_sparse:.4f}s vs {t_base:.4f}s",
+        ),
         row("identity fwd+bwd / exact fwd+bwd", identity / exact, "<= 1.05", f"{identity:.4f}s vs {exact:.4f}s"),
         row("smooth fwd+bwd / exact fwd+bwd", smooth / exact, "<= 1.05", f"{smooth:.4f}s vs {exact:.4f}s"),
     ]

@@ -71,7 +71,7 @@ _NEVER = {"dim", "size", "numel", "__len__", "is_floating_point", "__repr__", "_
           "tolist"}
 
 
-def _name(func: Callable) -> str:
+def _name(func: Callable[..., Any]) -> str:
     name = getattr(func, "__name__", str(func))
     if name == "__get__":  # a property, e.g. Tensor.data
         return "." + getattr(getattr(func, "__self__", None), "__name__", "?")
@@ -92,12 +92,12 @@ class _Replace(torch.autograd.Function):
     """Forward: `exact`, the operation's own output. Backward: the gradient goes to `surrogate` instead."""
 
     @staticmethod
-    def forward(ctx, exact, surrogate):  # type: ignore[override]
+    def forward(ctx: Any, exact: torch.Tensor, surrogate: torch.Tensor) -> torch.Tensor:
         ctx.dtype = surrogate.dtype
         return exact
 
     @staticmethod
-    def backward(ctx, grad):  # type: ignore[override]
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[None, torch.Tensor]:
         return None, grad.to(ctx.dtype)
 
 
@@ -116,7 +116,7 @@ class Replacement:
     module: str
     calls: int
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {"op": self.op, "module": self.module, "calls": self.calls}
 
 
@@ -134,7 +134,7 @@ class ScanResult:
             return "no non-differentiable operation on the input's path"
         return ", ".join(f"{r.op} x{r.calls} in {r.module or '<model>'}" for r in self.replacements)
 
-    def to_json(self) -> list[dict]:
+    def to_json(self) -> list[dict[str, Any]]:
         return [r.to_json() for r in self.replacements]
 
 
@@ -156,7 +156,7 @@ class AutoBPDA(TorchFunctionMode):
         self.shadows: WeakIdKeyDictionary = WeakIdKeyDictionary()  # bool/int tensor -> float surrogate
         self.indices: WeakIdKeyDictionary = WeakIdKeyDictionary()  # index tensor -> (source, dim, kind, values)
         self.record = record
-        self.calls: Counter = Counter()
+        self.calls: Counter[tuple[str, str]] = Counter()  # (operation, module) -> calls
         self.module_stack: list[str] = []
 
     # -- bookkeeping --------------------------------------------------------------------------------------------
@@ -166,14 +166,16 @@ class AutoBPDA(TorchFunctionMode):
             self.calls[(op, self.module_stack[-1] if self.module_stack else "")] += 1
 
     def _live(self, value: Any) -> bool:
-        return isinstance(value, torch.Tensor) and (value.requires_grad or value in self.shadows or value in self.indices)
+        return isinstance(value, torch.Tensor) and (
+            value.requires_grad or value in self.shadows or value in self.indices)
 
     def _shadow(self, value: Any) -> Any:
         return self.shadows.get(value, value) if isinstance(value, torch.Tensor) else value
 
     # -- the mode -------------------------------------------------------------------------------------------------
 
-    def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN204 - torch's protocol
+    def __torch_function__(self, func: Callable[..., Any], types: Any, args: tuple[Any, ...] = (),
+                           kwargs: dict[str, Any] | None = None) -> Any:
         kwargs = kwargs or {}
         name = _name(func)
         if name in _NEVER or (name.startswith(".") and name != ".data") or not torch.is_grad_enabled():
@@ -186,7 +188,8 @@ class AutoBPDA(TorchFunctionMode):
         except _Fallback:
             return func(*args, **kwargs)
 
-    def _handle(self, func, name, args, kwargs, flat):  # noqa: ANN001, ANN202, C901 - one dispatch table
+    def _handle(self, func: Callable[..., Any], name: str, args: tuple[Any, ...], kwargs: dict[str, Any],
+                flat: list[Any]) -> Any:  # noqa: C901 - one dispatch table
         if name in STEPS and _float_grad(args[0]):
             return self._step(func, name, args, kwargs)
         if name in INPLACE_STEPS and _float_grad(args[0]):
@@ -232,7 +235,7 @@ class AutoBPDA(TorchFunctionMode):
         offset = torch.floor(u).detach() + 0.5 if name.startswith("round") else torch.round(u).detach()
         return torch.sigmoid((u - offset) / self.temperature) / scale
 
-    def _step(self, func, name, args, kwargs):  # noqa: ANN001, ANN202
+    def _step(self, func: Callable[..., Any], name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         x = args[0]
         scale = 10.0 ** int(kwargs.get("decimals", 0)) if name == "round" else 1.0
         with torch.no_grad():
@@ -240,7 +243,7 @@ class AutoBPDA(TorchFunctionMode):
         self._note(name)
         return replace(exact, self._step_surrogate(name, x, scale))
 
-    def _inplace_step(self, func, name, args, kwargs):  # noqa: ANN001, ANN202
+    def _inplace_step(self, func: Callable[..., Any], name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         x = args[0]
         before = x.clone()  # keeps x's history; x itself is about to be overwritten
         with torch.no_grad():
@@ -254,7 +257,7 @@ class AutoBPDA(TorchFunctionMode):
         # Route x's gradient to the surrogate; copy_ writes the exact values back, bit for bit.
         return _copy_into(x, replace(exact, surrogate))
 
-    def _sign(self, func, args, kwargs):  # noqa: ANN001, ANN202
+    def _sign(self, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         x = args[0]
         with torch.no_grad():
             exact = func(*args, **kwargs)
@@ -270,7 +273,7 @@ class AutoBPDA(TorchFunctionMode):
             return torch.sigmoid(z / (self.temperature * _rms(z)))
         return replace(exact.to(z.dtype), z)
 
-    def _compare(self, func, name, args):  # noqa: ANN001, ANN202
+    def _compare(self, func: Callable[..., Any], name: str, args: tuple[Any, ...]) -> Any:
         a, b = args[0], args[1]
         exact = func(*args)
         grad = [v for v in (a, b) if isinstance(v, torch.Tensor) and v.requires_grad and v.is_floating_point()]
@@ -283,7 +286,8 @@ class AutoBPDA(TorchFunctionMode):
         self.shadows[exact] = self._margin_shadow(exact, z)
         return exact
 
-    def _where(self, func, args, kwargs, cond, a, b):  # noqa: ANN001, ANN202
+    def _where(self, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], cond: Any, a: Any,
+               b: Any) -> Any:
         if not self._shadowed(cond):
             return func(*args, **kwargs)
         soft = self.shadows[cond]
@@ -302,7 +306,7 @@ class AutoBPDA(TorchFunctionMode):
             surrogate = soft * a + (1 - soft) * b
         return replace(exact, surrogate.to(exact.dtype))
 
-    def _logic(self, func, name, args, kwargs):  # noqa: ANN001, ANN202
+    def _logic(self, func: Callable[..., Any], name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         exact = func(*args, **kwargs)
         floats = [self.shadows[v] if self._shadowed(v) else (v.float() if isinstance(v, torch.Tensor) else float(v))
                   for v in args[:2]]
@@ -316,7 +320,7 @@ class AutoBPDA(TorchFunctionMode):
             self.shadows[exact] = shadow
         return exact
 
-    def _int_cast(self, func, name, args, kwargs):  # noqa: ANN001, ANN202
+    def _int_cast(self, func: Callable[..., Any], name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         x = args[0]
         exact = func(*args, **kwargs)
         if not isinstance(exact, torch.Tensor) or exact.is_floating_point() or exact.dtype == torch.bool \
@@ -326,7 +330,7 @@ class AutoBPDA(TorchFunctionMode):
         self.shadows[exact] = replace(exact.to(x.dtype), self._step_surrogate("trunc", x))
         return exact
 
-    def _index_source(self, func, name, args, kwargs):  # noqa: ANN001, ANN202
+    def _index_source(self, func: Callable[..., Any], name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         exact = func(*args, **kwargs)
         x = args[0]
         dim = kwargs.get("dim", args[2 if name == "topk" else 1] if len(args) > (2 if name == "topk" else 1) else None)
@@ -344,7 +348,7 @@ class AutoBPDA(TorchFunctionMode):
                 self.indices[exact.indices] = (x, dim % x.dim(), "argmax" if name == "max" else "argmin", None)
         return exact
 
-    def _one_hot(self, func, args, kwargs):  # noqa: ANN001, ANN202
+    def _one_hot(self, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         exact = func(*args, **kwargs)
         x, dim, kind, _ = self.indices[args[0]]
         if kind not in ("argmax", "argmin") or dim != x.dim() - 1 or exact.shape != x.shape:
@@ -355,10 +359,10 @@ class AutoBPDA(TorchFunctionMode):
         self.shadows[exact] = F.softmax(logits / (temperature * _rms(logits)), dim=dim)
         return exact
 
-    def _scatter(self, func, name, args, kwargs):  # noqa: ANN001, ANN202
+    def _scatter(self, func: Callable[..., Any], name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         target, dim, index = args[0], args[1], args[2]
         x, source_dim, kind, values = self.indices[index]
-        value = args[3] if len(args) > 3 else kwargs.get("value", kwargs.get("src"))
+        value: Any = args[3] if len(args) > 3 else kwargs.get("value", kwargs.get("src"))
         if isinstance(value, torch.Tensor):
             if value.numel() == 0 or not bool((value == value.flatten()[0]).all()):
                 return func(*args, **kwargs)
@@ -377,7 +381,7 @@ class AutoBPDA(TorchFunctionMode):
         result = replace(exact, soft.to(exact.dtype))
         return _copy_into(target, result) if name == "scatter_" else result
 
-    def _propagate(self, func, args, kwargs):  # noqa: ANN001, ANN202
+    def _propagate(self, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """Any other operation on a shadowed mask: exact on the real tensors, the same on the shadows."""
         exact = func(*args, **kwargs)
         if not isinstance(exact, torch.Tensor):
@@ -411,7 +415,7 @@ def _copy_into(target: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
 @contextmanager
 def _module_names(model: nn.Module, mode: AutoBPDA) -> Iterator[None]:
     """Keep `mode.module_stack` on the module currently running (for the scan's "where")."""
-    def enter(name: str) -> Callable:
+    def enter(name: str) -> Callable[..., Any]:
         def hook(module: nn.Module, inputs: Any) -> None:
             mode.module_stack.append(name)
         return hook
@@ -464,7 +468,7 @@ def gradient_reaches_input(defense: Defense, x: torch.Tensor, surrogate: str = "
 STRONG_SQUARE = "square@queries=10000,restarts=3"
 
 
-def plan_gradient_free(defense: Defense, attacks: list) -> tuple[list, list[tuple[str, str]], list[str]]:
+def plan_gradient_free(defense: Defense, attacks: list[Any]) -> tuple[list[Any], list[tuple[str, str]], list[str]]:
     """The suite planner's hook: drop gradient attacks no gradient reaches through, and run Square harder.
 
     Returns (attacks kept, [(attack, reason not applicable)], extra attack names to add). A defense that has not

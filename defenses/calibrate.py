@@ -8,6 +8,7 @@ Chan et al.'s parallel update, which is what "per-channel mean and std" means li
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import torch
 from torch import nn
@@ -19,14 +20,16 @@ from defenses.sparsify import SparsifyError
 
 class _ExactStatistics:
     def __init__(self) -> None:
-        self.count, self.mean, self.m2 = 0, None, None
+        self.count = 0
+        self.mean: torch.Tensor | None = None
+        self.m2: torch.Tensor | None = None
 
     def update(self, x: torch.Tensor, dims: tuple[int, ...]) -> None:
         x = x.detach().double()
         n = x.numel() // x.shape[[d for d in range(x.dim()) if d not in dims][0]]
         mean = x.mean(dim=dims)
         m2 = ((x - _expand(mean, x, dims)) ** 2).sum(dim=dims)
-        if self.mean is None:
+        if self.mean is None or self.m2 is None:  # first batch (both are set together)
             self.count, self.mean, self.m2 = n, mean, m2
             return
         total = self.count + n
@@ -43,7 +46,7 @@ def _expand(stat: torch.Tensor, x: torch.Tensor, dims: tuple[int, ...]) -> torch
 @torch.no_grad()
 def calibrate(
     model: nn.Module,
-    batches: Iterable[torch.Tensor | tuple],
+    batches: Iterable[torch.Tensor | tuple[Any, ...]],
     method: str = "official",
     progress: bool = True,
 ) -> nn.Module:
@@ -84,7 +87,9 @@ def calibrate(
             stats = {name: _ExactStatistics() for name, _ in layers}
             hooks = [
                 layer.register_forward_pre_hook(
-                    lambda module, inputs, name=name: stats[name].update(inputs[0], reduction_dims(inputs[0], module.layout))
+                    lambda module, inputs, name=name: stats[name].update(
+                        inputs[0], reduction_dims(inputs[0], module.layout)
+                    )
                 )
                 for name, layer in layers
             ]
@@ -96,6 +101,7 @@ def calibrate(
                     handle.remove()
             for name, layer in layers:
                 s = stats[name]
+                assert s.mean is not None and s.m2 is not None  # every layer saw the calibration images
                 layer.running_mean.copy_(s.mean.to(layer.running_mean))
                 layer.running_var.copy_((s.m2 / (s.count - 1)).to(layer.running_var))
                 layer.batch_num.fill_(len(images))
@@ -112,4 +118,3 @@ def set_alpha(model: nn.Module, alpha: float) -> nn.Module:
     for _, layer in meansparse_layers(model):
         layer.threshold.fill_(float(alpha))
     return model
-

@@ -10,6 +10,7 @@ import json
 import pickle
 import warnings
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors import SafetensorError
@@ -25,14 +26,14 @@ class CheckpointError(UserError, ValueError):
     """A checkpoint is missing, corrupt, untrusted or does not fit the model; the message says which."""
 
 
-def save_checkpoint(model: nn.Module, path: str | Path, metadata: dict | None = None) -> None:
+def save_checkpoint(model: nn.Module, path: str | Path, metadata: dict[str, Any] | None = None) -> None:
     """Write a model's state dict as safetensors, with JSON-able metadata (architecture, how it was made)."""
     state = {key: value.detach().contiguous().cpu() for key, value in model.state_dict().items()}
     meta = {key: json.dumps(value) for key, value in (metadata or {}).items()}
     save_file(state, str(path), metadata=meta)
 
 
-def read_metadata(path: str | Path) -> dict:
+def read_metadata(path: str | Path) -> dict[str, Any]:
     """The metadata of a safetensors file. Values we wrote are JSON; others (e.g. `{"format": "pt"}` in files
     from other tools) are kept as plain strings instead of failing."""
     from safetensors import safe_open
@@ -47,7 +48,7 @@ def read_metadata(path: str | Path) -> dict:
     return {key: _json_or_string(value) for key, value in raw.items()}
 
 
-def _json_or_string(value: str):  # noqa: ANN202 - any JSON value
+def _json_or_string(value: str) -> Any:  # any JSON value
     try:
         return json.loads(value)
     except ValueError:

@@ -26,13 +26,16 @@ def dead_zone_eager(x: torch.Tensor, mean: torch.Tensor, crop: torch.Tensor) -> 
     return torch.where((x - mean).abs() < crop, mean, x)
 
 
-def dead_zone_backward_eager(grad: torch.Tensor, x: torch.Tensor, mean: torch.Tensor, crop: torch.Tensor) -> torch.Tensor:
+def dead_zone_backward_eager(
+    grad: torch.Tensor, x: torch.Tensor, mean: torch.Tensor, crop: torch.Tensor
+) -> torch.Tensor:
     """What autograd gives through the official operator: 0 inside the band, the incoming gradient outside."""
     return torch.where((x - mean).abs() < crop, torch.zeros_like(grad), grad)
 
 
-def smooth_backward_eager(grad: torch.Tensor, x: torch.Tensor, mean: torch.Tensor, crop: torch.Tensor,
-                          tau: torch.Tensor) -> torch.Tensor:
+def smooth_backward_eager(
+    grad: torch.Tensor, x: torch.Tensor, mean: torch.Tensor, crop: torch.Tensor, tau: torch.Tensor
+) -> torch.Tensor:
     """grad times d/dx of mean + d * sigmoid((|d| - crop) / tau), d = x - mean:  s + |d| * s * (1 - s) / tau."""
     distance = (x - mean).abs()
     s = torch.sigmoid((distance - crop) / tau)
@@ -57,8 +60,11 @@ class _Fused:
             return self.compiled(*tensors)
         except Exception as error:  # noqa: BLE001 - any compiler failure; a genuine error re-raises from eager
             self.failed = True
-            log.warning("MeanSparse runs unfused (%s: %s); results are the same, only slower",
-                        type(error).__name__, str(error).splitlines()[0] if str(error) else "")
+            log.warning(
+                "MeanSparse runs unfused (%s: %s); results are the same, only slower",
+                type(error).__name__,
+                str(error).splitlines()[0] if str(error) else "",
+            )
             return self.eager(*tensors)
 
 

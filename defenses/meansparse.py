@@ -12,6 +12,8 @@ outside. `gradient_mode` picks what backward gives, never what forward gives:
 """
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -41,13 +43,14 @@ class _MeanSparseFunction(torch.autograd.Function):
     """Forward: the official operator. Backward: the gradient `mode` asks for (each a single fused kernel)."""
 
     @staticmethod
-    def forward(ctx, x, mean, crop, std, temperature, mode):  # type: ignore[override]
+    def forward(ctx: Any, x: torch.Tensor, mean: torch.Tensor, crop: torch.Tensor,
+                std: torch.Tensor, temperature: float, mode: str) -> torch.Tensor:
         ctx.save_for_backward(x, mean, crop, std)
         ctx.temperature, ctx.mode = temperature, mode
         return dead_zone(x, mean, crop)
 
     @staticmethod
-    def backward(ctx, grad_out):  # type: ignore[override]
+    def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         x, mean, crop, std = ctx.saved_tensors
         if ctx.mode == "exact":
             grad = dead_zone_backward(grad_out, x, mean, crop)
@@ -65,6 +68,15 @@ class MeanSparse(nn.Module):
     """
 
     OPTIONAL_BUFFERS = ("momentum", "epsilon")
+
+    # registered buffers, declared for the type checker (nn.Module.__getattr__ is untyped)
+    running_mean: torch.Tensor
+    running_var: torch.Tensor
+    threshold: torch.Tensor
+    flag_update_statistics: torch.Tensor
+    batch_num: torch.Tensor
+    momentum: torch.Tensor
+    epsilon: torch.Tensor
 
     def __init__(self, num_features: int, alpha: float = 0.0, layout: str = "auto") -> None:
         super().__init__()
@@ -88,7 +100,8 @@ class MeanSparse(nn.Module):
     def extra_repr(self) -> str:
         return f"{self.running_mean.numel()}, alpha={self.alpha:g}, layout={self.layout}"
 
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # noqa: ANN001 - torch hook
+    def _load_from_state_dict(self, state_dict: dict[str, torch.Tensor], prefix: str, *args: Any,
+                              **kwargs: Any) -> None:
         for name in self.OPTIONAL_BUFFERS:
             state_dict.setdefault(prefix + name, getattr(self, name).clone())
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)

@@ -9,13 +9,17 @@ from __future__ import annotations
 import copy
 import logging
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from defenses.gradient_mode import DEFAULT_TEMPERATURE, gradient_mode
 from defenses.meansparse import meansparse_layers
+
+if TYPE_CHECKING:
+    from defenses.auto_bpda import ScanResult
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +45,7 @@ class Defense(nn.Module):
 
     @property
     def device(self) -> torch.device:
-        tensor = next(self.model.parameters(), None)
+        tensor: torch.Tensor | None = next(self.model.parameters(), None)
         if tensor is None:
             tensor = next(self.model.buffers(), torch.empty(0))
         return tensor.device
@@ -57,7 +61,7 @@ class Defense(nn.Module):
         with self._surrogate_context(name, temperature):
             yield self
 
-    def _surrogate_context(self, name: str, temperature: float | None):  # noqa: ANN202
+    def _surrogate_context(self, name: str, temperature: float | None) -> AbstractContextManager[Any]:
         return nullcontext()
 
     def reseed(self, seed: int) -> None:
@@ -98,10 +102,10 @@ class OpaqueModel(Defense):
     def __init__(self, model: nn.Module, num_classes: int = 10, name: str = "model") -> None:
         super().__init__(model, num_classes, name)
         self.example_input: torch.Tensor | None = None
-        self.scan_result = None  # a defenses.auto_bpda.ScanResult once scanned
+        self.scan_result: ScanResult | None = None  # set once scanned
         self._mode, self._temperature = "exact", DEFAULT_TEMPERATURE
 
-    def scan(self, x: torch.Tensor | None = None):  # noqa: ANN201 - a ScanResult (import kept lazy)
+    def scan(self, x: torch.Tensor | None = None) -> ScanResult | None:
         """Which non-differentiable operations the model applies to its input (cached after the first call)."""
         from defenses.auto_bpda import ScanResult, scan_model
 
@@ -117,7 +121,7 @@ class OpaqueModel(Defense):
         return self.scan_result
 
     @property
-    def surrogates(self) -> tuple[str, ...]:  # type: ignore[override]
+    def surrogates(self) -> tuple[str, ...]:  # type: ignore[override]  # a class attribute on Defense
         from defenses.auto_bpda import AUTO_SURROGATES
 
         result = self.scan()
@@ -142,7 +146,7 @@ class OpaqueModel(Defense):
             return self.model(x)
 
     @contextmanager
-    def _surrogate_context(self, name: str, temperature: float | None):  # noqa: ANN202
+    def _surrogate_context(self, name: str, temperature: float | None) -> Iterator[None]:
         old = self._mode, self._temperature
         self._mode, self._temperature = name, DEFAULT_TEMPERATURE if temperature is None else temperature
         try:
@@ -176,17 +180,17 @@ class MeanSparseDefense(Defense):
 
         return set_alpha(copy.deepcopy(self.model), 0.0).eval()
 
-    def _surrogate_context(self, name: str, temperature: float | None):  # noqa: ANN202
+    def _surrogate_context(self, name: str, temperature: float | None) -> AbstractContextManager[Any]:
         return gradient_mode(self.model, name, DEFAULT_TEMPERATURE if temperature is None else temperature)
 
 
 class _StraightThroughRound(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, levels):  # type: ignore[override]
+    def forward(ctx: Any, x: torch.Tensor, levels: int) -> torch.Tensor:
         return torch.round(x * levels) / levels
 
     @staticmethod
-    def backward(ctx, grad):  # type: ignore[override]
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
         return grad, None
 
 
@@ -211,7 +215,7 @@ class InputQuantization(Defense):
         return self.model(torch.round(x * self.levels) / self.levels)
 
     @contextmanager
-    def _surrogate_context(self, name: str, temperature: float | None):  # noqa: ANN202
+    def _surrogate_context(self, name: str, temperature: float | None) -> Iterator[None]:
         old, self._mode = self._mode, name
         try:
             yield

@@ -42,11 +42,19 @@ def _channel_counts(model: nn.Module, paths: Sequence[str], layout: str | dict[s
     reused: list[str] = []
     hooks = []
     for path in paths:
-        def hook(module, inputs, path=path, layout=layout if isinstance(layout, str) else layout[path]):  # noqa: ANN001
+        path_layout = layout if isinstance(layout, str) else layout[path]
+
+        def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...], path: str = path,
+                 layout: str = path_layout) -> None:
             x = inputs[0]
             if path in counts:
                 reused.append(path)
-            counts[path] = x.shape[-1] if (layout == "channels_last" or (layout != "channels_first" and x.dim() == 3)) else x.shape[1]
+            counts[path] = (
+                x.shape[-1]
+                if (layout == "channels_last" or (layout != "channels_first" and x.dim() == 3))
+                else x.shape[1]
+            )
+
         hooks.append(modules[path].register_forward_pre_hook(hook))
     was_training = model.training
     model.eval()
@@ -58,8 +66,10 @@ def _channel_counts(model: nn.Module, paths: Sequence[str], layout: str | dict[s
             try:
                 model(torch.zeros(2, *shape, device=device, dtype=dtype))
             except Exception as error:  # noqa: BLE001 - the user's model may raise anything: one line, not a traceback
-                raise SparsifyError(f"inserting MeanSparse: the model's forward raised {type(error).__name__} on "
-                                    f"zeros of shape {(2, *shape)}: {' '.join(str(error).split())[:200]}") from error
+                raise SparsifyError(
+                    f"inserting MeanSparse: the model's forward raised {type(error).__name__} on "
+                    f"zeros of shape {(2, *shape)}: {' '.join(str(error).split())[:200]}"
+                ) from error
     finally:
         for handle in hooks:
             handle.remove()
@@ -73,7 +83,9 @@ def _channel_counts(model: nn.Module, paths: Sequence[str], layout: str | dict[s
         )
     missing = [p for p in paths if p not in counts]
     if missing:
-        raise SparsifyError(f"these modules are never called in forward, so MeanSparse there would do nothing: {missing}")
+        raise SparsifyError(
+            f"these modules are never called in forward, so MeanSparse there would do nothing: {missing}"
+        )
     return counts
 
 
@@ -119,7 +131,9 @@ def sparsify(
         if reference is not None:  # same device, and same dtype for a float16/bfloat16 model
             meansparse = meansparse.to(reference.device, reference.dtype if reference.is_floating_point() else None)
         target = new.get_submodule(path)
-        _set_submodule(new, path, meansparse if isinstance(target, nn.Identity) else MeanSparseBefore(meansparse, target))
+        _set_submodule(
+            new, path, meansparse if isinstance(target, nn.Identity) else MeanSparseBefore(meansparse, target)
+        )
     return new
 
 
@@ -151,8 +165,11 @@ def _convnext_sites(model: nn.Module) -> list[tuple[str, str, str]]:
 def _swin_sites(model: nn.Module) -> list[tuple[str, str, str]]:
     """RobustBench's Swin copy: the empty `meansparse1`/`meansparse2` slots of `defenses.models.swin` (after each
     attention and MLP residual, and after `fc1` and `fc2` in each MLP), on (N, tokens, C) features."""
-    sites = [(name, "slot", "tokens") for name, m in model.named_modules()
-             if name.split(".")[-1] in ("meansparse1", "meansparse2") and isinstance(m, nn.Identity)]
+    sites = [
+        (name, "slot", "tokens")
+        for name, m in model.named_modules()
+        if name.split(".")[-1] in ("meansparse1", "meansparse2") and isinstance(m, nn.Identity)
+    ]
     if not sites:
         raise ValueError("placement='swin' needs a model with meansparse1/2 slots (defenses.models.swin)")
     return sites

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import copy
 import logging
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -68,6 +69,9 @@ class QuantizedInput(nn.Module):
 class Thermometer(nn.Module):
     """Each pixel x becomes `levels` channels [x > 0/levels, x > 1/levels, ...] (Buckman et al. 2018), then a CNN."""
 
+    # registered buffers, declared for the type checker (nn.Module.__getattr__ is untyped)
+    thresholds: torch.Tensor
+
     def __init__(self, levels: int = 16, width: int = 16) -> None:
         super().__init__()
         self.levels = levels
@@ -108,6 +112,11 @@ class KWTA(nn.Module):
 class WhereDeadZone(nn.Module):
     """MeanSparse's forward as a user writes it: `torch.where(|x - mean| < alpha * std, mean, x)`, per channel."""
 
+    # registered buffers, declared for the type checker (nn.Module.__getattr__ is untyped)
+    mean: torch.Tensor
+    var: torch.Tensor
+    alpha: torch.Tensor
+
     def __init__(self, mean: torch.Tensor, var: torch.Tensor, alpha: float) -> None:
         super().__init__()
         self.register_buffer("mean", mean.detach().clone())
@@ -126,10 +135,11 @@ def plain_dead_zones(model: nn.Module) -> nn.Module:
     from defenses.meansparse import MeanSparse
 
     model = copy.deepcopy(model)
-    for name, module in list(model.named_modules()):
+    for module in list(model.modules()):
         for child_name, child in list(module.named_children()):
             if isinstance(child, MeanSparse):
-                setattr(module, child_name, WhereDeadZone(child.running_mean, child.running_var, float(child.threshold)))
+                replacement = WhereDeadZone(child.running_mean, child.running_var, float(child.threshold))
+                setattr(module, child_name, replacement)
     return model.eval()
 
 
@@ -137,11 +147,11 @@ class _ZeroBackward(torch.autograd.Function):
     """Identity forward, zero backward: the classic gradient-killing layer."""
 
     @staticmethod
-    def forward(ctx, x):  # type: ignore[override]
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
         return x.clone()
 
     @staticmethod
-    def backward(ctx, grad):  # type: ignore[override]
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
         return torch.zeros_like(grad)
 
 
@@ -213,7 +223,7 @@ def train_toy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, step
     torch.manual_seed(seed)
     for module in model.modules():
         if module is not model and hasattr(module, "reset_parameters"):
-            module.reset_parameters()
+            module.reset_parameters()  # type: ignore[operator]  # hasattr above; nn.Module.__getattr__ is untyped
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)

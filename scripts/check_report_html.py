@@ -242,7 +242,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("directory", type=Path, help="an `audit run` output directory (holds report.html)")
     parser.add_argument("--chromium", default=CHROMIUM, help=f"the browser binary (default {CHROMIUM})")
-    parser.add_argument("--screenshot", type=Path, help="where to write the PNG (default <directory>/report-screenshot.png)")
+    parser.add_argument("--screenshot", type=Path,
+                        help="where to write the PNG (default <directory>/report-screenshot.png)")
     parser.add_argument("--window-size", default=WINDOW, help=f"WIDTH,HEIGHT of the screenshot (default {WINDOW})")
     parser.add_argument("--timeout", type=float, default=180.0, help="seconds per Chromium run (default 180)")
     args = parser.parse_args(argv)

@@ -24,6 +24,13 @@ def fmnist_test():
     return load_dataset("fashion-mnist", "test")
 
 
+@pytest.fixture(scope="module")  # 60,000 images: held for one module at a time, not the whole run
+def fmnist_train():
+    if not FASHION_MNIST_DIR.is_dir():
+        pytest.skip(f"Fashion-MNIST not installed at {FASHION_MNIST_DIR} (make setup installs it)")
+    return load_dataset("fashion-mnist", "train")
+
+
 @pytest.fixture(scope="session")
 def standard_model():
     from defenses.models.registry import load_shipped

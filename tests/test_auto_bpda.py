@@ -14,7 +14,6 @@ from attacks.judge import judge
 from attacks.registry import make_attack
 from attacks.suites import plan_suite
 from attacks.threat_model import ThreatModel
-from audit.data import FASHION_MNIST_DIR, load_dataset
 from defenses.auto_bpda import AutoBPDA, gradient_reaches_input, scan_model
 from defenses.calibrate import calibrate
 from defenses.models.demo_cnn import DemoCNN
@@ -185,13 +184,6 @@ def test_forward_bit_identical_on_toy_models(build, fmnist_test):
 
 # --------------------------------------------------------------------------------------------------------------
 # A dead zone in a user's own module gets what our MeanSparse class gets
-
-
-@pytest.fixture(scope="module")
-def fmnist_train():
-    if not FASHION_MNIST_DIR.is_dir():
-        pytest.skip(f"Fashion-MNIST not installed at {FASHION_MNIST_DIR}")
-    return load_dataset("fashion-mnist", "train")
 
 
 @pytest.fixture(scope="module")

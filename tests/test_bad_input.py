@@ -39,7 +39,8 @@ def _files(tmp: Path) -> dict[str, str]:
     (tmp / "bad_idx").mkdir()
     (tmp / "bad_idx" / "t10k-images-idx3-ubyte").write_bytes(b"\x00\x00\x08\x03" + b"\x00" * 20)
     (tmp / "bad_idx" / "t10k-labels-idx1-ubyte").write_bytes(b"\x00\x00\x08\x01\x00\x00\x00\x01\x00")
-    return {k: str(tmp / k) for k in ("garbage.safetensors", "evil.pt", "wrong_keys.pt", "wrong_shape.pt", "a_file", "bad_idx")}
+    names = ("garbage.safetensors", "evil.pt", "wrong_keys.pt", "wrong_shape.pt", "a_file", "bad_idx")
+    return {k: str(tmp / k) for k in names}
 
 
 CASES = [
@@ -65,7 +66,8 @@ CASES = [
     ("data dir malformed", ["--model", "demo-standard", "--data-dir", "{bad_idx}"], ["truncated"]),
     ("out not writable", ["--model", "demo-standard", "--out", "{a_file}/sub"], ["not writable"]),
     # --- the model contract (audit/inputs.py), checked on a batch of one and of eight before anything runs -----
-    ("first conv expects 3 channels", ["--model", f"{BAD}:three_channels"], ["Conv2d(3, 4", "expects 3-channel", "1-channel"]),
+    ("first conv expects 3 channels", ["--model", f"{BAD}:three_channels"],
+     ["Conv2d(3, 4", "expects 3-channel", "1-channel"]),
     ("first linear expects other sizes", ["--model", f"{BAD}:wide_linear"], ["Linear(3072, 10)", "784"]),
     ("1-channel model on 3-channel data", ["--model", "demo-standard", "--dataset", "foolbox-cifar10"],
      ["expects 1-channel", "3-channel (3x32x32)", "--dataset"]),
@@ -88,7 +90,8 @@ CASES = [
     ("factory raises", ["--model", f"{BAD}:factory_raises"], ["factory_raises() raised RuntimeError"]),
     ("factory returns no module", ["--model", f"{BAD}:not_a_module"], ["not an nn.Module"]),
     ("factory not callable", ["--model", f"{BAD}:NOT_CALLABLE"], ["no callable 'NOT_CALLABLE'"]),
-    ("--meansparse-alpha on a model without activations", ["--model", f"{BAD}:five_classes", "--meansparse-alpha", "0.2"],
+    ("--meansparse-alpha on a model without activations",
+     ["--model", f"{BAD}:five_classes", "--meansparse-alpha", "0.2"],
      ["no insertion points"]),
     # --- attack names (attacks/names.py), checked before the model is even loaded --------------------------------
     ("+eot0", ["--model", "demo-standard", "--attacks", "apgd-ce+eot0"], ["+eot0", "at least one draw"]),
@@ -165,7 +168,8 @@ def render_refusals(refusals: dict[str, str]) -> str:
     return "\n".join(rows) + "\n"
 
 
-BEGIN = "<!-- BEGIN refusals: generated from tests/test_bad_input.py; AUDIT_WRITE_DOCS=1 pytest tests/test_bad_input.py rewrites it -->\n"
+BEGIN = ("<!-- BEGIN refusals: generated from tests/test_bad_input.py; "
+         "AUDIT_WRITE_DOCS=1 pytest tests/test_bad_input.py rewrites it -->\n")
 END = "<!-- END refusals -->\n"
 
 
@@ -196,7 +200,8 @@ def test_float16_model_is_audited_in_float32(tmp_path, capsys, fmnist_test):
                      "--quiet", "--out", str(out / model)])
         assert code == 0, capsys.readouterr().err
         results = json.loads((out / model / "results.json").read_text())
-        assert [w for w in results["warnings"] if w.startswith(f"the model's weights are {model.replace('half', 'float16')}: "
+        dtype = model.replace("half", "float16")
+        assert [w for w in results["warnings"] if w.startswith(f"the model's weights are {dtype}: "
                                                                   f"audited in float32")], results["warnings"]
         # The same weights, converted the same way by hand, classify the same 40 images the same way.
         reference = load_shipped("demo-standard").to(getattr(torch, model.replace("half", "float16"))).float()

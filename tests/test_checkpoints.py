@@ -21,19 +21,12 @@ from defenses.models.demo_cnn import DemoCNN
 from defenses.models.registry import load_checkpoint_file
 from defenses.models.wide_resnet import DMWideResNet
 from defenses.sparsify import sparsify
+from tests.helpers import random_wrn
 
 
 def tiny_wrn(seed: int) -> DMWideResNet:
     """depth 10, width 1; BN statistics and affine parameters randomised so every weight matters in eval mode."""
-    torch.manual_seed(seed)
-    model = DMWideResNet(depth=10, width=1)
-    for module in model.modules():
-        if isinstance(module, nn.BatchNorm2d):
-            module.running_mean.normal_(0, 0.2)
-            module.running_var.uniform_(0.5, 2.0)
-            module.weight.data.uniform_(0.5, 1.5)
-            module.bias.data.normal_(0, 0.2)
-    return model.eval()
+    return random_wrn(seed, depth=10, width=1)
 
 
 @pytest.fixture(scope="module")

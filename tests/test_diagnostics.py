@@ -285,7 +285,8 @@ def test_saturated_softmax_underflows_to_zero_gradients(model, data):
     with torch.no_grad():
         logits = model(x)
     top2 = logits.topk(2, 1).values
-    scaled_margin = torch.where(logits.argmax(1) == y, (top2[:, 0] - top2[:, 1]) * 1e4, torch.full_like(top2[:, 0], -1.0))
+    scaled_margin = torch.where(logits.argmax(1) == y, (top2[:, 0] - top2[:, 1]) * 1e4,
+                                torch.full_like(top2[:, 0], -1.0))
     zero = torch.tensor(found["zero-gradients"].data["l2_norms"]) == 0
     assert zero[scaled_margin > 300].all() and (scaled_margin > 300).sum() >= N // 2
     assert not zero[scaled_margin < 30].any() and (scaled_margin < 30).sum() >= 1
@@ -400,7 +401,8 @@ def test_a_check_that_raises_becomes_skipped_and_the_others_survive(model, data)
 ATTRIBUTES = {
     "apgd-ce": {"gradient": "exact"}, "fgsm": {"gradient": "exact", "single_step": True},
     "square": {"gradient": "none"}, "transfer-base:apgd-ce": {"gradient": "transfer:base"},
-    "apgd-ce+bpda-identity": {"gradient": "bpda-identity"}, "apgd-ce+bpda-smooth-T0.1": {"gradient": "bpda-smooth-T0.1"},
+    "apgd-ce+bpda-identity": {"gradient": "bpda-identity"},
+    "apgd-ce+bpda-smooth-T0.1": {"gradient": "bpda-smooth-T0.1"},
     "autoattack-standard": {"gradient": "exact", "parts": {"apgd-ce": {"gradient": "exact"},
                                                            "apgd-t": {"gradient": "exact"},
                                                            "square": {"gradient": "none"}}},
@@ -416,7 +418,8 @@ def _outcomes(clean_correct: list[bool], attacks: dict[str, list[bool | None]], 
     rows = []
     for label, success in attacks.items():
         index = [i for i in range(n) if clean_correct[i] and success[i] is not None]
-        extra = {"broken_by": [broken_by.get(i, "") for i in index]} if broken_by and label.startswith("autoattack") else {}
+        autoattack = broken_by and label.startswith("autoattack")
+        extra = {"broken_by": [broken_by.get(i, "") for i in index]} if autoattack else {}
         rows.append({"attack": label, "batch": 0, "indices": index, "attributes": ATTRIBUTES[label],
                      "status": ["broken" if success[i] else "held" for i in index], "distance": [0.0] * len(index),
                      "margin": [0.0] * len(index), "draws_correct": [0 if success[i] else 1 for i in index],

@@ -10,10 +10,11 @@ Bugs found while this fuzzer was being written (all fixed; each has a row in tes
 tests/test_attack_names.py). By its slow run: `transfer-base:spatial-grid` (and `transfer-base:stadv`) ran the
 earlier attacks, then died with an AttributeError in the runner (a Transfer of a transformation attack has no
 `clip_params`); the grammar now refuses it. By the first generated command lines, tried by hand before the
-test existed: `spatial-grid+bpda-identity` was a TypeError from the constructor (now refused by the grammar: spatial-grid takes
-no gradients); `--batch-size 0` was a traceback from `range()`; `--meansparse-alpha` on a float16 model was a dtype
-RuntimeError from the calibration pass (and on a model with no activations, a ValueError traceback); argparse
-printed its multi-line usage; torch's pickle-protocol warning added a second stderr line to the untrusted-checkpoint
+test existed: `spatial-grid+bpda-identity` was a TypeError from the constructor (now refused by the grammar:
+spatial-grid takes no gradients); `--batch-size 0` was a traceback from `range()`; `--meansparse-alpha` on a float16
+model was a dtype RuntimeError from the calibration pass (and on a model with no activations, a ValueError
+traceback); argparse printed its multi-line usage; torch's pickle-protocol warning added a second stderr line to the
+untrusted-checkpoint
 refusal; a RobustBench name with a missing checkpoint built a WRN-94-16 (seconds, gigabytes) before saying
 "not found".
 """

@@ -12,6 +12,7 @@ from defenses.meansparse import MeanSparse, MeanSparseBefore, meansparse_layers
 from defenses.models.demo_cnn import DemoCNN
 from defenses.models.wide_resnet import DMWideResNet
 from defenses.sparsify import sparsify
+from tests.helpers import random_wrn
 
 
 def official_formula(x: torch.Tensor, running_mean, running_var, threshold, view) -> torch.Tensor:
@@ -298,18 +299,6 @@ def meansparse_state(slots: dict[str, int], alpha: float, official: bool, seed: 
             state[f"{slot}.momentum"] = torch.tensor(0.3)
             state[f"{slot}.epsilon"] = torch.tensor(1e-3)
     return state
-
-
-def random_wrn(seed: int, depth: int = 10, width: int = 2) -> DMWideResNet:
-    torch.manual_seed(seed)
-    model = DMWideResNet(depth=depth, width=width)
-    for module in model.modules():
-        if isinstance(module, nn.BatchNorm2d):
-            module.running_mean.normal_(0, 0.2)
-            module.running_var.uniform_(0.5, 2.0)
-            module.weight.data.uniform_(0.5, 1.5)
-            module.bias.data.normal_(0, 0.2)
-    return model.eval()
 
 
 @pytest.mark.parametrize("official", [True, False], ids=["official-layout", "robustbench-layout"])

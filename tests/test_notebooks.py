@@ -30,7 +30,8 @@ def _skip_without_inputs() -> None:
 
     missing = [name for name in NEEDED if not (CHECKPOINT_DIR / SHIPPED[name]).is_file()]
     if missing:
-        pytest.skip(f"shipped checkpoint(s) {', '.join(missing)} missing from {CHECKPOINT_DIR}; the notebooks need them")
+        pytest.skip(f"shipped checkpoint(s) {', '.join(missing)} missing from {CHECKPOINT_DIR}; "
+                    "the notebooks need them")
     if not FASHION_MNIST_DIR.is_dir():
         pytest.skip(f"Fashion-MNIST not installed at {FASHION_MNIST_DIR} (make setup installs it)")
 

@@ -36,7 +36,8 @@ def _checker():
     return module
 
 
-def _finding(finding_id: str, status: str, message: str, evidence: dict | None = None, data: dict | None = None) -> dict:
+def _finding(finding_id: str, status: str, message: str, evidence: dict | None = None,
+             data: dict | None = None) -> dict:
     return {"id": finding_id, "status": status, "message": message, "evidence": evidence or {},
             "anchor": f"docs/findings.md#{finding_id}", "data": data or {}}
 
@@ -61,7 +62,8 @@ def synthetic_results(meansparse: bool = True, model: str = "demo-standard") -> 
                  {"cosine_identity": [0.9] * 12, "cosine_smooth": [0.95] * 12}),
         _finding("finite-difference-mismatch", "fail", "the exact gradient mispredicts the loss change along random "
                  "directions by a median 98% (step 0.001)", {"n": 12, "median_relative_error": 0.98},
-                 {"relative_error": [0.98] * 12, "finite_difference": [0.1] * 48, "directional_derivative": [0.0] * 48}),
+                 {"relative_error": [0.98] * 12, "finite_difference": [0.1] * 48,
+                  "directional_derivative": [0.0] * 48}),
         _finding("loss-landscape", "pass", "loss landscape is smooth around the inputs (2.9 direction changes per "
                  "profile, 4% flat steps)", {"n": 4, "span_eps": 2.0, "points": points},
                  {"t_over_eps": [-2 + 4 * i / (points - 1) for i in range(points)],

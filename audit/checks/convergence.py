@@ -42,7 +42,8 @@ def curves(outcomes: Outcomes) -> dict[str, list[str]]:
 def check_convergence(outcomes: Outcomes) -> list[Finding]:
     found = curves(outcomes)
     if not found:
-        return [skipped(FINDING_ID, "no attack ran at two or more budgets (--budget quick, or an explicit attack list)")]
+        return [skipped(FINDING_ID,
+                        "no attack ran at two or more budgets (--budget quick, or an explicit attack list)")]
     evidence, data, failing = {}, {}, []
     for family, labels in found.items():
         largest, others = labels[-1], [a for a in outcomes.order if a != labels[-1]

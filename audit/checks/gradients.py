@@ -2,6 +2,8 @@
 `dead-zone-occupancy`, `surrogate-disagreement`, `finite-difference-mismatch`. Pure functions of stored data."""
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from audit.checks.finding import Finding, skipped, status_from
@@ -91,7 +93,8 @@ def judge_dead_zone(m: dict) -> list[Finding]:
 def judge_surrogates(m: dict) -> list[Finding]:
     if "skipped" in m:
         return [skipped("surrogate-disagreement", m["skipped"])]
-    per_surrogate, data = {}, {}
+    per_surrogate: dict[str, dict[str, Any]] = {}
+    data: dict[str, Any] = {}
     for name, values in m["cosines"].items():
         cos = torch.tensor([float("nan") if v is None else v for v in values], dtype=torch.float64)
         defined = cos[~torch.isnan(cos)]

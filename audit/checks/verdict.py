@@ -111,7 +111,7 @@ def verdict(findings: list[Finding], outcomes: Outcomes | None = None, facts: di
                  f"is not at risk: the worst case is already 0%.")
     elif at_risk == "yes":
         first = (f"The reported robust accuracy is inflated: attacks beyond AutoAttack break "
-                 f"{beyond['only_others_broke']} samples AutoAttack missed (p = {beyond['p_value']:.2g}), though no "
+                 f"{beyond['only_others_broke']} samples AutoAttack missed (p = {beyond['p_value']:.2g}), though no "  # type: ignore[index]  # set when at risk
                  f"masking symptom failed.")
     elif masking == "inconclusive":
         first = f"Gradient masking could not be ruled out: {'; '.join(undecided)}."

@@ -21,7 +21,7 @@ from audit.probes._common import (
     reseed,
 )
 from audit.probes.config import DiagnosticsConfig
-from defenses.meansparse import channel_view, meansparse_layers
+from defenses.meansparse import MeanSparse, channel_view, meansparse_layers
 from defenses.protocol import Defense
 
 SHOWN_INDICES = 20
@@ -64,7 +64,7 @@ def measure_dead_zone(defense: Defense, x: torch.Tensor, y: torch.Tensor, threat
     total = {name: 0 for name, _ in layers}
 
     def hook_for(name: str):  # noqa: ANN202 - returns a torch hook
-        def hook(module, inputs):  # noqa: ANN001 - torch hook
+        def hook(module: MeanSparse, inputs: tuple[torch.Tensor, ...]) -> None:
             features = inputs[0]
             total[name] += features.numel()
             if module.alpha == 0:

@@ -12,8 +12,8 @@ from audit.probes.config import DiagnosticsConfig
 from defenses.protocol import Defense
 
 
-def _loss_along(defense, x, y, directions: torch.Tensor, ts: torch.Tensor, threat: ThreatModel, seed: int,
-                batch_size: int) -> torch.Tensor:
+def _loss_along(defense: Defense, x: torch.Tensor, y: torch.Tensor, directions: torch.Tensor, ts: torch.Tensor,
+                threat: ThreatModel, seed: int, batch_size: int) -> torch.Tensor:
     """Loss at x + t * d (clipped to the bounds) for every t: (n, len(ts))."""
     low, high = threat.bounds
     out = []

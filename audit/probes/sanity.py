@@ -66,7 +66,8 @@ def measure_randomized(defense: Defense, x: torch.Tensor, y: torch.Tensor, threa
     predictions = outputs.argmax(2)
     flips = (predictions != predictions[0]).any(0)
     return {"n": len(x), "seed": seed, "draws": config.random_draws, "declared": bool(defense.randomized),
-            "max_logit_difference": float((outputs - outputs[0]).abs().max()), "logit_scale": float(outputs.abs().max()),
+            "max_logit_difference": float((outputs - outputs[0]).abs().max()),
+            "logit_scale": float(outputs.abs().max()),
             "mean_logit_std": float(outputs.std(0).mean()), "prediction_flip_count": int(flips.sum())}
 
 
@@ -98,13 +99,14 @@ def _record_autograd_calls(calls: list[str]) -> Iterator[None]:
             return function(*args, **kwargs)
         return wrapper
 
+    # patched on purpose, restored below; mypy forbids assigning to a method
     torch.autograd.grad = wrap("torch.autograd.grad", originals[0])
-    torch.autograd.backward = wrap("torch.autograd.backward", originals[1])
-    torch.Tensor.backward = wrap("Tensor.backward", originals[2])
+    torch.autograd.backward = wrap("torch.autograd.backward", originals[1])  # type: ignore[method-assign]
+    torch.Tensor.backward = wrap("Tensor.backward", originals[2])  # type: ignore[method-assign]
     try:
         yield
     finally:
-        torch.autograd.grad, torch.autograd.backward, torch.Tensor.backward = originals
+        torch.autograd.grad, torch.autograd.backward, torch.Tensor.backward = originals  # type: ignore[method-assign]
 
 
 def measure_gradient_in_forward(defense: Defense, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, *,

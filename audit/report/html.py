@@ -23,7 +23,8 @@ h3{margin:1.4em 0 .3em;font-size:1.05em}
 .verdict{padding:1em 1.3em;border-radius:8px;font-size:1.05em;margin:1em 0}
 .verdict p{margin:.5em 0}.verdict ul{margin:.5em 0 .2em;padding-left:1.3em}
 .verdict .headline{font-size:1.12em;font-weight:600;margin-top:0}
-.suspected{background:#fdecea;border:2px solid var(--red)}.not_detected{background:#eaf6ec;border:2px solid var(--green)}
+.suspected{background:#fdecea;border:2px solid var(--red)}
+.not_detected{background:#eaf6ec;border:2px solid var(--green)}
 .numbers{display:flex;flex-wrap:wrap;gap:.8em;margin:1em 0}
 .number{flex:1 1 150px;border:1px solid var(--line);border-radius:8px;padding:.6em .9em;background:#fafbfc}
 .number .value{font-size:1.6em;font-weight:600;font-variant-numeric:tabular-nums}
@@ -116,13 +117,15 @@ def render_html(results: dict, figures: list[tuple[str, Path]]) -> str:
     if gain_rows(results):
         parts.append(f"<h2>The gain, decomposed</h2><p class='muted'>Same images and seeds; base = "
                      f"{e(results['gain']['base'])}.</p><table><tbody>" + "".join(
-                         f"<tr><td>{e(row)}</td><td class='num'>{e(value)}</td></tr>" for row, value in gain_rows(results))
+                         f"<tr><td>{e(row)}</td><td class='num'>{e(value)}</td></tr>"
+                         for row, value in gain_rows(results))
                      + "</tbody></table>")
     for warning in results.get("warnings", []):
         parts.append(f"<p class='warning'>warning: {e(warning)}</p>")
 
     parts.append("<h2>Attacks</h2><table><thead><tr><th>attack</th><th>kind</th><th class='num'>robust accuracy</th>"
-                 "<th class='num'>forward</th><th class='num'>backward</th><th class='num'>seconds</th></tr></thead><tbody>")
+                 "<th class='num'>forward</th><th class='num'>backward</th><th class='num'>seconds</th>"
+                 "</tr></thead><tbody>")
     for a in results.get("attacks", []):
         parts.append(f"<tr><td><code>{e(a['name'])}</code></td><td class='kind'>{e(_kind(a))}</td>"
                      f"<td class='num'>{pct(a['robust_accuracy'])}</td><td class='num'>{a['n_forward']:.0f}</td>"
@@ -154,10 +157,12 @@ def render_html(results: dict, figures: list[tuple[str, Path]]) -> str:
         parts.append(f"<figure><h3>{e(title)}</h3>{_img(title, path)}"
                      + (f"<figcaption>{e(caption)}</figcaption>" if caption else "") + "</figure>")
 
-    setting = [("model", results.get("model")), ("defense", results.get("defense")), ("dataset", results.get("dataset")),
+    setting = [("model", results.get("model")), ("defense", results.get("defense")),
+               ("dataset", results.get("dataset")),
                ("threat model", threat), ("samples", results.get("n_samples")), ("seed", results.get("seed")),
                ("suite", f"{results.get('suite')} ({results.get('mode')} mode)"),
-               ("wall time", f"{results['seconds']:.0f} s" if isinstance(results.get("seconds"), (int, float)) else None)]
+               ("wall time", f"{results['seconds']:.0f} s"
+                if isinstance(results.get("seconds"), (int, float)) else None)]
     env = {k: v for k, v in results.get("environment", {}).items() if v}
     parts.append("<div class='columns'><div><h2>Setting</h2><table><tbody>" +
                  "".join(f"<tr><th>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in setting if v is not None) +

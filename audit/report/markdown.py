@@ -52,7 +52,8 @@ def render_markdown(results: dict, figures: list[tuple[str, Path]]) -> str:
     for warning in results.get("warnings", []):
         lines.append(f"> warning: {warning}")
     lines += ["## Attacks", "",
-              "| attack | gradient | ran on | broke | robust accuracy alone (95% interval) | forward | backward | seconds |",
+              "| attack | gradient | ran on | broke | robust accuracy alone (95% interval) "
+              "| forward | backward | seconds |",
               "|---|---|---:|---:|---:|---:|---:|---:|"]
     for a in results.get("attacks", []):
         alone = "n/a (ran on survivors only)" if a.get("robust") is None else (
@@ -66,7 +67,8 @@ def render_markdown(results: dict, figures: list[tuple[str, Path]]) -> str:
         lines.append(f"\n- skipped {skipped['name']}: {skipped['reason']}")
     lines += ["", "## Findings", "", "| status | finding | message |", "|---|---|---|"]
     for f in results.get("findings", []):
-        lines.append(f"| {STATUS_MARK.get(f['status'], f['status'])} | [{f['id']}]({f.get('anchor', '')}) | {_cell(f['message'])} |")
+        mark = STATUS_MARK.get(f['status'], f['status'])
+        lines.append(f"| {mark} | [{f['id']}]({f.get('anchor', '')}) | {_cell(f['message'])} |")
     lines += ["", "## Plots", ""]
     for title, path in figures:
         lines += [f"### {title}", "", f"![{title}]({path.name})", ""]

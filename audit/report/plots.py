@@ -7,7 +7,8 @@ Each plot reads the `data` its finding stores (see audit/checks/):
 | robust accuracy per attack | (results.attacks) | `name`, `robust_accuracy` |
 | accuracy against eps | `eps-sweep` | `eps`, `accuracy_exact`, `accuracy_<surrogate>` (e.g. `accuracy_identity`) |
 | gradient norms | `zero-gradients` | `l2_norms`, `linf_norms` (None where non-finite) |
-| loss landscapes | `loss-landscape` | `t_over_eps`, `profiles` {direction: n x points}, `surface` {`axis_over_eps`, `directions`, `loss`} |
+| loss landscapes | `loss-landscape` | `t_over_eps`, `profiles` {direction: n x points}, |
+|  |  | `surface` {`axis_over_eps`, `directions`, `loss`} |
 | black-box vs white-box | (samples.csv) | `<attack>:success` columns |
 | dead-zone occupancy | `dead-zone-occupancy` | `layers`, `occupancy` (fractions) |
 
@@ -27,6 +28,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.artist import Artist  # noqa: E402 - after matplotlib.use
 from matplotlib.patches import Patch  # noqa: E402
 
 from audit.report.text import attack_kind  # noqa: E402
@@ -94,7 +96,7 @@ def robust_accuracy_per_attack(results: dict, samples: list[dict], path: Path) -
     ax.set_yticks(rows, names, fontsize=8)
     for row, value in zip(rows, values):
         ax.text(value + 1, row, f"{value:.1f}%", va="center", fontsize=7.5)
-    handles = [Patch(color=KIND_COLORS[k], label=KIND_LABELS[k]) for k in KIND_COLORS if k in kinds]
+    handles: list[Artist] = [Patch(color=KIND_COLORS[k], label=KIND_LABELS[k]) for k in KIND_COLORS if k in kinds]
     handles.append(Patch(color="#222222", label="worst case over all attacks"))
     handles.append(ax.axvline(100 * results["clean_accuracy"], color="#55a868", ls="--", label="clean accuracy"))
     if results.get("claim"):
@@ -306,7 +308,7 @@ def dead_zone_occupancy(results: dict, samples: list[dict], path: Path) -> Path 
     try:  # the thresholds of the check, when its module imports
         from audit.checks.gradients import DEAD_ZONE_FAIL, DEAD_ZONE_WARN
     except ImportError:  # pragma: no cover - the report still draws the bars
-        DEAD_ZONE_WARN = DEAD_ZONE_FAIL = None
+        DEAD_ZONE_WARN = DEAD_ZONE_FAIL = None  # type: ignore[assignment]  # no thresholds to draw
     if DEAD_ZONE_WARN is not None:
         ax.axvline(100 * DEAD_ZONE_WARN, color="#dd8452", ls="--", lw=1, label=f"warn ({100 * DEAD_ZONE_WARN:g}%)")
         ax.axvline(100 * DEAD_ZONE_FAIL, color=BROKEN, ls="--", lw=1, label=f"fail ({100 * DEAD_ZONE_FAIL:g}%)")

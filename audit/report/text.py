@@ -43,7 +43,8 @@ def headline(results: dict) -> str:
         text = (f"No gradient masking detected. The per-sample worst case over all attacks is {worst}; "
                 f"report that number.")
     if results.get("verdict", {}).get("randomized"):
-        text += " The model is randomized: results use EOT, and a sample counts as robust only if it is correct on every draw."
+        text += (" The model is randomized: results use EOT, and a sample counts as robust only if it is correct "
+                 "on every draw.")
     return text
 
 
@@ -92,7 +93,8 @@ def gain_rows(results: dict) -> list[tuple[str, str]]:
     def diff(key: str) -> str:
         g = gain[key]
         return (f"{100 * g['gain']:+.2f} points ({100 * g['ci95'][0]:+.2f} to {100 * g['ci95'][1]:+.2f}; "
-                f"{g['only_defense_robust']} samples robust only with the defense, {g['only_base_robust']} only without)")
+                f"{g['only_defense_robust']} samples robust only with the defense, "
+                f"{g['only_base_robust']} only without)")
 
     return [("base model, AutoAttack", acc("base_autoattack")),
             ("defense, AutoAttack (the claim)", acc("defense_autoattack")),
@@ -113,4 +115,5 @@ def gain_sentence(results: dict) -> str | None:
     else:
         what = "is not settled: its 95% interval contains 0 on these images"
     return (f"The gain over the base model {what} ({100 * gain['surviving_gain']['gain']:+.2f} points, 95% interval "
-            f"{100 * low:+.2f} to {100 * high:+.2f}; under AutoAttack alone {100 * gain['claimed_gain']['gain']:+.2f}).")
+            f"{100 * low:+.2f} to {100 * high:+.2f}; "
+            f"under AutoAttack alone {100 * gain['claimed_gain']['gain']:+.2f}).")

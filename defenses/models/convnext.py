@@ -11,12 +11,13 @@ list is tested against timm's published parameter names (tests/fixtures/timm_key
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-CONVNEXT_LARGE = {"depths": (3, 3, 27, 3), "dims": (192, 384, 768, 1536)}
+CONVNEXT_LARGE: dict[str, Any] = {"depths": (3, 3, 27, 3), "dims": (192, 384, 768, 1536)}
 
 
 class GELU(nn.Module):
@@ -89,7 +90,8 @@ class ConvNeXtStage(nn.Module):
     def __init__(self, in_chs: int, out_chs: int, stride: int, depth: int) -> None:
         super().__init__()
         if in_chs != out_chs or stride > 1:
-            self.downsample = nn.Sequential(LayerNorm2d(in_chs), nn.Conv2d(in_chs, out_chs, 2, stride=stride))
+            self.downsample: nn.Module = nn.Sequential(LayerNorm2d(in_chs),
+                                                       nn.Conv2d(in_chs, out_chs, 2, stride=stride))
         else:
             self.downsample = nn.Identity()
         self.blocks = nn.Sequential(*[ConvNeXtBlock(out_chs) for _ in range(depth)])
@@ -123,7 +125,8 @@ class ConvNeXt(nn.Module):
     def __init__(self, num_classes: int = 1000, depths: Sequence[int] = CONVNEXT_LARGE["depths"],
                  dims: Sequence[int] = CONVNEXT_LARGE["dims"], patch_size: int = 4) -> None:
         super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(3, dims[0], kernel_size=patch_size, stride=patch_size), LayerNorm2d(dims[0]))
+        self.stem = nn.Sequential(nn.Conv2d(3, dims[0], kernel_size=patch_size, stride=patch_size),
+                                  LayerNorm2d(dims[0]))
         prev = dims[0]
         stages = []
         for i in range(4):
@@ -162,7 +165,7 @@ def build_convnext(num_classes: int = 1000, depths: Sequence[int] = CONVNEXT_LAR
     return ConvNeXt(num_classes=num_classes, depths=depths, dims=dims)
 
 
-def _import_timm(required: bool):  # noqa: ANN202 - the timm module or None
+def _import_timm(required: bool) -> Any:  # the timm module or None
     try:
         import timm
     except Exception:  # noqa: BLE001 - timm fails with RuntimeError/ImportError when torchvision does not load

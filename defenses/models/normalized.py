@@ -16,6 +16,10 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class Normalized(nn.Module):
+    # registered buffers, declared for the type checker (nn.Module.__getattr__ is untyped)
+    mean: torch.Tensor
+    std: torch.Tensor
+
     def __init__(self, model: nn.Module, mean: Sequence[float] = IMAGENET_MEAN,
                  std: Sequence[float] = IMAGENET_STD) -> None:
         super().__init__()

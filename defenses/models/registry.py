@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from torch import nn
 
@@ -19,7 +20,7 @@ SHIPPED = {
 }
 
 
-def build(architecture: str, **kwargs) -> nn.Module:
+def build(architecture: str, **kwargs: Any) -> nn.Module:
     if architecture not in ARCHITECTURES:
         raise CheckpointError(f"unknown architecture {architecture!r}; known: {', '.join(ARCHITECTURES)}")
     return ARCHITECTURES[architecture](**kwargs)

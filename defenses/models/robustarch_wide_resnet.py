@@ -15,12 +15,13 @@ RaWRN-70-16 (`Amini2024MeanSparse_Ra_WRN_70_16`): stem width 96, depths (30, 31,
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from defenses.models.wide_resnet import CIFAR10_MEAN, CIFAR10_STD
+from defenses.models.wide_resnet import CIFAR10_MEAN, CIFAR10_STD, NormalizedWideResNet
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"silu": nn.SiLU, "relu": nn.ReLU}
 
@@ -56,7 +57,8 @@ class RaBlock(nn.Module):
         self.relu_1 = activation()
         self.conv_1 = nn.Conv2d(out_planes, out_planes, 3, 1, 1, groups=groups, bias=False)
         self.has_shortcut = in_planes != out_planes
-        self.shortcut = nn.Conv2d(in_planes, out_planes, 1, stride, 0, bias=False) if self.has_shortcut else None
+        self.shortcut: nn.Module | None = (nn.Conv2d(in_planes, out_planes, 1, stride, 0, bias=False)
+                                           if self.has_shortcut else None)
         self.stride = stride
         self.se = None
         self.se_order = se_order
@@ -77,12 +79,12 @@ class RaBlock(nn.Module):
         out = self.conv_1(self.relu_1(self.meansparse_1(self.batchnorm_1(out))))
         if self.se is not None and self.se_order == 2:
             out = self.se(out)
-        out = torch.add(self.shortcut(x) if self.has_shortcut else x, out)
+        out = torch.add(x if self.shortcut is None else self.shortcut(x), out)  # shortcut is None iff not has_shortcut
         return self.meansparse_2(out)
 
 
 class RaBlockGroup(nn.Module):
-    def __init__(self, blocks: int, in_planes: int, out_planes: int, stride: int, **kwargs) -> None:  # noqa: ANN003
+    def __init__(self, blocks: int, in_planes: int, out_planes: int, stride: int, **kwargs: Any) -> None:
         super().__init__()
         self.block = nn.Sequential(*[
             RaBlock(in_planes if i == 0 else out_planes, out_planes, stride if i == 0 else 1, **kwargs)
@@ -93,10 +95,8 @@ class RaBlockGroup(nn.Module):
         return self.block(x)
 
 
-class RobustArchWideResNet(nn.Module):
+class RobustArchWideResNet(NormalizedWideResNet):
     """RobustBench's `NormalizedWideResNet` (defaults: RaWRN-70-16 on CIFAR-10)."""
-
-    input_shape = (3, 32, 32)
 
     def __init__(
         self,
@@ -115,28 +115,12 @@ class RobustArchWideResNet(nn.Module):
         num_input_channels: int = 3,
     ) -> None:
         super().__init__()
-        self.register_buffer("mean", torch.tensor(mean).view(num_input_channels, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(std).view(num_input_channels, 1, 1), persistent=False)
-        self.padding = padding
         channels = [stem_width, *stage_width]
         block_kwargs = dict(activation=ACTIVATIONS[activation], se_ratio=se_ratio,
                             se_activation=ACTIVATIONS[se_activation], se_order=se_order)
-        self.init_conv = nn.Conv2d(num_input_channels, channels[0], 3, 1, 1, bias=False)
-        self.layer = nn.Sequential(*[
+        layer_groups: list[nn.Module] = [
             RaBlockGroup(depth[g], channels[g], channels[g + 1], 1 if g == 0 else 2, groups=groups[g], **block_kwargs)
             for g in range(3)
-        ])
-        self.batchnorm = nn.BatchNorm2d(channels[3], momentum=0.01)
-        self.meansparse_end = nn.Identity()
-        self.relu = ACTIVATIONS[activation]()
-        self.logits = nn.Linear(channels[3], num_classes)
-        self.num_channels = channels[3]
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.padding > 0:
-            x = F.pad(x, (self.padding,) * 4)
-        out = self.init_conv((x - self.mean) / self.std)
-        out = self.layer(out)
-        out = self.relu(self.meansparse_end(self.batchnorm(out)))
-        out = F.avg_pool2d(out, 8).view(-1, self.num_channels)  # as RobustBench (32x32 input -> 8x8)
-        return self.logits(out)
+        ]
+        self._build(layer_groups, channels, ACTIVATIONS[activation], num_classes, mean, std, padding,
+                    num_input_channels)

@@ -50,25 +50,29 @@ class ZooError(CheckpointError):
     """A RobustBench name that is unknown or ambiguous, or whose file is missing; the message says what to do."""
 
 
-def _dm_wide_resnet(num_classes: int, mean, std, **kwargs: Any) -> nn.Module:  # noqa: ANN001
+def _dm_wide_resnet(num_classes: int, mean: tuple[float, ...], std: tuple[float, ...],
+                    **kwargs: Any) -> nn.Module:
     from defenses.models.wide_resnet import DMWideResNet
 
     return DMWideResNet(num_classes=num_classes, mean=mean, std=std, **kwargs)
 
 
-def _robustarch_wide_resnet(num_classes: int, mean, std, **kwargs: Any) -> nn.Module:  # noqa: ANN001
+def _robustarch_wide_resnet(num_classes: int, mean: tuple[float, ...], std: tuple[float, ...],
+                            **kwargs: Any) -> nn.Module:
     from defenses.models.robustarch_wide_resnet import RobustArchWideResNet
 
     return RobustArchWideResNet(num_classes=num_classes, mean=mean, std=std, **kwargs)
 
 
-def _convnext(num_classes: int, mean, std, **kwargs: Any) -> nn.Module:  # noqa: ANN001
+def _convnext(num_classes: int, mean: tuple[float, ...], std: tuple[float, ...],
+              **kwargs: Any) -> nn.Module:
     from defenses.models.convnext import build_convnext
 
     return Normalized(build_convnext(num_classes=num_classes, **kwargs), mean, std)
 
 
-def _swin(num_classes: int, mean, std, **kwargs: Any) -> nn.Module:  # noqa: ANN001
+def _swin(num_classes: int, mean: tuple[float, ...], std: tuple[float, ...],
+          **kwargs: Any) -> nn.Module:
     from defenses.models.swin import SwinTransformer
 
     return Normalized(SwinTransformer(num_classes=num_classes, **kwargs), mean, std)
@@ -116,7 +120,8 @@ class ZooEntry:
 
     def reduced(self, name: str, **arch_kwargs: Any) -> ZooEntry:
         """The same entry with a smaller architecture (tests: same code path, fits 2 CPU cores)."""
-        return dataclasses.replace(self, name=name, arch_kwargs=tuple({**dict(self.arch_kwargs), **arch_kwargs}.items()))
+        merged = {**dict(self.arch_kwargs), **arch_kwargs}
+        return dataclasses.replace(self, name=name, arch_kwargs=tuple(merged.items()))
 
     def path(self, model_dir: str | Path) -> Path:
         return Path(model_dir) / self.dataset / self.threat / f"{self.name}.pt"

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
-SWIN_LARGE = {"embed_dim": 192, "depths": (2, 2, 18, 2), "num_heads": (6, 12, 24, 48), "window_size": 7}
+SWIN_LARGE: dict[str, Any] = {"embed_dim": 192, "depths": (2, 2, 18, 2), "num_heads": (6, 12, 24, 48), "window_size": 7}
 
 
 def window_partition(x: torch.Tensor, window_size: tuple[int, int]) -> torch.Tensor:
@@ -43,6 +44,9 @@ def relative_position_index(win_h: int, win_w: int) -> torch.Tensor:
 
 
 class WindowAttention(nn.Module):
+    # registered buffers, declared for the type checker (nn.Module.__getattr__ is untyped)
+    relative_position_index: torch.Tensor
+
     def __init__(self, dim: int, num_heads: int, window_size: tuple[int, int]) -> None:
         super().__init__()
         self.window_size = window_size
@@ -102,12 +106,16 @@ class Mlp(nn.Module):
 
 
 class SwinTransformerBlock(nn.Module):
+    # registered buffers, declared for the type checker (nn.Module.__getattr__ is untyped)
+    attn_mask: torch.Tensor
+
     def __init__(self, dim: int, input_resolution: tuple[int, int], num_heads: int, window_size: int,
                  shift_size: int, mlp_ratio: float = 4.0) -> None:
         super().__init__()
         self.input_resolution = input_resolution
         target = (window_size, window_size)
-        self.window_size = tuple(r if r <= w else w for r, w in zip(input_resolution, target))
+        # no window larger than the feature map, and no shift where the window covers it
+        self.window_size = (min(input_resolution[0], target[0]), min(input_resolution[1], target[1]))
         self.shift_size = tuple(0 if r <= w else shift_size for r, w in zip(input_resolution, self.window_size))
         self.window_area = self.window_size[0] * self.window_size[1]
         self.norm1 = nn.LayerNorm(dim)
@@ -175,7 +183,8 @@ class SwinTransformerStage(nn.Module):
     def __init__(self, dim: int, out_dim: int, input_resolution: tuple[int, int], depth: int, downsample: bool,
                  num_heads: int, window_size: int) -> None:
         super().__init__()
-        resolution = tuple(r // 2 for r in input_resolution) if downsample else input_resolution
+        halved = (input_resolution[0] // 2, input_resolution[1] // 2)
+        resolution = halved if downsample else input_resolution
         self.downsample = PatchMerging(dim, out_dim) if downsample else nn.Identity()
         self.blocks = nn.Sequential(*[
             SwinTransformerBlock(out_dim, resolution, num_heads, window_size, 0 if i % 2 == 0 else window_size // 2)

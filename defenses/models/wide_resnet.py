@@ -9,6 +9,8 @@ the official MeanSparse key layout.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -47,7 +49,8 @@ class WideResNetBlock(nn.Module):
         self.relu_1 = activation()
         self.conv_1 = nn.Conv2d(out_planes, out_planes, 3, 1, 1, bias=False)
         self.has_shortcut = in_planes != out_planes
-        self.shortcut = nn.Conv2d(in_planes, out_planes, 1, stride, 0, bias=False) if self.has_shortcut else None
+        self.shortcut: nn.Module | None = (nn.Conv2d(in_planes, out_planes, 1, stride, 0, bias=False)
+                                           if self.has_shortcut else None)
         self.meansparse_2 = nn.Identity()
         self.stride = stride
 
@@ -60,12 +63,13 @@ class WideResNetBlock(nn.Module):
         v = F.pad(v, (1, 1, 1, 1) if self.stride == 1 else (0, 1, 0, 1))
         out = self.conv_0(v)
         out = self.conv_1(self.relu_1(self.meansparse_1(self.batchnorm_1(out))))
-        out = torch.add(self.shortcut(x) if self.has_shortcut else x, out)
+        out = torch.add(x if self.shortcut is None else self.shortcut(x), out)  # shortcut is None iff not has_shortcut
         return self.meansparse_2(out)
 
 
 class WideResNetGroup(nn.Module):
-    def __init__(self, blocks: int, in_planes: int, out_planes: int, stride: int, activation: type[nn.Module]):
+    def __init__(self, blocks: int, in_planes: int, out_planes: int, stride: int,
+                 activation: type[nn.Module]) -> None:
         super().__init__()
         self.block = nn.Sequential(
             *[
@@ -78,10 +82,43 @@ class WideResNetGroup(nn.Module):
         return self.block(x)
 
 
-class DMWideResNet(nn.Module):
-    """WRN-depth-width; depth = 6 * blocks_per_group + 4 (e.g. 28, 34, 70, 94)."""
+class NormalizedWideResNet(nn.Module):
+    """What RobustBench's two WideResNets share, under the same parameter names so checkpoints load strictly:
+    input normalization and padding, the stem conv, three groups of blocks, the BN-activation head (with a
+    `meansparse_end` slot), an 8x8 average pool and the linear classifier. Subclasses build the groups."""
 
     input_shape = (3, 32, 32)
+
+    # registered buffers, declared for the type checker (nn.Module.__getattr__ is untyped)
+    mean: torch.Tensor
+    std: torch.Tensor
+
+    def _build(self, groups: Sequence[nn.Module], channels: Sequence[int], activation: type[nn.Module],
+               num_classes: int, mean: Sequence[float], std: Sequence[float], padding: int,
+               num_input_channels: int) -> None:
+        self.register_buffer("mean", torch.tensor(mean).view(num_input_channels, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(num_input_channels, 1, 1), persistent=False)
+        self.padding = padding
+        self.init_conv = nn.Conv2d(num_input_channels, channels[0], 3, 1, 1, bias=False)
+        self.layer = nn.Sequential(*groups)
+        self.batchnorm = nn.BatchNorm2d(channels[3], momentum=0.01)
+        self.meansparse_end = nn.Identity()
+        self.relu = activation()
+        self.logits = nn.Linear(channels[3], num_classes)
+        self.num_channels = channels[3]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.padding > 0:
+            x = F.pad(x, (self.padding,) * 4)
+        out = self.init_conv((x - self.mean) / self.std)
+        out = self.layer(out)
+        out = self.relu(self.meansparse_end(self.batchnorm(out)))
+        out = F.avg_pool2d(out, 8).view(-1, self.num_channels)  # as RobustBench (32x32 input -> 8x8)
+        return self.logits(out)
+
+
+class DMWideResNet(NormalizedWideResNet):
+    """WRN-depth-width; depth = 6 * blocks_per_group + 4 (e.g. 28, 34, 70, 94)."""
 
     def __init__(
         self,
@@ -97,29 +134,8 @@ class DMWideResNet(nn.Module):
         super().__init__()
         if (depth - 4) % 6 != 0:
             raise ValueError(f"WideResNet depth must be 6k + 4, got {depth}")
-        act = ACTIVATIONS[activation]
-        self.register_buffer("mean", torch.tensor(mean).view(num_input_channels, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(std).view(num_input_channels, 1, 1), persistent=False)
-        self.padding = padding
         channels = [16, 16 * width, 32 * width, 64 * width]
         blocks = (depth - 4) // 6
-        self.init_conv = nn.Conv2d(num_input_channels, channels[0], 3, 1, 1, bias=False)
-        self.layer = nn.Sequential(
-            WideResNetGroup(blocks, channels[0], channels[1], 1, act),
-            WideResNetGroup(blocks, channels[1], channels[2], 2, act),
-            WideResNetGroup(blocks, channels[2], channels[3], 2, act),
-        )
-        self.batchnorm = nn.BatchNorm2d(channels[3], momentum=0.01)
-        self.meansparse_end = nn.Identity()
-        self.relu = act()
-        self.logits = nn.Linear(channels[3], num_classes)
-        self.num_channels = channels[3]
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.padding > 0:
-            x = F.pad(x, (self.padding,) * 4)
-        out = self.init_conv((x - self.mean) / self.std)
-        out = self.layer(out)
-        out = self.relu(self.meansparse_end(self.batchnorm(out)))
-        out = F.avg_pool2d(out, 8).view(-1, self.num_channels)  # as RobustBench (32x32 input -> 8x8)
-        return self.logits(out)
+        act = ACTIVATIONS[activation]
+        groups = [WideResNetGroup(blocks, channels[g], channels[g + 1], 1 if g == 0 else 2, act) for g in range(3)]
+        self._build(groups, channels, act, num_classes, mean, std, padding, num_input_channels)
