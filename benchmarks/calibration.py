@@ -16,7 +16,7 @@ import json
 import time
 from pathlib import Path
 
-from audit import AuditConfig, run_audit
+from audit import AuditConfig, derive_results, run_audit
 from audit.checks.registry import CHECKS
 
 MODELS = Path(__file__).with_name("calibration_models.py")
@@ -51,6 +51,8 @@ def main() -> None:
     parser.add_argument("--diagnostics-n", type=int, default=50)
     parser.add_argument("--out", type=Path, default=Path("runs/calibration"))
     parser.add_argument("--only", default="", help="comma-separated factory names (default: all)")
+    parser.add_argument("--rederive", action="store_true",
+                        help="recompute findings and verdicts from the stored runs in --out (no model runs)")
     args = parser.parse_args()
     rows = []
     for name, factory, truth, meaning in CALIBRATION:
@@ -59,7 +61,10 @@ def main() -> None:
         start = time.perf_counter()
         config = AuditConfig(model=f"{MODELS}:{factory}", n=args.n, diagnostics_n=args.diagnostics_n,
                              attacks=attacks_for(factory))
-        results = run_audit(config, args.out / factory, progress=False)
+        if args.rederive:
+            results = derive_results(args.out / factory)
+        else:
+            results = run_audit(config, args.out / factory, progress=False)
         statuses = {f["id"]: f["status"] for f in results["findings"]}
         rows.append((name, truth, meaning, results, statuses, time.perf_counter() - start))
         print(f"{name}: {results['verdict']['gradient_masking']}, claim at risk {results['verdict']['claim_at_risk']} "
