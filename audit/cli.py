@@ -107,7 +107,7 @@ def _cmd_eval(args: argparse.Namespace) -> None:
               f"({len(test)} test images)")
 
 
-def _audit_config(args: argparse.Namespace):  # noqa: ANN202
+def _audit_config(args: argparse.Namespace):  # noqa: ANN202 - an AuditConfig, imported inside to keep --help light
     from attacks.names import split_attack_list
     from audit.config import AuditConfig
 

@@ -39,7 +39,7 @@ def _resize_shorter(image, size: int, resample: int):  # noqa: ANN001, ANN202 - 
     return image.resize((new_w, new_h), resample)
 
 
-def _center_crop(image, size: int):  # noqa: ANN001, ANN202
+def _center_crop(image, size: int):  # noqa: ANN001, ANN202 - PIL images, typed loosely by Pillow
     width, height = image.size
     if width < size or height < size:
         raise DataError(f"image of {width}x{height} is smaller than the {size}x{size} crop")
@@ -47,7 +47,7 @@ def _center_crop(image, size: int):  # noqa: ANN001, ANN202
     return image.crop((left, top, left + size, top + size))
 
 
-def bicubic_res256_crop224(image) -> np.ndarray:  # noqa: ANN001
+def bicubic_res256_crop224(image) -> np.ndarray:  # noqa: ANN001 - a PIL image
     """RobustBench's `BicubicRes256Crop224` on a PIL image: float32 CHW in [0, 1]."""
     from PIL import Image
 

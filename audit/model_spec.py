@@ -45,14 +45,14 @@ def load_factory(spec: str, checkpoint: str | None = None, trust_checkpoint: boo
     # The user's code may raise anything; it is summarised in one line (--debug shows the traceback).
     try:
         module_spec.loader.exec_module(module)
-    except Exception as error:  # noqa: BLE001
+    except Exception as error:  # noqa: BLE001 - the user's code may raise anything; reported in one line
         raise ModelSpecError(f"importing {path} raised {_summary(error)}; fix the file") from error
     factory = getattr(module, factory_name, None) if factory_name.isidentifier() else None
     if factory is None or not callable(factory):
         raise ModelSpecError(f"{path} has no callable {factory_name!r} (expected PATH.py:FACTORY)")
     try:
         model = factory()
-    except Exception as error:  # noqa: BLE001
+    except Exception as error:  # noqa: BLE001 - the user's code may raise anything; reported in one line
         raise ModelSpecError(f"{spec}: calling {factory_name}() raised {_summary(error)}; fix the factory") from error
     if not isinstance(model, nn.Module):
         raise ModelSpecError(f"{spec} returned {type(model).__name__}, not an nn.Module")

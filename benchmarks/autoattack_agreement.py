@@ -12,14 +12,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import torch  # noqa: E402
+import torch  # noqa: E402 - after the thread settings above
 
-from attacks.autoattack import AutoAttack  # noqa: E402
-from attacks.judge import judge  # noqa: E402
-from attacks.threat_model import ThreatModel  # noqa: E402
-from audit.data import load_dataset  # noqa: E402
-from defenses.models.registry import load_shipped  # noqa: E402
-from defenses.protocol import as_defense  # noqa: E402
+from attacks.autoattack import AutoAttack  # noqa: E402 - after the thread settings above
+from attacks.judge import judge  # noqa: E402 - after the thread settings above
+from attacks.threat_model import ThreatModel  # noqa: E402 - after the thread settings above
+from audit.data import load_dataset  # noqa: E402 - after the thread settings above
+from defenses.models.registry import load_shipped  # noqa: E402 - after the thread settings above
+from defenses.protocol import as_defense  # noqa: E402 - after the thread settings above
 
 
 def main() -> None:

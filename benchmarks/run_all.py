@@ -11,7 +11,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks import attack_overhead, audit_vs_autoattack, meansparse_overhead, torchrun_throughput  # noqa: E402
+from benchmarks import attack_overhead, audit_vs_autoattack, meansparse_overhead, torchrun_throughput  # noqa: E402 - after the sys.path / thread setup above
 
 
 def main() -> None:

@@ -28,14 +28,14 @@ MODELS = ("convnext_large", "swin_large_patch4_window7_224")
 class _Placeholder(type):
     """Any attribute of a placeholder class is another placeholder class (e.g. InterpolationMode.NEAREST)."""
 
-    def __getattr__(cls, name: str):  # noqa: ANN204
+    def __getattr__(cls, name: str):  # noqa: ANN204 - a stand-in module attribute, any type
         if name.startswith("__"):
             raise AttributeError(name)
         return _Placeholder(name, (), {"__init__": lambda self, *args, **kwargs: None})
 
 
 class _PlaceholderModule(types.ModuleType):
-    def __getattr__(self, name: str):  # noqa: ANN204
+    def __getattr__(self, name: str):  # noqa: ANN204 - a stand-in module attribute, any type
         if name.startswith("__"):
             raise AttributeError(name)
         return _Placeholder(name, (), {"__init__": lambda self, *args, **kwargs: None})
@@ -47,12 +47,12 @@ class _TorchvisionStandIn(importlib.abc.MetaPathFinder, importlib.abc.Loader):
             return importlib.machinery.ModuleSpec(fullname, self, is_package=True)
         return None
 
-    def create_module(self, spec):  # noqa: ANN001, ANN201
+    def create_module(self, spec):  # noqa: ANN001, ANN201 - untyped by design in this script/test
         module = _PlaceholderModule(spec.name)
         module.__path__ = []
         return module
 
-    def exec_module(self, module):  # noqa: ANN001
+    def exec_module(self, module):  # noqa: ANN001 - untyped by design in this script/test
         pass
 
 
@@ -80,7 +80,7 @@ def import_timm():  # noqa: ANN201 - the timm module
     return timm
 
 
-def key_shapes(model) -> dict[str, list[int]]:  # noqa: ANN001
+def key_shapes(model) -> dict[str, list[int]]:  # noqa: ANN001 - untyped by design in this script/test
     return {key: list(value.shape) for key, value in model.state_dict().items()}
 
 

@@ -275,7 +275,7 @@ def test_gradient_path_finding(fmnist_test):
 
     x, y = fmnist_test.images[:8], fmnist_test.labels[:8]
 
-    def check(defense):  # noqa: ANN001, ANN202
+    def check(defense):  # noqa: ANN001, ANN202 - untyped by design in this script/test
         (finding,) = judge_gradient_path(json.loads(json.dumps(
             measure_gradient_path(defense, x, y, THREAT, seed=0, config=DiagnosticsConfig()))))
         return finding

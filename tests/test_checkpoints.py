@@ -64,7 +64,7 @@ class _Wrapper(nn.Module):
         self.model = nn.Linear(3, 2)
         self.head = nn.Linear(2, 2)
 
-    def forward(self, x):  # noqa: ANN001
+    def forward(self, x):  # noqa: ANN001 - untyped by design in this script/test
         return self.head(self.model(x))
 
 

@@ -43,18 +43,18 @@ COMPARISON_IDS = ["blackbox-beats-whitebox", "transfer-beats-whitebox", "single-
 ALL_IDS = [check.id for check in CHECKS if check.id != "alpha-selection"]
 
 
-def probe(name, defense, x, y, config=FAST, seed=SEED):  # noqa: ANN001, ANN201
+def probe(name, defense, x, y, config=FAST, seed=SEED):  # noqa: ANN001, ANN201 - untyped by design in this script/test
     """One probe measured and judged, as the audit does it (through the real registries)."""
     return diagnose(defense, x, y, THREAT, seed=seed, config=config, only=(name,))
 
 
-def run_diagnostics(defense, x, y, threat, outcomes=None, seed=0, n=100, config=None, progress=False,  # noqa: ANN001, ANN201
+def run_diagnostics(defense, x, y, threat, outcomes=None, seed=0, n=100, config=None, progress=False,  # noqa: ANN001, ANN201 - untyped by design in this script/test
                     only=None):
     """Every probe on the first n samples, judged, then the comparisons over `outcomes`."""
     return diagnose(defense, x[:n], y[:n], threat, outcomes, seed=seed, config=config, only=only)
 
 
-def suite_outcomes(defense, x, y, attacks, directory, mode="full"):  # noqa: ANN001, ANN201
+def suite_outcomes(defense, x, y, attacks, directory, mode="full"):  # noqa: ANN001, ANN201 - untyped by design in this script/test
     """The real suite over a real store, as `audit run` does it."""
     return run_suite(defense, x, y, THREAT, attacks, seed=SEED, store=ResultStore(directory, {"test": 1}),
                      mode=mode, progress=False)
@@ -433,7 +433,7 @@ def test_blackbox_beats_whitebox_is_a_paired_test():
     correct = [True] * 180 + [False] * 20
     none = [False] * n
 
-    def broke(indices):  # noqa: ANN001, ANN202
+    def broke(indices):  # noqa: ANN001, ANN202 - untyped by design in this script/test
         return [i in indices for i in range(n)]
 
     quiet = _outcomes(correct, {"apgd-ce": none, "square": none})

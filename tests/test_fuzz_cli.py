@@ -34,7 +34,7 @@ from hypothesis import strategies as st
 from audit.cli import main
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "fixtures"))
-from contract_models import violates  # noqa: E402
+from contract_models import violates  # noqa: E402 - after the sys.path / thread setup above
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 BAD = FIXTURES / "bad_models.py"
@@ -233,7 +233,7 @@ def contract_config(draw: st.DrawFn) -> dict:
     return config
 
 
-def _models(examples: int):  # noqa: ANN202
+def _models(examples: int):  # noqa: ANN202 - see the line above
     @settings(max_examples=examples, **FUZZ)
     @given(config=contract_config(), attack=st.sampled_from(["fgsm", "apgd-ce@iters=2", "square@queries=10"]))
     def run(config: dict, attack: str, fuzz_dir: Path, capsys: pytest.CaptureFixture) -> None:

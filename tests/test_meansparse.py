@@ -433,7 +433,7 @@ class TokenMLP(nn.Module):
         super().__init__()
         self.fc1, self.act, self.fc2 = nn.Linear(6, 10), nn.GELU(), nn.Linear(10, 6)
 
-    def forward(self, x):  # noqa: ANN001
+    def forward(self, x):  # noqa: ANN001 - untyped by design in this script/test
         return self.fc2(self.act(self.fc1(x)))
 
 
@@ -491,7 +491,7 @@ class SharedActivation(nn.Module):
         self.conv1, self.conv2 = nn.Conv2d(3, 4, 3, padding=1), nn.Conv2d(4, 4, 3, padding=1)
         self.relu = nn.ReLU()
 
-    def forward(self, x):  # noqa: ANN001
+    def forward(self, x):  # noqa: ANN001 - untyped by design in this script/test
         return self.relu(self.conv2(self.relu(self.conv1(x))))
 
 

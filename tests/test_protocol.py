@@ -150,7 +150,7 @@ class Noisy(nn.Module):
         self.net = nn.Sequential(nn.Flatten(), nn.Linear(784, 32), nn.BatchNorm1d(32), nn.Dropout(0.5),
                                  nn.Linear(32, 10))
 
-    def forward(self, x):  # noqa: ANN001
+    def forward(self, x):  # noqa: ANN001 - untyped by design in this script/test
         return self.net(x)
 
 

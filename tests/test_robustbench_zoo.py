@@ -53,7 +53,7 @@ def published_alpha(entry: rb.ZooEntry) -> float:
     return alpha[entry.threat] if isinstance(alpha, dict) else alpha
 
 
-def reduced_entry(key) -> rb.ZooEntry:  # noqa: ANN001
+def reduced_entry(key) -> rb.ZooEntry:  # noqa: ANN001 - untyped by design in this script/test
     return rb.find(key[2], key[0], key[1]).reduced(key[2] + "-test", **REDUCED[key])
 
 
@@ -326,7 +326,7 @@ def test_shared_name_needs_the_dataset_and_the_dataset_picks_it():
 
 
 class Args:
-    def __init__(self, **kwargs) -> None:  # noqa: ANN003
+    def __init__(self, **kwargs) -> None:  # noqa: ANN003 - see the line above
         self.model, self.name, self.robustbench_dir = None, None, None
         self.dataset = self.norm = self.eps = self.claim = None
         self.__dict__.update(kwargs)

@@ -26,12 +26,12 @@ class DoNothing(Attack):
         super().__init__()
         self.name, self.single_step = name, single_step
 
-    def perturb(self, model, x, y, threat, seed):  # noqa: ANN001
+    def perturb(self, model, x, y, threat, seed):  # noqa: ANN001 - untyped by design in this script/test
         model(x)  # it queries the model, as a real attack would
         return AttackOutput(x.clone())
 
 
-def _run(defense, x, y, attacks, directory, mode="full", threat=THREAT):  # noqa: ANN001, ANN202
+def _run(defense, x, y, attacks, directory, mode="full", threat=THREAT):  # noqa: ANN001, ANN202 - untyped by design in this script/test
     return run_suite(defense, x, y, threat, attacks, seed=0, store=ResultStore(directory, {"t": 1}), mode=mode,
                      progress=False)
 

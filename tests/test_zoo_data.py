@@ -87,7 +87,7 @@ def test_bicubic_res256_crop224_resizes_the_shorter_side_and_crops_the_center():
     assert grey.shape == (3, 224, 224) and np.allclose(grey, 77 / 255)
 
 
-def _jpeg(path: Path, value: int, size=(300, 260)) -> None:  # noqa: ANN001
+def _jpeg(path: Path, value: int, size=(300, 260)) -> None:  # noqa: ANN001 - untyped by design in this script/test
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(np.full((size[1], size[0], 3), value, np.uint8)).save(path, quality=95)
 

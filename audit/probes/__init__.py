@@ -103,7 +103,7 @@ def measure_all(defense: Defense, x: torch.Tensor, y: torch.Tensor, threat: Thre
     return {p.name: measure(p, defense, x, y, threat, seed, config) for p in PROBES if only is None or p.name in only}
 
 
-def diagnose(defense: Defense, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, outcomes=None,  # noqa: ANN001
+def diagnose(defense: Defense, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, outcomes=None,  # noqa: ANN001 - an audit.outcomes.Outcomes
              seed: int = 0, config: DiagnosticsConfig | None = None, only: tuple[str, ...] | None = None) -> list:
     """Findings without a store, for notebooks and tests: the probes (or the `only` ones, by probe name) on
     (x, y), judged by the checks, then the comparisons over `outcomes` (an `audit.outcomes.Outcomes`) if given."""

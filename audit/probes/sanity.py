@@ -93,8 +93,8 @@ def _record_autograd_calls(calls: list[str]) -> Iterator[None]:
     """
     originals = (torch.autograd.grad, torch.autograd.backward, torch.Tensor.backward)
 
-    def wrap(name, function):  # noqa: ANN001, ANN202
-        def wrapper(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+    def wrap(name, function):  # noqa: ANN001, ANN202 - wraps torch callables of any signature
+        def wrapper(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202 - passes any arguments through
             calls.append(name)
             return function(*args, **kwargs)
         return wrapper

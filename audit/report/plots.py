@@ -27,11 +27,11 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt  # noqa: E402 - after matplotlib.use('Agg')
 from matplotlib.artist import Artist  # noqa: E402 - after matplotlib.use
-from matplotlib.patches import Patch  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402 - after matplotlib.use('Agg')
 
-from audit.report.text import attack_kind  # noqa: E402
+from audit.report.text import attack_kind  # noqa: E402 - after matplotlib.use('Agg')
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ KIND_LABELS = {"exact": "exact-gradient white-box", "adaptive": "adaptive (BPDA)
 BROKEN, HELD = "#c44e52", "#dfe6ef"
 
 
-def _save(fig, path: Path) -> Path:  # noqa: ANN001
+def _save(fig, path: Path) -> Path:  # noqa: ANN001 - a matplotlib Figure
     fig.tight_layout()
     fig.savefig(path, dpi=DPI)
     plt.close(fig)
@@ -196,7 +196,7 @@ def eps_sweep(results: dict, samples: list[dict], path: Path) -> Path | None:
     return _save(fig, path)
 
 
-def _norm_histogram(ax, values: list, label: str) -> None:  # noqa: ANN001
+def _norm_histogram(ax, values: list, label: str) -> None:  # noqa: ANN001 - matplotlib Axes
     numbers = [_number(v) for v in values]
     finite = [v for v in numbers if math.isfinite(v)]
     zeros = sum(1 for v in finite if v == 0)
