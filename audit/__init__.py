@@ -2,7 +2,7 @@
 
     from audit import AuditConfig, run_audit
     results = run_audit(AuditConfig(model="demo-meansparse", n=100), "runs/ms")
-    print(results["verdict"]["summary"])
+    summary = results["verdict"]["summary"]  # one plain sentence; the CLI is what prints
 
 Names are imported on first use, so `audit --help` and the modules that only need a part stay light.
 """

@@ -16,35 +16,15 @@ import torch
 from attacks.judge import judge
 from attacks.registry import make_attack
 from attacks.threat_model import ThreatModel
-from audit.binarization import check_binarization, run_binarization_probe
+from audit.checks.binarization import check_binarization
+from audit.probes.binarization import run_binarization_probe
 from audit.data import load_dataset
 from defenses.auto_bpda import gradient_reaches_input
 from defenses.models.registry import load_shipped
 from defenses.protocol import as_defense
-from defenses.toys import KWTA, QuantizedInput, Thermometer, train_toy
+from defenses.toys import KWTA, KillGradients, QuantizedInput, Thermometer, train_toy
 
 BPDA = ("apgd-ce+bpda-identity", "apgd-dlr+bpda-identity", "apgd-ce+bpda-smooth-T1", "apgd-ce+bpda-smooth-T0.3")
-
-
-class _ZeroBackward(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x):  # type: ignore[override]
-        return x.clone()
-
-    @staticmethod
-    def backward(ctx, grad):  # type: ignore[override]
-        return torch.zeros_like(grad)
-
-
-class KillGradients(torch.nn.Module):
-    """Identity forward, zero backward at the input (a custom autograd Function: automatic BPDA cannot see it)."""
-
-    def __init__(self, model: torch.nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(_ZeroBackward.apply(x))
 
 
 def main() -> None:
