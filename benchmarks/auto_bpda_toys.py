@@ -17,8 +17,8 @@ from attacks.judge import judge
 from attacks.registry import make_attack
 from attacks.threat_model import ThreatModel
 from audit.checks.binarization import check_binarization
-from audit.probes.binarization import run_binarization_probe
 from audit.data import load_dataset
+from audit.probes.binarization import run_binarization_probe
 from defenses.auto_bpda import gradient_reaches_input
 from defenses.models.registry import load_shipped
 from defenses.protocol import as_defense
