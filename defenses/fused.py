@@ -8,6 +8,11 @@ comparison, select), so its output is bit-for-bit the eager one (tests/test_mean
 official formula). The backward passes are fused the same way: compiling the forward for autograd instead was
 slower than eager on the CPU, so the gradients are explicit kernels behind one autograd Function.
 
+MeanSparse sits right before a ReLU in most placements (the paper's: after each BatchNorm, before its
+activation). The `*_relu` kernels do both in the same single pass, so the ReLU's own pass over the activations
+disappears too: the operator then costs about nothing next to the base model's forward. Their values are the
+composition's bit for bit (the same selects, in the same order).
+
 torch.compile needs a C++ compiler on the CPU (Triton on CUDA); where it fails, the eager code runs instead,
 with one warning. The first call compiles (seconds; cached on disk for later processes).
 """
@@ -42,6 +47,34 @@ def smooth_backward_eager(
     return grad * (s + distance * s * (1 - s) / tau)
 
 
+def dead_zone_relu_eager(x: torch.Tensor, mean: torch.Tensor, crop: torch.Tensor) -> torch.Tensor:
+    """relu(the official operator)."""
+    return torch.relu(dead_zone_eager(x, mean, crop))
+
+
+def _relu_gate(grad: torch.Tensor, x: torch.Tensor, mean: torch.Tensor, crop: torch.Tensor) -> torch.Tensor:
+    """The ReLU's backward at the MeanSparse output (autograd's: the gradient where that output is > 0, else 0)."""
+    return torch.where(dead_zone_eager(x, mean, crop) > 0, grad, torch.zeros_like(grad))
+
+
+def dead_zone_relu_backward_eager(
+    grad: torch.Tensor, x: torch.Tensor, mean: torch.Tensor, crop: torch.Tensor
+) -> torch.Tensor:
+    return dead_zone_backward_eager(_relu_gate(grad, x, mean, crop), x, mean, crop)
+
+
+def identity_relu_backward_eager(
+    grad: torch.Tensor, x: torch.Tensor, mean: torch.Tensor, crop: torch.Tensor
+) -> torch.Tensor:
+    return _relu_gate(grad, x, mean, crop)
+
+
+def smooth_relu_backward_eager(
+    grad: torch.Tensor, x: torch.Tensor, mean: torch.Tensor, crop: torch.Tensor, tau: torch.Tensor
+) -> torch.Tensor:
+    return smooth_backward_eager(_relu_gate(grad, x, mean, crop), x, mean, crop, tau)
+
+
 class _Fused:
     """Calls the compiled version of `eager`; after a compiler failure, `eager` itself, for good."""
 
@@ -71,3 +104,7 @@ class _Fused:
 dead_zone = _Fused(dead_zone_eager)
 dead_zone_backward = _Fused(dead_zone_backward_eager)
 smooth_backward = _Fused(smooth_backward_eager)
+dead_zone_relu = _Fused(dead_zone_relu_eager)
+dead_zone_relu_backward = _Fused(dead_zone_relu_backward_eager)
+identity_relu_backward = _Fused(identity_relu_backward_eager)
+smooth_relu_backward = _Fused(smooth_relu_backward_eager)

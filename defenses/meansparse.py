@@ -17,7 +17,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from defenses.fused import dead_zone, dead_zone_backward, smooth_backward
+from defenses.fused import (
+    dead_zone,
+    dead_zone_backward,
+    dead_zone_relu,
+    dead_zone_relu_backward,
+    identity_relu_backward,
+    smooth_backward,
+    smooth_relu_backward,
+)
 
 GRADIENT_MODES = ("exact", "identity", "smooth")
 LAYOUTS = ("auto", "channels_first", "tokens", "channels_last")
@@ -40,25 +48,27 @@ def channel_view(stat: torch.Tensor, x: torch.Tensor, layout: str) -> torch.Tens
 
 
 class _MeanSparseFunction(torch.autograd.Function):
-    """Forward: the official operator. Backward: the gradient `mode` asks for (each a single fused kernel)."""
+    """Forward: the official operator (then the ReLU that follows it, with `relu`). Backward: the gradient `mode`
+    asks for, times the ReLU's when fused (each a single fused kernel)."""
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, mean: torch.Tensor, crop: torch.Tensor,
-                std: torch.Tensor, temperature: float, mode: str) -> torch.Tensor:
+                std: torch.Tensor, temperature: float, mode: str, relu: bool) -> torch.Tensor:
         ctx.save_for_backward(x, mean, crop, std)
-        ctx.temperature, ctx.mode = temperature, mode
-        return dead_zone(x, mean, crop)
+        ctx.temperature, ctx.mode, ctx.relu = temperature, mode, relu
+        return dead_zone_relu(x, mean, crop) if relu else dead_zone(x, mean, crop)
 
     @staticmethod
     def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         x, mean, crop, std = ctx.saved_tensors
         if ctx.mode == "exact":
-            grad = dead_zone_backward(grad_out, x, mean, crop)
+            grad = (dead_zone_relu_backward if ctx.relu else dead_zone_backward)(grad_out, x, mean, crop)
         elif ctx.mode == "identity":
-            grad = grad_out
+            grad = identity_relu_backward(grad_out, x, mean, crop) if ctx.relu else grad_out
         else:
-            grad = smooth_backward(grad_out, x, mean, crop, ctx.temperature * std.clamp_min(1e-12))
-        return grad, None, None, None, None, None
+            tau = ctx.temperature * std.clamp_min(1e-12)
+            grad = (smooth_relu_backward if ctx.relu else smooth_backward)(grad_out, x, mean, crop, tau)
+        return grad, None, None, None, None, None, None
 
 
 class MeanSparse(nn.Module):
@@ -106,24 +116,26 @@ class MeanSparse(nn.Module):
             state_dict.setdefault(prefix + name, getattr(self, name).clone())
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, relu: bool = False) -> torch.Tensor:
+        """The operator; with `relu`, the ReLU that follows it too, in the same fused pass (MeanSparseBefore)."""
         if bool(self.flag_update_statistics):
             # The official calibration: average over batches of per-batch mean and unbiased variance.
             dims = reduction_dims(x, self.layout)
             self.running_mean += x.detach().mean(dim=dims) / self.batch_num
             self.running_var += x.detach().var(dim=dims) / self.batch_num
         if self.threshold == 0:
-            return x
+            return torch.relu(x) if relu else x
         mean = channel_view(self.running_mean, x, self.layout)
         std = torch.sqrt(channel_view(self.running_var, x, self.layout))
         crop = self.threshold * std
         # dead_zone is the official `torch.where(torch.abs(x - mean) < crop, mean * torch.ones_like(x), x)`, bit
         # for bit, fused into one kernel (defenses/fused.py); so is each mode's backward.
-        return _MeanSparseFunction.apply(x, mean, crop, std, self.temperature, self.gradient_mode)
+        return _MeanSparseFunction.apply(x, mean, crop, std, self.temperature, self.gradient_mode, relu)
 
 
 class MeanSparseBefore(nn.Module):
-    """Applies MeanSparse to the input of a wrapped module (e.g. before an activation)."""
+    """Applies MeanSparse to the input of a wrapped module (e.g. before an activation); a plain ReLU is fused
+    into MeanSparse's kernel (same values, one pass fewer)."""
 
     def __init__(self, meansparse: MeanSparse, module: nn.Module) -> None:
         super().__init__()
@@ -131,6 +143,10 @@ class MeanSparseBefore(nn.Module):
         self.module = module
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        relu = self.module
+        # Exactly ReLU (a subclass may compute something else), and no hooks on it (they would not run).
+        if type(relu) is nn.ReLU and not (relu._forward_hooks or relu._forward_pre_hooks):
+            return self.meansparse(x, relu=True)
         return self.module(self.meansparse(x))
 
 

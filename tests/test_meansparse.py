@@ -178,6 +178,33 @@ def test_exact_gradient_is_autograd_through_the_official_formula_bit_for_bit():
     assert torch.equal(ours.grad, official.grad)
 
 
+@pytest.mark.parametrize("mode", ["exact", "identity", "smooth"])
+@pytest.mark.parametrize("alpha", [0.0, 0.5, 2.0])
+def test_relu_fused_into_meansparse_is_the_composition_bit_for_bit(mode, alpha):
+    """MeanSparseBefore(., ReLU) runs one fused kernel; values and every mode's gradient are relu(MeanSparse(x))'s."""
+    layer = make_layer(4, alpha=alpha)
+    fused = MeanSparseBefore(layer, nn.ReLU())
+    generator = torch.Generator().manual_seed(6)
+    x = torch.randn(6, 4, 5, 5, generator=generator) * 2
+    upstream = torch.randn(6, 4, 5, 5, generator=generator)
+    ours, composed = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    with gradient_mode(fused, mode, 0.1):
+        out = fused(ours)
+        out.backward(upstream)
+        reference = torch.relu(layer(composed))
+        reference.backward(upstream)
+    assert torch.equal(out, reference) and torch.equal(ours.grad, composed.grad)
+    assert (out == 0).float().mean() > 0.2 and ours.grad.abs().sum() > 0  # the gates were exercised
+
+
+def test_relu_with_a_hook_is_not_fused_so_the_hook_runs():
+    fused = MeanSparseBefore(make_layer(4, alpha=0.5), nn.ReLU())
+    seen = []
+    fused.module.register_forward_hook(lambda module, inputs, output: seen.append(output.shape))
+    fused(torch.randn(2, 4, 3, 3))
+    assert seen == [torch.Size([2, 4, 3, 3])]
+
+
 def test_unfused_fallback_gives_the_same_values_and_says_so(monkeypatch, caplog):
     from defenses import fused
 
