@@ -86,8 +86,11 @@ def build_defense(config: AuditConfig, progress: bool = True) -> Defense:
 
 def run_audit(config: AuditConfig, out: str | Path, data_dir: str | None = None, device: str = "cpu",
               progress: bool = True,
-              shard: Shard = Shard()) -> dict | None:  # noqa: B008 - Shard is a frozen dataclass, immutable
-    """Run the audit and write its outputs; under torchrun only rank 0 returns the results (others None)."""
+              shard: Shard = Shard(),  # noqa: B008 - Shard is a frozen dataclass, immutable
+              audit_base: bool = True) -> dict | None:
+    """Run the audit and write its outputs; under torchrun only rank 0 returns the results (others None).
+
+    `audit_base=False` leaves the gain table's base audit to the caller (`reuse_base`, as the demo does)."""
     # Everything the user may have got wrong is checked before the output directory is touched.
     threat = validate_config(config)
     defense = build_defense(config, progress)
@@ -123,7 +126,8 @@ def run_audit(config: AuditConfig, out: str | Path, data_dir: str | None = None,
             measurement = {k: v for k, v in randomness.items() if k != "observed"}
             store.append({"attack": PROBE_PREFIX + "randomized", "batch": 0, "seconds": 0.0,
                           "measurement": measurement})
-        _audit_base(defense, test.images, test.labels, threat, plan, config, out / BASE_DIR, progress)
+        if audit_base:
+            _audit_base(defense, test.images, test.labels, threat, plan, config, out / BASE_DIR, progress)
         from audit.probes import run_probes
 
         run_probes(defense, test.images, test.labels, threat, store, seed=config.seed, n=config.diagnostics_n,
@@ -182,6 +186,38 @@ def _audit_base(defense: Defense, images: torch.Tensor, labels: torch.Tensor, th
     if not store.done(FACTS, 0):
         store.append({"attack": FACTS, "batch": 0, "order": [a.label for a in attacks], "mode": config.mode,
                       "defense": base_defense.description})
+
+
+def reuse_base(out: str | Path, base_run: str | Path) -> None:
+    """Use the finished audit in `base_run` as the gain table's base audit of the run in `out`, instead of attacking
+    the base a second time. The caller vouches that `base_run` audited the same network without MeanSparse (the
+    demo checks the logits bit for bit); this checks that it is the same images, seed and attack settings, and
+    copies its AutoAttack rows into `<out>/base`."""
+    defense_rows = list(ResultStore.open_existing(out).records())
+    base_rows = list(ResultStore.open_existing(base_run).records())
+    facts = {name: next((r for r in rows if r["attack"] == FACTS), None) for name, rows in
+             (("audit", defense_rows), ("base", base_rows))}
+    if facts["audit"] is None or facts["base"] is None:
+        raise AuditInputError(f"reuse_base needs two finished audits ({out}, {base_run})")
+    same = ("n", "seed", "dataset", "norm", "eps", "batch_size", "mode")
+    ours, theirs = facts["audit"]["config"], facts["base"]["config"]
+    differ = [k for k in same if ours.get(k) != theirs.get(k)]
+    clean = {name: next(r for r in rows if r["attack"] == CLEAN) for name, rows in
+             (("audit", defense_rows), ("base", base_rows))}
+    if clean["audit"]["labels"] != clean["base"]["labels"]:
+        differ.append("images (labels differ)")
+    attacks = [a for a in facts["audit"]["order"] if a.startswith("autoattack")]
+    missing = [a for a in attacks if a not in facts["base"]["order"]]
+    if differ or missing:
+        raise AuditInputError(f"{base_run} cannot serve as the base of {out}: it differs in "
+                              f"{', '.join(differ + [f'attack {a} not run' for a in missing])}")
+    store = ResultStore(Path(out) / BASE_DIR, ours | {"base_of": ours["model"], "base_run": str(base_run)})
+    for row in base_rows:
+        if (row["attack"] == CLEAN or row["attack"] in attacks) and not store.done(row["attack"], row["batch"]):
+            store.append(row)
+    if not store.done(FACTS, 0):
+        store.append({"attack": FACTS, "batch": 0, "order": attacks, "mode": ours["mode"],
+                      "defense": f"{facts['base']['defense']} (the audit in {base_run})"})
 
 
 def _facts(config: AuditConfig, defense: Defense, plan: SuitePlan, warnings: list[str], device: str) -> dict:

@@ -124,3 +124,39 @@ def test_transfer_from_a_reviewers_own_model(tmp_path):
     assert transfer["n_forward"] > 0 and transfer["n_backward"] > 0  # the source's calls are counted
     comparison = next(f for f in results["findings"] if f["id"] == "transfer-beats-whitebox")
     assert comparison["status"] != "skipped" and comparison["evidence"]["paired"] > 0
+
+
+def _small(model: str, out: Path, attacks: tuple[str, ...], seed: int = 0, audit_base: bool = True) -> dict:
+    from audit.config import AuditConfig
+    from audit.pipeline import run_audit
+
+    config = AuditConfig(model=model, n=10, seed=seed, attacks=attacks, diagnostics_n=0)
+    results = run_audit(config, out, progress=False, audit_base=audit_base)
+    assert results is not None
+    return results
+
+
+@pytest.mark.slow
+def test_reusing_the_adversarial_audit_as_base_gives_the_gain_table_of_a_fresh_base_audit(tmp_path, fmnist_test):
+    """What the demo does: demo-meansparse's base audit taken from the demo-adversarial audit equals one run on
+    the base itself (same logits bit for bit, same images, seeds and batches)."""
+    from audit.pipeline import derive_results, reuse_base
+
+    attacks = ("fgsm", "autoattack-standard")
+    fresh = _small("demo-meansparse", tmp_path / "fresh", attacks)
+    _small("demo-adversarial", tmp_path / "adversarial", attacks)
+    _small("demo-meansparse", tmp_path / "reused", attacks, audit_base=False)
+    reuse_base(tmp_path / "reused", tmp_path / "adversarial")
+    reused = derive_results(tmp_path / "reused")
+    assert "gain" in fresh and reused["gain"] == {**fresh["gain"], "base": reused["gain"]["base"]}
+    assert fresh["gain"]["base_autoattack"]["n"] == 10
+
+
+def test_a_base_audit_of_other_images_is_refused(tmp_path, fmnist_test):
+    from audit.inputs import AuditInputError
+    from audit.pipeline import reuse_base
+
+    _small("demo-adversarial", tmp_path / "adversarial", ("fgsm",), seed=1)
+    _small("demo-meansparse", tmp_path / "meansparse", ("fgsm",), audit_base=False)
+    with pytest.raises(AuditInputError, match="differs in seed"):
+        reuse_base(tmp_path / "meansparse", tmp_path / "adversarial")
