@@ -254,6 +254,10 @@ def derive_results(out: str | Path) -> dict:
     results = assemble_results(config, facts["defense"], threat, outcomes, [tuple(s) for s in facts["skipped"]],
                                [f.to_json() for f in findings], result_verdict, facts["warnings"],
                                facts["environment"], seconds)
+    # What each probe cost, like the attacks' rows (calls through the defense itself; null in older stores).
+    results["probes"] = [{"name": r["attack"][len(PROBE_PREFIX):], "seconds": float(r.get("seconds", 0.0)),
+                          "n_forward": r.get("n_forward"), "n_backward": r.get("n_backward")}
+                         for r in rows if r["attack"].startswith(PROBE_PREFIX)]
     if gain is not None:
         results["gain"] = gain
     write_outputs(out, results, outcomes)

@@ -1,31 +1,45 @@
-"""Run every benchmark and print one table of ratios, each measured side by side in this run.
+"""The speed benchmarks in one command, every ratio measured side by side in this run:
 
-    python benchmarks/run_all.py            # from the repo root, with the venv's python
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/run_all.py [--n 100] [--models demo-adversarial ...]
+
+1. the audit (`--suite full`) against pyautoattack `standard` on three models, with the per-sample check and a
+   profile table (benchmarks/audit_vs_autoattack.py);
+2. each attack through our judge against the same call in its library (benchmarks/attack_overhead.py);
+3. MeanSparse's forward against its base model's, at 1 and 2 threads (benchmarks/meansparse_overhead.py).
 """
 from __future__ import annotations
 
+import argparse
 import os
 import platform
+import subprocess
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 
-from benchmarks import attack_overhead, audit_vs_autoattack, meansparse_overhead, torchrun_throughput  # noqa: E402 - after the sys.path / thread setup above
+from benchmarks import attack_overhead, audit_vs_autoattack, meansparse_overhead  # noqa: E402 - needs the sys.path line above
 
 
 def main() -> None:
     import torch
 
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads")
-    rows = []
-    for module in (meansparse_overhead, attack_overhead, audit_vs_autoattack, torchrun_throughput):
-        rows += module.main()
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=100, help="test images per model for the audit comparison")
+    parser.add_argument("--models", nargs="+", default=list(audit_vs_autoattack.MODELS),
+                        choices=list(audit_vs_autoattack.MODELS))
+    args = parser.parse_args()
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    print(f"commit {commit.stdout.strip() or 'unknown'}; machine: {platform.processor() or platform.machine()}, "
+          f"{os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads")
+    rows = audit_vs_autoattack.main(n=args.n, models=tuple(args.models))
+    rows += attack_overhead.main()
+    rows += meansparse_overhead.main()
     width = max(len(r["benchmark"]) for r in rows)
-    print(f"{'benchmark':{width}}  ratio   target        detail")
+    print(f"\n{'benchmark':{width}}  ratio  target  detail")
     for r in rows:
-        print(f"{r['benchmark']:{width}}  {r['ratio']:5.2f}   {r['target']:12}  {r['detail']}")
+        print(f"{r['benchmark']:{width}}  {r['ratio']:5.2f}  {r['target']:6}  {r['detail']}")
 
 
 if __name__ == "__main__":

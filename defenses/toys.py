@@ -54,12 +54,12 @@ class SmallCNN(nn.Module):
 
 
 class QuantizedInput(nn.Module):
-    """round(x * (levels - 1)) / (levels - 1) before a SmallCNN."""
+    """round(x * (levels - 1)) / (levels - 1) before a network (a fresh SmallCNN unless `net` is given)."""
 
-    def __init__(self, levels: int = 8, width: int = 16) -> None:
+    def __init__(self, levels: int = 8, width: int = 16, net: nn.Module | None = None) -> None:
         super().__init__()
         self.levels = levels
-        self.net = SmallCNN(1, width=width)
+        self.net = SmallCNN(1, width=width) if net is None else net
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         steps = self.levels - 1

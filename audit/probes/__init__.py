@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import torch
 from tqdm.auto import tqdm
 
+from attacks.counting import count_calls
 from attacks.judge import derive_seed
 from attacks.threat_model import ThreatModel
 from audit.checks.finding import plain
@@ -86,8 +87,10 @@ def run_probes(defense: Defense, images: torch.Tensor, labels: torch.Tensor, thr
     for probe in bar:
         bar.set_postfix_str(probe.name)
         start = time.perf_counter()
-        measurement = measure(probe, defense, x, y, threat, seed, diagnostics)
+        with count_calls(defense) as calls:
+            measurement = measure(probe, defense, x, y, threat, seed, diagnostics)
         store.append({"attack": PREFIX + probe.name, "batch": 0, "seconds": time.perf_counter() - start,
+                      "n_forward": calls.forward_images, "n_backward": calls.backward_images,
                       "measurement": measurement})
         log.info("probe %s in %.1f s", probe.name, time.perf_counter() - start)
     bar.close()
