@@ -41,7 +41,7 @@ def autoattack_standard(spec: str, n: int, seed: int, eps: float = 0.1) -> dict:
     attack = AutoAttack(defense, eps=eps, norm="Linf", seed=seed, version="standard", device="cpu")
     with count_calls(defense) as calls:
         start = time.perf_counter()
-        x_adv = attack.run_standard_evaluation(data.images, data.labels, batch_size=250)
+        x_adv, _ = attack.run_standard_evaluation(data.images, data.labels, batch_size=250)
         seconds = time.perf_counter() - start
     with torch.no_grad():
         robust = (defense(x_adv).argmax(1) == data.labels).tolist()
