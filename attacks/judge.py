@@ -106,7 +106,7 @@ def judge(
     counter = CountingModel(defense)
     model = counter if attack.handles_eot or attack.eot == 1 else EOT(counter, attack.eot)
     start = time.perf_counter()
-    with defense.surrogate(attack.surrogate, attack.temperature):
+    with defense.surrogate(attack.surrogate, attack.temperature), defense.frozen():
         output = attack.perturb(model, x.clone(), y.clone(), threat, batch_seed)
     seconds = time.perf_counter() - start
 

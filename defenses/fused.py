@@ -84,7 +84,9 @@ class _Fused:
         self.failed = False
 
     def __call__(self, *tensors: torch.Tensor) -> torch.Tensor:
-        if self.failed:
+        # Under a TorchFunctionMode (automatic BPDA's recording mode) dynamo would trace the mode's Python too;
+        # with the ReLU fused in, that gave wrong values (tests/test_auto_bpda.py), so such calls run eagerly.
+        if self.failed or torch._C._is_torch_function_mode_enabled():
             return self.eager(*tensors)
         if self.compiled is None:
             # dynamic=True: one kernel for every batch size and layer shape, no recompiling per attack batch.

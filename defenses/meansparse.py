@@ -145,7 +145,8 @@ class MeanSparseBefore(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         relu = self.module
         # Exactly ReLU (a subclass may compute something else), and no hooks on it (they would not run).
-        if type(relu) is nn.ReLU and not (relu._forward_hooks or relu._forward_pre_hooks):
+        if (type(relu) is nn.ReLU and isinstance(self.meansparse, MeanSparse)
+                and not (relu._forward_hooks or relu._forward_pre_hooks)):
             return self.meansparse(x, relu=True)
         return self.module(self.meansparse(x))
 

@@ -64,6 +64,20 @@ class Defense(nn.Module):
     def _surrogate_context(self, name: str, temperature: float | None) -> AbstractContextManager[Any]:
         return nullcontext()
 
+    @contextmanager
+    def frozen(self) -> Iterator[Defense]:
+        """Inside the block no parameter asks for a gradient: attacks and probes need input gradients only, and a
+        library that calls `loss.backward()` (pyautoattack's FAB does) would otherwise also compute every weight
+        gradient and add it to `.grad`. Input gradients and forward values are unchanged."""
+        trainable = [p for p in self.parameters() if p.requires_grad]
+        for parameter in trainable:
+            parameter.requires_grad_(False)
+        try:
+            yield self
+        finally:
+            for parameter in trainable:
+                parameter.requires_grad_(True)
+
     def reseed(self, seed: int) -> None:
         """Fix the randomness of the next forwards. A randomized defense with a generator of its own overrides
         this; one declared randomized without one is assumed to draw from torch's global generator."""

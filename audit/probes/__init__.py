@@ -87,7 +87,7 @@ def run_probes(defense: Defense, images: torch.Tensor, labels: torch.Tensor, thr
     for probe in bar:
         bar.set_postfix_str(probe.name)
         start = time.perf_counter()
-        with count_calls(defense) as calls:
+        with count_calls(defense) as calls, defense.frozen():
             measurement = measure(probe, defense, x, y, threat, seed, diagnostics)
         store.append({"attack": PREFIX + probe.name, "batch": 0, "seconds": time.perf_counter() - start,
                       "n_forward": calls.forward_images, "n_backward": calls.backward_images,
