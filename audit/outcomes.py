@@ -108,8 +108,12 @@ class Outcomes:
         for position, name in enumerate(names):
             part = f"{label}{PART_SEPARATOR}{name}"
             attributes = parts[name]
+            # A part keeps its family and budget, so AutoAttack's APGD-CE is the 100-iteration point of a plain
+            # APGD-CE strength curve (checks/convergence.py) without running it a second time.
             self.info[part] = AttackInfo(part, attributes.get("threat_kind", "lp"), attributes.get("gradient", "exact"),
-                                         bool(attributes.get("single_step")), part_of=label)
+                                         bool(attributes.get("single_step")), part_of=label,
+                                         family=attributes.get("family", part),
+                                         budget=dict(attributes.get("budget", {})))
             status = []
             for i, whole in enumerate(self.status[label]):
                 if whole.startswith("not_run"):
