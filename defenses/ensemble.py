@@ -17,6 +17,10 @@ K members' gradients. Each member's surrogate is captured in the autograd graph 
 stores its mode in the node; automatic BPDA builds its replacement at forward time), so the backward, which runs
 after the members' contexts are closed, still follows each member's own surrogate.
 
+Cost: every call runs K forwards (and its backward K backwards) inside the defense; the judge's counting wrapper
+sits outside it and counts one query per call, so an ensemble attack's recorded forward/backward counts are those
+of one surrogate, and its seconds show the K-fold cost.
+
 For a randomized defense the K member forwards are K draws (their values differ); `out` then carries member 1's
 draw, and the gradient averages over both surrogates and draws.
 """

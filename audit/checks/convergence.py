@@ -89,13 +89,14 @@ def check_convergence(outcomes: Outcomes) -> list[Finding]:
     if failing:
         family = failing[0]
         e = evidence[family]
-        message = (f"{e['largest']} still broke {e['only_largest_broke']} samples no other attack did "
+        message = (f"{e['largest']} still broke {e['only_largest_broke']} samples no attack below the top of a "
+                   f"strength curve did "
                    f"(p = {e['p_value']:.2g}): the worst case is still falling; spend about {GROWTH_HINT}x more on "
                    f"{family} (e.g. --budget thorough)")
         status = "fail"
     else:
         status = "pass"
-        message = "; ".join(f"{v['largest']} breaks {v['only_largest_broke']} samples no other attack did "
+        message = "; ".join(f"{v['largest']} breaks {v['only_largest_broke']} samples no smaller budget did "
                             f"(p = {v['p_value']:.2g})" for v in evidence.values())
         message = f"the strongest attacks have converged: {message}"
     return [Finding(FINDING_ID, status, message, {"families": evidence, "p_fail": P_FAIL}, data={"curves": data})]
