@@ -324,3 +324,33 @@ def test_restarts_are_a_strength_curve_of_their_own():
     flat = _outcomes({f: base, f"{f}@restarts=5": base | {41}, f"{f}@restarts=10": base | {41}})
     (converged,) = check_convergence(flat)
     assert converged.status == "pass" and list(converged.data["curves"]) == [f]
+
+
+# -- end to end ----------------------------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_thorough_audit_end_to_end_on_demo_meansparse(tmp_path, fmnist_test):
+    """`audit run --budget thorough` on 8 images (about 10 min on 2 cores: Square's 5000 to 25000 queries per
+    sample dominate), then `audit report DIR` from the store alone gives the same results."""
+    from audit.cli import main
+    from audit.pipeline import derive_results
+
+    shipped_or_skip("demo-meansparse")
+    out = tmp_path / "thorough"
+    assert main(["run", "--model", "demo-meansparse", "--n", "8", "--budget", "thorough", "--quiet",
+                 "--out", str(out)]) == 0
+    results = json.loads((out / "results.json").read_text())
+    attacks = {a["name"]: a for a in results["attacks"]}
+    names = list(attacks)
+    assert results["budget"] == "thorough" and names[-1] == "square+survivors@restarts=5"
+    assert attacks[names[-1]]["on_survivors"] and not any(attacks[n]["on_survivors"] for n in names[:-1])
+    assert {"apgd-ce+bpda-ensemble", "apgd-dlr+bpda-ensemble", "apgd-t+bpda-ensemble",
+            "apgd-t+bpda-smooth-T0.03", "apgd-dlr+bpda-smooth-T1"} <= set(names)
+    # The survivors' Square ran exactly on the samples no earlier Lp attack broke.
+    worst = results["worst_case"]["lp"]
+    survivors = attacks[names[-1]]
+    assert survivors["ran"] == round(worst["accuracy"] * 8) + survivors["broken"]
+    curves = next(f for f in results["findings"] if f["id"] == "attack-convergence")["data"]["curves"]
+    assert {c["key"] for c in curves.values()} == {"iters", "restarts", "queries"}
+    before = (out / "samples.csv").read_text()
+    again = derive_results(out)
+    assert again["attacks"] == results["attacks"] and (out / "samples.csv").read_text() == before
