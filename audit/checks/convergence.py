@@ -39,12 +39,12 @@ def curve_keys(outcomes: Outcomes) -> dict[str, tuple[str, list[str]]]:
         budgets = {a: outcomes.info[a].budget for a in labels}
         keys = list(dict.fromkeys(k for b in budgets.values() for k in b))
         smallest = {k: min(float(b[k]) for b in budgets.values() if k in b) for k in keys}
-        along = {}
+        value = {a: {k: float(budgets[a].get(k, smallest[k])) for k in keys} for a in labels}
+        along: dict[str, list[str]] = {}
         for key in keys:
-            line = [a for a in labels if all(float(budgets[a].get(j, smallest[j])) == smallest[j]
-                                              for j in keys if j != key)]
-            if len({float(budgets[a].get(key, smallest[key])) for a in line}) > 1:
-                along[key] = sorted(line, key=lambda a, k=key: float(budgets[a].get(k, smallest[k])))
+            line = [a for a in labels if all(value[a][j] == smallest[j] for j in keys if j != key)]
+            if len({value[a][key] for a in line}) > 1:
+                along[key] = [a for _, _, a in sorted((value[a][key], i, a) for i, a in enumerate(line))]
         for key, line in along.items():
             found[family if len(along) == 1 else f"{family}@{key}"] = (key, line)
     return found
