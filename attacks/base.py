@@ -28,8 +28,11 @@ class AttackOutput:
 class Attack:
     """Base class. Subclasses set `name` (and the class attributes below that differ), and implement `perturb`.
 
-    surrogate: which backward of the defense to use (`exact`, `identity`, `smooth`); temperature for `smooth`.
+    surrogate: which backward of the defense to use (`exact`, `identity`, `smooth`, `ensemble`); temperature for
+        `smooth`.
     eot: number of draws to average gradients over, for randomized defenses (1 = none).
+    on_survivors: run only on the samples every earlier attack of the plan left robust (the suite marks the others
+        `not_run:cascade`), whatever the suite's mode; name modifier `+survivors`.
 
     What an attack *is* lives in attributes that the store records with every result, never parsed back out of
     its label: `threat_kind` (which threat it poses: an Lp ball, a spatial transform, a flow field),
@@ -43,10 +46,12 @@ class Attack:
     single_step: bool = False
     handles_eot: bool = False  # the attack averages gradients over `eot` draws itself (else the judge wraps EOT)
 
-    def __init__(self, surrogate: str = "exact", temperature: float | None = None, eot: int = 1) -> None:
+    def __init__(self, surrogate: str = "exact", temperature: float | None = None, eot: int = 1,
+                 on_survivors: bool = False) -> None:
         self.surrogate = surrogate
         self.temperature = temperature
         self.eot = eot
+        self.on_survivors = on_survivors
 
     @property
     def label(self) -> str:
@@ -69,7 +74,7 @@ class Attack:
         from attacks.names import budget_of, family_of
 
         return {"threat_kind": self.threat_kind, "gradient": self.gradient, "single_step": self.single_step,
-                "family": family_of(self), "budget": budget_of(self)}
+                "family": family_of(self), "budget": budget_of(self), "on_survivors": self.on_survivors}
 
     def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel,
                 seed: int) -> AttackOutput:

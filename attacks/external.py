@@ -54,8 +54,8 @@ class ExternalAttack(Attack):
 
 
     def __init__(self, spec: str, surrogate: str = "exact", temperature: float | None = None, eot: int = 1,
-                 **kwargs: Any) -> None:
-        super().__init__(surrogate, temperature, eot)
+                 on_survivors: bool = False, **kwargs: Any) -> None:
+        super().__init__(surrogate, temperature, eot, on_survivors)
         library, _, attack_name = spec.partition(":")
         if library not in LIBRARIES or not attack_name:
             raise UnknownAttack(

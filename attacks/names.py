@@ -1,8 +1,14 @@
 """Attack names: one grammar, parsed and formatted here, so a stored result names an attack that can be re-run.
 
-    NAME      := [transfer-base:]BASE[+bpda-identity | +bpda-smooth[-T<t>]][+eot<K>][@KEY=VALUE,...]
-    examples:    apgd-ce    apgd-ce+eot20    apgd-t+bpda-smooth-T0.03@iters=500,restarts=5
-                 square@queries=20000,restarts=3    torchattacks:PGD@steps=20    transfer-base:apgd-ce
+    NAME      := [transfer-base:]BASE[+bpda-identity | +bpda-smooth[-T<t>] | +bpda-ensemble][+eot<K>][+survivors]
+                 [@KEY=VALUE,...]
+    examples:    apgd-ce    apgd-ce+eot20    apgd-t+bpda-smooth-T0.03@iters=500,restarts=5    apgd-dlr+bpda-ensemble
+                 square@queries=20000,restarts=3    square+eot20    square+survivors@restarts=5
+                 torchattacks:PGD@steps=20    transfer-base:apgd-ce
+
+`+bpda-ensemble` averages the gradients of identity and of smooth at every temperature of the sweep
+(defenses/ensemble.py). `+survivors` runs the attack only on the samples that every attack before it in the plan
+left robust (the others are `not_run:cascade`), whatever the suite's mode: a last search on what is left.
 
 BASE is one of `BUDGETS` (ours) or `torchattacks:<Class>` / `foolbox:<Class>`. `@KEY=VALUE` sets a budget; each of
 our attacks accepts the keys in its `BUDGETS` row, which map to constructor arguments (`iters` -> `n_iter`). For a
@@ -44,7 +50,7 @@ BUDGETS: dict[str, dict[str, str]] = {
 GRADIENT_FREE = {"square", "spatial-grid"}
 # Attacks whose threat is a transformation (the runner re-applies their parameters), not an Lp ball.
 TRANSFORMATION = {"spatial-grid", "stadv"}
-_MODIFIER = re.compile(r"bpda-identity|bpda-smooth(?:-T(?P<t>.*))?|eot(?P<k>.*)")
+_MODIFIER = re.compile(r"bpda-identity|bpda-ensemble|bpda-smooth(?:-T(?P<t>.*))?|eot(?P<k>.*)|survivors")
 _KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
@@ -57,9 +63,10 @@ class AttackName:
     """A parsed attack name. `budget` holds (key, value) pairs in canonical order."""
 
     base: str
-    surrogate: str = "exact"  # exact | identity | smooth
+    surrogate: str = "exact"  # exact | identity | smooth | ensemble
     temperature: float | None = None
     eot: int = 1
+    survivors: bool = False  # run only on the samples every earlier attack left robust
     budget: tuple[tuple[str, int | float], ...] = ()
     inner: AttackName | None = field(default=None)  # for transfer-base:INNER
 
@@ -77,6 +84,8 @@ class AttackName:
             kwargs["temperature"] = self.temperature
         if self.eot != 1:
             kwargs["eot"] = self.eot
+        if self.survivors:
+            kwargs["on_survivors"] = True
         table = BUDGETS.get(self.base, {})
         for key, value in self.budget:
             kwargs[table.get(key, key)] = value
@@ -100,6 +109,8 @@ def format_name(name: AttackName) -> str:
             text += f"-T{_number_text(name.temperature)}"
     if name.eot != 1:
         text += f"+eot{name.eot}"
+    if name.survivors:
+        text += "+survivors"
     if name.budget:
         text += "@" + ",".join(f"{k}={v if isinstance(v, int) else _number_text(v)}" for k, v in name.budget)
     return text
@@ -142,11 +153,14 @@ def _parse_modifiers(spec: str, base: str, modifiers: list[str]) -> dict[str, An
         match = _MODIFIER.fullmatch(modifier)
         if not match:
             raise UnknownAttack(f"attack {spec!r}: unknown modifier +{modifier}; use +bpda-identity, "
-                                f"+bpda-smooth-T<temperature> or +eot<K>")
-        kind = "eot" if modifier.startswith("eot") else "surrogate"
+                                f"+bpda-smooth-T<temperature>, +bpda-ensemble, +eot<K> or +survivors")
+        kind = "survivors" if modifier == "survivors" else "eot" if modifier.startswith("eot") else "surrogate"
         if kind in out:
-            raise UnknownAttack(f"attack {spec!r}: more than one {'+eot' if kind == 'eot' else '+bpda'} modifier; "
-                                f"give each at most once")
+            shown = {"eot": "+eot", "survivors": "+survivors"}.get(kind, "+bpda")
+            raise UnknownAttack(f"attack {spec!r}: more than one {shown} modifier; give each at most once")
+        if kind == "survivors":
+            out["survivors"] = True
+            continue
         if kind == "eot":
             count = match.group("k")
             if not count.isdigit() or int(count) < 1:
@@ -156,7 +170,7 @@ def _parse_modifiers(spec: str, base: str, modifiers: list[str]) -> dict[str, An
         if base in GRADIENT_FREE:
             raise UnknownAttack(f"attack {spec!r}: {base} takes no gradients, so +{modifier} would change nothing; "
                                 f"drop it")
-        out["surrogate"] = "identity" if modifier == "bpda-identity" else "smooth"
+        out["surrogate"] = modifier[len("bpda-"):].partition("-")[0]  # identity | smooth | ensemble
         if match.group("t") is not None:
             out["temperature"] = _temperature(spec, match.group("t"))
     return out
@@ -250,6 +264,9 @@ def parse_name(spec: str) -> AttackName:
             raise UnknownAttack(f"attack {spec!r}: transfer-base: takes one attack to craft on the base model, "
                                 f"e.g. transfer-base:apgd-ce")
         parsed = parse_name(inner)
+        if parsed.survivors:
+            raise UnknownAttack(f"attack {spec!r}: +survivors does not apply to a transfer attack's inner attack; "
+                                f"drop it")
         if parsed.base in TRANSFORMATION:
             raise UnknownAttack(f"attack {spec!r}: transfer-base: takes an Lp attack; {parsed.base} is a "
                                 f"transformation attack (run it on the defense itself)")
@@ -287,7 +304,8 @@ def label_of(attack: Any) -> str:
     elif isinstance(getattr(attack, "kwargs", None), dict):  # a library attack: every argument it was given
         budget = sorted(attack.kwargs.items())
     return format_name(AttackName(base=attack.name, surrogate=attack.surrogate, temperature=attack.temperature,
-                                  eot=attack.eot, budget=tuple(budget)))
+                                  eot=attack.eot, survivors=getattr(attack, "on_survivors", False),
+                                  budget=tuple(budget)))
 
 
 def budget_of(attack: Any) -> dict[str, int | float]:
@@ -299,7 +317,7 @@ def budget_of(attack: Any) -> dict[str, int | float]:
 def family_of(attack: Any) -> str:
     """The attack's name without its budget: attacks of one family differ only in how much they spend."""
     return format_name(AttackName(base=attack.name, surrogate=attack.surrogate, temperature=attack.temperature,
-                                  eot=attack.eot))
+                                  eot=attack.eot, survivors=getattr(attack, "on_survivors", False)))
 
 
 def split_attack_list(text: str) -> list[str]:

@@ -70,8 +70,9 @@ class RotationTranslationGrid(Attack):
     threat_kind = "spatial"
 
     def __init__(self, max_angle: float = 30.0, max_translation: float = 3.0, n_angles: int = 31,
-                 n_translations: int = 5, random: int | None = None, eot: int = 1) -> None:
-        super().__init__(surrogate="exact", eot=eot)
+                 n_translations: int = 5, random: int | None = None, eot: int = 1,
+                 on_survivors: bool = False) -> None:
+        super().__init__(surrogate="exact", eot=eot, on_survivors=on_survivors)
         if max_angle < 0 or max_translation < 0:
             raise ValueError("max_angle and max_translation must be >= 0")
         if n_angles < 1 or n_translations < 1 or (random is not None and random < 1):

@@ -81,8 +81,8 @@ class StAdv(Attack):
 
     def __init__(self, max_flow: float = 1.0, steps: int = 100, lr: float = 0.05, tau: float = 0.05,
                  kappa: float = 0.0, tau_decay: float = 0.1, stages: int = 5, surrogate: str = "exact",
-                 temperature: float | None = None, eot: int = 1) -> None:
-        super().__init__(surrogate, temperature, eot)
+                 temperature: float | None = None, eot: int = 1, on_survivors: bool = False) -> None:
+        super().__init__(surrogate, temperature, eot, on_survivors)
         if not max_flow > 0:
             raise ValueError(f"max_flow must be > 0, not {max_flow}")
         if steps < 0:

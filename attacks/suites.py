@@ -7,27 +7,59 @@
     full         both, plus single-step FGSM, which the diagnostics compare against (AutoAttack's own per-sample
                  record of which sub-attack broke each point gives plain APGD-CE and Square for free)
 
+`--budget` (BUDGETS, EXTRAS) sets how far up the strength curves the strongest gradient family goes (iterations,
+restarts) and Square (queries), for `full` and `adaptive`:
+
+    quick      no curve
+    standard   the strongest family again at 300 iterations
+    thorough   iterations 100 -> 300 -> 1000, restarts 1 -> 5 -> 10, Square queries 5000 -> 20000; and BPDA with
+               every APGD loss (CE, DLR, targeted) on every surrogate the defense offers (identity, smooth at each
+               temperature, and the ensemble of them all, defenses/ensemble.py); for a randomized defense EOT
+               versions of Square and FAB, and a standalone FAB-T; last, Square with 5 restarts on the survivors
+               of everything else (`square+survivors@restarts=5`).
+
 An attack that does not fit (BPDA on a defense with no surrogate, transfer with no base model) is listed as
 skipped with its reason, never silently dropped.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from dataclasses import replace as replaced
 
 from attacks.base import Attack
+from attacks.names import format_name, parse_name
 from attacks.registry import make_attack
 from attacks.transfer import base_model_of
+from defenses.ensemble import ENSEMBLE, SMOOTH_TEMPERATURES
 from defenses.protocol import Defense
 
-SMOOTH_TEMPERATURES = (1.0, 0.3, 0.1, 0.03)
 EOT_DRAWS = 20  # as AutoAttack-rand
 SUITES = ("autoattack", "adaptive", "full", "quick", "spatial")
 # How far up the strength curves a run goes (`--budget`): the strongest gradient attack family again at larger
-# iteration counts, and Square at more queries, so `attack-convergence` can tell whether the worst case still falls.
+# iteration counts and restarts, and Square at more queries, so `attack-convergence` can tell whether the worst case
+# still falls. Each key is one curve (a budget key of `attacks.names.BUDGETS`); the family's defaults start it.
 BUDGETS: dict[str, dict[str, tuple[int, ...]]] = {
-    "quick": {"iters": (), "queries": ()}, "standard": {"iters": (300,), "queries": ()},
-    "thorough": {"iters": (300, 1000), "queries": (20000,)},
+    "quick": {"iters": (), "restarts": (), "queries": ()},
+    "standard": {"iters": (300,), "restarts": (), "queries": ()},
+    "thorough": {"iters": (300, 1000), "restarts": (5, 10), "queries": (20000,)},
 }
+
+
+@dataclass(frozen=True)
+class Extras:
+    """What a budget runs beyond its strength curves (suites `full` and `adaptive`)."""
+
+    bpda_losses: tuple[str, ...] = ()  # these APGD attacks, each on every surrogate the defense offers
+    eot_query_attacks: bool = False  # randomized defense: EOT for Square and FAB too, and a standalone FAB-T
+    last: tuple[str, ...] = ()  # run after everything else (on its survivors, with +survivors)
+
+
+EXTRAS: dict[str, Extras] = {
+    "quick": Extras(), "standard": Extras(),
+    "thorough": Extras(bpda_losses=("apgd-ce", "apgd-dlr", "apgd-t"), eot_query_attacks=True,
+                       last=("square+survivors@restarts=5",)),
+}
+assert set(EXTRAS) == set(BUDGETS), "every budget needs its EXTRAS row"
 
 
 @dataclass
@@ -66,6 +98,39 @@ def suite_names(suite: str, defense: Defense) -> list[str]:
     return list(dict.fromkeys(names))
 
 
+def bpda_modifiers(defense: Defense) -> list[str]:
+    """Every surrogate the defense offers, as name modifiers: identity, smooth at each temperature, the ensemble."""
+    modifiers = ["+bpda-identity"] if "identity" in defense.surrogates else []
+    if "smooth" in defense.surrogates:
+        modifiers += [f"+bpda-smooth-T{t:g}" for t in SMOOTH_TEMPERATURES]
+    if ENSEMBLE in defense.surrogates:
+        modifiers.append("+bpda-" + ENSEMBLE)
+    return modifiers
+
+
+def _with_eot(name: str) -> str:
+    """`name` with EOT_DRAWS draws (kept when it has its own), for the attacks that query the model."""
+    parsed = parse_name(name)
+    if parsed.inner is not None or parsed.eot != 1 or parsed.base.split("-")[0] not in ("apgd", "square", "fab"):
+        return name
+    return format_name(replaced(parsed, eot=EOT_DRAWS))
+
+
+def extra_names(suite: str, defense: Defense, budget: str) -> tuple[list[str], list[str]]:
+    """(attacks the budget adds after the suite's own, attacks it runs last), per EXTRAS."""
+    if budget not in EXTRAS:
+        raise ValueError(f"unknown budget {budget!r}; choose one of {', '.join(BUDGETS)}")
+    extras = EXTRAS[budget]
+    if suite not in ("full", "adaptive"):
+        return [], []
+    names = [loss + modifier for modifier in bpda_modifiers(defense) for loss in extras.bpda_losses]
+    last = list(extras.last)
+    if extras.eot_query_attacks and defense.random_forward:
+        names = [_with_eot(n) for n in [*names, "fab-t"]]
+        last = [_with_eot(n) for n in last]
+    return names, last
+
+
 def strongest_family(defense: Defense) -> str:
     """The gradient attack the strength curve extends: the sharpest smooth surrogate, else straight-through BPDA,
     else plain APGD-CE (with EOT for a randomized defense)."""
@@ -83,12 +148,15 @@ def curve_names(suite: str, defense: Defense, budget: str) -> list[str]:
     the suite already, or is added here)."""
     if budget not in BUDGETS:
         raise ValueError(f"unknown budget {budget!r}; choose one of {', '.join(BUDGETS)}")
-    if suite not in ("full", "adaptive") or not (BUDGETS[budget]["iters"] or BUDGETS[budget]["queries"]):
+    curves = BUDGETS[budget]
+    if suite not in ("full", "adaptive") or not any(curves.values()):
         return []
     family = strongest_family(defense)
-    names = [family] + [f"{family}@iters={n}" for n in BUDGETS[budget]["iters"]]
-    if BUDGETS[budget]["queries"]:
-        names += ["square"] + [f"square@queries={q}" for q in BUDGETS[budget]["queries"]]
+    names = [family] + [f"{family}@{key}={n}" for key in ("iters", "restarts") for n in curves[key]]
+    if curves["queries"]:
+        square = "square" + (f"+eot{EOT_DRAWS}" if defense.random_forward and EXTRAS[budget].eot_query_attacks
+                             else "")
+        names += [square] + [f"{square}@queries={q}" for q in curves["queries"]]
     return names
 
 
@@ -96,7 +164,10 @@ def plan_suite(suite: str, defense: Defense, budget: str = "standard") -> SuiteP
     attacks, skipped = [], []
     base = base_model_of(defense)
     names = suite_names(suite, defense)
-    names += [n for n in curve_names(suite, defense, budget) if n not in names]
+    added, last = extra_names(suite, defense, budget)
+    if EXTRAS[budget].eot_query_attacks and defense.random_forward:
+        names = [_with_eot(n) for n in names]
+    names = list(dict.fromkeys([*names, *added, *curve_names(suite, defense, budget)]))
     for name in names:
         if name.startswith("transfer-base:") and base is None:
             skipped.append((name, "the defense has no MeanSparse layers to remove, so no base model to transfer from"))
@@ -108,7 +179,13 @@ def plan_suite(suite: str, defense: Defense, budget: str = "standard") -> SuiteP
     attacks, not_applicable, extra = plan_gradient_free(defense, attacks)
     skipped += not_applicable
     attacks += [make_attack(name) for name in extra]
+    attacks += [make_attack(name) for name in last]
     for surrogate in ("identity", "smooth"):
         if surrogate not in defense.surrogates:
             skipped.append((f"bpda-{surrogate}", f"{defense.description} offers no {surrogate} surrogate"))
     return SuitePlan(attacks, skipped)
+
+
+def survivors_last(attacks: list[Attack]) -> list[Attack]:
+    """The plan in run order: attacks that run on the survivors of the others (`+survivors`) after all of them."""
+    return [a for a in attacks if not a.on_survivors] + [a for a in attacks if a.on_survivors]

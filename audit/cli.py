@@ -84,8 +84,9 @@ def _cmd_attacks(args: argparse.Namespace) -> None:
     from attacks.registry import available
     from attacks.suites import SUITES
 
-    print("attacks (append +bpda-identity, +bpda-smooth-T<t>, +eot<K> to a gradient attack, and @key=value budgets,"
-          " e.g. apgd-t+bpda-smooth-T0.03@iters=500,restarts=5):")
+    print("attacks (append +bpda-identity, +bpda-smooth-T<t> or +bpda-ensemble to a gradient attack, +eot<K> to any"
+          " attack that queries the model, +survivors to run it last on what the others left, and @key=value"
+          " budgets, e.g. apgd-t+bpda-smooth-T0.03@iters=500,restarts=5, square+survivors@restarts=5):")
     for name in available():
         budgets = BUDGETS.get(name)
         print(f"  {name:24s} budgets: {', '.join(budgets)}" if budgets else f"  {name}")
@@ -198,7 +199,9 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--suite", default="full", help="autoattack, adaptive, full, quick, spatial")
     p.add_argument("--budget", default="standard", choices=["quick", "standard", "thorough"],
                    help="how far up the strength curves the full/adaptive suite goes: the strongest gradient attack "
-                        "again at 300 (standard) or 300 and 1000 iterations and Square at 20000 queries (thorough)")
+                        "again at 300 iterations (standard); or at 300 and 1000 iterations and 5 and 10 restarts, "
+                        "Square at 20000 queries, BPDA with every APGD loss on every surrogate and their ensemble, "
+                        "and Square with 5 restarts on the survivors, last (thorough)")
     p.add_argument("--transfer-from", action="append", default=[], metavar="SPEC",
                    help="also run APGD-CE crafted on this model (any --model spec, repeatable) and judged on the "
                         "audited one, as RobustBench did for Kang2021Stable")

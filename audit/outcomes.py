@@ -2,7 +2,8 @@
 
 Every (sample, attack) pair has a status: `broken`, `held`, or `not_run:<reason>`, where the reason is
 `misclassified` (the clean input is already wrong on some draw, so there is nothing to attack), `cascade` (an
-earlier attack, or an earlier part of AutoAttack, already broke it) or `missing` (no record: the run was cut short).
+earlier attack, or an earlier part of AutoAttack, already broke it: in cascade mode, or for an attack that runs on
+the survivors of the others, `Attack.on_survivors`) or `missing` (no record: the run was cut short).
 A sample that was not attacked is never counted as robust or as missed: accuracies and comparisons count only
 samples the attacks ran on, and say how many that was.
 
@@ -31,6 +32,7 @@ class AttackInfo:
     part_of: str | None = None
     family: str = ""  # the attack without its budget (attacks of a family differ only in what they spend)
     budget: dict[str, float] = field(default_factory=dict)
+    on_survivors: bool = False  # ran only on the samples the attacks before it left robust
 
 
 @dataclass
@@ -86,13 +88,15 @@ class Outcomes:
                         target = extra.setdefault(key, {})
                         for position, index in enumerate(row["indices"]):
                             target[index] = value[position]
+            on_survivors = bool(attributes.get("on_survivors"))
             for i in range(n):
                 if correct[i] and not seen[i]:
-                    status[i] = "not_run:cascade" if mode == "cascade" and broken_before[i] else "not_run:missing"
+                    skipped = (mode == "cascade" or on_survivors) and broken_before[i]
+                    status[i] = "not_run:cascade" if skipped else "not_run:missing"
             outcomes.info[label] = AttackInfo(label, attributes.get("threat_kind", "lp"),
                                               attributes.get("gradient", "exact"), bool(attributes.get("single_step")),
                                               family=attributes.get("family", label),
-                                              budget=dict(attributes.get("budget", {})))
+                                              budget=dict(attributes.get("budget", {})), on_survivors=on_survivors)
             outcomes.status[label], outcomes.distance[label] = status, distance
             outcomes.margin[label], outcomes.draws_correct[label] = margin, draws_correct
             outcomes.cost[label], outcomes.extra[label] = cost, extra

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from attacks.suites import SuitePlan, plan_suite
+from attacks.suites import SuitePlan, plan_suite, survivors_last
 from attacks.threat_model import ThreatModel
 from audit.config import AuditConfig
 from audit.data import load_dataset
@@ -108,6 +108,7 @@ def run_audit(config: AuditConfig, out: str | Path, data_dir: str | None = None,
         defense.randomness_found = True
         log.warning("warning: the forward is random but the model does not declare it; adding EOT attacks")
         plan = _with_eot(plan, plan_attacks(config, defense), defense)
+    plan.attacks = survivors_last(plan.attacks)  # `+survivors` attacks run on what every other attack left
     out = Path(out)
     if shard.is_main:
         store = ResultStore(out, config.identity(), shard.rank, shard.world_size)

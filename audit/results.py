@@ -27,6 +27,7 @@ def attack_rows(outcomes: Outcomes) -> list[dict]:
         row: dict[str, Any] = {
             "name": label, "threat_kind": info.threat_kind, "gradient": info.gradient,
             "single_step": info.single_step, "family": info.family, "budget": info.budget,
+            "on_survivors": info.on_survivors,
             **outcomes.counts(label),
             "robust_accuracy": None if robust is None else robust / max(outcomes.n, 1),
             "robust": None if robust is None else accuracy_json(robust, outcomes.n),

@@ -2,8 +2,9 @@
 from the store as `Outcomes`, so a resumed, sharded or re-rendered run sees exactly what was stored.
 
 Modes: `full` runs every attack on every clean-correct sample (what the comparisons need); `cascade` sends only
-the samples still robust to the next attack (the fast path to the worst-case number). Samples an attack did not
-run on are `not_run` with their reason, never counted as robust or as missed.
+the samples still robust to the next attack (the fast path to the worst-case number). An attack with
+`on_survivors` runs on the samples still robust in either mode (a last search on what the others left). Samples an
+attack did not run on are `not_run` with their reason, never counted as robust or as missed.
 """
 from __future__ import annotations
 
@@ -36,6 +37,13 @@ def record_row(record: AttackRecord, batch: int, attack: Attack) -> dict:
         "n_forward": float(record.n_forward.sum()), "n_backward": float(record.n_backward.sum()),
         "seconds": float(record.seconds.sum()), "violations": record.violations, "extra": extra,
     }
+
+
+def empty_row(attack: Attack) -> dict:
+    """The row of an attack that had no sample to run on (all broken before it), so its attributes are stored."""
+    return {"attack": attack.label, "batch": 0, "indices": [], "attributes": attack.attributes(), "status": [],
+            "distance": [], "margin": [], "draws_correct": [], "draws": 1, "n_forward": 0.0, "n_backward": 0.0,
+            "seconds": 0.0, "violations": 0, "extra": {}}
 
 
 def clean_row(defense: Defense, images: torch.Tensor, labels: torch.Tensor, seed: int,
@@ -72,8 +80,10 @@ def run_suite(
     for attack in attacks:
         # Full mode attacks every clean-correct sample, cascade mode only those still robust. Batch ids are
         # positions in this sequence, so a resumed run forms the same batches.
-        candidates = (robust if mode == "cascade" else clean_correct).nonzero().flatten()
+        candidates = (robust if mode == "cascade" or attack.on_survivors else clean_correct).nonzero().flatten()
         batches = [candidates[i : i + batch_size] for i in range(0, len(candidates), batch_size)]
+        if not batches and shard.owns(0) and not store.done(attack.label, 0):
+            store.append(empty_row(attack))  # nothing left to attack: the row still records what the attack is
         bar = tqdm(total=len(candidates), desc=attack.label, unit="img", disable=not progress, leave=False)
         for batch_id, index in enumerate(batches):
             if shard.owns(batch_id) and not store.done(attack.label, batch_id):

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from defenses.ensemble import ENSEMBLE, ensemble_forward, with_ensemble
 from defenses.gradient_mode import DEFAULT_TEMPERATURE, gradient_mode
 from defenses.meansparse import meansparse_layers
 
@@ -55,9 +56,16 @@ class Defense(nn.Module):
 
     @contextmanager
     def surrogate(self, name: str = "exact", temperature: float | None = None) -> Iterator[Defense]:
-        """Inside the block, backward follows surrogate `name`; forward values are unchanged."""
+        """Inside the block, backward follows surrogate `name`; forward values are unchanged.
+
+        `ensemble` (offered with identity and smooth) averages the gradients of identity and of smooth at every
+        temperature of the sweep (defenses/ensemble.py); its `temperature` is unused."""
         if name not in self.surrogates:
             raise ValueError(f"{self.description} has no surrogate {name!r}; it offers {self.surrogates}")
+        if name == ENSEMBLE:
+            with ensemble_forward(self):
+                yield self
+            return
         with self._surrogate_context(name, temperature):
             yield self
 
@@ -107,8 +115,9 @@ class OpaqueModel(Defense):
 
     The first forward keeps a few inputs (`example_input`); `scan()` then runs one forward under a recording
     mode (defenses/auto_bpda.py). If the model applies any non-differentiable operation on its input's path
-    (rounding, comparisons cast to masks, top-k masks, detach, ...), it offers the surrogates `identity` and
-    `smooth` (automatic BPDA, exact forward), so `apgd-ce+bpda-identity` etc. work on it unchanged.
+    (rounding, comparisons cast to masks, top-k masks, detach, ...), it offers the surrogates `identity`,
+    `smooth` and their `ensemble` (automatic BPDA, exact forward), so `apgd-ce+bpda-identity` etc. work on it
+    unchanged.
     """
 
     EXAMPLES = 4
@@ -139,7 +148,7 @@ class OpaqueModel(Defense):
         from defenses.auto_bpda import AUTO_SURROGATES
 
         result = self.scan()
-        return AUTO_SURROGATES if result is not None and result.replacements else ("exact",)
+        return with_ensemble(AUTO_SURROGATES) if result is not None and result.replacements else ("exact",)
 
     @property
     def description(self) -> str:
@@ -170,9 +179,9 @@ class OpaqueModel(Defense):
 
 
 class MeanSparseDefense(Defense):
-    """A model containing MeanSparse layers: exact, straight-through (identity) and smooth surrogates."""
+    """A model containing MeanSparse layers: exact, straight-through (identity), smooth and ensemble surrogates."""
 
-    surrogates = ("exact", "identity", "smooth")
+    surrogates = with_ensemble(("exact", "identity", "smooth"))
 
     def __init__(self, model: nn.Module, num_classes: int = 10, name: str = "model") -> None:
         super().__init__(model, num_classes, name)

@@ -116,7 +116,7 @@ def test_each_operation_gets_a_gradient_and_keeps_its_forward(kind, surrogate):
     exact = model(x)
     defense = as_defense(model, num_classes=3, opaque=True)
     defense(x)  # the first forward keeps the example the scan runs on
-    assert defense.surrogates == ("exact", "identity", "smooth"), defense.scan().summary()
+    assert defense.surrogates == ("exact", "identity", "smooth", "ensemble"), defense.scan().summary()
     assert not gradient_reaches_input(defense, x, "exact")
     assert gradient_reaches_input(defense, x, surrogate, 0.3)
     xg = x.clone().requires_grad_(True)
@@ -200,7 +200,7 @@ def test_dead_zone_in_a_user_module_matches_meansparse(dead_zone_pair, fmnist_te
     ours, theirs = dead_zone_pair
     x, y = fmnist_test.images[:64], fmnist_test.labels[:64]
     assert torch.equal(bits(theirs(x)), bits(ours(x)))
-    assert theirs.surrogates == ours.surrogates == ("exact", "identity", "smooth")
+    assert theirs.surrogates == ours.surrogates == ("exact", "identity", "smooth", "ensemble")
     assert {r.op for r in theirs.scan().replacements} == {"lt", "where"}
     # Same suite: the same adaptive attack names, nothing refused.
     assert [a.label for a in plan_suite("adaptive", theirs).attacks if "bpda" in a.label] == \

@@ -39,5 +39,6 @@ def test_audit_of_a_model_without_gradient_path(tmp_path, fmnist_test):
     assert results["verdict"]["gradient_masking"] == "suspected"
     finding = next(f for f in results["findings"] if f["id"] == "no-gradient-path")
     assert finding["status"] == "fail" and "no gradient reaches the input" in finding["message"]
-    assert finding["evidence"]["reaches_input"] == {"exact": False, "identity": True, "smooth": True}
+    assert finding["evidence"]["reaches_input"] == {"exact": False, "identity": True, "smooth": True,
+                                                   "ensemble": True}
     assert "no-gradient-path" in [d["id"] for d in results["verdict"]["drivers"]]

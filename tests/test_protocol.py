@@ -48,7 +48,7 @@ def input_grad(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tens
 def test_as_defense_picks_the_adapter(sparsified):
     defended = as_defense(sparsified, name="ms")
     assert type(defended) is MeanSparseDefense and defended.name == "ms"
-    assert defended.surrogates == ("exact", "identity", "smooth")
+    assert defended.surrogates == ("exact", "identity", "smooth", "ensemble")
     assert defended.alpha == pytest.approx(0.4) and len(defended.layers) == 5
     plain = as_defense(demo())
     assert type(plain) is Undefended and plain.surrogates == ("exact",)

@@ -149,7 +149,7 @@ CHECKS: tuple[Check, ...] = (
           "BPDA re-evaluations of MeanSparse (RobustBench)"),
     Check("attack-convergence", OUTCOMES, "other",
           "the strongest attack still breaks points at its largest budget: the worst case has not converged",
-          "samples only the largest-budget attack of a family broke; exact one-sided McNemar",
+          "samples only the tops of the strength curves (iterations, restarts, queries) broke; exact one-sided McNemar",
           f"fail p < {_p(convergence.P_FAIL)} and >= {_p(convergence.MIN_FRACTION)} of the samples it ran on",
           "an attack that has not converged cannot clear a model: the verdict becomes inconclusive"),
 )

@@ -21,6 +21,7 @@ from audit.probes._common import (
     reseed,
 )
 from audit.probes.config import DiagnosticsConfig
+from defenses.ensemble import ENSEMBLE
 from defenses.meansparse import MeanSparse, channel_view, meansparse_layers
 from defenses.protocol import Defense
 
@@ -99,7 +100,8 @@ def _cosines(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 def measure_surrogates(defense: Defense, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, *, seed: int,
                        config: DiagnosticsConfig) -> dict:
     """Cosine of the exact input gradient with each surrogate's (BPDA) gradient, per sample."""
-    others = [name for name in defense.surrogates if name != "exact"]
+    # The ensemble is the mean of the other surrogates' gradients: its cosine says nothing theirs do not.
+    others = [name for name in defense.surrogates if name not in ("exact", ENSEMBLE)]
     if not others:
         return {"skipped": f"{defense.description} offers no surrogate gradient"}
     exact, _ = input_gradient(defense, x, y, batch_size=config.batch_size, seed=seed)

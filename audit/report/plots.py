@@ -342,16 +342,18 @@ def binarization(results: dict, samples: list[dict], path: Path) -> Path | None:
 
 
 def strength_curves(results: dict, samples: list[dict], path: Path) -> Path | None:
-    """Worst-case robust accuracy as the strongest attack family gets more budget (iterations, queries)."""
+    """Worst-case robust accuracy as the strongest attack family gets more budget (iterations, restarts, queries)."""
     curves = _finding_data(results, "attack-convergence").get("curves") or {}
     if not curves:
         return None
     fig, ax = plt.subplots(figsize=(7, 3.2))
-    for family, curve in curves.items():
-        # The budget that grows along the curve: the key whose value differs between its attacks.
+    for name, curve in curves.items():
+        # The budget that grows along the curve: stored with it (older results: the key whose value differs).
         keys = [k for k in curve["budget"][0] if len({b.get(k) for b in curve["budget"]}) > 1] or ["budget"]
-        xs = [_number(b.get(keys[0], i + 1)) for i, b in enumerate(curve["budget"])]
-        ax.plot(xs, [100 * _number(v) for v in curve["worst_case"]], marker="o", label=f"{family} ({keys[0]})")
+        key = curve.get("key") or keys[0]
+        xs = [_number(b.get(key, i + 1)) for i, b in enumerate(curve["budget"])]
+        family = name.rpartition("@")[0] if name.endswith("@" + key) else name
+        ax.plot(xs, [100 * _number(v) for v in curve["worst_case"]], marker="o", label=f"{family} ({key})")
     ax.set_xscale("log")
     ax.set_xlabel("budget of the strongest attack (log scale)")
     ax.set_ylabel("worst-case robust accuracy (%)")
@@ -386,8 +388,8 @@ PLOTS: tuple[Plot, ...] = (
          "Samples a gradient-free attack broke while every exact-gradient attack failed (top right) mean the "
          "gradients are misleading."),
     Plot("strength_curves.png", "Attack strength curves", strength_curves,
-         "The worst case over the suite as the strongest attack gets more iterations or queries. A curve still "
-         "falling at its right end means the attack had not converged: the verdict is then inconclusive."),
+         "The worst case over the suite as the strongest attack gets more iterations, restarts or queries. A curve "
+         "still falling at its right end means the attack had not converged: the verdict is then inconclusive."),
     Plot("binarization.png", "Binarization test, per point", binarization,
          "Each point has an adversarial example inside eps by construction (Zimmermann et al. 2022). Red crosses "
          "below 0: the attack missed an example that exists, so it is too weak for this defense."),
