@@ -315,9 +315,10 @@ def budget_of(attack: Any) -> dict[str, int | float]:
 
 
 def family_of(attack: Any) -> str:
-    """The attack's name without its budget: attacks of one family differ only in how much they spend."""
+    """The attack's name without its budget or `+survivors`: attacks of one family differ only in how much they
+    spend (which samples they run on is scheduling, not what the attack is)."""
     return format_name(AttackName(base=attack.name, surrogate=attack.surrogate, temperature=attack.temperature,
-                                  eot=attack.eot, survivors=getattr(attack, "on_survivors", False)))
+                                  eot=attack.eot))
 
 
 def split_attack_list(text: str) -> list[str]:

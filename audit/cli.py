@@ -7,6 +7,7 @@ import os
 import sys
 from pathlib import Path
 
+from audit.config import AuditConfig
 from audit.errors import UsageError, describe_error, one_line
 
 log = logging.getLogger("audit")
@@ -110,7 +111,6 @@ def _cmd_eval(args: argparse.Namespace) -> None:
 
 def _audit_config(args: argparse.Namespace):  # noqa: ANN202 - an AuditConfig, imported inside to keep --help light
     from attacks.names import split_attack_list
-    from audit.config import AuditConfig
 
     if not (args.model or args.name):
         raise UsageError("give --model (or --name with --robustbench-dir)")
@@ -211,7 +211,8 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                    help="full: every attack on every sample (diagnostics need it); cascade: only still-robust samples")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=250)
-    p.add_argument("--diagnostics-n", type=int, default=100, help="samples used by the diagnostics")
+    p.add_argument("--diagnostics-n", type=int, default=AuditConfig.diagnostics_n,
+                   help="samples used by the diagnostics (default: %(default)s, as in the calibration)")
     p.add_argument("--checkpoint", default=None, help="weights for PATH.py:FACTORY (safetensors or .pt)")
     p.add_argument("--trust-checkpoint", action="store_true",
                    help="allow unpickling arbitrary objects from a legacy checkpoint (runs code from the file!)")

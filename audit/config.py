@@ -19,7 +19,7 @@ class AuditConfig:
     seed: int = 0
     mode: str = "full"
     batch_size: int = 250
-    diagnostics_n: int = 100
+    diagnostics_n: int = 50  # what the calibration ran (docs/findings.md): its thresholds were checked at 50
     checkpoint: str | None = None
     robustbench_dir: str | None = None
     meansparse_alpha: float | None = None

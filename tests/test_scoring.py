@@ -147,3 +147,38 @@ def test_a_strength_curve_still_falling_makes_the_verdict_inconclusive(data, tmp
     long = _run(model, x, y, [APGD(n_iter=20), APGD(n_iter=50)], tmp_path / "b", threat=wide)
     (converged,) = check_convergence(long)
     assert converged.status == "pass" and converged.evidence["families"]["apgd-ce"]["only_largest_broke"] <= 2
+
+
+def test_a_curve_starts_at_autoattacks_own_apgd_ce_and_its_top_runs_on_survivors():
+    """The default plan does not run APGD-CE twice: AutoAttack's part is the curve's 100-iteration point, and the
+    300-iteration top (`+survivors`) runs only where nothing broke; what it breaks is what the check counts."""
+    from audit.checks.convergence import check_convergence, curves
+    from audit.outcomes import Outcomes
+
+    n = 40
+    clean = {"attack": "clean", "batch": 0, "labels": [0] * n, "prediction": [0] * n, "draws_correct": [1] * n,
+             "draws": 1}
+    part = {"threat_kind": "lp", "gradient": "exact", "family": "apgd-ce", "budget": {"iters": 100, "restarts": 1}}
+    aa_broke = set(range(10))
+    aa = {"attack": "autoattack-standard", "batch": 0, "indices": list(range(n)),
+          "attributes": {"gradient": "exact", "family": "autoattack-standard", "budget": {},
+                         "parts": {"apgd-ce": part}},
+          "status": ["broken" if i in aa_broke else "held" for i in range(n)], "distance": [0.0] * n,
+          "margin": [0.0] * n, "draws_correct": [0 if i in aa_broke else 1 for i in range(n)], "draws": 1,
+          "n_forward": 0.0, "n_backward": 0.0, "seconds": 0.0, "violations": 0,
+          "extra": {"broken_by": ["apgd-ce" if i in aa_broke else "" for i in range(n)]}}
+    survivors = [i for i in range(n) if i not in aa_broke]
+    top_broke = set(survivors[:8])  # eight more: still falling
+    top = {"attack": "apgd-ce+survivors@iters=300", "batch": 0, "indices": survivors,
+           "attributes": {**part, "budget": {"iters": 300, "restarts": 1}, "on_survivors": True},
+           "status": ["broken" if i in top_broke else "held" for i in survivors], "distance": [0.0] * len(survivors),
+           "margin": [0.0] * len(survivors), "draws_correct": [0 if i in top_broke else 1 for i in survivors],
+           "draws": 1, "n_forward": 0.0, "n_backward": 0.0, "seconds": 0.0, "violations": 0, "extra": {}}
+    order = ["autoattack-standard", "apgd-ce+survivors@iters=300"]
+    outcomes = Outcomes.from_rows(clean, [aa, top], order, "full")
+    assert curves(outcomes) == {"apgd-ce": ["autoattack-standard/apgd-ce", "apgd-ce+survivors@iters=300"]}
+    assert outcomes.status["apgd-ce+survivors@iters=300"][0] == "not_run:cascade"
+    (finding,) = check_convergence(outcomes)
+    assert finding.status == "fail" and finding.evidence["families"]["apgd-ce"]["only_largest_broke"] == 8
+    curve = finding.data["curves"]["apgd-ce"]["worst_case"]
+    assert curve == [0.75, 0.55]

@@ -30,7 +30,8 @@ def curve_keys(outcomes: Outcomes) -> dict[str, tuple[str, list[str]]]:
     Along key k lie the family's attacks whose other keys are at the family's smallest values; a curve needs two
     values of k. It is named after its family, or `family@k` when the family has more than one curve."""
     families: dict[str, list[str]] = {}
-    for label in outcomes.order:
+    # AutoAttack's parts count as attacks of their own families (its APGD-CE starts a plain APGD-CE curve).
+    for label in [name for top in outcomes.order for name in outcomes.parts(top) or [top]]:
         info = outcomes.info[label]
         if info.threat_kind == "lp" and info.budget:
             families.setdefault(info.family, []).append(label)
