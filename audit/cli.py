@@ -195,9 +195,9 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--eps", type=float, default=None,
                    help="radius as a fraction of the [0, 1] range (8/255 = 0.031); default 0.1, or the RobustBench "
                         "entry's eps")
-    p.add_argument("--n", type=int, default=1000, help="number of test samples (seeded choice)")
-    p.add_argument("--suite", default="full", help="autoattack, adaptive, full, quick, spatial")
-    p.add_argument("--budget", default="standard", choices=["quick", "standard", "thorough"],
+    p.add_argument("--n", type=int, default=AuditConfig.n, help="number of test samples (seeded choice)")
+    p.add_argument("--suite", default=AuditConfig.suite, help="autoattack, adaptive, full, quick, spatial")
+    p.add_argument("--budget", default=AuditConfig.budget, choices=["quick", "standard", "thorough"],
                    help="how far up the strength curves the full/adaptive suite goes: the strongest gradient attack "
                         "again at 300 iterations (standard); or at 300 and 1000 iterations and 5 and 10 restarts, "
                         "Square at 20000 queries, BPDA with every APGD loss on every surrogate and their ensemble, "
@@ -207,10 +207,10 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                         "audited one, as RobustBench did for Kang2021Stable")
     p.add_argument("--attacks", default=None,
                    help="comma-separated attack names instead of a suite (see `audit attacks`), e.g. apgd-ce,square")
-    p.add_argument("--mode", default="full", choices=["full", "cascade"],
+    p.add_argument("--mode", default=AuditConfig.mode, choices=["full", "cascade"],
                    help="full: every attack on every sample (diagnostics need it); cascade: only still-robust samples")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch-size", type=int, default=250)
+    p.add_argument("--seed", type=int, default=AuditConfig.seed)
+    p.add_argument("--batch-size", type=int, default=AuditConfig.batch_size)
     p.add_argument("--diagnostics-n", type=int, default=AuditConfig.diagnostics_n,
                    help="samples used by the diagnostics (default: %(default)s, as in the calibration)")
     p.add_argument("--checkpoint", default=None, help="weights for PATH.py:FACTORY (safetensors or .pt)")
@@ -271,8 +271,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--model", default="demo-adversarial")
     sp.add_argument("--alphas", type=float, nargs="+", default=[0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8])
     sp.add_argument("--eps", type=float, default=0.1)
-    sp.add_argument("--n", type=int, default=1000, help="validation samples for the sweep")
-    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--n", type=int, default=AuditConfig.n, help="validation samples for the sweep")
+    sp.add_argument("--seed", type=int, default=AuditConfig.seed)
     sp.add_argument("--data-dir", default=None)
     sp.add_argument("--out", type=Path, required=True)
     sp.set_defaults(handler=_cmd_sparsify)
