@@ -7,5 +7,9 @@ from attacks.base import Attack, AttackOutput
 from attacks.judge import AttackRecord, judge, score
 from attacks.registry import available, make_attack
 from attacks.threat_model import ThreatModel
+from attacks.transform import TransformAttack
 
-__all__ = ["Attack", "AttackOutput", "AttackRecord", "ThreatModel", "available", "judge", "make_attack", "score"]
+__all__ = [
+    "Attack", "AttackOutput", "AttackRecord", "ThreatModel", "TransformAttack", "available", "judge", "make_attack",
+    "score",
+]

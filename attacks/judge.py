@@ -25,6 +25,7 @@ from attacks.counting import CountingModel
 from attacks.eot import EOT
 from attacks.losses import margin
 from attacks.threat_model import ThreatModel
+from attacks.transform import TransformAttack
 from defenses.protocol import Defense
 
 log = logging.getLogger(__name__)
@@ -121,17 +122,19 @@ def judge(
             log.warning("%s proposed %d points outside %s; the judge projected them", attack.label, violations, threat)
         x_adv = threat.project(proposed, x)
         distance = threat.distance(x_adv, x)
-    else:
+    elif isinstance(attack, TransformAttack):
         # Transformation attacks: the judge re-applies the recorded parameters itself. Their distance is in
         # the attack's own units (fraction of the rotation/translation limits, or pixels of flow).
         if output.params is None:
             raise RuntimeError(f"{attack.label} is a {attack.threat_kind} attack but returned no parameters")
-        # clip_params, apply and param_distance: defined by the transformation attacks (spatial, stadv) only
-        params = attack.clip_params(torch.nan_to_num(output.params.detach().to(device), nan=0.0))  # type: ignore[attr-defined]
-        x_adv = attack.apply(x, params).clamp(*threat.bounds)  # type: ignore[attr-defined]
+        params = attack.clip_params(torch.nan_to_num(output.params.detach().to(device), nan=0.0))
+        x_adv = attack.apply(x, params).clamp(*threat.bounds)
         violations = int((params != output.params.to(device)).any(dim=1).sum())
-        distance = attack.param_distance(params)  # type: ignore[attr-defined]
+        distance = attack.param_distance(params)
         output.extra.setdefault("params", params.cpu())
+    else:
+        raise TypeError(f"{attack.label} declares threat_kind {attack.threat_kind!r} but is not a TransformAttack "
+                        f"(attacks.transform): the judge can only score an Lp attack or a TransformAttack's params")
 
     correct, margin = score_logits(exact_logits(defense, x_adv, indices, seed, draws), y)
     n_draws = draws if defense.random_forward else 1

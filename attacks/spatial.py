@@ -19,9 +19,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from attacks.base import Attack, AttackOutput
+from attacks.base import AttackOutput
 from attacks.losses import margin as logit_margin
 from attacks.threat_model import ThreatModel
+from attacks.transform import TransformAttack
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ def rotation_translation(x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
     return out.to(x.dtype)
 
 
-class RotationTranslationGrid(Attack):
+class RotationTranslationGrid(TransformAttack):
     """Grid (or worst-of-k random) search over rotations and translations (Engstrom et al. 2019).
 
     Args:
@@ -85,7 +86,7 @@ class RotationTranslationGrid(Attack):
         if random is not None:
             self.name = f"spatial-random{random}"
 
-    # -- what the judge uses -------------------------------------------------------------------------------
+    # -- the TransformAttack contract (what the judge uses) -------------------------------------------------
     def apply(self, x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
         """The transformation, (n, C, H, W) and (n, 3) -> (n, C, H, W); the same function the attack uses."""
         return rotation_translation(x, params)

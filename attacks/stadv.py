@@ -13,9 +13,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from attacks.base import Attack, AttackOutput
+from attacks.base import AttackOutput
 from attacks.losses import margin as margins
 from attacks.threat_model import ThreatModel
+from attacks.transform import TransformAttack
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ def flow_total_variation(flow: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     return 2 * tv
 
 
-class StAdv(Attack):
+class StAdv(TransformAttack):
     """stAdv (Xiao et al. 2018): per-pixel flow, C&W margin loss + tau * TV(flow), Adam, projected on the budget.
 
     Args:
@@ -95,7 +96,7 @@ class StAdv(Attack):
         self.tau_decay = tau_decay
         self.stages = max(1, stages)
 
-    # -- what the judge uses -------------------------------------------------------------------------------
+    # -- the TransformAttack contract (what the judge uses) -------------------------------------------------
     def apply(self, x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
         """Warp x (n, C, H, W) by the flattened flow params (n, 2*H*W); the same function the attack uses."""
         n, _, height, width = x.shape
