@@ -99,6 +99,9 @@ def judge(
 
     `indices` are the samples' positions in the audited set: they name the common draws of a randomized defense.
     """
+    if attack.threat_kind != "lp" and not isinstance(attack, TransformAttack):  # refused before it spends anything
+        raise TypeError(f"{attack.label} declares threat_kind {attack.threat_kind!r} but is not a TransformAttack "
+                        f"(attacks.transform): the judge can only score an Lp attack or a TransformAttack's params")
     device = defense.device
     x, y = x.to(device), y.to(device)
     indices = list(range(len(x))) if indices is None else list(indices)
@@ -111,7 +114,17 @@ def judge(
         output = attack.perturb(model, x.clone(), y.clone(), threat, batch_seed)
     seconds = time.perf_counter() - start
 
-    if attack.threat_kind == "lp":
+    if isinstance(attack, TransformAttack):
+        # Transformation attacks: the judge re-applies the recorded parameters itself. Their distance is in
+        # the attack's own units (fraction of the rotation/translation limits, or pixels of flow).
+        if output.params is None:
+            raise RuntimeError(f"{attack.label} is a {attack.threat_kind} attack but returned no parameters")
+        params = attack.clip_params(torch.nan_to_num(output.params.detach().to(device), nan=0.0))
+        x_adv = attack.apply(x, params).clamp(*threat.bounds)
+        violations = int((params != output.params.to(device)).any(dim=1).sum())
+        distance = attack.param_distance(params)
+        output.extra.setdefault("params", params.cpu())
+    else:  # an Lp attack (a TransformAttack never declares "lp"; anything else was refused above)
         proposed = output.x_adv.detach().to(device)
         if proposed.shape != x.shape:
             raise RuntimeError(f"{attack.label} returned shape {tuple(proposed.shape)} for inputs {tuple(x.shape)}")
@@ -122,19 +135,6 @@ def judge(
             log.warning("%s proposed %d points outside %s; the judge projected them", attack.label, violations, threat)
         x_adv = threat.project(proposed, x)
         distance = threat.distance(x_adv, x)
-    elif isinstance(attack, TransformAttack):
-        # Transformation attacks: the judge re-applies the recorded parameters itself. Their distance is in
-        # the attack's own units (fraction of the rotation/translation limits, or pixels of flow).
-        if output.params is None:
-            raise RuntimeError(f"{attack.label} is a {attack.threat_kind} attack but returned no parameters")
-        params = attack.clip_params(torch.nan_to_num(output.params.detach().to(device), nan=0.0))
-        x_adv = attack.apply(x, params).clamp(*threat.bounds)
-        violations = int((params != output.params.to(device)).any(dim=1).sum())
-        distance = attack.param_distance(params)
-        output.extra.setdefault("params", params.cpu())
-    else:
-        raise TypeError(f"{attack.label} declares threat_kind {attack.threat_kind!r} but is not a TransformAttack "
-                        f"(attacks.transform): the judge can only score an Lp attack or a TransformAttack's params")
 
     correct, margin = score_logits(exact_logits(defense, x_adv, indices, seed, draws), y)
     n_draws = draws if defense.random_forward else 1
