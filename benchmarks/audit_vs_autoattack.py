@@ -9,6 +9,7 @@ apart (it is not what the verdict needs), and the ratio is given with and withou
 """
 from __future__ import annotations
 
+import csv
 import json
 import tempfile
 import time
@@ -59,10 +60,8 @@ def audit_full(spec: str, n: int, seed: int, out: Path) -> dict:
     base_seconds = 0.0
     if (out / BASE_DIR / "config.json").exists():
         base_seconds = sum(float(r.get("seconds", 0.0)) for r in ResultStore.open_existing(out / BASE_DIR).records())
-    lines = (out / "samples.csv").read_text().splitlines()
-    header = lines[0].split(",")
-    column = header.index("worst_case_robust:lp")
-    robust = [line.split(",")[column] == "1" for line in lines[1:]]
+    with open(out / "samples.csv", newline="") as handle:  # attack labels with budgets hold commas: csv quotes them
+        robust = [row["worst_case_robust:lp"] == "1" for row in csv.DictReader(handle)]
     profile = [(a["name"], a["seconds"], a["n_forward"], a["n_backward"]) for a in results["attacks"]]
     profile += [("probe " + p["name"], p["seconds"], p["n_forward"], p["n_backward"]) for p in results["probes"]]
     return {"seconds": seconds, "base_seconds": base_seconds, "robust": robust, "profile": profile,
