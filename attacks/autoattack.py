@@ -146,6 +146,7 @@ class AutoAttack(Attack):
         self.name = f"autoattack-{version}" if version != "custom" else "autoattack-" + "+".join(self.attacks)
 
     handles_eot = True
+    seed_as_given = True  # pyautoattack's run_standard_evaluation gives every batch the seed as given
 
     def config(self) -> dict[str, Any]:
         return {**super().config(), "attacks": self.attacks}

@@ -45,6 +45,9 @@ class Attack:
     gradient_free: bool = False
     single_step: bool = False
     handles_eot: bool = False  # the attack averages gradients over `eot` draws itself (else the judge wraps EOT)
+    # The run's seed as given for every batch, as its library's own evaluation does (AutoAttack), instead of one
+    # derived per batch: then it reproduces that evaluation per sample (benchmarks/audit_vs_autoattack.py).
+    seed_as_given: bool = False
 
     def __init__(self, surrogate: str = "exact", temperature: float | None = None, eot: int = 1,
                  on_survivors: bool = False) -> None:

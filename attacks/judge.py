@@ -105,7 +105,8 @@ def judge(
     device = defense.device
     x, y = x.to(device), y.to(device)
     indices = list(range(len(x))) if indices is None else list(indices)
-    batch_seed = derive_seed(seed, attack.label, indices[0] if indices else 0, len(indices))
+    batch_seed = seed if attack.seed_as_given else derive_seed(seed, attack.label, indices[0] if indices else 0,
+                                                               len(indices))
     defense.reseed(batch_seed)
     counter = CountingModel(defense)
     model = counter if attack.handles_eot or attack.eot == 1 else EOT(counter, attack.eot)
