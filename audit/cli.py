@@ -138,7 +138,7 @@ def _cmd_run(args: argparse.Namespace) -> None:
     shard, device = init_from_environment(args.device)
     try:
         results = run_audit(_audit_config(args), args.out, data_dir=args.data_dir, device=device,
-                            progress=not args.quiet, shard=shard)
+                            progress=not args.quiet, shard=shard, base_run=args.base_run)
     finally:
         shutdown(shard)
     if results is not None:
@@ -218,6 +218,10 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                    help="allow unpickling arbitrary objects from a legacy checkpoint (runs code from the file!)")
     p.add_argument("--robustbench-dir", default=None, help="RobustBench model_dir: <dir>/<dataset>/<threat>/<name>.pt")
     p.add_argument("--meansparse-alpha", type=float, default=None, help="sparsify the model on the fly with this alpha")
+    p.add_argument("--base-run", type=Path, default=None, metavar="DIR",
+                   help="a finished audit of this MeanSparse model's base (e.g. the model before sparsifying) with "
+                        "the same --n, --seed and threat: the gain table uses its AutoAttack instead of attacking the "
+                        "base again (its clean predictions are checked first)")
     p.add_argument("--claim", type=float, default=None,
                    help="the robust accuracy a paper claims, as a fraction (RobustBench entries: its published "
                         "AutoAttack accuracy)")

@@ -87,10 +87,12 @@ def build_defense(config: AuditConfig, progress: bool = True) -> Defense:
 def run_audit(config: AuditConfig, out: str | Path, data_dir: str | None = None, device: str = "cpu",
               progress: bool = True,
               shard: Shard = Shard(),  # noqa: B008 - Shard is a frozen dataclass, immutable
-              audit_base: bool = True) -> dict | None:
+              audit_base: bool = True, base_run: str | Path | None = None) -> dict | None:
     """Run the audit and write its outputs; under torchrun only rank 0 returns the results (others None).
 
-    `audit_base=False` leaves the gain table's base audit to the caller (`reuse_base`, as the demo does)."""
+    `base_run`: a finished audit of the model's base (same images, seed and attack settings; its clean predictions
+    are checked before any attack runs) serves as the gain table's base audit instead of attacking the base again.
+    `audit_base=False` leaves the base audit to the caller (`reuse_base`, as the demo does)."""
     # Everything the user may have got wrong is checked before the output directory is touched.
     threat = validate_config(config)
     defense = build_defense(config, progress)
@@ -109,6 +111,8 @@ def run_audit(config: AuditConfig, out: str | Path, data_dir: str | None = None,
         log.warning("warning: the forward is random but the model does not declare it; adding EOT attacks")
         plan = _with_eot(plan, plan_attacks(config, defense), defense)
     plan.attacks = survivors_last(plan.attacks)  # `+survivors` attacks run on what every other attack left
+    if base_run is not None:  # refused now, not after hours of attacks
+        check_base_run(config, [a.label for a in plan.attacks], base_run, defense, test.images)
     out = Path(out)
     if shard.is_main:
         store = ResultStore(out, config.identity(), shard.rank, shard.world_size)
@@ -127,7 +131,9 @@ def run_audit(config: AuditConfig, out: str | Path, data_dir: str | None = None,
             measurement = {k: v for k, v in randomness.items() if k != "observed"}
             store.append({"attack": PROBE_PREFIX + "randomized", "batch": 0, "seconds": 0.0,
                           "measurement": measurement})
-        if audit_base:
+        if base_run is not None:
+            reuse_base(out, base_run)
+        elif audit_base:
             _audit_base(defense, test.images, test.labels, threat, plan, config, out / BASE_DIR, progress)
         from audit.probes import run_probes
 
@@ -189,36 +195,67 @@ def _audit_base(defense: Defense, images: torch.Tensor, labels: torch.Tensor, th
                       "defense": base_defense.description})
 
 
+def _finished_facts(run: str | Path) -> dict:
+    facts = next((r for r in ResultStore.open_existing(run).records() if r["attack"] == FACTS), None)
+    if facts is None:
+        raise AuditInputError(f"{run} is not a finished audit (no facts record); finish it first (re-run its command)")
+    return facts
+
+
+def _base_run_problems(config: dict, attacks: list[str], base_run: str | Path) -> list[str]:
+    """How the audit in `base_run` differs from one made with `config` and `attacks` in what the gain table
+    compares: images, seed, threat, batches, mode, and the AutoAttack run."""
+    facts = _finished_facts(base_run)
+    same = ("n", "seed", "dataset", "norm", "eps", "batch_size", "mode")
+    problems = [key for key in same if config.get(key) != facts["config"].get(key)]
+    return problems + [f"attack {a} not run" for a in attacks
+                       if a.startswith("autoattack") and a not in facts["order"]]
+
+
+def check_base_run(config: AuditConfig, attacks: list[str], base_run: str | Path, defense: Defense,
+                   images: torch.Tensor) -> None:
+    """Refuse a `base_run` that cannot be this defense's base audit: different settings, or a model whose clean
+    predictions on these images are not those of the defense with MeanSparse off."""
+    base = defense.base_model()
+    if base is None:
+        raise AuditInputError(f"{defense.description} has no MeanSparse layers, so no base for {base_run} to stand for")
+    problems = _base_run_problems(config.identity(), attacks, base_run)
+    clean = next(r for r in ResultStore.open_existing(base_run).records() if r["attack"] == CLEAN)
+    with torch.no_grad():
+        predictions = base(images.to(defense.device)).argmax(1).tolist()
+    same_images = not any(key in problems for key in ("n", "seed", "dataset"))
+    if same_images and predictions != clean["prediction"]:
+        problems.append("its clean predictions (not the same model as this one with MeanSparse off)")
+    if problems:
+        raise AuditInputError(f"{base_run} cannot serve as the base audit: it differs in {', '.join(problems)}")
+
+
 def reuse_base(out: str | Path, base_run: str | Path) -> None:
     """Use the finished audit in `base_run` as the gain table's base audit of the run in `out`, instead of attacking
     the base a second time. The caller vouches that `base_run` audited the same network without MeanSparse (the
-    demo checks the logits bit for bit); this checks that it is the same images, seed and attack settings, and
-    copies its AutoAttack rows into `<out>/base`."""
+    demo checks the logits bit for bit, `check_base_run` the clean predictions); this checks that it is the same
+    images, seed and attack settings, and copies its AutoAttack rows into `<out>/base`."""
     defense_rows = list(ResultStore.open_existing(out).records())
     base_rows = list(ResultStore.open_existing(base_run).records())
-    facts = {name: next((r for r in rows if r["attack"] == FACTS), None) for name, rows in
-             (("audit", defense_rows), ("base", base_rows))}
-    if facts["audit"] is None or facts["base"] is None:
-        raise AuditInputError(f"reuse_base needs two finished audits ({out}, {base_run})")
-    same = ("n", "seed", "dataset", "norm", "eps", "batch_size", "mode")
-    ours, theirs = facts["audit"]["config"], facts["base"]["config"]
-    differ = [k for k in same if ours.get(k) != theirs.get(k)]
+    ours, theirs = _finished_facts(out), _finished_facts(base_run)
+    attacks = [a for a in ours["order"] if a.startswith("autoattack")]
+    if not attacks:  # as `_audit_base`: the gain table compares AutoAttack, so with none there is no base audit
+        return
+    problems = _base_run_problems(ours["config"], attacks, base_run)
     clean = {name: next(r for r in rows if r["attack"] == CLEAN) for name, rows in
              (("audit", defense_rows), ("base", base_rows))}
     if clean["audit"]["labels"] != clean["base"]["labels"]:
-        differ.append("images (labels differ)")
-    attacks = [a for a in facts["audit"]["order"] if a.startswith("autoattack")]
-    missing = [a for a in attacks if a not in facts["base"]["order"]]
-    if differ or missing:
-        raise AuditInputError(f"{base_run} cannot serve as the base of {out}: it differs in "
-                              f"{', '.join(differ + [f'attack {a} not run' for a in missing])}")
-    store = ResultStore(Path(out) / BASE_DIR, ours | {"base_of": ours["model"], "base_run": str(base_run)})
+        problems.append("images (labels differ)")
+    if problems:
+        raise AuditInputError(f"{base_run} cannot serve as the base of {out}: it differs in {', '.join(problems)}")
+    config = ours["config"]
+    store = ResultStore(Path(out) / BASE_DIR, config | {"base_of": config["model"], "base_run": str(base_run)})
     for row in base_rows:
         if (row["attack"] == CLEAN or row["attack"] in attacks) and not store.done(row["attack"], row["batch"]):
             store.append(row)
     if not store.done(FACTS, 0):
-        store.append({"attack": FACTS, "batch": 0, "order": attacks, "mode": ours["mode"],
-                      "defense": f"{facts['base']['defense']} (the audit in {base_run})"})
+        store.append({"attack": FACTS, "batch": 0, "order": attacks, "mode": config["mode"],
+                      "defense": f"{theirs['defense']} (the audit in {base_run})"})
 
 
 def _facts(config: AuditConfig, defense: Defense, plan: SuitePlan, warnings: list[str], device: str) -> dict:

@@ -152,11 +152,41 @@ def test_reusing_the_adversarial_audit_as_base_gives_the_gain_table_of_a_fresh_b
     assert fresh["gain"]["base_autoattack"]["n"] == 10
 
 
-def test_a_base_audit_of_other_images_is_refused(tmp_path, fmnist_test):
-    from audit.inputs import AuditInputError
-    from audit.pipeline import reuse_base
+def _run(out, *options: str) -> int:
+    from audit.cli import main
 
-    _small("demo-adversarial", tmp_path / "adversarial", ("fgsm",), seed=1)
-    _small("demo-meansparse", tmp_path / "meansparse", ("fgsm",), audit_base=False)
-    with pytest.raises(AuditInputError, match="differs in seed"):
-        reuse_base(tmp_path / "meansparse", tmp_path / "adversarial")
+    return main(["run", "--n", "10", "--diagnostics-n", "0", "--quiet", *options, "--out", str(out)])
+
+
+AA = ("--attacks", "fgsm,autoattack-standard")
+
+
+def test_base_run_from_the_command_line_is_refused_before_any_attack(tmp_path, fmnist_test, capsys):
+    """`audit run --base-run DIR`: a finished base audit of other images, of another model, or without the
+    AutoAttack run is refused before the run writes anything."""
+    for model, seed, out in (("demo-adversarial", "1", "seed1"), ("demo-standard", "0", "standard"),
+                             ("demo-adversarial", "0", "fgsm-only")):
+        assert _run(tmp_path / out, "--model", model, "--seed", seed, "--attacks", "fgsm") == 0
+    capsys.readouterr()
+    for base, reason in (("seed1", "differs in seed"), ("standard", "clean predictions"),
+                         ("fgsm-only", "attack autoattack-standard not run")):
+        assert _run(tmp_path / "refused", "--model", "demo-meansparse", *AA, "--base-run", str(tmp_path / base)) != 0
+        err = capsys.readouterr().err
+        assert reason in err and ("clean predictions" in err) == (base == "standard")  # same model: predictions pass
+        assert not (tmp_path / "refused").exists()
+
+
+@pytest.mark.slow
+def test_base_run_from_the_command_line_gives_the_gain_table(tmp_path, fmnist_test):
+    import json
+
+    assert _run(tmp_path / "adversarial", "--model", "demo-adversarial", *AA) == 0
+    assert _run(tmp_path / "meansparse", "--model", "demo-meansparse", *AA,
+                "--base-run", str(tmp_path / "adversarial")) == 0
+    config = json.loads((tmp_path / "meansparse" / "base" / "config.json").read_text())
+    assert config["base_run"] == str(tmp_path / "adversarial")
+    copied = (tmp_path / "meansparse" / "base" / "records.jsonl").read_text().splitlines()
+    assert copied[:-1] == [line for line in (tmp_path / "adversarial" / "records.jsonl").read_text().splitlines()
+                           if json.loads(line)["attack"] in ("clean", "autoattack-standard")]
+    results = json.loads((tmp_path / "meansparse" / "results.json").read_text())
+    assert results["gain"]["base_autoattack"]["n"] == 10
