@@ -315,7 +315,9 @@ def main(argv: list[str] | None = None) -> int:
         return exit_.code if isinstance(exit_.code, int) else 2
     args.quiet, args.debug = getattr(args, "quiet", False), getattr(args, "debug", False)
     if args.quiet:
-        os.environ["TQDM_DISABLE"] = "1"  # every progress bar, ours and the libraries'
+        from audit.progress import disable_progress_bars
+
+        disable_progress_bars()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     for handler in logging.getLogger().handlers:  # the console; `audit run` adds a full log file of its own
         handler.setLevel(logging.WARNING if args.quiet else logging.INFO)

@@ -17,6 +17,7 @@ from pathlib import Path
 from audit.comparison import compare
 from audit.config import AuditConfig
 from audit.pipeline import derive_results, reuse_base, run_audit
+from audit.progress import disable_progress_bars
 from audit.summary import summary_lines
 
 log = logging.getLogger(__name__)
@@ -30,7 +31,7 @@ def _audit_one(model: str, directory: Path, n: int, data_dir: str | None, progre
     if threads:
         torch.set_num_threads(threads)
     if not progress:
-        os.environ["TQDM_DISABLE"] = "1"  # this worker's bars would interleave with the other's
+        disable_progress_bars()  # this worker's bars would interleave with the other's
     results = run_audit(AuditConfig(model=model, n=n), directory, data_dir=data_dir, progress=progress,
                         audit_base=False)  # the MeanSparse model's base audit is the adversarial model's
     assert results is not None  # one process, so rank 0
