@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 
 import torch
+
+BARRIER_TIMEOUT = timedelta(days=7)
 
 
 @dataclass(frozen=True)
@@ -44,7 +47,10 @@ def init_from_environment(device: str) -> tuple[Shard, str]:
     else:
         backend = "gloo"
     if not torch.distributed.is_initialized():
-        torch.distributed.init_process_group(backend=backend)
+        # Ranks wait at the barrier after each attack for the rank with the most work, and the others wait while
+        # rank 0 runs the probes: on a large model that is hours, far past the default 30 minutes. A rank that
+        # dies is caught by torchrun, which stops the others, so the long timeout does not hang a failed run.
+        torch.distributed.init_process_group(backend=backend, timeout=BARRIER_TIMEOUT)
     return Shard(rank, world_size), device
 
 

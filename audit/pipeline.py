@@ -114,15 +114,14 @@ def run_audit(config: AuditConfig, out: str | Path, data_dir: str | None = None,
     if base_run is not None:  # refused now, not after hours of attacks
         check_base_run(config, [a.label for a in plan.attacks], base_run, defense, test.images)
     out = Path(out)
-    if shard.is_main:
-        store = ResultStore(out, config.identity(), shard.rank, shard.world_size)
-    shard.barrier()
-    if not shard.is_main:
-        store = ResultStore(out, config.identity(), shard.rank, shard.world_size)
+    store = _open_store(out, config.identity(), shard)
     with _log_file(out / "audit.log" if shard.world_size == 1 else out / f"audit.rank{shard.rank}.log"):
         start = time.perf_counter()
         run_suite(defense, test.images, test.labels, threat, plan.attacks, config.seed, store=store,
                   mode=config.mode, batch_size=config.batch_size, progress=progress and shard.is_main, shard=shard)
+        if base_run is None and audit_base:
+            _audit_base(defense, test.images, test.labels, threat, plan, config, out / BASE_DIR,
+                        progress and shard.is_main, shard)
         if not shard.is_main:
             return None
         if not store.done(FACTS, 0):
@@ -133,8 +132,6 @@ def run_audit(config: AuditConfig, out: str | Path, data_dir: str | None = None,
                           "measurement": measurement})
         if base_run is not None:
             reuse_base(out, base_run)
-        elif audit_base:
-            _audit_base(defense, test.images, test.labels, threat, plan, config, out / BASE_DIR, progress)
         from audit.probes import run_probes
 
         run_probes(defense, test.images, test.labels, threat, store, seed=config.seed, n=config.diagnostics_n,
@@ -142,6 +139,13 @@ def run_audit(config: AuditConfig, out: str | Path, data_dir: str | None = None,
         results = derive_results(out)
     log.info("audit finished in %.1f s", time.perf_counter() - start)
     return results
+
+
+def _open_store(out: Path, identity: dict, shard: Shard) -> ResultStore:
+    """Rank 0 creates (or checks) the directory and its config first; then every other rank opens it."""
+    store = ResultStore(out, identity, shard.rank, shard.world_size) if shard.is_main else None
+    shard.barrier()
+    return store or ResultStore(out, identity, shard.rank, shard.world_size)
 
 
 def _randomness(defense: Defense, images: torch.Tensor, labels: torch.Tensor, threat: ThreatModel,
@@ -177,7 +181,7 @@ def _with_eot(plain: SuitePlan, randomized: SuitePlan, defense: Defense) -> Suit
 
 
 def _audit_base(defense: Defense, images: torch.Tensor, labels: torch.Tensor, threat: ThreatModel, plan: SuitePlan,
-                config: AuditConfig, out: Path, progress: bool) -> None:
+                config: AuditConfig, out: Path, progress: bool, shard: Shard) -> None:
     """For a MeanSparse model, AutoAttack on its base (every threshold 0) on the same images and seeds, in
     `<out>/base`, for the gain table: the comparison RobustBench's re-evaluation makes (base AutoAttack against the
     defense's adaptive result). The base has nothing to bypass, so AutoAttack is its strong evaluation."""
@@ -186,11 +190,11 @@ def _audit_base(defense: Defense, images: torch.Tensor, labels: torch.Tensor, th
     if base is None or not attacks:
         return
     base_defense = Undefended(base.to(defense.device), defense.num_classes, f"{config.model} base (alpha 0)")
-    store = ResultStore(out, config.identity() | {"base_of": config.model})
+    store = _open_store(out, config.identity() | {"base_of": config.model}, shard)
     log.info("auditing the base model (MeanSparse off) on the same images for the gain table")
     run_suite(base_defense, images, labels, threat, attacks, config.seed, store=store, mode=config.mode,
-              batch_size=config.batch_size, progress=progress)
-    if not store.done(FACTS, 0):
+              batch_size=config.batch_size, progress=progress, shard=shard)
+    if shard.is_main and not store.done(FACTS, 0):
         store.append({"attack": FACTS, "batch": 0, "order": [a.label for a in attacks], "mode": config.mode,
                       "defense": base_defense.description})
 

@@ -78,3 +78,29 @@ def test_resume_with_a_different_configuration_is_refused(reference):
                             timeout=300)
     assert result.returncode == 2
     assert "different configuration" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_torchrun_shards_the_base_audit_of_a_meansparse_model(tmp_path):
+    """The gain table's base audit runs on every rank (not on rank 0 while the others wait at a barrier) and
+    stores what one process stores. Two tiny batches; on demo-standard AutoAttack ends after APGD-CE."""
+    args = ["--model", "demo-standard", "--meansparse-alpha", "0.3", "--n", "8", "--batch-size", "4",
+            "--attacks", "fgsm,autoattack-standard", "--diagnostics-n", "0", "--seed", "0", "--quiet"]
+    single, sharded = tmp_path / "single", tmp_path / "sharded"
+    subprocess.run([sys.executable, "-m", "audit.cli", "run", *args, "--out", str(single)], check=True, env=ENV,
+                   cwd=ROOT, timeout=600, stdout=subprocess.DEVNULL)
+    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                    "-m", "audit.cli", "--", "run", *args, "--out", str(sharded)], check=True, env=ENV, cwd=ROOT,
+                   timeout=600, stdout=subprocess.DEVNULL)
+
+    def base_records(out: Path) -> list[dict]:
+        rows = [json.loads(line) for path in sorted((out / "base").glob("records*.jsonl"))
+                for line in path.read_text().splitlines()]
+        return sorted(({k: v for k, v in r.items() if k != "seconds"} for r in rows),
+                      key=lambda r: (r["attack"], r["batch"]))
+
+    assert {p.name for p in (sharded / "base").glob("records*.jsonl")} == {"records.rank0.jsonl",
+                                                                          "records.rank1.jsonl"}
+    assert [(r["attack"], r["batch"]) for r in base_records(single)] == [
+        ("autoattack-standard", 0), ("autoattack-standard", 1), ("clean", 0), ("facts", 0)]
+    assert base_records(sharded) == base_records(single)
+    assert (sharded / "samples.csv").read_text() == (single / "samples.csv").read_text()
