@@ -7,25 +7,19 @@ evaluation, as in RobustBench's re-evaluation); this module only reads the two s
 from __future__ import annotations
 
 from audit.outcomes import HELD, Outcomes
-from audit.stats import accuracy_json, clopper_pearson
+from audit.stats import accuracy_json, paired_difference_interval
 
 
 def paired_gain(defense: list[bool], base: list[bool]) -> dict:
     """Mean of (defense robust - base robust) over paired samples, with a 95% interval.
 
     Only the discordant pairs carry information about the difference: with b samples robust only under the defense
-    and c only under the base, the gain is (b - c) / n. The interval treats the number of discordant pairs as fixed
-    and maps the Clopper-Pearson interval of b / (b + c) onto the gain (a conditional interval; exact given b + c).
-    """
+    and c only under the base, the gain is (b - c) / n; its interval is Tango's score interval (audit/stats.py)."""
     n = len(defense)
     b = sum(d and not s for d, s in zip(defense, base))
     c = sum(s and not d for d, s in zip(defense, base))
     gain = (b - c) / n if n else 0.0
-    if b + c == 0:
-        low = high = 0.0
-    else:
-        theta_low, theta_high = clopper_pearson(b, b + c)
-        low, high = (b + c) / n * (2 * theta_low - 1), (b + c) / n * (2 * theta_high - 1)
+    low, high = paired_difference_interval(b, c, n)
     return {"gain": gain, "ci95": [low, high], "only_defense_robust": b, "only_base_robust": c, "n": n}
 
 

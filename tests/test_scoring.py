@@ -123,8 +123,8 @@ def test_gain_table_pairs_the_same_images():
     assert table["defense_worst_case"]["accuracy"] == pytest.approx(0.46)
     surviving = table["surviving_gain"]
     assert surviving["gain"] == pytest.approx(-0.04) and surviving["ci95"][0] < -0.04 < surviving["ci95"][1] < 0.01
-    assert paired_gain([True] * 10, [True] * 10) == {"gain": 0.0, "ci95": [0.0, 0.0], "only_defense_robust": 0,
-                                                     "only_base_robust": 0, "n": 10}
+    same = paired_gain([True] * 10, [True] * 10)  # no discordant pair: 0, but 10 samples cannot pin it down
+    assert same["gain"] == 0.0 and same["ci95"][0] < -0.2 and same["ci95"][1] > 0.2 and same["only_base_robust"] == 0
 
 
 def test_a_strength_curve_still_falling_makes_the_verdict_inconclusive(data, tmp_path):
