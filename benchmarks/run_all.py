@@ -5,7 +5,8 @@
 1. the audit (`--suite full`) against pyautoattack `standard` on three models, with the per-sample check and a
    profile table (benchmarks/audit_vs_autoattack.py);
 2. each attack through our judge against the same call in its library (benchmarks/attack_overhead.py);
-3. MeanSparse's forward against its base model's, at 1 and 2 threads (benchmarks/meansparse_overhead.py).
+3. MeanSparse's forward against its base model's, at 1 and 2 threads (benchmarks/meansparse_overhead.py);
+4. the same network run faster: inference mode, torch.compile, BatchNorm folded (benchmarks/forward_options.py).
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks import attack_overhead, audit_vs_autoattack, meansparse_overhead  # noqa: E402 - needs the sys.path line above
+from benchmarks import attack_overhead, audit_vs_autoattack, forward_options, meansparse_overhead  # noqa: E402 - needs the sys.path line above
 
 
 def main() -> None:
@@ -36,6 +37,7 @@ def main() -> None:
     rows = audit_vs_autoattack.main(n=args.n, models=tuple(args.models))
     rows += attack_overhead.main()
     rows += meansparse_overhead.main()
+    rows += forward_options.main()
     width = max(len(r["benchmark"]) for r in rows)
     print(f"\n{'benchmark':{width}}  ratio  target  detail")
     for r in rows:

@@ -1,0 +1,58 @@
+"""Would a faster way of running the same network lower AutoAttack's floor (issue 14)? The model's forward (what
+Square's queries cost) and forward+backward (what APGD's and FAB's steps cost), eager against the usual speed-ups:
+`torch.inference_mode`, `torch.compile` (inductor), and BatchNorm folded into the convolutions
+(`torch.fx.experimental.optimization.fuse`). Ratios are option / eager; below 1 is faster. Medians of interleaved
+calls on demo-adversarial at the current thread count, with the largest logit difference from eager (none of
+them is bit for bit, so adopting one would change per-sample results against pyautoattack's).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch.fx.experimental.optimization import fuse
+
+from audit.data import load_dataset
+from benchmarks.common import interleaved_medians, row
+from defenses.models.registry import load_shipped
+
+
+def main(n: int = 250) -> list[dict]:
+    model = load_shipped("demo-adversarial").eval()
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    test = load_dataset("fashion-mnist", "test").subset(n, seed=0)
+    x, y = test.images, test.labels
+    variants: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {"eager": model, "compiled": torch.compile(model), "bn folded": fuse(model)}
+
+    def forward(net: Callable[[torch.Tensor], torch.Tensor], mode: type = torch.no_grad) -> Callable[[], torch.Tensor]:
+        def call() -> torch.Tensor:
+            with mode():
+                return net(x)
+        return call
+
+    def forward_backward(net: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[], torch.Tensor]:
+        def call() -> torch.Tensor:
+            xr = x.clone().requires_grad_(True)
+            return torch.autograd.grad(F.cross_entropy(net(xr), y), xr)[0]
+        return call
+
+    reference = forward(model)()
+    differences = {name: (forward(net)() - reference).abs().max().item() for name, net in variants.items()}
+    forwards = interleaved_medians({"inference mode": forward(model, torch.inference_mode),
+                                    **{name: forward(net) for name, net in variants.items()}}, repeat=20)
+    steps = interleaved_medians({name: forward_backward(net) for name, net in variants.items()}, repeat=10)
+    threads = f"{torch.get_num_threads()} thread{'s' if torch.get_num_threads() > 1 else ''}"
+    rows = [row(f"forward, {name} / eager ({threads})", seconds / forwards["eager"], "< 1 helps",
+                f"n={n}: {seconds:.4f}s vs {forwards['eager']:.4f}s; max logit difference "
+                f"{differences.get(name, 0.0):.1e}") for name, seconds in forwards.items() if name != "eager"]
+    rows += [row(f"forward+backward, {name} / eager ({threads})", seconds / steps["eager"], "< 1 helps",
+                 f"n={n}: {seconds:.4f}s vs {steps['eager']:.4f}s") for name, seconds in steps.items()
+             if name != "eager"]
+    return rows
+
+
+if __name__ == "__main__":
+    for r in main():
+        print(f"{r['benchmark']:45}  {r['ratio']:5.2f}  {r['detail']}")
