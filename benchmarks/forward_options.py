@@ -24,7 +24,8 @@ def main(n: int = 250) -> list[dict]:
         parameter.requires_grad_(False)
     test = load_dataset("fashion-mnist", "test").subset(n, seed=0)
     x, y = test.images, test.labels
-    variants: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {"eager": model, "compiled": torch.compile(model), "bn folded": fuse(model)}
+    variants: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+        "eager": model, "compiled": torch.compile(model), "bn folded": fuse(model)}
 
     def forward(net: Callable[[torch.Tensor], torch.Tensor], mode: type = torch.no_grad) -> Callable[[], torch.Tensor]:
         def call() -> torch.Tensor:
