@@ -342,23 +342,29 @@ def binarization(results: dict, samples: list[dict], path: Path) -> Path | None:
 
 
 def strength_curves(results: dict, samples: list[dict], path: Path) -> Path | None:
-    """Worst-case robust accuracy as the strongest attack family gets more budget (iterations, restarts, queries)."""
+    """Worst-case robust accuracy as the strongest attack family gets more budget: one panel per budget kind
+    (iterations, restarts, queries), since their scales have nothing in common; the y axis is shared."""
     curves = _finding_data(results, "attack-convergence").get("curves") or {}
     if not curves:
         return None
-    fig, ax = plt.subplots(figsize=(7, 3.2))
+    panels: dict[str, list[tuple[str, list[float], list[float]]]] = {}
     for name, curve in curves.items():
         # The budget that grows along the curve: stored with it (older results: the key whose value differs).
         keys = [k for k in curve["budget"][0] if len({b.get(k) for b in curve["budget"]}) > 1] or ["budget"]
         key = curve.get("key") or keys[0]
         xs = [_number(b.get(key, i + 1)) for i, b in enumerate(curve["budget"])]
         family = name.rpartition("@")[0] if name.endswith("@" + key) else name
-        ax.plot(xs, [100 * _number(v) for v in curve["worst_case"]], marker="o", label=f"{family} ({key})")
-    ax.set_xscale("log")
-    ax.set_xlabel("budget of the strongest attack (log scale)")
-    ax.set_ylabel("worst-case robust accuracy (%)")
-    ax.set_title("Attack strength curves: flat at the right end = converged", fontsize=10)
-    ax.legend(fontsize=7.5, loc="best")
+        panels.setdefault(key, []).append((family, xs, [100 * _number(v) for v in curve["worst_case"]]))
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels) + 0.8, 3.2), sharey=True, squeeze=False)
+    for ax, (key, lines) in zip(axes[0], panels.items()):
+        for family, xs, ys in lines:
+            ax.plot(xs, ys, marker="o", label=family)
+        if max(x for _, xs, _ in lines for x in xs) >= 100:
+            ax.set_xscale("log")
+        ax.set_xlabel(key)
+        ax.legend(fontsize=7, loc="best")
+    axes[0][0].set_ylabel("worst-case robust accuracy (%)")
+    fig.suptitle("Attack strength curves: flat at the right end = converged", fontsize=10)
     return _save(fig, path)
 
 
