@@ -14,7 +14,8 @@ def test_reproduces_the_published_reference_value():
     assert low == pytest.approx(-0.1240, abs=5e-5) and high == pytest.approx(-0.0054, abs=5e-5)
 
 
-@pytest.mark.parametrize("b, c, n", [(12, 0, 200), (20, 8, 1000), (3, 11, 1000), (9, 9, 100), (30, 12, 840), (10, 5, 500), (2, 6, 100)])
+@pytest.mark.parametrize("b, c, n", [(12, 0, 200), (20, 8, 1000), (3, 11, 1000), (9, 9, 100), (30, 12, 840),
+                                      (10, 5, 500), (2, 6, 100)])
 def test_zero_is_excluded_exactly_when_mcnemars_score_test_rejects(b, c, n):
     low, high = paired_difference_interval(b, c, n)
     assert low < (b - c) / n < high
