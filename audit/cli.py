@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
@@ -9,6 +10,7 @@ from pathlib import Path
 
 from audit.config import AuditConfig
 from audit.errors import UsageError, describe_error, one_line
+from audit.progress import progress_bars_off
 
 log = logging.getLogger("audit")
 __all__ = ["UsageError", "build_parser", "main"]
@@ -314,15 +316,12 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exit_:  # a usage error (one line, already printed) or --help
         return exit_.code if isinstance(exit_.code, int) else 2
     args.quiet, args.debug = getattr(args, "quiet", False), getattr(args, "debug", False)
-    if args.quiet:
-        from audit.progress import disable_progress_bars
-
-        disable_progress_bars()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     for handler in logging.getLogger().handlers:  # the console; `audit run` adds a full log file of its own
         handler.setLevel(logging.WARNING if args.quiet else logging.INFO)
     try:
-        args.handler(args)
+        with progress_bars_off() if args.quiet else contextlib.nullcontext():
+            args.handler(args)
     except KeyboardInterrupt:
         # Records are appended and fsynced as they are produced, so everything finished is on disk already.
         print(_interrupted(args, argv), file=sys.stderr)

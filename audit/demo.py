@@ -9,6 +9,7 @@ per-sample results, and reusing them saves a third AutoAttack run.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from concurrent.futures import ProcessPoolExecutor
@@ -17,7 +18,7 @@ from pathlib import Path
 from audit.comparison import compare
 from audit.config import AuditConfig
 from audit.pipeline import derive_results, reuse_base, run_audit
-from audit.progress import disable_progress_bars
+from audit.progress import progress_bars_off
 from audit.summary import summary_lines
 
 log = logging.getLogger(__name__)
@@ -30,10 +31,9 @@ def _audit_one(model: str, directory: Path, n: int, data_dir: str | None, progre
 
     if threads:
         torch.set_num_threads(threads)
-    if not progress:
-        disable_progress_bars()  # this worker's bars would interleave with the other's
-    results = run_audit(AuditConfig(model=model, n=n), directory, data_dir=data_dir, progress=progress,
-                        audit_base=False)  # the MeanSparse model's base audit is the adversarial model's
+    with contextlib.nullcontext() if progress else progress_bars_off():  # two workers' bars would interleave
+        results = run_audit(AuditConfig(model=model, n=n), directory, data_dir=data_dir, progress=progress,
+                            audit_base=False)  # the MeanSparse model's base audit is the adversarial model's
     assert results is not None  # one process, so rank 0
     return results
 

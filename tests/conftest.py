@@ -17,18 +17,6 @@ torch.set_num_threads(int(os.environ.get("AUDIT_TEST_THREADS", "1")))
 torch.set_flush_denormal(os.environ.get("AUDIT_TEST_FLUSH_DENORMAL") == "1")
 
 
-@pytest.fixture(autouse=True)
-def _progress_bars_restored(monkeypatch):
-    """`audit.cli.main([... "--quiet"])` in-process switches progress bars off for the whole process, as it should
-    for a command; between tests that state is put back."""
-    from tqdm import std
-
-    monkeypatch.setattr(std.tqdm, "__init__", std.tqdm.__init__)
-    monkeypatch.setenv("TQDM_DISABLE", os.environ.get("TQDM_DISABLE", ""))
-    if not os.environ["TQDM_DISABLE"]:
-        monkeypatch.delenv("TQDM_DISABLE")
-
-
 @pytest.fixture(scope="session")
 def fmnist_test():
     if not FASHION_MNIST_DIR.is_dir():
