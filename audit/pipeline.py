@@ -206,10 +206,9 @@ def _finished_facts(run: str | Path) -> dict:
     return facts
 
 
-def _base_run_problems(config: dict, attacks: list[str], base_run: str | Path) -> list[str]:
-    """How the audit in `base_run` differs from one made with `config` and `attacks` in what the gain table
+def _base_run_problems(config: dict, attacks: list[str], facts: dict) -> list[str]:
+    """How the base audit with these facts differs from one made with `config` and `attacks` in what the gain table
     compares: images, seed, threat, batches, mode, and the AutoAttack run."""
-    facts = _finished_facts(base_run)
     same = ("n", "seed", "dataset", "norm", "eps", "batch_size", "mode")
     problems = [key for key in same if config.get(key) != facts["config"].get(key)]
     return problems + [f"attack {a} not run" for a in attacks
@@ -223,10 +222,12 @@ def check_base_run(config: AuditConfig, attacks: list[str], base_run: str | Path
     base = defense.base_model()
     if base is None:
         raise AuditInputError(f"{defense.description} has no MeanSparse layers, so no base for {base_run} to stand for")
-    problems = _base_run_problems(config.identity(), attacks, base_run)
+    problems = _base_run_problems(config.identity(), attacks, _finished_facts(base_run))
     clean = next(r for r in ResultStore.open_existing(base_run).records() if r["attack"] == CLEAN)
-    with torch.no_grad():
-        predictions = base(images.to(defense.device)).argmax(1).tolist()
+    base = base.to(defense.device)
+    with torch.no_grad():  # in the audit's batches: all images at once may not fit on a GPU
+        predictions = [p for start in range(0, len(images), config.batch_size)
+                       for p in base(images[start : start + config.batch_size].to(defense.device)).argmax(1).tolist()]
     same_images = not any(key in problems for key in ("n", "seed", "dataset"))
     if same_images and predictions != clean["prediction"]:
         problems.append("its clean predictions (not the same model as this one with MeanSparse off)")
@@ -245,7 +246,7 @@ def reuse_base(out: str | Path, base_run: str | Path) -> None:
     attacks = [a for a in ours["order"] if a.startswith("autoattack")]
     if not attacks:  # as `_audit_base`: the gain table compares AutoAttack, so with none there is no base audit
         return
-    problems = _base_run_problems(ours["config"], attacks, base_run)
+    problems = _base_run_problems(ours["config"], attacks, theirs)
     clean = {name: next(r for r in rows if r["attack"] == CLEAN) for name, rows in
              (("audit", defense_rows), ("base", base_rows))}
     if clean["audit"]["labels"] != clean["base"]["labels"]:
