@@ -7,6 +7,8 @@ them is bit for bit, so adopting one would change per-sample results against pya
 """
 from __future__ import annotations
 
+import argparse
+import time
 from collections.abc import Callable
 
 import torch
@@ -54,6 +56,40 @@ def main(n: int = 250) -> list[dict]:
     return rows
 
 
+def autoattack_compiled(n: int = 100, seed: int = 0) -> list[dict]:
+    """pyautoattack `run_standard_evaluation` on demo-adversarial, eager against `torch.compile`d, compilation
+    included (what a user would pay): does the step-level gain survive the recompilations for each batch shape
+    (APGD-T and FAB-T on the survivors, Square's shrinking batches)? Also whether the per-sample results agree."""
+    import torch._dynamo
+    from pyautoattack import AutoAttack
+
+    model = load_shipped("demo-adversarial").eval()
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    test = load_dataset("fashion-mnist", "test").subset(n, seed)
+    seconds, robust = {}, {}
+    for name, net in (("eager", model), ("compiled", torch.compile(model))):
+        torch._dynamo.reset()
+        start = time.perf_counter()
+        attack = AutoAttack(net, eps=0.1, norm="Linf", seed=seed, version="standard", device="cpu")
+        x_adv, _ = attack.run_standard_evaluation(test.images, test.labels, batch_size=250)
+        seconds[name] = time.perf_counter() - start
+        with torch.no_grad():
+            robust[name] = (model(x_adv).argmax(1) == test.labels).tolist()
+        if name == "compiled":
+            graphs = torch._dynamo.utils.counters["stats"]["unique_graphs"]
+    same = robust["eager"] == robust["compiled"]
+    return [row("AutoAttack standard, compiled / eager", seconds["compiled"] / seconds["eager"], "< 1 helps",
+                f"n={n}: {seconds['compiled']:.0f}s (compilation included, {graphs} graphs) vs "
+                f"{seconds['eager']:.0f}s; robust {sum(robust['compiled'])} vs {sum(robust['eager'])}; "
+                f"same per-sample results: {same}")]
+
+
 if __name__ == "__main__":
-    for r in main():
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--autoattack", type=int, metavar="N", default=0,
+                        help="also run pyautoattack standard eager and compiled on N images (minutes)")
+    args = parser.parse_args()
+    rows = main() + (autoattack_compiled(args.autoattack) if args.autoattack else [])
+    for r in rows:
         print(f"{r['benchmark']:45}  {r['ratio']:5.2f}  {r['detail']}")
