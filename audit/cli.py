@@ -222,8 +222,8 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--meansparse-alpha", type=float, default=None, help="sparsify the model on the fly with this alpha")
     p.add_argument("--base-run", type=Path, default=None, metavar="DIR",
                    help="a finished audit of this MeanSparse model's base (e.g. the model before sparsifying) with "
-                        "the same --n, --seed and threat: the gain table uses its AutoAttack instead of attacking the "
-                        "base again (its clean predictions are checked first)")
+                        "the same --n, --seed and threat: the gain table uses its attacks instead of attacking the "
+                        "base again with AutoAttack (its clean predictions are checked first)")
     p.add_argument("--claim", type=float, default=None,
                    help="the robust accuracy a paper claims, as a fraction (RobustBench entries: its published "
                         "AutoAttack accuracy)")

@@ -2,7 +2,8 @@
 under AutoAttack, how robust is the defense under AutoAttack and under the worst case over the suite, and how much
 of the gain survives. The base is the same network with every threshold at 0, attacked with AutoAttack by
 `audit run` itself in `<out>/base` (same images, same seed; it has nothing to bypass, so AutoAttack is its strong
-evaluation, as in RobustBench's re-evaluation); this module only reads the two stores' per-sample outcomes.
+evaluation, as in RobustBench's re-evaluation), or a whole finished audit of the base given with `--base-run`, whose
+attacks all count towards the base's worst case. This module only reads the two stores' per-sample outcomes.
 """
 from __future__ import annotations
 
@@ -43,6 +44,7 @@ def gain_table(defense: Outcomes, base: Outcomes) -> dict:
     return {
         "base_autoattack": accuracy_json(sum(base_aa), n),
         "base_worst_case": accuracy_json(sum(base_worst), n),
+        "base_attacks": [a for a in base.order if base.info[a].threat_kind == "lp"],  # what base_worst_case is over
         "defense_autoattack": accuracy_json(sum(defense_aa), n),
         "defense_worst_case": accuracy_json(sum(worst), n),
         "claimed_gain": paired_gain(defense_aa, base_aa),

@@ -239,7 +239,9 @@ def reuse_base(out: str | Path, base_run: str | Path) -> None:
     """Use the finished audit in `base_run` as the gain table's base audit of the run in `out`, instead of attacking
     the base a second time. The caller vouches that `base_run` audited the same network without MeanSparse (the
     demo checks the logits bit for bit, `check_base_run` the clean predictions); this checks that it is the same
-    images, seed and attack settings, and copies its AutoAttack rows into `<out>/base`."""
+    images, seed and attack settings, and copies its attacks' rows into `<out>/base`: all of them, not only
+    AutoAttack, so the base's worst case is as strong as that audit made it (the surviving gain compares worst case
+    with worst case)."""
     defense_rows = list(ResultStore.open_existing(out).records())
     base_rows = list(ResultStore.open_existing(base_run).records())
     ours, theirs = _finished_facts(out), _finished_facts(base_run)
@@ -256,10 +258,10 @@ def reuse_base(out: str | Path, base_run: str | Path) -> None:
     config = ours["config"]
     store = ResultStore(Path(out) / BASE_DIR, config | {"base_of": config["model"], "base_run": str(base_run)})
     for row in base_rows:
-        if (row["attack"] == CLEAN or row["attack"] in attacks) and not store.done(row["attack"], row["batch"]):
+        if (row["attack"] == CLEAN or row["attack"] in theirs["order"]) and not store.done(row["attack"], row["batch"]):
             store.append(row)
     if not store.done(FACTS, 0):
-        store.append({"attack": FACTS, "batch": 0, "order": attacks, "mode": config["mode"],
+        store.append({"attack": FACTS, "batch": 0, "order": theirs["order"], "mode": config["mode"],
                       "defense": f"{theirs['defense']} (the audit in {base_run})"})
 
 

@@ -148,7 +148,13 @@ def test_reusing_the_adversarial_audit_as_base_gives_the_gain_table_of_a_fresh_b
     _small("demo-meansparse", tmp_path / "reused", attacks, audit_base=False)
     reuse_base(tmp_path / "reused", tmp_path / "adversarial")
     reused = derive_results(tmp_path / "reused")
-    assert "gain" in fresh and reused["gain"] == {**fresh["gain"], "base": reused["gain"]["base"]}
+    # The AutoAttack side is the fresh base audit's; the base's worst case is over every attack of the reused one.
+    same = ("base_autoattack", "defense_autoattack", "defense_worst_case", "claimed_gain")
+    assert {k: reused["gain"][k] for k in same} == {k: fresh["gain"][k] for k in same}
+    assert fresh["gain"]["base_attacks"] == ["autoattack-standard"] and reused["gain"]["base_attacks"] == list(attacks)
+    adversarial = json.loads((tmp_path / "adversarial" / "results.json").read_text())
+    base_worst = reused["gain"]["base_worst_case"]
+    assert base_worst == {k: adversarial["worst_case"]["lp"][k] for k in base_worst}
     assert fresh["gain"]["base_autoattack"]["n"] == 10
 
 
@@ -187,6 +193,6 @@ def test_base_run_from_the_command_line_gives_the_gain_table(tmp_path, fmnist_te
     assert config["base_run"] == str(tmp_path / "adversarial")
     copied = (tmp_path / "meansparse" / "base" / "records.jsonl").read_text().splitlines()
     assert copied[:-1] == [line for line in (tmp_path / "adversarial" / "records.jsonl").read_text().splitlines()
-                           if json.loads(line)["attack"] in ("clean", "autoattack-standard")]
+                           if json.loads(line)["attack"] in ("clean", "fgsm", "autoattack-standard")]
     results = json.loads((tmp_path / "meansparse" / "results.json").read_text())
     assert results["gain"]["base_autoattack"]["n"] == 10

@@ -121,6 +121,7 @@ def test_gain_table_pairs_the_same_images():
     low, high = table["claimed_gain"]["ci95"]
     assert 0 < low < 0.06 <= high  # 12 discordant pairs, all one way: significant
     assert table["defense_worst_case"]["accuracy"] == pytest.approx(0.46)
+    assert table["base_attacks"] == ["autoattack-standard", "bpda"]  # the base's worst case is over both
     surviving = table["surviving_gain"]
     assert surviving["gain"] == pytest.approx(-0.04) and surviving["ci95"][0] < -0.04 < surviving["ci95"][1] < 0.01
     same = paired_gain([True] * 10, [True] * 10)  # no discordant pair: 0, but 10 samples cannot pin it down
@@ -180,5 +181,6 @@ def test_a_curve_starts_at_autoattacks_own_apgd_ce_and_its_top_runs_on_survivors
     assert outcomes.status["apgd-ce+survivors@iters=300"][0] == "not_run:cascade"
     (finding,) = check_convergence(outcomes)
     assert finding.status == "fail" and finding.evidence["families"]["apgd-ce"]["only_largest_broke"] == 8
+    assert finding.evidence["families"]["apgd-ce"]["next"] == "apgd-ce+survivors@iters=900"
     curve = finding.data["curves"]["apgd-ce"]["worst_case"]
     assert curve == [0.75, 0.55]

@@ -321,6 +321,9 @@ def test_restarts_are_a_strength_curve_of_their_own():
     assert finding.status == "fail" and f"{f}@restarts=10" in finding.message
     assert families[f"{f}@restarts"]["only_largest_broke"] == 14  # 42..55: 41 was broken at 5 restarts already
     assert families[f"{f}@iters"]["only_largest_broke"] == 1
+    # What to spend next is a concrete attack one step up the curve (the budget may be thorough already).
+    assert families[f"{f}@restarts"]["next"] == f"{f}@restarts=30" and f"{f}@restarts=30" in finding.message
+    assert families[f"{f}@iters"]["next"] == f"{f}@iters=3000"
     curve = finding.data["curves"][f"{f}@restarts"]
     assert curve["key"] == "restarts" and [b["restarts"] for b in curve["budget"]] == [1, 5, 10]
     assert curve["worst_case"][0] > curve["worst_case"][1] > curve["worst_case"][2] + 0.05

@@ -12,6 +12,9 @@ break what they already held, so c is 0), the worst case is still falling where 
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
+from attacks.names import format_name, parse_name
 from audit.checks.finding import Finding, skipped
 from audit.outcomes import BROKEN, HELD, Outcomes
 from audit.stats import mcnemar_one_sided
@@ -56,6 +59,16 @@ def curves(outcomes: Outcomes) -> dict[str, list[str]]:
     return {name: labels for name, (_, labels) in curve_keys(outcomes).items()}
 
 
+def next_attack(outcomes: Outcomes, largest: str, key: str) -> str:
+    """The attack one step further up the curve: the top's name with `key` multiplied by GROWTH_HINT (an
+    AutoAttack part is named by its family). Concrete, because "use a larger --budget" is no help once the
+    budget is already thorough."""
+    info = outcomes.info[largest]
+    name = parse_name(info.family if "/" in largest else largest)
+    budget = dict(name.budget) | {key: int(float(info.budget[key]) * GROWTH_HINT)}
+    return format_name(replace(name, budget=tuple(budget.items())))
+
+
 def check_convergence(outcomes: Outcomes) -> list[Finding]:
     found = curve_keys(outcomes)
     if not found:
@@ -82,7 +95,7 @@ def check_convergence(outcomes: Outcomes) -> list[Finding]:
                       for i, c in enumerate(outcomes.clean_correct)]
             curve.append(sum(robust) / max(outcomes.n, 1))
         evidence[family] = {"largest": largest, "only_largest_broke": len(only), "ran": ran, "p_value": p,
-                            "indices": only[:20]}
+                            "indices": only[:20], "next": next_attack(outcomes, largest, key)}
         data[family] = {"attacks": labels, "budget": [outcomes.info[a].budget for a in labels],
                         "key": key, "worst_case": curve}
         if still_falling:
@@ -93,7 +106,7 @@ def check_convergence(outcomes: Outcomes) -> list[Finding]:
         message = (f"{e['largest']} still broke {e['only_largest_broke']} samples no attack below the top of a "
                    f"strength curve did "
                    f"(p = {e['p_value']:.2g}): the worst case is still falling; spend about {GROWTH_HINT}x more on "
-                   f"{family} (e.g. --budget thorough)")
+                   f"{family}, e.g. {e['next']} (--attacks; or --budget thorough, if this run used less)")
         status = "fail"
     else:
         status = "pass"
