@@ -147,6 +147,24 @@ def _cmd_run(args: argparse.Namespace) -> None:
         print("\n".join([*summary_lines(results), f"  report: {args.out / 'report.html'}"]))
 
 
+def _cmd_extend(args: argparse.Namespace) -> None:
+    from attacks.names import split_attack_list
+    from audit.distributed import init_from_environment, shutdown
+    from audit.extend import extend_audit
+    from audit.inputs import check_device
+    from audit.summary import summary_lines
+
+    check_device(args.device)
+    shard, device = init_from_environment(args.device)
+    try:
+        results = extend_audit(args.dir, split_attack_list(args.attacks), data_dir=args.data_dir, device=device,
+                               progress=not args.quiet, trust_checkpoint=args.trust_checkpoint, shard=shard)
+    finally:
+        shutdown(shard)
+    if results is not None:
+        print("\n".join([*summary_lines(results), f"  report: {args.dir / 'report.html'}"]))
+
+
 def _check_writable(out: Path) -> None:
     """Fail early on an unwritable --out, without creating it: the run creates it only after its input checks."""
     existing = out
@@ -260,6 +278,17 @@ def build_parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="re-render report.md/report.html from stored results")
     report.add_argument("dir", type=Path)
     report.set_defaults(handler=_cmd_report)
+
+    extend = sub.add_parser("extend", help="add attacks to a finished audit (e.g. what attack-convergence asks for)")
+    extend.add_argument("dir", type=Path, help="the finished audit's --out")
+    extend.add_argument("--attacks", required=True,
+                        help="comma-separated attack names, run after everything the audit ran, e.g. "
+                             "square+survivors@queries=60000")
+    extend.add_argument("--data-dir", default=None, help="folder with the dataset files, as for the run")
+    extend.add_argument("--trust-checkpoint", action="store_true",
+                        help="as for the run: allow unpickling a legacy checkpoint (runs code from the file!)")
+    extend.add_argument("--device", default="cpu", help="cpu or cuda")
+    extend.set_defaults(handler=_cmd_extend)
 
     compare = sub.add_parser("compare", help="two audits side by side (e.g. base vs MeanSparse)")
     compare.add_argument("dir_a", type=Path)

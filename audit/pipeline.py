@@ -28,6 +28,7 @@ from defenses.protocol import Defense, Undefended
 
 log = logging.getLogger(__name__)
 FACTS = "facts"  # the store row with what the checks need to know about the defense and the run
+EXTENSION = "extension"  # a store row naming attacks `audit extend` added to a finished run (audit/extend.py)
 BASE_DIR = "base"  # the base model's audit, inside the defense's output directory
 # Loggers whose records also go to the run's audit.log (ours, and pyautoattack's).
 LOGGERS = ("audit", "attacks", "defenses", "auto-attack")
@@ -199,8 +200,24 @@ def _audit_base(defense: Defense, images: torch.Tensor, labels: torch.Tensor, th
                       "defense": base_defense.description})
 
 
+def facts_of(rows: list[dict]) -> dict | None:
+    """The run's facts, with `order` extended by the attacks `audit extend` added to it since (audit/extend.py)."""
+    facts = next((r for r in rows if r["attack"] == FACTS), None)
+    if facts is None:
+        return None
+    added = [label for r in rows if r["attack"] == EXTENSION for label in r["order"]]
+    return {**facts, "order": facts["order"] + added, "extended_with": added}
+
+
+def stored_config(facts: dict) -> AuditConfig:
+    """The AuditConfig a finished run was made with."""
+    stored = {k: v for k, v in facts["config"].items() if k != "store_format"}
+    return AuditConfig(**stored | {"attacks": tuple(stored["attacks"]) if stored.get("attacks") else None,
+                                   "transfer_from": tuple(stored.get("transfer_from", ()))})
+
+
 def _finished_facts(run: str | Path) -> dict:
-    facts = next((r for r in ResultStore.open_existing(run).records() if r["attack"] == FACTS), None)
+    facts = facts_of(list(ResultStore.open_existing(run).records()))
     if facts is None:
         raise AuditInputError(f"{run} is not a finished audit (no facts record); finish it first (re-run its command)")
     return facts
@@ -280,13 +297,11 @@ def derive_results(out: str | Path) -> dict:
     out = Path(out)
     store = ResultStore.open_existing(out)
     rows = list(store.records())
-    facts = next((r for r in rows if r["attack"] == FACTS), None)
+    facts = facts_of(rows)
     clean = next((r for r in rows if r["attack"] == CLEAN), None)
     if facts is None or clean is None:
         raise AuditInputError(f"{out} holds no finished audit (run `audit run` with the same --out to finish it)")
-    stored = {k: v for k, v in facts["config"].items() if k != "store_format"}
-    config = AuditConfig(**stored | {"attacks": tuple(stored["attacks"]) if stored.get("attacks") else None,
-                                     "transfer_from": tuple(stored.get("transfer_from", ()))})
+    config = stored_config(facts)
     outcomes = Outcomes.from_rows(clean, rows, facts["order"], config.mode)
     measurements = {r["attack"][len(PROBE_PREFIX):]: r["measurement"] for r in rows
                     if r["attack"].startswith(PROBE_PREFIX)}
@@ -303,6 +318,7 @@ def derive_results(out: str | Path) -> dict:
     results["probes"] = [{"name": r["attack"][len(PROBE_PREFIX):], "seconds": float(r.get("seconds", 0.0)),
                           "n_forward": r.get("n_forward"), "n_backward": r.get("n_backward")}
                          for r in rows if r["attack"].startswith(PROBE_PREFIX)]
+    results["extended_with"] = facts["extended_with"]  # attacks `audit extend` added after the run (in `attacks`)
     if gain is not None:
         results["gain"] = gain
     write_outputs(out, results, outcomes)
@@ -316,7 +332,7 @@ def _gain(directory: Path, outcomes: Outcomes) -> dict | None:
     if not (directory / "config.json").exists():
         return None
     rows = list(ResultStore.open_existing(directory).records())
-    facts = next((r for r in rows if r["attack"] == FACTS), None)
+    facts = facts_of(rows)
     clean = next((r for r in rows if r["attack"] == CLEAN), None)
     if facts is None or clean is None:
         return None

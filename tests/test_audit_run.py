@@ -196,3 +196,35 @@ def test_base_run_from_the_command_line_gives_the_gain_table(tmp_path, fmnist_te
                            if json.loads(line)["attack"] in ("clean", "fgsm", "autoattack-standard")]
     results = json.loads((tmp_path / "meansparse" / "results.json").read_text())
     assert results["gain"]["base_autoattack"]["n"] == 10
+
+
+def test_extending_a_finished_audit_equals_having_planned_the_attack(tmp_path, fmnist_test, capsys):
+    """`audit extend`: an attack added to a finished run gives, sample for sample, what it gives at the end of a
+    run that planned it (a `+survivors` attack on what everything before it left), and the curve it extends is
+    judged again; asked again, it adds nothing; a bad name or an unfinished directory is one line, no change."""
+    first, extra = "fgsm,apgd-ce@iters=2", "apgd-ce+survivors@iters=20"
+    assert _run(tmp_path / "planned", "--model", "demo-adversarial", "--attacks", f"{first},{extra}") == 0
+    assert _run(tmp_path / "extended", "--model", "demo-adversarial", "--attacks", first) == 0
+    assert main(["extend", str(tmp_path / "extended"), "--attacks", extra, "--quiet"]) == 0
+    planned, extended = (json.loads((tmp_path / d / "results.json").read_text()) for d in ("planned", "extended"))
+    assert extended["extended_with"] == [extra] and planned["extended_with"] == []
+
+    def outcome(results: dict) -> list:
+        return [{k: v for k, v in a.items() if k not in ("seconds",)} for a in results["attacks"]]
+
+    assert outcome(extended) == outcome(planned)
+    top = next(a for a in extended["attacks"] if a["name"] == extra)
+    assert 0 < top["ran"] < 30  # on the survivors only
+    convergence = {r["id"]: r for r in extended["findings"]}["attack-convergence"]
+    assert convergence["evidence"]["families"]["apgd-ce"]["largest"] == extra
+    samples = {d: (tmp_path / d / "samples.csv").read_text().splitlines() for d in ("planned", "extended")}
+    assert samples["planned"] == samples["extended"]
+    records = (tmp_path / "extended" / "records.jsonl").read_text()
+    assert main(["extend", str(tmp_path / "extended"), "--attacks", extra, "--quiet"]) == 0
+    assert (tmp_path / "extended" / "records.jsonl").read_text() == records
+    capsys.readouterr()
+    assert main(["extend", str(tmp_path / "extended"), "--attacks", "apgd-xx", "--quiet"]) != 0
+    assert main(["extend", str(tmp_path / "nothing"), "--attacks", extra, "--quiet"]) != 0
+    err = capsys.readouterr().err
+    assert "apgd-xx" in err and "Traceback" not in err and str(tmp_path / "nothing") in err
+    assert (tmp_path / "extended" / "records.jsonl").read_text() == records

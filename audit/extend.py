@@ -1,0 +1,107 @@
+"""`audit extend DIR --attacks ...`: add attacks to a finished audit, without re-running what it ran.
+
+What `attack-convergence` asks for when a curve is still falling (e.g. `square+survivors@queries=60000`): one more
+point up the curve on the same images and seeds. The finished attacks are replayed from the store, so a
+`+survivors` attack runs on what all of them left, exactly as it would at the end of a run that had it in its plan;
+the added attacks' labels go into an `extension` row, and the findings, verdict and reports are derived again.
+Interrupted, the same command resumes (batches already stored are kept).
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from attacks.base import Attack, AttackOutput
+from attacks.registry import make_attack
+from attacks.threat_model import ThreatModel
+from audit.data import load_dataset
+from audit.distributed import Shard
+from audit.inputs import AuditInputError
+from audit.pipeline import (
+    EXTENSION,
+    _finished_facts,
+    _log_file,
+    _open_store,
+    build_defense,
+    derive_results,
+    stored_config,
+)
+from audit.store import ResultStore
+from audit.suite import CLEAN, run_suite
+from defenses.protocol import Defense
+
+log = logging.getLogger(__name__)
+
+
+class Finished(Attack):
+    """An attack the audit has already run: every batch of it is in the store, so `run_suite` only reads it."""
+
+    def __init__(self, label: str, on_survivors: bool) -> None:
+        super().__init__(on_survivors=on_survivors)
+        self._label = label
+
+    @property
+    def label(self) -> str:
+        return self._label
+
+    def perturb(self, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel,
+                seed: int) -> AttackOutput:
+        raise RuntimeError(f"{self._label} has finished; its results are read from the store")
+
+
+def extend_audit(out: str | Path, attacks: list[str], data_dir: str | None = None, device: str = "cpu",
+                 progress: bool = True, trust_checkpoint: bool = False,
+                 shard: Shard = Shard()) -> dict | None:  # noqa: B008 - Shard is a frozen dataclass, immutable
+    """Run `attacks` on the finished audit in `out` after everything it ran; under torchrun only rank 0 returns."""
+    out = Path(out)
+    facts = _finished_facts(out)
+    config = replace(stored_config(facts), trust_checkpoint=trust_checkpoint)
+    added = [make_attack(name) for name in attacks]  # a bad name stops here, before the model is built
+    ran = facts["order"]
+    new = [a for a in added if a.label not in ran]
+    rows = list(ResultStore.open_existing(out).records())
+    finished = [Finished(label, _on_survivors(rows, label)) for label in ran]
+    defense = build_defense(config, progress)
+    defense.to(device)
+    test = load_dataset(config.dataset, "test", data_dir).subset(config.n, config.seed)
+    _check_same_model(defense, test.images, rows, config.batch_size, out)
+    store = _open_store(out, config.identity(), shard)
+    with _log_file(out / "audit.log" if shard.world_size == 1 else out / f"audit.rank{shard.rank}.log"):
+        start = time.perf_counter()
+        if not new:
+            log.info("every attack asked for has run already (%s)", ", ".join(a.label for a in added))
+        run_suite(defense, test.images, test.labels, ThreatModel(config.norm, config.eps), [*finished, *new],
+                  config.seed, store=store, mode=config.mode, batch_size=config.batch_size,
+                  progress=progress and shard.is_main, shard=shard)
+        if not shard.is_main:
+            return None
+        if new:
+            store.append({"attack": EXTENSION, "batch": sum(r["attack"] == EXTENSION for r in rows),
+                          "order": [a.label for a in new], "seconds": 0.0})
+        results = derive_results(out)
+    log.info("extension finished in %.1f s", time.perf_counter() - start)
+    return results
+
+
+def _on_survivors(rows: list[dict[str, Any]], label: str) -> bool:
+    row = next((r for r in rows if r["attack"] == label), None)
+    return bool(row and row.get("attributes", {}).get("on_survivors"))
+
+
+def _check_same_model(defense: Defense, images: torch.Tensor, rows: list[dict], batch_size: int, out: Path) -> None:
+    """Refuse to extend with a model (or data) whose clean predictions differ from the stored ones: the new attacks'
+    results would not belong with the old. A randomized forward is not compared (its predictions vary by draw)."""
+    if defense.random_forward:
+        return
+    clean = next(r for r in rows if r["attack"] == CLEAN)
+    with torch.no_grad():
+        predictions = [p for start in range(0, len(images), batch_size)
+                       for p in defense(images[start : start + batch_size].to(defense.device)).argmax(1).tolist()]
+    if predictions != clean["prediction"]:
+        raise AuditInputError(f"the model and data as {out} records them no longer give its clean predictions "
+                              "(different weights, data or library versions?); audit again into a new --out")
