@@ -8,7 +8,8 @@ largest budget is compared, paired, with every attack of the run below the top o
 tops broke (every such attack ran on them and held, or was never run because a top had broken them already, as a
 `+survivors` attack after it is). If b is significant (exact one-sided McNemar against 0: the other attacks cannot
 break what they already held, so c is 0), the worst case is still falling where the audit stopped: the verdict is
-`inconclusive` and the finding says how much more to spend. Pure over stored outcomes.
+`inconclusive` and the finding names the attack one step further up the curve, for `audit extend` (audit/extend.py).
+Pure over stored outcomes.
 """
 from __future__ import annotations
 
@@ -106,7 +107,7 @@ def check_convergence(outcomes: Outcomes) -> list[Finding]:
         message = (f"{e['largest']} still broke {e['only_largest_broke']} samples no attack below the top of a "
                    f"strength curve did "
                    f"(p = {e['p_value']:.2g}): the worst case is still falling; spend about {GROWTH_HINT}x more on "
-                   f"{family}, e.g. {e['next']} (--attacks; or --budget thorough, if this run used less)")
+                   f"{family}: `audit extend` this run with --attacks {e['next']}")
         status = "fail"
     else:
         status = "pass"
