@@ -208,6 +208,9 @@ def test_extending_a_finished_audit_equals_having_planned_the_attack(tmp_path, f
     assert main(["extend", str(tmp_path / "extended"), "--attacks", extra, "--quiet"]) == 0
     planned, extended = (json.loads((tmp_path / d / "results.json").read_text()) for d in ("planned", "extended"))
     assert extended["extended_with"] == [extra] and planned["extended_with"] == []
+    for report in ("report.md", "report.html"):  # the reader sees that the run was extended, and by what
+        assert f"added by `audit extend`: {extra}" in (tmp_path / "extended" / report).read_text().replace(
+            "<code>", "`").replace("</code>", "`")
 
     def outcome(results: dict) -> list:
         return [{k: v for k, v in a.items() if k not in ("seconds",)} for a in results["attacks"]]

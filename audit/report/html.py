@@ -10,7 +10,15 @@ import html
 from pathlib import Path
 
 from audit.report.plots import CAPTIONS
-from audit.report.text import aa_vs_adaptive, claim_sentence, gain_rows, gain_sentence, headline, pct
+from audit.report.text import (
+    aa_vs_adaptive,
+    claim_sentence,
+    gain_rows,
+    gain_sentence,
+    headline,
+    pct,
+    suite_text,
+)
 
 CSS = """
 :root{--red:#c44e52;--green:#3f8f52;--orange:#c9702e;--grey:#777;--line:#dcdfe4}
@@ -160,7 +168,7 @@ def render_html(results: dict, figures: list[tuple[str, Path]]) -> str:
     setting = [("model", results.get("model")), ("defense", results.get("defense")),
                ("dataset", results.get("dataset")),
                ("threat model", threat), ("samples", results.get("n_samples")), ("seed", results.get("seed")),
-               ("suite", f"{results.get('suite')} ({results.get('mode')} mode)"),
+               ("suite", suite_text(results)),
                ("wall time", f"{results['seconds']:.0f} s"
                 if isinstance(results.get("seconds"), (int, float)) else None)]
     env = {k: v for k, v in results.get("environment", {}).items() if v}

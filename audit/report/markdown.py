@@ -13,6 +13,7 @@ from audit.report.text import (
     headline,
     interval,
     pct,
+    suite_text,
 )
 
 
@@ -44,7 +45,7 @@ def render_markdown(results: dict, figures: list[tuple[str, Path]]) -> str:
               f"- defense: {results.get('defense', '')}",
               f"- dataset: {results['dataset']}, {results['n_samples']} samples, seed {results['seed']}",
               f"- threat model: {tm['norm']}, eps = {tm['eps']:g}",
-              f"- suite: {results.get('suite')} ({results.get('mode')} mode)",
+              f"- suite: {suite_text(results)}",
               f"- clean accuracy: {pct(results['clean_accuracy'])}",
               f"- worst-case robust accuracy: {pct(results['worst_case_robust_accuracy'])}{interval(results)}",
               f"- gradient masking: {verdict.get('gradient_masking')}; claim at risk: {verdict.get('claim_at_risk')}",

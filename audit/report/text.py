@@ -121,3 +121,11 @@ def gain_sentence(results: dict) -> str | None:
     return (f"The gain over the base model {what} ({100 * gain['surviving_gain']['gain']:+.2f} points, 95% interval "
             f"{100 * low:+.2f} to {100 * high:+.2f}; "
             f"under AutoAttack alone {100 * gain['claimed_gain']['gain']:+.2f}).")
+
+
+def suite_text(results: dict) -> str:
+    """The plan in a few words: suite, budget, mode, and what `audit extend` added after the run."""
+    text = f"{results.get('suite')}, budget {results.get('budget')} ({results.get('mode')} mode)"
+    if results.get("extended_with"):
+        text += "; then added by `audit extend`: " + ", ".join(results["extended_with"])
+    return text
