@@ -24,11 +24,11 @@ from audit.distributed import Shard
 from audit.inputs import AuditInputError
 from audit.pipeline import (
     EXTENSION,
-    _finished_facts,
-    _log_file,
-    _open_store,
     build_defense,
     derive_results,
+    finished_facts,
+    log_file,
+    open_store,
     stored_config,
 )
 from audit.store import ResultStore
@@ -59,7 +59,7 @@ def extend_audit(out: str | Path, attacks: list[str], data_dir: str | None = Non
                  shard: Shard = Shard()) -> dict | None:  # noqa: B008 - Shard is a frozen dataclass, immutable
     """Run `attacks` on the finished audit in `out` after everything it ran; under torchrun only rank 0 returns."""
     out = Path(out)
-    facts = _finished_facts(out)
+    facts = finished_facts(out)
     config = replace(stored_config(facts), trust_checkpoint=trust_checkpoint)
     added = [make_attack(name) for name in attacks]  # a bad name stops here, before the model is built
     ran = facts["order"]
@@ -70,8 +70,8 @@ def extend_audit(out: str | Path, attacks: list[str], data_dir: str | None = Non
     defense.to(device)
     test = load_dataset(config.dataset, "test", data_dir).subset(config.n, config.seed)
     _check_same_model(defense, test.images, rows, config.batch_size, out)
-    store = _open_store(out, config.identity(), shard)
-    with _log_file(out / "audit.log" if shard.world_size == 1 else out / f"audit.rank{shard.rank}.log"):
+    store = open_store(out, config.identity(), shard)
+    with log_file(out / "audit.log" if shard.world_size == 1 else out / f"audit.rank{shard.rank}.log"):
         start = time.perf_counter()
         if not new:
             log.info("every attack asked for has run already (%s)", ", ".join(a.label for a in added))

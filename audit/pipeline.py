@@ -115,8 +115,8 @@ def run_audit(config: AuditConfig, out: str | Path, data_dir: str | None = None,
     if base_run is not None:  # refused now, not after hours of attacks
         check_base_run(config, [a.label for a in plan.attacks], base_run, defense, test.images)
     out = Path(out)
-    store = _open_store(out, config.identity(), shard)
-    with _log_file(out / "audit.log" if shard.world_size == 1 else out / f"audit.rank{shard.rank}.log"):
+    store = open_store(out, config.identity(), shard)
+    with log_file(out / "audit.log" if shard.world_size == 1 else out / f"audit.rank{shard.rank}.log"):
         start = time.perf_counter()
         run_suite(defense, test.images, test.labels, threat, plan.attacks, config.seed, store=store,
                   mode=config.mode, batch_size=config.batch_size, progress=progress and shard.is_main, shard=shard)
@@ -142,7 +142,7 @@ def run_audit(config: AuditConfig, out: str | Path, data_dir: str | None = None,
     return results
 
 
-def _open_store(out: Path, identity: dict, shard: Shard) -> ResultStore:
+def open_store(out: Path, identity: dict, shard: Shard) -> ResultStore:
     """Rank 0 creates (or checks) the directory and its config first; then every other rank opens it."""
     store = ResultStore(out, identity, shard.rank, shard.world_size) if shard.is_main else None
     shard.barrier()
@@ -191,7 +191,7 @@ def _audit_base(defense: Defense, images: torch.Tensor, labels: torch.Tensor, th
     if base is None or not attacks:
         return
     base_defense = Undefended(base.to(defense.device), defense.num_classes, f"{config.model} base (alpha 0)")
-    store = _open_store(out, config.identity() | {"base_of": config.model}, shard)
+    store = open_store(out, config.identity() | {"base_of": config.model}, shard)
     log.info("auditing the base model (MeanSparse off) on the same images for the gain table")
     run_suite(base_defense, images, labels, threat, attacks, config.seed, store=store, mode=config.mode,
               batch_size=config.batch_size, progress=progress, shard=shard)
@@ -216,7 +216,7 @@ def stored_config(facts: dict) -> AuditConfig:
                                    "transfer_from": tuple(stored.get("transfer_from", ()))})
 
 
-def _finished_facts(run: str | Path) -> dict:
+def finished_facts(run: str | Path) -> dict:
     facts = facts_of(list(ResultStore.open_existing(run).records()))
     if facts is None:
         raise AuditInputError(f"{run} is not a finished audit (no facts record); finish it first (re-run its command)")
@@ -239,7 +239,7 @@ def check_base_run(config: AuditConfig, attacks: list[str], base_run: str | Path
     base = defense.base_model()
     if base is None:
         raise AuditInputError(f"{defense.description} has no MeanSparse layers, so no base for {base_run} to stand for")
-    problems = _base_run_problems(config.identity(), attacks, _finished_facts(base_run))
+    problems = _base_run_problems(config.identity(), attacks, finished_facts(base_run))
     clean = next(r for r in ResultStore.open_existing(base_run).records() if r["attack"] == CLEAN)
     base = base.to(defense.device)
     with torch.no_grad():  # in the audit's batches: all images at once may not fit on a GPU
@@ -261,7 +261,7 @@ def reuse_base(out: str | Path, base_run: str | Path) -> None:
     with worst case)."""
     defense_rows = list(ResultStore.open_existing(out).records())
     base_rows = list(ResultStore.open_existing(base_run).records())
-    ours, theirs = _finished_facts(out), _finished_facts(base_run)
+    ours, theirs = finished_facts(out), finished_facts(base_run)
     attacks = [a for a in ours["order"] if a.startswith("autoattack")]
     if not attacks:  # as `_audit_base`: the gain table compares AutoAttack, so with none there is no base audit
         return
@@ -341,7 +341,7 @@ def _gain(directory: Path, outcomes: Outcomes) -> dict | None:
 
 
 @contextlib.contextmanager
-def _log_file(path: Path) -> Iterator[None]:
+def log_file(path: Path) -> Iterator[None]:
     """Everything our packages and pyautoattack log during the run also goes to a file (the root logger, which
     belongs to the application, is left alone)."""
     handler = logging.FileHandler(path, encoding="utf-8")
