@@ -30,6 +30,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402 - after matplotlib.use('Agg')
 from matplotlib.artist import Artist  # noqa: E402 - after matplotlib.use
 from matplotlib.patches import Patch  # noqa: E402 - after matplotlib.use('Agg')
+from matplotlib.ticker import NullFormatter  # noqa: E402 - after matplotlib.use("Agg")
 
 from audit.report.text import attack_kind  # noqa: E402 - after matplotlib.use('Agg')
 
@@ -347,24 +348,32 @@ def strength_curves(results: dict, samples: list[dict], path: Path) -> Path | No
     curves = _finding_data(results, "attack-convergence").get("curves") or {}
     if not curves:
         return None
+    families = _finding(results, "attack-convergence").get("evidence", {}).get("families", {})
     panels: dict[str, list[tuple[str, list[float], list[float]]]] = {}
     for name, curve in curves.items():
         # The budget that grows along the curve: stored with it (older results: the key whose value differs).
         keys = [k for k in curve["budget"][0] if len({b.get(k) for b in curve["budget"]}) > 1] or ["budget"]
         key = curve.get("key") or keys[0]
         xs = [_number(b.get(key, i + 1)) for i, b in enumerate(curve["budget"])]
-        family = name.rpartition("@")[0] if name.endswith("@" + key) else name
-        panels.setdefault(key, []).append((family, xs, [100 * _number(v) for v in curve["worst_case"]]))
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels) + 0.8, 3.2), sharey=True, squeeze=False)
+        label = name.rpartition("@")[0] if name.endswith("@" + key) else name
+        if name in families:  # what the check read off the top of this curve
+            label += f"\ntop broke {families[name]['only_largest_broke']} more (p = {families[name]['p_value']:.2g})"
+        panels.setdefault(key, []).append((label, xs, [100 * _number(v) for v in curve["worst_case"]]))
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.4 * len(panels) + 0.8, 3.4), sharey=True, squeeze=False)
     for ax, (key, lines) in zip(axes[0], panels.items()):
-        for family, xs, ys in lines:
-            ax.plot(xs, ys, marker="o", label=family)
-        if max(x for _, xs, _ in lines for x in xs) >= 100:
+        for label, xs, ys in lines:
+            ax.plot(xs, ys, marker="o", label=label)
+        budgets = sorted({x for _, xs, _ in lines for x in xs})
+        if budgets[-1] >= 100:
             ax.set_xscale("log")
+        # Ticks at the budgets that ran, in plain numbers (log-scale minor labels overlap: 2x10^4 3x10^4 ...).
+        ax.set_xticks(budgets, labels=[f"{x:g}" for x in budgets])
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel(key)
-        ax.legend(fontsize=7, loc="best")
+        ax.legend(fontsize=6.5, loc="best")
     axes[0][0].set_ylabel("worst-case robust accuracy (%)")
-    fig.suptitle("Attack strength curves: flat at the right end = converged", fontsize=10)
+    fig.suptitle("Attack strength curves: converged when the top of each curve breaks no significant number more",
+                 fontsize=9)
     return _save(fig, path)
 
 
