@@ -25,6 +25,7 @@ from audit.inputs import AuditInputError
 from audit.pipeline import (
     EXTENSION,
     build_defense,
+    clean_predictions,
     derive_results,
     finished_facts,
     log_file,
@@ -71,7 +72,7 @@ def extend_audit(out: str | Path, attacks: list[str], data_dir: str | None = Non
     test = load_dataset(config.dataset, "test", data_dir).subset(config.n, config.seed)
     _check_same_model(defense, test.images, rows, config.batch_size, out)
     store = open_store(out, config.identity(), shard)
-    with log_file(out / "audit.log" if shard.world_size == 1 else out / f"audit.rank{shard.rank}.log"):
+    with log_file(out, shard):
         start = time.perf_counter()
         if not new:
             log.info("every attack asked for has run already (%s)", ", ".join(a.label for a in added))
@@ -99,9 +100,6 @@ def _check_same_model(defense: Defense, images: torch.Tensor, rows: list[dict], 
     if defense.random_forward:
         return
     clean = next(r for r in rows if r["attack"] == CLEAN)
-    with torch.no_grad():
-        predictions = [p for start in range(0, len(images), batch_size)
-                       for p in defense(images[start : start + batch_size].to(defense.device)).argmax(1).tolist()]
-    if predictions != clean["prediction"]:
+    if clean_predictions(defense, images, batch_size, defense.device) != clean["prediction"]:
         raise AuditInputError(f"the model and data as {out} records them no longer give its clean predictions "
                               "(different weights, data or library versions?); audit again into a new --out")

@@ -116,7 +116,7 @@ def run_audit(config: AuditConfig, out: str | Path, data_dir: str | None = None,
         check_base_run(config, [a.label for a in plan.attacks], base_run, defense, test.images)
     out = Path(out)
     store = open_store(out, config.identity(), shard)
-    with log_file(out / "audit.log" if shard.world_size == 1 else out / f"audit.rank{shard.rank}.log"):
+    with log_file(out, shard):
         start = time.perf_counter()
         run_suite(defense, test.images, test.labels, threat, plan.attacks, config.seed, store=store,
                   mode=config.mode, batch_size=config.batch_size, progress=progress and shard.is_main, shard=shard)
@@ -241,15 +241,20 @@ def check_base_run(config: AuditConfig, attacks: list[str], base_run: str | Path
         raise AuditInputError(f"{defense.description} has no MeanSparse layers, so no base for {base_run} to stand for")
     problems = _base_run_problems(config.identity(), attacks, finished_facts(base_run))
     clean = next(r for r in ResultStore.open_existing(base_run).records() if r["attack"] == CLEAN)
-    base = base.to(defense.device)
-    with torch.no_grad():  # in the audit's batches: all images at once may not fit on a GPU
-        predictions = [p for start in range(0, len(images), config.batch_size)
-                       for p in base(images[start : start + config.batch_size].to(defense.device)).argmax(1).tolist()]
+    predictions = clean_predictions(base.to(defense.device), images, config.batch_size, defense.device)
     same_images = not any(key in problems for key in ("n", "seed", "dataset"))
     if same_images and predictions != clean["prediction"]:
         problems.append("its clean predictions (not the same model as this one with MeanSparse off)")
     if problems:
         raise AuditInputError(f"{base_run} cannot serve as the base audit: it differs in {', '.join(problems)}")
+
+
+def clean_predictions(model: torch.nn.Module, images: torch.Tensor, batch_size: int,
+                      device: torch.device) -> list[int]:
+    """The model's predicted classes, in the audit's batches (all images at once may not fit on a GPU)."""
+    with torch.no_grad():
+        return [p for start in range(0, len(images), batch_size)
+                for p in model(images[start : start + batch_size].to(device)).argmax(1).tolist()]
 
 
 def reuse_base(out: str | Path, base_run: str | Path) -> None:
@@ -341,9 +346,10 @@ def _gain(directory: Path, outcomes: Outcomes) -> dict | None:
 
 
 @contextlib.contextmanager
-def log_file(path: Path) -> Iterator[None]:
-    """Everything our packages and pyautoattack log during the run also goes to a file (the root logger, which
-    belongs to the application, is left alone)."""
+def log_file(out: Path, shard: Shard) -> Iterator[None]:
+    """Everything our packages and pyautoattack log during the run also goes to `out/audit.log` (one file per rank
+    under torchrun; the root logger, which belongs to the application, is left alone)."""
+    path = out / "audit.log" if shard.world_size == 1 else out / f"audit.rank{shard.rank}.log"
     handler = logging.FileHandler(path, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
     handler.setLevel(logging.DEBUG)
