@@ -126,7 +126,7 @@ def _audit_config(args: argparse.Namespace):  # noqa: ANN202 - an AuditConfig, i
                        robustbench_dir=args.robustbench_dir, meansparse_alpha=args.meansparse_alpha, claim=args.claim,
                        trust_checkpoint=args.trust_checkpoint,
                        attacks=tuple(split_attack_list(args.attacks)) if args.attacks is not None else None,
-                       transfer_from=tuple(args.transfer_from))
+                       transfer_from=tuple(args.transfer_from), keep_examples=args.keep_examples)
 
 
 def _cmd_run(args: argparse.Namespace) -> None:
@@ -163,6 +163,23 @@ def _cmd_extend(args: argparse.Namespace) -> None:
         shutdown(shard)
     if results is not None:
         print("\n".join([*summary_lines(results), f"  report: {args.dir / 'report.html'}"]))
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from audit.inputs import check_device
+    from audit.verify import verify_run
+
+    check_device(args.device)
+    verification = verify_run(args.dir, model=args.model, checkpoint=args.checkpoint, device=args.device,
+                              trust_checkpoint=args.trust_checkpoint, progress=not args.quiet)
+    print("\n".join(verification.lines()))
+    return 0 if verification.ok else 1
+
+
+def _cmd_export(args: argparse.Namespace) -> None:
+    from audit.export import export_run
+
+    print(f"wrote {export_run(args.dir, args.format, args.out)}")
 
 
 def _check_writable(out: Path) -> None:
@@ -242,6 +259,9 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                    help="a finished audit of this MeanSparse model's base (e.g. the model before sparsifying) with "
                         "the same --n, --seed and threat: the gain table uses its attacks instead of attacking the "
                         "base again with AutoAttack (its clean predictions are checked first)")
+    p.add_argument("--keep-examples", default=AuditConfig.keep_examples, choices=["all", "worst", "none"],
+                   help="adversarial examples kept as evidence (audit verify, audit export): every broken (sample, "
+                        "attack), the lowest-margin one per sample (default), or none")
     p.add_argument("--claim", type=float, default=None,
                    help="the robust accuracy a paper claims, as a fraction (RobustBench entries: its published "
                         "AutoAttack accuracy)")
@@ -289,6 +309,23 @@ def build_parser() -> argparse.ArgumentParser:
                         help="as for the run: allow unpickling a legacy checkpoint (runs code from the file!)")
     extend.add_argument("--device", default="cpu", help="cpu or cuda")
     extend.set_defaults(handler=_cmd_extend)
+
+    verify = sub.add_parser("verify", help="check a run's stored adversarial examples on the model (forwards only)")
+    verify.add_argument("dir", type=Path, help="the audit's --out")
+    verify.add_argument("--model", default=None, help="check on this model instead of the run's own (e.g. the "
+                                                      "author's copy): a shipped name or PATH.py:FACTORY")
+    verify.add_argument("--checkpoint", default=None, help="weights for the model (safetensors or .pt)")
+    verify.add_argument("--trust-checkpoint", action="store_true",
+                        help="allow unpickling a .pt checkpoint (only for files you trust)")
+    verify.add_argument("--device", default="cpu", help="cpu or cuda")
+    verify.set_defaults(handler=_cmd_verify)
+
+    export = sub.add_parser("export", help="write a run's adversarial examples for other tools")
+    export.add_argument("dir", type=Path, help="the audit's --out")
+    export.add_argument("--format", required=True, choices=["robustbench", "npz"],
+                        help="robustbench: adv_complete.pt (AutoAttack's layout); npz: every kept example")
+    export.add_argument("--out", type=Path, default=None, help="the file to write (default: inside DIR)")
+    export.set_defaults(handler=_cmd_export)
 
     compare = sub.add_parser("compare", help="two audits side by side (e.g. base vs MeanSparse)")
     compare.add_argument("dir_a", type=Path)
@@ -350,7 +387,7 @@ def main(argv: list[str] | None = None) -> int:
         handler.setLevel(logging.WARNING if args.quiet else logging.INFO)
     try:
         with progress_bars_off() if args.quiet else contextlib.nullcontext():
-            args.handler(args)
+            code = args.handler(args)
     except KeyboardInterrupt:
         # Records are appended and fsynced as they are produced, so everything finished is on disk already.
         print(_interrupted(args, argv), file=sys.stderr)
@@ -363,7 +400,7 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"audit: error: {message}", file=sys.stderr)
         return 2
-    return 0
+    return code if isinstance(code, int) else 0
 
 
 if __name__ == "__main__":

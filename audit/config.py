@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 # Bumped when what the store holds changes meaning, so an old output directory is refused rather than misread.
-STORE_FORMAT = 2
+STORE_FORMAT = 3
 
 
 @dataclass(frozen=True)
@@ -27,9 +27,11 @@ class AuditConfig:
     trust_checkpoint: bool = False
     attacks: tuple[str, ...] | None = None  # an explicit attack list instead of the suite
     transfer_from: tuple[str, ...] = ()  # model specs to craft transfer attacks on (--transfer-from)
+    keep_examples: str = "worst"  # all | worst | none: which adversarial examples the evidence keeps
 
-    def identity(self) -> dict:
-        """What must match for a resumed run to reuse stored results."""
+    def identity(self, content: dict) -> dict:
+        """What must match for a resumed run to reuse stored results: the settings, and what was audited by
+        content (`audit.fingerprint`: model state, checkpoint file, images, versions), never paths alone."""
         keep = ("model", "dataset", "norm", "eps", "n", "suite", "budget", "seed", "mode", "batch_size",
-                "diagnostics_n", "checkpoint", "robustbench_dir", "meansparse_alpha", "attacks", "transfer_from")
-        return {"store_format": STORE_FORMAT, **{k: v for k, v in asdict(self).items() if k in keep}}
+                "diagnostics_n", "meansparse_alpha", "attacks", "transfer_from", "keep_examples")
+        return {"store_format": STORE_FORMAT, **{k: v for k, v in asdict(self).items() if k in keep}, **content}

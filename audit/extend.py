@@ -21,6 +21,8 @@ from attacks.registry import make_attack
 from attacks.threat_model import ThreatModel
 from audit.data import load_dataset
 from audit.distributed import Shard
+from audit.evidence import collect_evidence
+from audit.fingerprint import fingerprint
 from audit.inputs import AuditInputError
 from audit.pipeline import (
     EXTENSION,
@@ -70,17 +72,20 @@ def extend_audit(out: str | Path, attacks: list[str], data_dir: str | None = Non
     defense = build_defense(config, progress)
     defense.to(device)
     test = load_dataset(config.dataset, "test", data_dir).subset(config.n, config.seed)
+    identity = config.identity(fingerprint(config, defense, test.images, test.labels))
     _check_same_model(defense, test.images, rows, config.batch_size, out)
-    store = open_store(out, config.identity(), shard)
+    store = open_store(out, identity, shard)  # refused, naming what, if the model, data or versions changed
     with log_file(out, shard):
         start = time.perf_counter()
         if not new:
             log.info("every attack asked for has run already (%s)", ", ".join(a.label for a in added))
         run_suite(defense, test.images, test.labels, ThreatModel(config.norm, config.eps), [*finished, *new],
                   config.seed, store=store, mode=config.mode, batch_size=config.batch_size,
-                  progress=progress and shard.is_main, shard=shard)
+                  progress=progress and shard.is_main, shard=shard, keep_examples=config.keep_examples != "none")
         if not shard.is_main:
             return None
+        collect_evidence(out, config.keep_examples, test, [*ran, *(a.label for a in new)], config.seed,
+                         bool(facts["randomized"]))
         if new:
             store.append({"attack": EXTENSION, "batch": sum(r["attack"] == EXTENSION for r in rows),
                           "order": [a.label for a in new], "seconds": 0.0})

@@ -83,7 +83,7 @@ class ImageFolderDataset:
         arrays = [decode(self.paths[i], self.preprocessing)
                   for i in tqdm(index.tolist(), desc="decoding images", unit="img", leave=False)]
         images = torch.from_numpy(np.stack(arrays)) if arrays else torch.empty(0, 3, 224, 224)
-        return Dataset(images, self.labels[index], self.name, self.num_classes)
+        return Dataset(images, self.labels[index], self.name, self.num_classes, index)
 
     def subset(self, n: int | None, seed: int = 0) -> Dataset:
         """The samples `Dataset.subset(n, seed)` would choose, decoded."""

@@ -4,6 +4,7 @@ also what `audit report DIR` does, so a report can be rebuilt without the model.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Iterator
@@ -17,6 +18,8 @@ from audit.config import AuditConfig
 from audit.data import load_dataset
 from audit.distributed import Shard
 from audit.environment import environment
+from audit.evidence import collect_evidence, evidence_summary
+from audit.fingerprint import MEANING, fingerprint
 from audit.inputs import AuditInputError, check_inputs, validate_config
 from audit.model_spec import resolve_model
 from audit.outcomes import Outcomes
@@ -100,6 +103,7 @@ def run_audit(config: AuditConfig, out: str | Path, data_dir: str | None = None,
     defense.to(device)
     test = load_dataset(config.dataset, "test", data_dir).subset(config.n, config.seed)
     warnings = check_inputs(defense, test.images, test.labels)
+    identity = config.identity(fingerprint(config, defense, test.images, test.labels))
     plan = plan_attacks(config, defense)  # a refused plan stops here, before any warning is printed
     plan.attacks += transfer_attacks(config, device)
     for warning in warnings:
@@ -113,20 +117,23 @@ def run_audit(config: AuditConfig, out: str | Path, data_dir: str | None = None,
         plan = _with_eot(plan, plan_attacks(config, defense), defense)
     plan.attacks = survivors_last(plan.attacks)  # `+survivors` attacks run on what every other attack left
     if base_run is not None:  # refused now, not after hours of attacks
-        check_base_run(config, [a.label for a in plan.attacks], base_run, defense, test.images)
+        check_base_run(identity, [a.label for a in plan.attacks], base_run, defense, test.images, config.batch_size)
     out = Path(out)
-    store = open_store(out, config.identity(), shard)
+    store = open_store(out, identity, shard)
     with log_file(out, shard):
         start = time.perf_counter()
         run_suite(defense, test.images, test.labels, threat, plan.attacks, config.seed, store=store,
-                  mode=config.mode, batch_size=config.batch_size, progress=progress and shard.is_main, shard=shard)
+                  mode=config.mode, batch_size=config.batch_size, progress=progress and shard.is_main, shard=shard,
+                  keep_examples=config.keep_examples != "none")
         if base_run is None and audit_base:
-            _audit_base(defense, test.images, test.labels, threat, plan, config, out / BASE_DIR,
+            _audit_base(defense, test.images, test.labels, threat, plan, config, identity, out / BASE_DIR,
                         progress and shard.is_main, shard)
         if not shard.is_main:
             return None
+        collect_evidence(out, config.keep_examples, test, [a.label for a in plan.attacks], config.seed,
+                         defense.random_forward)
         if not store.done(FACTS, 0):
-            store.append(_facts(config, defense, plan, warnings, device))
+            store.append(_facts(config, identity, defense, plan, warnings, device))
         if not store.done(PROBE_PREFIX + "randomized", 0):
             measurement = {k: v for k, v in randomness.items() if k != "observed"}
             store.append({"attack": PROBE_PREFIX + "randomized", "batch": 0, "seconds": 0.0,
@@ -182,7 +189,7 @@ def _with_eot(plain: SuitePlan, randomized: SuitePlan, defense: Defense) -> Suit
 
 
 def _audit_base(defense: Defense, images: torch.Tensor, labels: torch.Tensor, threat: ThreatModel, plan: SuitePlan,
-                config: AuditConfig, out: Path, progress: bool, shard: Shard) -> None:
+                config: AuditConfig, identity: dict, out: Path, progress: bool, shard: Shard) -> None:
     """For a MeanSparse model, AutoAttack on its base (every threshold 0) on the same images and seeds, in
     `<out>/base`, for the gain table: the comparison RobustBench's re-evaluation makes (base AutoAttack against the
     defense's adaptive result). The base has nothing to bypass, so AutoAttack is its strong evaluation."""
@@ -191,7 +198,7 @@ def _audit_base(defense: Defense, images: torch.Tensor, labels: torch.Tensor, th
     if base is None or not attacks:
         return
     base_defense = Undefended(base.to(defense.device), defense.num_classes, f"{config.model} base (alpha 0)")
-    store = open_store(out, config.identity() | {"base_of": config.model}, shard)
+    store = open_store(out, identity | {"base_of": config.model}, shard)
     log.info("auditing the base model (MeanSparse off) on the same images for the gain table")
     run_suite(base_defense, images, labels, threat, attacks, config.seed, store=store, mode=config.mode,
               batch_size=config.batch_size, progress=progress, shard=shard)
@@ -210,8 +217,9 @@ def facts_of(rows: list[dict]) -> dict | None:
 
 
 def stored_config(facts: dict) -> AuditConfig:
-    """The AuditConfig a finished run was made with."""
-    stored = {k: v for k, v in facts["config"].items() if k != "store_format"}
+    """The AuditConfig a finished run was made with (its identity's content hashes aside)."""
+    fields = {f.name for f in dataclasses.fields(AuditConfig)}
+    stored = {k: v for k, v in facts["config"].items() if k in fields}
     return AuditConfig(**stored | {"attacks": tuple(stored["attacks"]) if stored.get("attacks") else None,
                                    "transfer_from": tuple(stored.get("transfer_from", ()))})
 
@@ -226,23 +234,24 @@ def finished_facts(run: str | Path) -> dict:
 def _base_run_problems(config: dict, attacks: list[str], facts: dict) -> list[str]:
     """How the base audit with these facts differs from one made with `config` and `attacks` in what the gain table
     compares: images, seed, threat, batches, mode, and the AutoAttack run."""
-    same = ("n", "seed", "dataset", "norm", "eps", "batch_size", "mode")
+    same = ("n", "seed", "dataset", "norm", "eps", "batch_size", "mode",
+            "data_sha256", "torch_version", "pyautoattack_version", "suite_version")
     problems = [key for key in same if config.get(key) != facts["config"].get(key)]
     return problems + [f"attack {a} not run" for a in attacks
                        if a.startswith("autoattack") and a not in facts["order"]]
 
 
-def check_base_run(config: AuditConfig, attacks: list[str], base_run: str | Path, defense: Defense,
-                   images: torch.Tensor) -> None:
+def check_base_run(identity: dict, attacks: list[str], base_run: str | Path, defense: Defense,
+                   images: torch.Tensor, batch_size: int) -> None:
     """Refuse a `base_run` that cannot be this defense's base audit: different settings, or a model whose clean
     predictions on these images are not those of the defense with MeanSparse off."""
     base = defense.base_model()
     if base is None:
         raise AuditInputError(f"{defense.description} has no MeanSparse layers, so no base for {base_run} to stand for")
-    problems = _base_run_problems(config.identity(), attacks, finished_facts(base_run))
+    problems = _base_run_problems(identity, attacks, finished_facts(base_run))
     clean = next(r for r in ResultStore.open_existing(base_run).records() if r["attack"] == CLEAN)
-    predictions = clean_predictions(base.to(defense.device), images, config.batch_size, defense.device)
-    same_images = not any(key in problems for key in ("n", "seed", "dataset"))
+    predictions = clean_predictions(base.to(defense.device), images, batch_size, defense.device)
+    same_images = not any(key in problems for key in ("n", "seed", "dataset", "data_sha256"))
     if same_images and predictions != clean["prediction"]:
         problems.append("its clean predictions (not the same model as this one with MeanSparse off)")
     if problems:
@@ -287,8 +296,11 @@ def reuse_base(out: str | Path, base_run: str | Path) -> None:
                       "defense": f"{theirs['defense']} (the audit in {base_run})"})
 
 
-def _facts(config: AuditConfig, defense: Defense, plan: SuitePlan, warnings: list[str], device: str) -> dict:
-    return {"attack": FACTS, "batch": 0, "config": config.identity() | {"claim": config.claim},
+def _facts(config: AuditConfig, identity: dict, defense: Defense, plan: SuitePlan, warnings: list[str],
+           device: str) -> dict:
+    # Where to load the model from again (extend, verify) is recorded beside the identity, not part of it.
+    where = {"claim": config.claim, "checkpoint": config.checkpoint, "robustbench_dir": config.robustbench_dir}
+    return {"attack": FACTS, "batch": 0, "config": identity | where,
             "defense": defense.description, "randomized": bool(defense.random_forward),
             "randomness_found": bool(defense.randomness_found),
             "surrogates": list(defense.surrogates), "order": [a.label for a in plan.attacks],
@@ -324,6 +336,9 @@ def derive_results(out: str | Path) -> dict:
                           "n_forward": r.get("n_forward"), "n_backward": r.get("n_backward")}
                          for r in rows if r["attack"].startswith(PROBE_PREFIX)]
     results["extended_with"] = facts["extended_with"]  # attacks `audit extend` added after the run (in `attacks`)
+    # What was audited, by content (audit/fingerprint.py), and the evidence kept (audit/evidence.py).
+    results["fingerprint"] = {key: facts["config"].get(key) for key in MEANING}
+    results["evidence"] = evidence_summary(out)
     if gain is not None:
         results["gain"] = gain
     write_outputs(out, results, outcomes)

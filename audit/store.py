@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from audit.fingerprint import MEANING
 from defenses.errors import UserError
 
 CONFIG_FILE = "config.json"
@@ -35,9 +36,10 @@ class ResultStore:
                 changed = sorted(
                     k for k in set(stored) | set(config) if stored.get(k) != json.loads(json.dumps(config)).get(k)
                 )
+                named = [f"{k} ({MEANING[k]})" if k in MEANING else k for k in changed]
                 raise ConfigMismatch(
-                    f"{self.directory} holds results of a different configuration (differs in: {', '.join(changed)}); "
-                    f"use another --out directory, or the same options to resume"
+                    f"{self.directory} holds results of a different configuration (differs in: {', '.join(named)}); "
+                    f"use another --out directory, or the same model, data and options to resume"
                 )
         else:
             _atomic_write(config_path, json.dumps(config, indent=2, sort_keys=True))

@@ -17,6 +17,7 @@ from attacks.base import Attack
 from attacks.judge import DEFAULT_DRAWS, AttackRecord, exact_logits, judge, score_logits
 from attacks.threat_model import ThreatModel
 from audit.distributed import Shard
+from audit.evidence import write_batch
 from audit.outcomes import BROKEN, HELD, Outcomes
 from audit.store import ResultStore
 from defenses.protocol import Defense
@@ -67,7 +68,10 @@ def run_suite(
     batch_size: int = 250,
     progress: bool = True,
     shard: Shard = Shard(),  # noqa: B008 - Shard is a frozen dataclass, immutable
+    keep_examples: bool = False,
 ) -> Outcomes:
+    """`keep_examples`: write each batch's broken points to the store's evidence (audit/evidence.py) before its
+    record, so a stored "broken" always has its adversarial example."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
     if not store.done(CLEAN, 0) and shard.is_main:
@@ -88,6 +92,8 @@ def run_suite(
         for batch_id, index in enumerate(batches):
             if shard.owns(batch_id) and not store.done(attack.label, batch_id):
                 record = judge(attack, defense, images[index], labels[index], threat, seed, index.tolist())
+                if keep_examples:
+                    write_batch(store.directory, attack, batch_id, record)
                 store.append(record_row(record, batch_id, attack))
             bar.update(len(index))
         bar.close()

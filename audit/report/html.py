@@ -13,6 +13,7 @@ from audit.report.plots import CAPTIONS
 from audit.report.text import (
     aa_vs_adaptive,
     claim_sentence,
+    fingerprint_rows,
     gain_rows,
     gain_sentence,
     headline,
@@ -170,7 +171,8 @@ def render_html(results: dict, figures: list[tuple[str, Path]]) -> str:
                ("threat model", threat), ("samples", results.get("n_samples")), ("seed", results.get("seed")),
                ("suite", suite_text(results)),
                ("wall time", f"{results['seconds']:.0f} s"
-                if isinstance(results.get("seconds"), (int, float)) else None)]
+                if isinstance(results.get("seconds"), (int, float)) else None),
+               *fingerprint_rows(results)]
     env = {k: v for k, v in results.get("environment", {}).items() if v}
     parts.append("<div class='columns'><div><h2>Setting</h2><table><tbody>" +
                  "".join(f"<tr><th>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in setting if v is not None) +

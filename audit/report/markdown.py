@@ -8,6 +8,7 @@ from audit.report.text import (
     STATUS_MARK,
     aa_vs_adaptive,
     claim_sentence,
+    fingerprint_rows,
     gain_rows,
     gain_sentence,
     headline,
@@ -49,7 +50,8 @@ def render_markdown(results: dict, figures: list[tuple[str, Path]]) -> str:
               f"- clean accuracy: {pct(results['clean_accuracy'])}",
               f"- worst-case robust accuracy: {pct(results['worst_case_robust_accuracy'])}{interval(results)}",
               f"- gradient masking: {verdict.get('gradient_masking')}; claim at risk: {verdict.get('claim_at_risk')}",
-              f"- rule: {results.get('worst_case_rule', '')}", ""]
+              f"- rule: {results.get('worst_case_rule', '')}",
+              *(f"- {key}: {value}" for key, value in fingerprint_rows(results)), ""]
     for warning in results.get("warnings", []):
         lines.append(f"> warning: {warning}")
     lines += ["## Attacks", "",

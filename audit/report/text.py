@@ -129,3 +129,18 @@ def suite_text(results: dict) -> str:
     if results.get("extended_with"):
         text += "; then added by `audit extend`: " + ", ".join(results["extended_with"])
     return text
+
+
+def fingerprint_rows(results: dict) -> list[tuple[str, str]]:
+    """What was audited, by content, and the evidence kept: so two reviewers can tell they audited the same thing
+    and anyone can check the broken samples (`audit verify`)."""
+    fingerprint = {k: v for k, v in (results.get("fingerprint") or {}).items() if v}
+    rows = []
+    if fingerprint:
+        rows.append(("audited", ", ".join(f"{k} {v}" for k, v in fingerprint.items())))
+    evidence = results.get("evidence")
+    if evidence:
+        rows.append(("evidence", f"{evidence['examples']} adversarial examples of {evidence['samples']} samples "
+                                 f"({evidence['keep']}) in {evidence['file']} ({evidence['bytes'] / 1e6:.1f} MB); "
+                                 f"check them with: {evidence['verify']}"))
+    return rows
