@@ -12,7 +12,6 @@ import pytest
 import torch
 
 from audit.data import (
-    FASHION_MNIST_DIR,
     VALIDATION_SIZE,
     DataError,
     Dataset,
@@ -21,11 +20,7 @@ from audit.data import (
     load_idx_dataset,
 )
 
-HAS_FASHION_MNIST = FASHION_MNIST_DIR.is_dir() and any(FASHION_MNIST_DIR.glob("train-images-idx3-ubyte*"))
-needs_fashion_mnist = pytest.mark.skipif(
-    not HAS_FASHION_MNIST,
-    reason=f"real Fashion-MNIST not installed at {FASHION_MNIST_DIR} (apt-get install dataset-fashion-mnist)",
-)
+needs_fashion_mnist = pytest.mark.usefixtures("fmnist_test")  # fails with a clear message when it is missing
 
 
 # ---------------------------------------------------------------------------------------------------------------

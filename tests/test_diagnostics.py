@@ -19,7 +19,7 @@ from attacks.threat_model import ThreatModel
 from audit.checks import MASKING, OTHER, comparisons, verdict
 from audit.checks.finding import Finding, plain, skipped
 from audit.checks.registry import CHECKS
-from audit.data import FASHION_MNIST_DIR, load_dataset
+from audit.data import load_dataset
 from audit.outcomes import Outcomes
 from audit.probes import diagnose
 from audit.probes.config import DiagnosticsConfig
@@ -30,6 +30,7 @@ from defenses.models.demo_cnn import DemoCNN
 from defenses.protocol import InputQuantization, MeanSparseDefense, RandomNoise, Undefended
 from defenses.sparsify import sparsify
 from defenses.toys import GradientInForward, KillGradients, ScaledLogits, Softmaxed
+from tests.conftest import require_fashion_mnist
 
 THREAT = ThreatModel("Linf", 0.1)
 N = 64
@@ -95,8 +96,7 @@ class HiddenNoise(RandomNoise):
 
 @pytest.fixture(scope="module")
 def fmnist():
-    if not FASHION_MNIST_DIR.is_dir():
-        pytest.skip(f"Fashion-MNIST not installed at {FASHION_MNIST_DIR}")
+    require_fashion_mnist()
     return load_dataset("fashion-mnist", "train"), load_dataset("fashion-mnist", "test")
 
 

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import MISSING_FASHION_MNIST
+
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
 
@@ -33,7 +35,7 @@ def _skip_without_inputs() -> None:
         pytest.skip(f"shipped checkpoint(s) {', '.join(missing)} missing from {CHECKPOINT_DIR}; "
                     "the notebooks need them")
     if not FASHION_MNIST_DIR.is_dir():
-        pytest.skip(f"Fashion-MNIST not installed at {FASHION_MNIST_DIR} (make setup installs it)")
+        pytest.fail(MISSING_FASHION_MNIST, pytrace=False)
 
 
 @pytest.fixture

@@ -32,7 +32,7 @@ def fashion():
         train = audit_data.load_dataset("fashion-mnist", "train-only")
         test = audit_data.load_dataset("fashion-mnist", "test")
     except audit_data.DataError as error:
-        pytest.skip(f"Fashion-MNIST not available: {error}")
+        pytest.fail(f"Fashion-MNIST not available: {error}", pytrace=False)
     return train, test
 
 
