@@ -60,11 +60,14 @@ def test_our_apgd_equals_pyautoattack_called_directly(standard_model, small):
     assert torch.equal(ours.success, direct_success)
 
 
-def test_same_seed_same_results_different_seed_may_differ(standard_model, small):
+def test_same_seed_same_results_different_seed_different_points(standard_model, small):
     defense = Undefended(standard_model)
     a = judge(APGD(n_iter=5), defense, small.images, small.labels, ThreatModel("Linf", 0.03), seed=3)
     b = judge(APGD(n_iter=5), defense, small.images, small.labels, ThreatModel("Linf", 0.03), seed=3)
     assert torch.equal(a.success, b.success) and torch.equal(a.x_adv, b.x_adv)
+    # Another seed draws another random start, so the points differ (the seed is used, not ignored).
+    c = judge(APGD(n_iter=5), defense, small.images, small.labels, ThreatModel("Linf", 0.03), seed=4)
+    assert not torch.equal(a.x_adv, c.x_adv)
 
 
 def test_input_quantization_masks_plain_apgd_but_not_bpda(standard_model, small):

@@ -18,6 +18,7 @@ from attacks.single_step import FGSM
 from attacks.threat_model import ThreatModel
 from audit.checks import MASKING, OTHER, comparisons, verdict
 from audit.checks.finding import Finding, plain, skipped
+from audit.checks.ioaf import UNSTABLE_WARN
 from audit.checks.registry import CHECKS
 from audit.data import load_dataset
 from audit.outcomes import Outcomes
@@ -173,6 +174,7 @@ def test_clean_model_raises_no_masking_failure(model, data, tmp_path):
     findings = run_diagnostics(defense, x, y, THREAT, suite, seed=SEED, n=N, config=FAST, progress=False)
     assert [f.id for f in findings] == ALL_IDS
     got = statuses(findings)
+    unstable = by_id(findings)["ioaf-unstable-predictions"].evidence["metric"]
     assert got == {
         "no-gradient-path": "pass",
         "zero-gradients": "pass", "nonfinite-gradients": "pass", "dead-zone-occupancy": "skipped",
@@ -181,7 +183,8 @@ def test_clean_model_raises_no_masking_failure(model, data, tmp_path):
         "single-step-beats-iterative": "pass", "adaptive-gap": "skipped", "randomized": "pass",
         "probabilities-not-logits": "pass", "gradient-in-forward": "pass", "train-mode": "pass",
         "unbounded-attack": "pass", "eps-sweep": "pass", "more-steps-help": "pass",
-        "ioaf-unavailable-gradients": "pass", "ioaf-unstable-predictions": got["ioaf-unstable-predictions"],
+        "ioaf-unavailable-gradients": "pass",
+        "ioaf-unstable-predictions": "warn" if unstable >= UNSTABLE_WARN else "pass",
         "ioaf-silent-success": "pass", "ioaf-incomplete-optimization": "pass", "ioaf-transfer-failure": "skipped",
         "ioaf-unconstrained-failure": "pass", "binarization-test": "pass", "attack-convergence": "skipped",
     }
