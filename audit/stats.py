@@ -29,6 +29,20 @@ def mcnemar_one_sided(b: int, c: int) -> float:
     return float(binomtest(int(b), int(b + c), 0.5, alternative="greater").pvalue)
 
 
+def holm(p_values: dict[str, float]) -> dict[str, float]:
+    """Holm's step-down adjusted p-values (Holm 1979): reject test i at family-wise level a iff its adjusted p < a.
+    Controls the chance of any false rejection in the family at a, with no assumption on how the tests depend
+    on each other (ours share samples). By hand: scipy has no Holm (statsmodels, which has, is not a dependency).
+    """
+    order = sorted(p_values, key=lambda k: (p_values[k], k))
+    adjusted: dict[str, float] = {}
+    running = 0.0
+    for rank, key in enumerate(order):
+        running = max(running, min(1.0, (len(order) - rank) * p_values[key]))
+        adjusted[key] = running
+    return {key: adjusted[key] for key in p_values}
+
+
 def accuracy_json(robust: int, n: int) -> dict:
     """An accuracy as stored in results.json: the value, its 95% interval and how many samples it rests on."""
     low, high = clopper_pearson(robust, n)

@@ -7,7 +7,8 @@ findings; `verdict` turns them into the answer. Nothing here needs the model. Th
 """
 from __future__ import annotations
 
-from audit.checks.comparisons import COMPARISONS
+from audit.checks import multiplicity
+from audit.checks.comparisons import COMPARISONS, beyond_autoattack
 from audit.checks.convergence import check_convergence
 from audit.checks.finding import Finding, skipped
 from audit.checks.registry import CHECKS, JUDGES, OUTCOMES
@@ -40,4 +41,6 @@ def run_checks(outcomes: Outcomes | None, measurements: dict[str, dict], facts: 
     if outcomes is not None:
         for check in (*COMPARISONS, check_convergence):
             findings.extend(check(outcomes))
+        beyond = beyond_autoattack(outcomes)
+        findings = multiplicity.correct(findings, beyond["p_value"] if beyond else None)
     return findings

@@ -129,5 +129,26 @@ def check_adaptive_gap(outcomes: Outcomes) -> list[Finding]:
     return [finding]
 
 
+def beyond_autoattack(outcomes: Outcomes) -> dict | None:
+    """Paired: samples AutoAttack held that another Lp attack broke (b), and the reverse (c); None without
+    AutoAttack. The verdict's claim-at-risk test (audit/checks/verdict.py)."""
+    autoattack = next((label for label in outcomes.order
+                       if outcomes.parts(label) and label.startswith("autoattack")), None)
+    if autoattack is None:
+        return None
+    others = [a for a in outcomes.order if a != autoattack and outcomes.info[a].threat_kind == "lp"]
+    b = c = 0
+    for i in range(outcomes.n):
+        mine = outcomes.status[autoattack][i]
+        theirs = outcomes.group_outcome(others, i) if others else None
+        if mine == HELD and theirs == BROKEN:
+            b += 1
+        elif mine == BROKEN and theirs == HELD:
+            c += 1
+    robust_aa = sum(s == HELD for s in outcomes.status[autoattack])
+    return {"autoattack": autoattack, "autoattack_robust": robust_aa, "only_others_broke": b,
+            "only_autoattack_broke": c, "p_value": mcnemar_one_sided(b, c)}
+
+
 COMPARISONS = (check_blackbox_beats_whitebox, check_transfer_beats_whitebox, check_single_step_beats_iterative,
                check_adaptive_gap)

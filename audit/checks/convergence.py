@@ -14,11 +14,12 @@ Pure over stored outcomes.
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 from attacks.names import format_name, parse_name
 from audit.checks.finding import Finding, skipped
 from audit.outcomes import BROKEN, HELD, Outcomes
-from audit.stats import mcnemar_one_sided
+from audit.stats import holm, mcnemar_one_sided
 
 FINDING_ID = "attack-convergence"
 # Significant at 5% (b >= 5 discordant samples, all one way) and at least 1% of the samples it ran on.
@@ -75,7 +76,8 @@ def check_convergence(outcomes: Outcomes) -> list[Finding]:
     if not found:
         return [skipped(FINDING_ID,
                         "no attack ran at two or more budgets (--budget quick, or an explicit attack list)")]
-    evidence, data, failing = {}, {}, []
+    evidence: dict[str, dict[str, Any]] = {}
+    data: dict[str, dict[str, Any]] = {}
     lp = [a for a in outcomes.order if outcomes.info[a].threat_kind == "lp"]
     tops = {labels[-1] for _, labels in found.values()}
     for family, (key, labels) in found.items():
@@ -87,7 +89,6 @@ def check_convergence(outcomes: Outcomes) -> list[Finding]:
                         for a in others)]
         ran = outcomes.counts(largest)["ran"]
         p = mcnemar_one_sided(len(only), 0)
-        still_falling = p < P_FAIL and len(only) >= MIN_FRACTION * max(ran, 1)
         # The curve: robust accuracy after the family's attacks up to each budget, everything else included.
         rest = [a for a in lp if a not in labels]
         curve = []
@@ -96,18 +97,24 @@ def check_convergence(outcomes: Outcomes) -> list[Finding]:
                       for i, c in enumerate(outcomes.clean_correct)]
             curve.append(sum(robust) / max(outcomes.n, 1))
         evidence[family] = {"largest": largest, "only_largest_broke": len(only), "ran": ran, "p_value": p,
-                            "indices": only[:20], "next": next_attack(outcomes, largest, key)}
+                            "p_holm": p, "indices": only[:20], "next": next_attack(outcomes, largest, key)}
         data[family] = {"attacks": labels, "budget": [outcomes.info[a].budget for a in labels],
                         "key": key, "worst_case": curve}
-        if still_falling:
+    # One test per curve, corrected together (Holm, audit/checks/multiplicity.py): more curves, no more false calls.
+    adjusted = holm({family: float(e["p_value"]) for family, e in evidence.items()})
+    failing = []
+    for family, e in evidence.items():
+        e["p_holm"] = adjusted[family]
+        if adjusted[family] < P_FAIL and e["only_largest_broke"] >= MIN_FRACTION * max(e["ran"], 1):
             failing.append(family)
     if failing:
         family = failing[0]
         e = evidence[family]
         message = (f"{e['largest']} still broke {e['only_largest_broke']} samples no attack below the top of a "
                    f"strength curve did "
-                   f"(p = {e['p_value']:.2g}): the worst case is still falling; spend about {GROWTH_HINT}x more on "
-                   f"{family}: `audit extend` this run with --attacks {e['next']}")
+                   f"(p = {e['p_value']:.2g}, {e['p_holm']:.2g} corrected for {len(evidence)} curves): the worst "
+                   f"case is still falling; spend about {GROWTH_HINT}x more on {family}: `audit extend` this run "
+                   f"with --attacks {e['next']}")
         status = "fail"
     else:
         status = "pass"

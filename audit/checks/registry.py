@@ -135,22 +135,24 @@ CHECKS: tuple[Check, ...] = (
     Check("blackbox-beats-whitebox", OUTCOMES, "masking",
           "a gradient-free attack breaks points that every gradient attack missed",
           "paired samples only gradient-free attacks broke (b) vs only exact-gradient ones (c); exact one-sided "
-          "McNemar", f"fail p < {_p(cmp.P_FAIL)} and b >= {_p(cmp.MIN_FRACTION)} of the paired; warn b >= 1",
+          "McNemar", f"fail Holm-corrected p < {_p(cmp.P_FAIL)} (the masking family: these four and the "
+          f"beyond-AutoAttack test) and b >= {_p(cmp.MIN_FRACTION)} of the paired; warn b >= 1",
           "AutoAttack's Square check, made a paired test"),
     Check("transfer-beats-whitebox", OUTCOMES, "masking",
           "points crafted on the base model break inputs that white-box attacks missed", "as above, transfer vs exact",
-          f"fail p < {_p(cmp.P_FAIL)}", "RobustBench's re-evaluation of Kang2021Stable"),
+          f"fail Holm-corrected p < {_p(cmp.P_FAIL)}", "RobustBench's re-evaluation of Kang2021Stable"),
     Check("single-step-beats-iterative", OUTCOMES, "masking",
           "one FGSM step breaks points that the iterative attack missed", "as above, single-step vs iterative exact",
-          f"fail p < {_p(cmp.P_FAIL)}", "Athalye et al. 2018"),
+          f"fail Holm-corrected p < {_p(cmp.P_FAIL)}", "Athalye et al. 2018"),
     Check("adaptive-gap", OUTCOMES, "masking",
           "attacks with a surrogate backward (BPDA) break points that exact-gradient attacks missed",
-          "as above, BPDA vs exact (AutoAttack whole on the exact side)", f"fail p < {_p(cmp.P_FAIL)}",
+          "as above, BPDA vs exact (AutoAttack whole on the exact side)", f"fail Holm-corrected p < {_p(cmp.P_FAIL)}",
           "BPDA re-evaluations of MeanSparse (RobustBench)"),
     Check("attack-convergence", OUTCOMES, "other",
           "the strongest attack still breaks points at its largest budget: the worst case has not converged",
           "samples only the tops of the strength curves (iterations, restarts, queries) broke; exact one-sided McNemar",
-          f"fail p < {_p(convergence.P_FAIL)} and >= {_p(convergence.MIN_FRACTION)} of the samples it ran on",
+          f"fail p < {_p(convergence.P_FAIL)}, Holm-corrected over the curves, and >= "
+          f"{_p(convergence.MIN_FRACTION)} of the samples it ran on",
           "an attack that has not converged cannot clear a model: the verdict becomes inconclusive"),
 )
 BY_ID = {check.id: check for check in CHECKS}

@@ -9,8 +9,9 @@
      produce some of them by chance.
 2. May the reported robust accuracy be inflated (what a reviewer must act on)?  `claim_at_risk`:
    - `yes` when attacks outside AutoAttack break significantly more than AutoAttack alone (one-sided exact
-     McNemar, p < 0.01), or masking is suspected while some samples still count as robust (the number is an
-     upper bound of unknown slack);
+     McNemar, p < 0.01 after Holm's correction with the comparisons, audit/checks/multiplicity.py), or
+     masking is suspected while some samples still count as robust (the number is an upper bound of unknown
+     slack);
    - `no` when masking is suspected but the worst case is already 0% (nothing left to inflate), or when no
      symptom was found and the other attacks add nothing significant;
    - `unknown` when masking is inconclusive.
@@ -18,10 +19,12 @@ Failures of other kinds (an attack budget, a model left in train mode) are liste
 """
 from __future__ import annotations
 
+from audit.checks.comparisons import beyond_autoattack
 from audit.checks.finding import Finding
+from audit.checks.multiplicity import BEYOND_AUTOATTACK, masking_tests, deciding_tests
 from audit.checks.registry import CHECKS
-from audit.outcomes import BROKEN, HELD, Outcomes
-from audit.stats import mcnemar_one_sided
+from audit.outcomes import Outcomes
+from audit.stats import holm
 
 MIN_SAMPLES = 20
 P_AT_RISK = 0.01
@@ -29,26 +32,6 @@ P_AT_RISK = 0.01
 # What a failure of each deciding check means, from the one table of checks.
 MASKING: dict[str, str] = {c.id: c.meaning for c in CHECKS if c.decides == "masking"}
 OTHER: dict[str, str] = {c.id: c.meaning for c in CHECKS if c.decides == "other"}
-
-
-def _autoattack(outcomes: Outcomes) -> str | None:
-    return next((label for label in outcomes.order if outcomes.parts(label) and label.startswith("autoattack")), None)
-
-
-def _beyond_autoattack(outcomes: Outcomes, autoattack: str) -> dict:
-    """Paired: samples AutoAttack held that another Lp attack broke (b), and the reverse (c)."""
-    others = [a for a in outcomes.order if a != autoattack and outcomes.info[a].threat_kind == "lp"]
-    b = c = 0
-    for i in range(outcomes.n):
-        mine = outcomes.status[autoattack][i]
-        theirs = outcomes.group_outcome(others, i) if others else None
-        if mine == HELD and theirs == BROKEN:
-            b += 1
-        elif mine == BROKEN and theirs == HELD:
-            c += 1
-    robust_aa = sum(s == HELD for s in outcomes.status[autoattack])
-    return {"autoattack": autoattack, "autoattack_robust": robust_aa, "only_others_broke": b,
-            "only_autoattack_broke": c, "p_value": mcnemar_one_sided(b, c)}
 
 
 def verdict(findings: list[Finding], outcomes: Outcomes | None = None, facts: dict | None = None) -> dict:
@@ -83,8 +66,9 @@ def verdict(findings: list[Finding], outcomes: Outcomes | None = None, facts: di
         clean = sum(outcomes.clean_correct) / max(outcomes.n, 1)
         if sum(outcomes.clean_correct) < MIN_SAMPLES:
             undecided.append(f"only {sum(outcomes.clean_correct)} clean-correct samples (fewer than {MIN_SAMPLES})")
-        autoattack = _autoattack(outcomes)
-        beyond = _beyond_autoattack(outcomes, autoattack) if autoattack else None
+        beyond = beyond_autoattack(outcomes)
+        if beyond is not None:  # one of the masking family's tests: corrected with the comparisons (Holm)
+            beyond["p_holm"] = holm(masking_tests(findings, beyond["p_value"]))[BEYOND_AUTOATTACK]
 
     if drivers:
         masking = "suspected"
@@ -92,7 +76,7 @@ def verdict(findings: list[Finding], outcomes: Outcomes | None = None, facts: di
         masking = "inconclusive"
     else:
         masking = "not_detected"
-    others_beat_aa = beyond is not None and beyond["p_value"] < P_AT_RISK
+    others_beat_aa = beyond is not None and beyond["p_holm"] < P_AT_RISK
     if masking == "suspected":
         at_risk = "yes" if robust_count > 0 else "no"
     elif others_beat_aa:
@@ -132,6 +116,7 @@ def verdict(findings: list[Finding], outcomes: Outcomes | None = None, facts: di
         "randomized": randomized,
         "trustworthy_robust_accuracy": accuracy,
         "beyond_autoattack": beyond,
+        "tests": deciding_tests(findings, beyond["p_value"] if beyond else None),
         "clean_accuracy": clean,
         "drivers": drivers,
         "undecided": undecided,
