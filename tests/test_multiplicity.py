@@ -36,7 +36,7 @@ def _comparison(finding_id: str, status: str, p: float) -> Finding:
 
 
 def test_a_failure_that_does_not_survive_the_correction_is_a_warning_that_says_so():
-    findings = [_comparison("blackbox-beats-whitebox", "fail", 0.004),  # second smallest: 0.004 x 4 = 0.016, not below 1%
+    findings = [_comparison("blackbox-beats-whitebox", "fail", 0.004),  # 2nd smallest: x 4 = 0.016, not below 1%
                 _comparison("adaptive-gap", "fail", 1e-6),  # survives any correction
                 _comparison("transfer-beats-whitebox", "pass", 0.5),
                 _comparison("single-step-beats-iterative", "pass", 1.0),

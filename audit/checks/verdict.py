@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from audit.checks.comparisons import beyond_autoattack
 from audit.checks.finding import Finding
-from audit.checks.multiplicity import BEYOND_AUTOATTACK, masking_tests, deciding_tests
+from audit.checks.multiplicity import BEYOND_AUTOATTACK, deciding_tests, masking_tests
 from audit.checks.registry import CHECKS
 from audit.outcomes import Outcomes
 from audit.stats import holm
