@@ -174,9 +174,16 @@ def test_randomized_defense_replays_the_recorded_draws_and_reports_fresh_ones(tm
     assert main(["verify", str(out)]) == 0
     printed = capsys.readouterr().out
     assert f"{evidence.k} of {evidence.k} adversarial examples confirmed" in printed
-    line = next(line for line in printed.splitlines() if line.startswith("on 10 fresh draws"))
-    still = int(line.split(": ")[1].split(" of ")[0])
-    assert 0 <= still <= evidence.k
+    reported = 100 * json.loads((out / "results.json").read_text())["worst_case"]["lp"]["accuracy"]
+    assert f"at most {reported:.2f}%" in printed and f"the run reported {reported:.2f}%" in printed
+    # On fresh draws an example proves less: reported apart. Here (noise 0.15 on an adversarially trained model)
+    # most examples still fool some fresh draw (7 of 8 measured), but not every draw (81% of them measured).
+    from audit.verify import verify_run
+
+    fresh = verify_run(out).fresh
+    assert fresh is not None and fresh["examples"] == evidence.k
+    assert evidence.k // 2 <= fresh["still_adversarial"] <= evidence.k and 0.4 < fresh["mean_misclassified"] < 0.99
+    assert f"on 10 fresh draws: {fresh['still_adversarial']} of {evidence.k} examples" in printed
 
 
 def test_worst_keeps_the_lowest_margin_and_folding_again_changes_nothing(tmp_path):
