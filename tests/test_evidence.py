@@ -246,3 +246,16 @@ def _audited_images(out: Path) -> torch.Tensor:
     from audit.data import load_dataset
 
     return load_dataset("fashion-mnist", "test").subset(32, 0).images
+
+
+def test_a_base_run_of_other_images_or_versions_is_refused():
+    """`--base-run` compares the content hashes too (the model differs by design: its predictions are checked)."""
+    from audit.pipeline import _base_run_problems
+
+    ours = {"n": 100, "seed": 0, "dataset": "fashion-mnist", "norm": "Linf", "eps": 0.1, "batch_size": 250,
+            "mode": "full", "data_sha256": "a", "torch_version": "2.13.0", "pyautoattack_version": "0.2.0",
+            "suite_version": "abc", "model_state_sha256": "defense"}
+    theirs = {"config": ours | {"model_state_sha256": "base"}, "order": ["autoattack-standard"]}
+    assert _base_run_problems(ours, ["autoattack-standard"], theirs) == []
+    other = {"config": theirs["config"] | {"data_sha256": "b", "torch_version": "2.14.1"}, "order": theirs["order"]}
+    assert _base_run_problems(ours, ["autoattack-standard"], other) == ["data_sha256", "torch_version"]
