@@ -20,6 +20,7 @@ import logging
 import os
 import re
 import zlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -118,15 +119,24 @@ def _examples(evidence: Evidence | None, directory: Path) -> tuple[dict[tuple[in
     return found, files
 
 
+def broken_pairs(rows: Iterable[dict]) -> set[tuple[int, str]]:
+    """(sample, attack) pairs the store records as broken."""
+    return {(i, r["attack"]) for r in rows if "status" in r and "error" not in r
+            for i, s in zip(r["indices"], r["status"]) if s == "broken"}
+
+
 def collect_evidence(out: str | Path, keep: str, data: Dataset, order: list[str], seed: int,
-                     randomized: bool, draws: int = DEFAULT_DRAWS) -> Path | None:
+                     randomized: bool, broken: set[tuple[int, str]], draws: int = DEFAULT_DRAWS) -> Path | None:
     """Fold the batch files into `evidence.safetensors` (see the module docstring); None with keep `none`.
-    `order` (the attacks in run order) breaks ties between equal margins."""
+    `order` (the attacks in run order) breaks ties between equal margins. Only the pairs the store records as
+    `broken` are kept: a batch file of an attempt that never reached the store (killed before its record, then
+    re-run in other batches) proves nothing the run reports."""
     if keep == "none":
         return None
     out = Path(out)
     old = load_evidence(out) if (out / EVIDENCE_FILE).exists() else None
     found, files = _examples(old, out)
+    found = {key: value for key, value in found.items() if key in broken}
     rank = {label: i for i, label in enumerate(order)}
     chosen = sorted(found, key=lambda key: (key[0], rank.get(key[1], len(rank)), key[1]))
     if keep == "worst":

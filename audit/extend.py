@@ -21,7 +21,7 @@ from attacks.registry import make_attack
 from attacks.threat_model import ThreatModel
 from audit.data import load_dataset
 from audit.distributed import Shard
-from audit.evidence import collect_evidence
+from audit.evidence import broken_pairs, collect_evidence
 from audit.fingerprint import fingerprint
 from audit.inputs import AuditInputError
 from audit.pipeline import (
@@ -85,7 +85,7 @@ def extend_audit(out: str | Path, attacks: list[str], data_dir: str | None = Non
         if not shard.is_main:
             return None
         collect_evidence(out, config.keep_examples, test, [*ran, *(a.label for a in new)], config.seed,
-                         bool(facts["randomized"]))
+                         bool(facts["randomized"]), broken_pairs(store.records()))
         if new:
             store.append({"attack": EXTENSION, "batch": sum(r["attack"] == EXTENSION for r in rows),
                           "order": [a.label for a in new], "seconds": 0.0})

@@ -18,7 +18,7 @@ from audit.config import AuditConfig
 from audit.data import load_dataset
 from audit.distributed import Shard
 from audit.environment import environment
-from audit.evidence import collect_evidence, evidence_summary
+from audit.evidence import broken_pairs, collect_evidence, evidence_summary
 from audit.fingerprint import MEANING, fingerprint
 from audit.inputs import AuditInputError, check_inputs, validate_config
 from audit.model_spec import resolve_model
@@ -131,7 +131,7 @@ def run_audit(config: AuditConfig, out: str | Path, data_dir: str | None = None,
         if not shard.is_main:
             return None
         collect_evidence(out, config.keep_examples, test, [a.label for a in plan.attacks], config.seed,
-                         defense.random_forward)
+                         defense.random_forward, broken_pairs(store.records()))
         if not store.done(FACTS, 0):
             store.append(_facts(config, identity, defense, plan, warnings, device))
         if not store.done(PROBE_PREFIX + "randomized", 0):

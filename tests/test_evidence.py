@@ -204,13 +204,14 @@ def test_worst_keeps_the_lowest_margin_and_folding_again_changes_nothing(tmp_pat
     fgsm, pgd = make_attack("fgsm"), make_attack("apgd-ce")
     write_batch(tmp_path, fgsm, 0, record("fgsm", [True, True, False, False], [-0.5, -2.0, 1.0, 1.0], 0.25))
     write_batch(tmp_path, pgd, 0, record("apgd-ce", [True, True, True, False], [-1.0, -0.1, -3.0, 1.0], 0.75))
-    collect_evidence(tmp_path, "worst", data, ["fgsm", "apgd-ce"], seed=0, randomized=False)
+    broken = {(0, "fgsm"), (1, "fgsm"), (0, "apgd-ce"), (1, "apgd-ce"), (2, "apgd-ce")}
+    collect_evidence(tmp_path, "worst", data, ["fgsm", "apgd-ce"], seed=0, randomized=False, broken=broken)
     kept = load_evidence(tmp_path)
     assert list(zip(kept.sample.tolist(), kept.attack)) == [(0, "apgd-ce"), (1, "fgsm"), (2, "apgd-ce")]
     assert kept.x_adv[:, 0, 0, 0].tolist() == [0.75, 0.25, 0.75]
     assert kept.dataset_index.tolist() == [5, 9, 11, 40] and not (tmp_path / "examples").exists()
     before = load_file(str(tmp_path / EVIDENCE_FILE))
-    collect_evidence(tmp_path, "worst", data, ["fgsm", "apgd-ce"], seed=0, randomized=False)
+    collect_evidence(tmp_path, "worst", data, ["fgsm", "apgd-ce"], seed=0, randomized=False, broken=broken)
     after = load_file(str(tmp_path / EVIDENCE_FILE))
     assert set(after) == set(before) and all(torch.equal(after[k], before[k]) for k in before)
     assert load_evidence(tmp_path).attack == kept.attack
@@ -218,8 +219,14 @@ def test_worst_keeps_the_lowest_margin_and_folding_again_changes_nothing(tmp_pat
     write_batch(tmp_path, fgsm, 0, record("fgsm", [True, True, False, False], [-0.5, -2.0, 1.0, 1.0], 0.25))
     write_batch(tmp_path, pgd, 0, record("apgd-ce", [True, True, True, False], [-1.0, -0.1, -3.0, 1.0], 0.75))
     (tmp_path / EVIDENCE_FILE).unlink()
-    collect_evidence(tmp_path, "all", data, ["fgsm", "apgd-ce"], seed=0, randomized=False)
+    collect_evidence(tmp_path, "all", data, ["fgsm", "apgd-ce"], seed=0, randomized=False, broken=broken)
     assert len(load_evidence(tmp_path).attack) == 5  # every broken (sample, attack) pair
+    # A batch file the store never recorded (its attempt was killed before the record) is left out.
+    write_batch(tmp_path, pgd, 0, record("apgd-ce", [True, True, True, False], [-1.0, -0.1, -3.0, 1.0], 0.75))
+    collect_evidence(tmp_path, "all", data, ["fgsm", "apgd-ce"], seed=0, randomized=False,
+                     broken=broken - {(2, "apgd-ce")})
+    kept = load_evidence(tmp_path)
+    assert len(kept.attack) == 4 and (2, "apgd-ce") not in set(zip(kept.sample.tolist(), kept.attack))
 
 
 def test_resume_refusal_is_the_store_s_own(tmp_path):
