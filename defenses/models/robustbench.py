@@ -252,7 +252,8 @@ def fill_run_defaults(args: Any, fallback: dict[str, Any]) -> None:
 
 # ---------------------------------------------------------------------------------------------------------------
 # The entries. Architectures as in RobustBench's model_zoo/{cifar10,cifar100,imagenet}.py and
-# architectures/sparsified_model.py; accuracies from its model_info/*.json (the MeanSparse rows are BRIEF.md's table).
+# architectures/sparsified_model.py; accuracies from its model_info/*.json
+# (the MeanSparse rows: RobustBench's leaderboard entries and their BPDA footnotes).
 
 _LB = "RobustBench leaderboard (model_info/{}/{}/{}.json)"
 _WRN_94_16 = (("depth", 94), ("width", 16), ("activation", "silu"))
