@@ -1,5 +1,6 @@
-"""The binarization test (Zimmermann et al. 2022): the pure check on stored data, and (slow) the probe on the demo
-models - APGD-CE passes on the undefended and adversarially trained models and fails on a gradient-killing one.
+"""The binarization test (Zimmermann et al. 2022): the pure check on stored data, and the probe on the demo
+models - APGD-CE passes on the undefended (and, slow, the adversarially trained) model and fails on a
+gradient-killing one.
 """
 from __future__ import annotations
 
@@ -51,6 +52,20 @@ def test_probe_on_a_tiny_model_gives_plain_json_and_a_plot(fmnist_test, tmp_path
     assert (drawn is not None) == valid and (not valid or (tmp_path / "b.png").stat().st_size > 1000)
     with pytest.raises(BinarizationError):
         last_linear(nn.Sequential(nn.Conv2d(1, 2, 3)))
+
+
+def test_small_probe_passes_on_an_undefended_model_and_fails_on_a_gradient_killing_one(fmnist_test):
+    """The probe's real pass and fail in the default run (8 points each, about 6 s each; 20 points below, slow):
+    APGD-CE finds every guaranteed example on the undefended model (the pass bar is 95%) and none through a
+    backward that returns zeros (the fail bar is 50%)."""
+    images, labels = fmnist_test.images[:16], fmnist_test.labels[:16]
+    sound = check_binarization(run_binarization_probe(as_defense(shipped_or_skip("demo-standard")), images, labels,
+                                                      THREAT, "apgd-ce", n_samples=8, progress=False))
+    assert sound.evidence["n_valid"] >= 6 and sound.status == "pass" and sound.evidence["success_rate"] == 1.0
+    killed = as_defense(KillGradients(shipped_or_skip("demo-adversarial")), opaque=True)
+    masked = check_binarization(run_binarization_probe(killed, images, labels, THREAT, "apgd-ce", n_samples=8,
+                                                       progress=False))
+    assert masked.evidence["n_valid"] >= 6 and masked.status == "fail" and masked.evidence["success_rate"] <= 0.25
 
 
 @pytest.mark.slow  # 15-45 s each, depending on the machine's load
