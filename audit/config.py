@@ -27,6 +27,7 @@ class AuditConfig:
     trust_checkpoint: bool = False
     attacks: tuple[str, ...] | None = None  # an explicit attack list instead of the suite
     transfer_from: tuple[str, ...] = ()  # model specs to craft transfer attacks on (--transfer-from)
+    static_model: str | None = None  # a test-time defense's classifier: submodule name or model spec (--static-model)
 
     def identity(self) -> dict:
         """What must match for a resumed run to reuse stored results."""

@@ -11,6 +11,7 @@ from audit.checks.comparisons import COMPARISONS
 from audit.checks.convergence import check_convergence
 from audit.checks.finding import Finding, skipped
 from audit.checks.registry import CHECKS, JUDGES, OUTCOMES
+from audit.checks.test_time import check_static_model_gain
 from audit.checks.verdict import MASKING, OTHER, verdict
 from audit.outcomes import Outcomes
 
@@ -40,4 +41,5 @@ def run_checks(outcomes: Outcomes | None, measurements: dict[str, dict], facts: 
     if outcomes is not None:
         for check in (*COMPARISONS, check_convergence):
             findings.extend(check(outcomes))
+        findings.extend(check_static_model_gain(outcomes, facts))
     return findings
