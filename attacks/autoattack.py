@@ -83,7 +83,7 @@ class Square(Attack):
 
     name = "square"
     gradient_free = True
-    PROBE_QUERIES = 1000
+    PROBE_QUERIES = 500  # the probe only decides whether the full budget is worth spending
 
     def __init__(self, n_queries: int = 5000, n_restarts: int = 1, p_init: float = 0.8, n_probe: int | None = None,
                  **kwargs: Any) -> None:

@@ -12,7 +12,7 @@ own steps. What the suite's plan runs on such a defense instead of the static pl
                                         before; kept so the report shows how far it falls short)
     apgd-ce+unrolled+survivors@iters=N  the strength curve of the budget, on what is left
     square+survivors@probe=10
-                                        Square last, evidence first: a probe of 1000 queries on 10 survivors; the
+                                        Square last, evidence first: a probe of 500 queries on 10 survivors; the
                                         full budget only if the probe breaks one (attacks.autoattack.Square)
 
 Every query of the defense runs its whole optimisation (`passes_per_forward` passes of the static model), so the
@@ -25,7 +25,7 @@ import logging
 
 from attacks.base import Attack
 from attacks.registry import make_attack
-from defenses.protocol import Defense
+from defenses.protocol import Defense, OpaqueModel
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ def is_test_time(defense: Defense) -> bool:
 def test_time_names(suite: str, defense: Defense, iters: tuple[int, ...]) -> tuple[list[str], list[tuple[str, str]]]:
     """(attack names, [(skipped attack, reason)]) for a test-time defense under `suite`; `iters` is the budget's
     iteration curve (attacks.suites.BUDGETS)."""
-    trace = defense.trace()  # type: ignore[attr-defined]  # only OpaqueModel is ever a test-time defense
+    trace = defense.trace() if isinstance(defense, OpaqueModel) else None  # the only test-time adapter
     passes = trace.passes_per_forward if trace is not None else 1.0
     names: list[str] = []
     skipped: list[tuple[str, str]] = []

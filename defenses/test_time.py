@@ -40,6 +40,7 @@ UNROLLED = "unrolled"
 KIND = "test-time optimisation inside forward"
 _GRADS = {"grad", "backward"}
 _DETACHES = {"detach", "detach_"}
+_ZERO_DERIVATIVE = {"sign", "sgn"}  # e.g. the signed step of a PGD-style purifier
 
 
 @dataclass(frozen=True)
@@ -141,6 +142,10 @@ class Unrolled(TorchFunctionMode):
             if isinstance(tensor, torch.Tensor) and tensor.requires_grad and torch.is_grad_enabled():
                 # Same values, history kept: a copy (so in-place edits stay local); detach_ becomes a no-op.
                 return tensor if name == "detach_" else tensor.clone()
+        if name in _ZERO_DERIVATIVE and args and isinstance(args[0], torch.Tensor) and args[0].requires_grad:
+            # Its derivative is 0 almost everywhere, so the gradient is the same without the (inner-gradient) graph
+            # behind it; cutting it here spares the backward a walk through every step's double-backward graph.
+            return func(args[0].detach(), *args[1:], **kwargs)
         if name == "requires_grad_" and args and isinstance(args[0], torch.Tensor) and not args[0].is_leaf:
             return args[0]  # a "detached" copy asks for gradients: it already carries them, through its history
         return func(*args, **kwargs)

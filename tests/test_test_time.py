@@ -65,6 +65,22 @@ def test_the_unrolled_gradient_is_the_forward_s_derivative(fmnist_test):
     assert max(bpda_errors) > 0.05
 
 
+def test_signed_steps_the_unrolled_gradient_is_the_straight_through_one(purifier, fmnist_test):
+    """sign() has derivative 0, so through signed steps the exact gradient keeps only the identity path of each step
+    (and the box clamps): the same as straight-through BPDA over the detaches, to float rounding."""
+    x = fmnist_test.images[:4].double()
+    model = load_factory(f"{FIXTURE}:build").double()
+    grads = []
+    for mode in (Unrolled, lambda: AutoBPDA("identity")):
+        point = x.clone().requires_grad_(True)
+        with mode():
+            out = model(point)
+        (grad,) = torch.autograd.grad(out[:, 0].sum() - out[:, 1].sum(), point)
+        grads.append(grad)
+    assert grads[0].abs().sum() > 0
+    assert torch.allclose(grads[0], grads[1], rtol=1e-9, atol=1e-12)
+
+
 def test_unrolled_mode_leaves_a_static_forward_alone(fmnist_test):
     model = nn.Sequential(nn.Flatten(), nn.Linear(784, 10))
     x = fmnist_test.images[:2].clone().requires_grad_(True)
@@ -174,21 +190,22 @@ def _attacks(results: dict) -> dict[str, float]:
 
 
 def test_audit_of_a_purifier_attacks_it_through_its_steps_and_from_its_static_model(purifier, tmp_path):
-    """A short explicit plan on 32 images: transfer from the static model, the unrolled gradient, straight-through
-    BPDA. The worst case is at most each of them, the unrolled gradient and the transfer both break at least a
-    tenth of the clean-correct samples, the verdict is `suspected` with the claim at risk, and a claim above the
-    static model's robust accuracy is a failed `static-model-gain`."""
+    """A short explicit plan on 32 images at eps 0.15: transfer from the static model, the unrolled gradient,
+    straight-through BPDA. The worst case is at most each of them, the unrolled gradient and the transfer both
+    break a large share of the clean-correct samples, the verdict is `suspected` with the claim at risk, and a
+    claim above the static model's robust accuracy is a failed `static-model-gain`."""
     out = tmp_path / "run"
-    attacks = "transfer-base:apgd-ce,apgd-ce+unrolled,apgd-ce+bpda-identity"
-    assert main(["run", "--model", f"{FIXTURE}:build", "--n", "32", "--attacks", attacks, "--diagnostics-n", "8",
-                 "--claim", "0.95", "--quiet", "--out", str(out)]) == 0
+    attacks = "transfer-base:apgd-ce@iters=25,apgd-ce+unrolled@iters=25,apgd-ce+bpda-identity@iters=25"
+    assert main(["run", "--model", f"{FIXTURE}:build", "--n", "32", "--eps", "0.15", "--attacks", attacks,
+                 "--diagnostics-n", "8", "--claim", "0.95", "--quiet", "--out", str(out)]) == 0
     results = json.loads((out / "results.json").read_text())
     ran = _attacks(results)
     worst = results["worst_case_robust_accuracy"]
-    assert worst <= min(ran.values())
+    assert 0 < worst <= min(ran.values())
     clean = results["clean_accuracy"]
-    assert clean >= 0.6
-    assert ran["apgd-ce+unrolled"] <= clean - 0.1 and ran["transfer-base:apgd-ce"] <= clean - 0.1
+    assert clean >= 0.7
+    # Measured (27 of 32 clean-correct): the unrolled gradient leaves 41%, the transfer from the static model 19%.
+    assert ran["apgd-ce+unrolled@iters=25"] <= clean - 0.25 and ran["transfer-base:apgd-ce@iters=25"] <= clean - 0.4
     assert results["test_time"]["kind"] == "test-time optimisation inside forward"
     assert results["test_time"]["static_model"] == "classifier"
     verdict = results["verdict"]
