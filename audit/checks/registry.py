@@ -147,17 +147,17 @@ CHECKS: tuple[Check, ...] = (
           "attacks with a surrogate backward (BPDA) break points that exact-gradient attacks missed",
           "as above, BPDA vs exact (AutoAttack whole on the exact side)", f"fail p < {_p(cmp.P_FAIL)}",
           "BPDA re-evaluations of MeanSparse (RobustBench)"),
+    Check("attack-convergence", OUTCOMES, "other",
+          "the strongest attack still breaks points at its largest budget: the worst case has not converged",
+          "samples only the tops of the strength curves (iterations, restarts, queries) broke; exact one-sided McNemar",
+          f"fail p < {_p(convergence.P_FAIL)} and >= {_p(convergence.MIN_FRACTION)} of the samples it ran on",
+          "an attack that has not converged cannot clear a model: the verdict becomes inconclusive"),
     Check("static-model-gain", OUTCOMES, "masking",
           "a test-time defense holds more samples under attacks on itself than its static model does under "
           "transfer: the gain is the attacks' blind spot until an adaptive attack closes it",
           "paired samples held only on the defense (b) vs only on the static model (c); exact one-sided McNemar; "
           "and the claimed robust accuracy against the static model's", f"fail p < {_p(cmp.P_FAIL)}, or the claim "
           "above the static model's", "Croce et al. 2022: no test-time defense beat its static model"),
-    Check("attack-convergence", OUTCOMES, "other",
-          "the strongest attack still breaks points at its largest budget: the worst case has not converged",
-          "samples only the tops of the strength curves (iterations, restarts, queries) broke; exact one-sided McNemar",
-          f"fail p < {_p(convergence.P_FAIL)} and >= {_p(convergence.MIN_FRACTION)} of the samples it ran on",
-          "an attack that has not converged cannot clear a model: the verdict becomes inconclusive"),
 )
 BY_ID = {check.id: check for check in CHECKS}
 JUDGES = {
