@@ -195,19 +195,25 @@ def test_audit_of_a_purifier_attacks_it_through_its_steps_and_from_its_static_mo
     break a large share of the clean-correct samples, the verdict is `suspected` with the claim at risk, and a
     claim above the static model's robust accuracy is a failed `static-model-gain`."""
     out = tmp_path / "run"
-    attacks = "transfer-base:apgd-ce@iters=25,apgd-ce+unrolled@iters=25,apgd-ce+bpda-identity@iters=25"
+    attacks = ("transfer-base:apgd-ce@iters=25,apgd-ce+unrolled@iters=25,apgd-ce+bpda-identity@iters=25,"
+               "square+survivors@queries=50,probe=4")
     assert main(["run", "--model", f"{FIXTURE}:build", "--n", "32", "--eps", "0.15", "--attacks", attacks,
                  "--diagnostics-n", "8", "--claim", "0.95", "--quiet", "--out", str(out)]) == 0
     results = json.loads((out / "results.json").read_text())
     ran = _attacks(results)
     worst = results["worst_case_robust_accuracy"]
-    assert 0 < worst <= min(ran.values())
+    assert 0 < worst <= min(v for v in ran.values() if v is not None)
     clean = results["clean_accuracy"]
     assert clean >= 0.7
     # Measured (27 of 32 clean-correct): the unrolled gradient leaves 41%, the transfer from the static model 19%.
     assert ran["apgd-ce+unrolled@iters=25"] <= clean - 0.25 and ran["transfer-base:apgd-ce@iters=25"] <= clean - 0.4
     assert results["test_time"]["kind"] == "test-time optimisation inside forward"
     assert results["test_time"]["static_model"] == "classifier"
+    # What the evidence-first Square spent: every survivor is either queried or counted as not queried.
+    spend = results["test_time"]["black_box"]["square+survivors@queries=50,probe=4"]
+    assert spend["ran_on"] >= round(32 * worst) >= 1  # it ran on the survivors of the other attacks
+    assert spend["queried"] + spend["not_queried"] == spend["ran_on"] and spend["queries"] >= spend["queried"]
+    assert spend["queried"] == spend["ran_on"] or spend["queried"] == 4
     verdict = results["verdict"]
     assert verdict["gradient_masking"] == "suspected" and verdict["claim_at_risk"] == "yes"
     gain = next(f for f in results["findings"] if f["id"] == "static-model-gain")
