@@ -107,6 +107,18 @@ def test_plan_for_a_test_time_defense(purifier, fmnist_test):
     assert "~7 passes of the static model" in skipped["square@queries=10000,restarts=3"]
 
 
+def test_plan_for_a_randomized_test_time_defense_uses_eot(purifier, fmnist_test):
+    from attacks.suites import plan_suite
+
+    defense, _ = resolve_model(f"{FIXTURE}:build")
+    defense(fmnist_test.images[:4])
+    defense.randomness_found = True  # as the audit marks a forward found random
+    labels = [a.label for a in plan_suite("full", defense, "standard").attacks]
+    assert {"apgd-ce+unrolled+eot20", "apgd-dlr+unrolled+eot20", "apgd-ce+bpda-identity+eot20",
+            "apgd-ce+unrolled+eot20+survivors@iters=300"} <= set(labels)
+    assert not any(label.endswith("+unrolled") for label in labels)
+
+
 def test_static_model_spec_overrides_the_trace(purifier, fmnist_test):
     from audit.config import AuditConfig
     from audit.pipeline import build_defense
