@@ -81,10 +81,33 @@ def plan_test_time(suite: str, defense: Defense, iters: tuple[int, ...]) -> tupl
     from defenses.auto_bpda import plan_gradient_free
 
     names, skipped = test_time_names(suite, defense, iters)
+    unrolled_problem = _unrolled_problem(defense)
+    if unrolled_problem is not None:
+        skipped += [(name, f"not applicable: {unrolled_problem}") for name in names if "+unrolled" in name]
+        names = [name for name in names if "+unrolled" not in name]
     attacks = [make_attack(name, transfer_source=defense.base_model()) for name in names]
     attacks, not_applicable, _ = plan_gradient_free(defense, attacks)  # its harder Square is replaced by SQUARE
     log.info("test-time defense: planned %s", ", ".join(a.label for a in attacks))
     return attacks, skipped + not_applicable
+
+
+def _unrolled_problem(defense: Defense) -> str | None:
+    """Why the unrolled forward cannot give a gradient (it raised, or none reaches the input), or None if it can.
+    A forward that calls `loss.backward()` and reads `.grad` is the usual case: its inner gradient lands on a leaf
+    the mode cannot see (defenses/test_time.py)."""
+    from defenses.auto_bpda import gradient_reaches_input
+    from defenses.test_time import UNROLLED
+
+    example = getattr(defense, "example_input", None)
+    if example is None:
+        return "the defense has not seen an input yet"
+    try:
+        if gradient_reaches_input(defense, example, UNROLLED):
+            return None
+        return "no gradient reaches the input through the unrolled forward"
+    except Exception as error:  # noqa: BLE001 - the user's forward may raise anything under the mode
+        log.warning("the unrolled forward of %s raised %s: %s", defense.description, type(error).__name__, error)
+        return f"the unrolled forward raised {type(error).__name__}: {str(error).splitlines()[0][:160]}"
 
 
 __all__ = ["PROBE", "SQUARE", "is_test_time", "plan_test_time", "test_time_names"]

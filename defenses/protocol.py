@@ -190,7 +190,7 @@ class OpaqueModel(Defense):
             from defenses.test_time import KIND
 
             static = "given" if self.static_model is not None else (trace.static_path or "not found")
-            text += (f"; {KIND}: {trace.autograd_calls} autograd calls per forward, static model {static}, "
+            text += (f"; {KIND}: {trace.autograd_calls} autograd call(s) per forward, static model {static}, "
                      f"~{trace.passes_per_forward:g} passes of it per forward")
         return text
 

@@ -119,6 +119,38 @@ def test_plan_for_a_randomized_test_time_defense_uses_eot(purifier, fmnist_test)
     assert not any(label.endswith("+unrolled") for label in labels)
 
 
+class _BackwardPurifier(nn.Module):
+    """One entropy step taken with loss.backward() and .grad, the pattern the unrolled mode cannot follow."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.classifier = nn.Sequential(nn.Conv2d(1, 4, 3), nn.Flatten(), nn.Linear(4 * 26 * 26, 10))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.enable_grad():
+            z = x.detach().requires_grad_(True)
+            log_p = self.classifier(z).log_softmax(1)
+            (-(log_p.exp() * log_p).sum()).backward()
+            purified = (z - 0.01 * z.grad.sign()).clamp(0, 1)
+        return self.classifier(purified.detach()).detach()
+
+
+def test_plan_without_unrolled_when_the_forward_uses_backward(fmnist_test):
+    from attacks.suites import plan_suite
+    from defenses.protocol import as_defense
+
+    torch.manual_seed(0)
+    defense = as_defense(_BackwardPurifier().eval(), opaque=True)
+    with torch.no_grad():
+        defense(fmnist_test.images[:4])
+    assert defense.test_time and defense.trace().static_path == "classifier"
+    plan = plan_suite("full", defense, "standard")
+    labels = [a.label for a in plan.attacks]
+    assert "transfer-base:autoattack-standard" in labels and not any("+unrolled" in label for label in labels)
+    skipped = dict(plan.skipped)
+    assert skipped["apgd-ce+unrolled"].startswith("not applicable: the unrolled forward raised")
+
+
 def test_static_model_spec_overrides_the_trace(purifier, fmnist_test):
     from audit.config import AuditConfig
     from audit.pipeline import build_defense
