@@ -73,20 +73,53 @@ class FAB(Attack):
 
 
 class Square(Attack):
-    """Square (Andriushchenko et al. 2020): score-based black-box search; no gradients. Records queries per sample."""
+    """Square (Andriushchenko et al. 2020): score-based black-box search; no gradients. Records queries per sample.
+
+    `n_probe` (budget key `probe`): evidence first, for a defense whose every query is expensive (a test-time
+    defense runs its whole optimisation per query). Square first runs `PROBE_QUERIES` queries (one restart) on
+    `n_probe` samples of the batch drawn from the seed; only if it breaks one of them does it run the full budget
+    on the whole batch. Otherwise the others are not queried, and the per-sample `queried` extra says so (their
+    outcome under this attack is the clean point's)."""
 
     name = "square"
     gradient_free = True
+    PROBE_QUERIES = 500  # the probe only decides whether the full budget is worth spending
 
-    def __init__(self, n_queries: int = 5000, n_restarts: int = 1, p_init: float = 0.8, **kwargs: Any) -> None:
+    def __init__(self, n_queries: int = 5000, n_restarts: int = 1, p_init: float = 0.8, n_probe: int | None = None,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.n_queries, self.n_restarts, self.p_init = n_queries, n_restarts, p_init
+        self.n_queries, self.n_restarts, self.p_init, self.n_probe = n_queries, n_restarts, p_init, n_probe
 
     def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel,
                 seed: int) -> AttackOutput:
+        if self.n_probe is None or len(x) <= self.n_probe:
+            adv, queries = self._search(model, x, y, threat, seed, self.n_queries, self.n_restarts)
+            return AttackOutput(adv, extra={"queries": queries.cpu()})
+        order = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed)).to(x.device)
+        probe = order[: self.n_probe]
+        first, first_queries = self._search(model, x[probe], y[probe], threat, seed,
+                                            min(self.PROBE_QUERIES, self.n_queries), 1)
+        with torch.no_grad():
+            evidence = int((model(first).argmax(1) != y[probe]).sum())
+        if evidence:
+            log.info("square: the probe broke %d of %d samples; running %d queries x %d restarts on all %d",
+                     evidence, len(probe), self.n_queries, self.n_restarts, len(x))
+            adv, queries = self._search(model, x, y, threat, seed, self.n_queries, self.n_restarts)
+            queries[probe] += first_queries
+            return AttackOutput(adv, extra={"queries": queries.cpu(), "queried": [True] * len(x)})
+        log.info("square: the probe broke none of %d samples at %d queries; the other %d samples are not queried",
+                 len(probe), min(self.PROBE_QUERIES, self.n_queries), len(x) - len(probe))
+        adv, queries = x.clone(), torch.zeros(len(x), device=x.device)
+        adv[probe], queries[probe] = first, first_queries
+        queried = torch.zeros(len(x), dtype=torch.bool)
+        queried[probe.cpu()] = True
+        return AttackOutput(adv, extra={"queries": queries.cpu(), "queried": queried.tolist()})
+
+    def _search(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, seed: int,
+                n_queries: int, n_restarts: int) -> tuple[torch.Tensor, torch.Tensor]:
         from pyautoattack.square import SquareAttack
 
-        square = SquareAttack(model, norm=threat.norm, n_queries=self.n_queries, eps=threat.eps, p_init=self.p_init,
+        square = SquareAttack(model, norm=threat.norm, n_queries=n_queries, eps=threat.eps, p_init=self.p_init,
                               n_restarts=1, seed=seed, verbose=False, resc_schedule=False, device=_device(x))
         # pyautoattack's perturb() drops the per-sample query counts; this is its loop, keeping them.
         square.init_hyperparam(x)
@@ -94,17 +127,17 @@ class Square(Attack):
         with torch.no_grad():
             robust = model(x).argmax(1) == y
         torch.random.manual_seed(seed)
-        for _ in range(self.n_restarts):
+        for _ in range(n_restarts):
             index = robust.nonzero().flatten()
             if index.numel() == 0:
                 break
-            n_queries, adv_curr = square.attack_single_run(x[index], y[index])
+            n_used, adv_curr = square.attack_single_run(x[index], y[index])
             with torch.no_grad():
                 fooled = model(adv_curr).argmax(1) != y[index]
-            queries[index] += n_queries.float()
+            queries[index] += n_used.float()
             adv[index[fooled]] = adv_curr[fooled]
             robust[index[fooled]] = False
-        return AttackOutput(adv, extra={"queries": queries.cpu()})
+        return adv, queries
 
 
 def _sub_attack(name: str, version: str, eot: int) -> Attack:

@@ -65,11 +65,14 @@ class Attack:
 
     @property
     def gradient(self) -> str:
-        """Where the attack's gradients come from: `exact`, `bpda-<surrogate>`, `transfer:<source>` or `none`."""
+        """Where the attack's gradients come from: `exact`, `bpda-<surrogate>`, `unrolled`, `transfer:<source>` or
+        `none`."""
         if self.gradient_free:
             return "none"
         if self.surrogate == "exact":
             return "exact"
+        if self.surrogate == "unrolled":  # the exact derivative of a test-time defense's unrolled forward
+            return "unrolled"
         return "bpda-" + self.surrogate + (f"-T{self.temperature:g}" if self.temperature is not None else "")
 
     def attributes(self) -> dict[str, Any]:

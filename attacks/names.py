@@ -1,14 +1,16 @@
 """Attack names: one grammar, parsed and formatted here, so a stored result names an attack that can be re-run.
 
-    NAME      := [transfer-base:]BASE[+bpda-identity | +bpda-smooth[-T<t>] | +bpda-ensemble][+eot<K>][+survivors]
-                 [@KEY=VALUE,...]
+    NAME      := [transfer-base:]BASE[+bpda-identity | +bpda-smooth[-T<t>] | +bpda-ensemble | +unrolled][+eot<K>]
+                 [+survivors][@KEY=VALUE,...]
     examples:    apgd-ce    apgd-ce+eot20    apgd-t+bpda-smooth-T0.03@iters=500,restarts=5    apgd-dlr+bpda-ensemble
                  square@queries=20000,restarts=3    square+eot20    square+survivors@restarts=5
                  torchattacks:PGD@steps=20    transfer-base:apgd-ce
 
 `+bpda-ensemble` averages the gradients of identity and of smooth at every temperature of the sweep
-(defenses/ensemble.py). `+survivors` runs the attack only on the samples that every attack before it in the plan
-left robust (the others are `not_run:cascade`), whatever the suite's mode: a last search on what is left.
+(defenses/ensemble.py). `+unrolled` takes the full gradient through a test-time defense's own optimisation steps
+(defenses/test_time.py): not a surrogate, the exact derivative of the unrolled forward. `+survivors` runs the
+attack only on the samples that every attack before it in the plan left robust (the others are `not_run:cascade`),
+whatever the suite's mode: a last search on what is left.
 
 BASE is one of `BUDGETS` (ours) or `torchattacks:<Class>` / `foolbox:<Class>`. `@KEY=VALUE` sets a budget; each of
 our attacks accepts the keys in its `BUDGETS` row, which map to constructor arguments (`iters` -> `n_iter`). For a
@@ -38,7 +40,7 @@ BUDGETS: dict[str, dict[str, str]] = {
     "apgd-t": {"iters": "n_iter", "restarts": "n_restarts", "targets": "n_target_classes"},
     "fab": {"iters": "n_iter", "restarts": "n_restarts"},
     "fab-t": {"iters": "n_iter", "restarts": "n_restarts", "targets": "n_target_classes"},
-    "square": {"queries": "n_queries", "restarts": "n_restarts"},
+    "square": {"queries": "n_queries", "restarts": "n_restarts", "probe": "n_probe"},
     "fgsm": {},
     "autoattack-standard": {},
     "autoattack-plus": {},
@@ -50,7 +52,8 @@ BUDGETS: dict[str, dict[str, str]] = {
 GRADIENT_FREE = {"square", "spatial-grid"}
 # Attacks whose threat is a transformation (the runner re-applies their parameters), not an Lp ball.
 TRANSFORMATION = {"spatial-grid", "stadv"}
-_MODIFIER = re.compile(r"bpda-identity|bpda-ensemble|bpda-smooth(?:-T(?P<t>.*))?|eot(?P<k>.*)|survivors")
+_MODIFIER = re.compile(r"bpda-identity|bpda-ensemble|bpda-smooth(?:-T(?P<t>.*))?|unrolled|eot(?P<k>.*)|survivors")
+UNROLLED = "unrolled"  # the surrogate name of `+unrolled` (defenses/test_time.py)
 _KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
@@ -103,7 +106,9 @@ def format_name(name: AttackName) -> str:
     if name.inner is not None:
         return TRANSFER_PREFIX + format_name(name.inner)
     text = name.base
-    if name.surrogate != "exact":
+    if name.surrogate == UNROLLED:
+        text += f"+{UNROLLED}"
+    elif name.surrogate != "exact":
         text += f"+bpda-{name.surrogate}"
         if name.surrogate == "smooth" and name.temperature is not None:
             text += f"-T{_number_text(name.temperature)}"
@@ -153,7 +158,7 @@ def _parse_modifiers(spec: str, base: str, modifiers: list[str]) -> dict[str, An
         match = _MODIFIER.fullmatch(modifier)
         if not match:
             raise UnknownAttack(f"attack {spec!r}: unknown modifier +{modifier}; use +bpda-identity, "
-                                f"+bpda-smooth-T<temperature>, +bpda-ensemble, +eot<K> or +survivors")
+                                f"+bpda-smooth-T<temperature>, +bpda-ensemble, +unrolled, +eot<K> or +survivors")
         kind = "survivors" if modifier == "survivors" else "eot" if modifier.startswith("eot") else "surrogate"
         if kind in out:
             shown = {"eot": "+eot", "survivors": "+survivors"}.get(kind, "+bpda")
@@ -170,6 +175,9 @@ def _parse_modifiers(spec: str, base: str, modifiers: list[str]) -> dict[str, An
         if base in GRADIENT_FREE:
             raise UnknownAttack(f"attack {spec!r}: {base} takes no gradients, so +{modifier} would change nothing; "
                                 f"drop it")
+        if modifier == UNROLLED:
+            out["surrogate"] = UNROLLED
+            continue
         out["surrogate"] = modifier[len("bpda-"):].partition("-")[0]  # identity | smooth | ensemble
         if match.group("t") is not None:
             out["temperature"] = _temperature(spec, match.group("t"))

@@ -6,6 +6,7 @@ its budget, e.g.
     apgd-t+bpda-smooth-T0.1       smooth surrogate at temperature 0.1
     apgd-dlr+bpda-ensemble        gradients averaged over identity and smooth at every temperature of the sweep
     apgd-ce+eot10                 gradients averaged over 10 draws (randomized defenses)
+    apgd-ce+unrolled              the full gradient through a test-time defense's own optimisation steps
     square+eot20, fab-t+eot20     EOT for attacks that query the model: their logits averaged over 20 draws
     square+survivors@restarts=5   run last, only on the samples every other attack left robust
     apgd-t@iters=500,restarts=5   a bigger budget (`attacks.names.BUDGETS` lists each attack's keys)

@@ -184,6 +184,12 @@ def _autoattack_parts(names: list[str]) -> set[tuple[str, tuple[tuple[str, int],
 
 
 def plan_suite(suite: str, defense: Defense, budget: str = "standard") -> SuitePlan:
+    from attacks.test_time import is_test_time, plan_test_time
+
+    if suite != "spatial" and is_test_time(defense):  # its own optimisation in forward: attacks/test_time.py
+        if budget not in BUDGETS:
+            raise ValueError(f"unknown budget {budget!r}; choose one of {', '.join(BUDGETS)}")
+        return SuitePlan(*plan_test_time(suite, defense, BUDGETS[budget]["iters"]))
     attacks, skipped = [], []
     base = base_model_of(defense)
     names = suite_names(suite, defense)

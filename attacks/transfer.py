@@ -39,6 +39,11 @@ class Transfer(Attack):
                 seed: int) -> AttackOutput:  # model: the judge's counter on the defense, unused
         source = CountingModel(self.source)
         output = self.inner.perturb(source, x, y, threat, seed)
+        # Whether each point also fails on the source: the source's own robustness on these samples, which the
+        # `static-model-gain` check compares a test-time defense's number against (audit/checks/test_time.py).
+        with torch.no_grad():
+            proposed = threat.project(torch.nan_to_num(output.x_adv.detach(), nan=0.0), x)
+            output.extra["source_robust"] = (source(proposed).argmax(1) == y).cpu().tolist()
         # The attack's cost is the source's calls: the judge adds them to its counts (so reports show them), and
         # they stay apart in extra, which says the defense itself was never queried while crafting.
         output.extra["source_forward_images"] = source.forward_images

@@ -126,7 +126,8 @@ def _audit_config(args: argparse.Namespace):  # noqa: ANN202 - an AuditConfig, i
                        robustbench_dir=args.robustbench_dir, meansparse_alpha=args.meansparse_alpha, claim=args.claim,
                        trust_checkpoint=args.trust_checkpoint,
                        attacks=tuple(split_attack_list(args.attacks)) if args.attacks is not None else None,
-                       transfer_from=tuple(args.transfer_from), keep_examples=args.keep_examples)
+                       transfer_from=tuple(args.transfer_from), keep_examples=args.keep_examples,
+                       static_model=args.static_model)
 
 
 def _cmd_run(args: argparse.Namespace) -> None:
@@ -242,6 +243,10 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--transfer-from", action="append", default=[], metavar="SPEC",
                    help="also run APGD-CE crafted on this model (any --model spec, repeatable) and judged on the "
                         "audited one, as RobustBench did for Kang2021Stable")
+    p.add_argument("--static-model", default=None, metavar="SPEC",
+                   help="for a test-time defense (a forward that optimises its input): the classifier inside it, as "
+                        "a dotted submodule name (e.g. classifier) or any --model spec; default: traced from the "
+                        "forward (the submodule whose output is the final output)")
     p.add_argument("--attacks", default=None,
                    help="comma-separated attack names instead of a suite (see `audit attacks`), e.g. apgd-ce,square")
     p.add_argument("--mode", default=AuditConfig.mode, choices=["full", "cascade"],

@@ -28,10 +28,11 @@ class AuditConfig:
     attacks: tuple[str, ...] | None = None  # an explicit attack list instead of the suite
     transfer_from: tuple[str, ...] = ()  # model specs to craft transfer attacks on (--transfer-from)
     keep_examples: str = "worst"  # all | worst | none: which adversarial examples the evidence keeps
+    static_model: str | None = None  # a test-time defense's classifier: submodule name or model spec (--static-model)
 
     def identity(self, content: dict) -> dict:
         """What must match for a resumed run to reuse stored results: the settings, and what was audited by
         content (`audit.fingerprint`: model state, checkpoint file, images, versions), never paths alone."""
         keep = ("model", "dataset", "norm", "eps", "n", "suite", "budget", "seed", "mode", "batch_size",
-                "diagnostics_n", "meansparse_alpha", "attacks", "transfer_from", "keep_examples")
+                "diagnostics_n", "meansparse_alpha", "attacks", "transfer_from", "keep_examples", "static_model")
         return {"store_format": STORE_FORMAT, **{k: v for k, v in asdict(self).items() if k in keep}, **content}

@@ -3,7 +3,8 @@
 Every (sample, attack) pair has a status: `broken`, `held`, or `not_run:<reason>`, where the reason is
 `misclassified` (the clean input is already wrong on some draw, so there is nothing to attack), `cascade` (an
 earlier attack, or an earlier part of AutoAttack, already broke it: in cascade mode, or for an attack that runs on
-the survivors of the others, `Attack.on_survivors`) or `missing` (no record: the run was cut short).
+the survivors of the others, `Attack.on_survivors`), `not-queried` (an evidence-first Square left it alone: its
+probe broke nothing) or `missing` (no record: the run was cut short).
 A sample that was not attacked is never counted as robust or as missed: accuracies and comparisons count only
 samples the attacks ran on, and say how many that was.
 

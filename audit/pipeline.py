@@ -85,7 +85,23 @@ def build_defense(config: AuditConfig, progress: bool = True) -> Defense:
         batches = [train.images[i : i + 500] for i in range(0, len(train), 500)]
         calibrate(model, batches, progress=progress)
         defense = as_defense(model, defense.num_classes, f"{config.model}+meansparse({config.meansparse_alpha:g})")
+    if config.static_model is not None:
+        _set_static_model(defense, config)
     return defense
+
+
+def _set_static_model(defense: Defense, config: AuditConfig) -> None:
+    """`--static-model`: a submodule of the user's model by dotted name, else any model spec."""
+    from defenses.protocol import OpaqueModel
+    from defenses.test_time import submodule
+
+    if not isinstance(defense, OpaqueModel) or config.static_model is None:
+        raise AuditInputError(f"--static-model applies to a user's model (PATH.py:FACTORY) whose forward optimises "
+                              f"its input, not to {defense.description}")
+    try:
+        defense.static_model = submodule(defense.model, config.static_model)
+    except KeyError:
+        defense.static_model = resolve_model(config.static_model, trust_checkpoint=config.trust_checkpoint)[0].model
 
 
 def run_audit(config: AuditConfig, out: str | Path, data_dir: str | None = None, device: str = "cpu",
@@ -304,7 +320,17 @@ def _facts(config: AuditConfig, identity: dict, defense: Defense, plan: SuitePla
             "defense": defense.description, "randomized": bool(defense.random_forward),
             "randomness_found": bool(defense.randomness_found),
             "surrogates": list(defense.surrogates), "order": [a.label for a in plan.attacks],
-            "skipped": [list(s) for s in plan.skipped], "warnings": warnings, "environment": environment(device)}
+            "skipped": [list(s) for s in plan.skipped], "warnings": warnings, "environment": environment(device),
+            "test_time": _test_time_facts(defense)}
+
+
+def _test_time_facts(defense: Defense) -> dict | None:
+    """What the audit found of a forward that runs its own optimisation (defenses/test_time.py), for the report."""
+    trace = getattr(defense, "trace", lambda: None)()
+    if trace is None or not trace.test_time:
+        return None
+    static = getattr(defense, "static_model", None)
+    return {**trace.to_json(), "static_model": "given (--static-model)" if static is not None else trace.static_path}
 
 
 def derive_results(out: str | Path) -> dict:
@@ -335,6 +361,9 @@ def derive_results(out: str | Path) -> dict:
     results["probes"] = [{"name": r["attack"][len(PROBE_PREFIX):], "seconds": float(r.get("seconds", 0.0)),
                           "n_forward": r.get("n_forward"), "n_backward": r.get("n_backward")}
                          for r in rows if r["attack"].startswith(PROBE_PREFIX)]
+    # The defense kind and its static model, and what the black-box attacks spent and skipped, when test-time.
+    results["test_time"] = ({**facts["test_time"], "black_box": _black_box_spend(outcomes)}
+                            if facts.get("test_time") else None)
     results["extended_with"] = facts["extended_with"]  # attacks `audit extend` added after the run (in `attacks`)
     # What was audited, by content (audit/fingerprint.py), and the evidence kept (audit/evidence.py).
     results["fingerprint"] = {key: facts["config"].get(key) for key in MEANING}
@@ -343,6 +372,21 @@ def derive_results(out: str | Path) -> dict:
         results["gain"] = gain
     write_outputs(out, results, outcomes)
     return results
+
+
+def _black_box_spend(outcomes: Outcomes) -> dict:
+    """Per gradient-free attack: samples it ran on, how many it queried (an evidence-first Square leaves the rest
+    unqueried when its probe breaks nothing) and the queries spent."""
+    spend = {}
+    for label in outcomes.order:
+        if outcomes.info[label].gradient != "none" or "queries" not in outcomes.extra[label]:
+            continue
+        queries = outcomes.extra[label]["queries"]
+        queried = outcomes.extra[label].get("queried", {i: True for i in queries})
+        spend[label] = {"ran_on": len(queries), "queried": sum(bool(q) for q in queried.values()),
+                        "not_queried": sum(not q for q in queried.values()),
+                        "queries": float(sum(queries.values())), "forward_images": outcomes.cost[label]["n_forward"]}
+    return spend
 
 
 def _gain(directory: Path, outcomes: Outcomes) -> dict | None:

@@ -24,15 +24,19 @@ from defenses.protocol import Defense
 
 log = logging.getLogger(__name__)
 CLEAN = "clean"
+NOT_QUERIED = "not_run:not-queried"
 MODES = ("full", "cascade")
 
 
 def record_row(record: AttackRecord, batch: int, attack: Attack) -> dict:
     """One store row: a batch of one attack, with what the attack is and per-sample outcomes."""
     extra = {k: (v.tolist() if isinstance(v, torch.Tensor) else v) for k, v in record.extra.items()}
+    # An attack that left some samples alone (an evidence-first Square whose probe broke none) says so in
+    # `queried`: those samples were not attacked, so they are not_run, never `held`.
+    queried = extra.get("queried") or [True] * len(record.indices)
     return {
         "attack": record.attack, "batch": batch, "indices": record.indices, "attributes": attack.attributes(),
-        "status": [BROKEN if s else HELD for s in record.success.tolist()],
+        "status": [BROKEN if s else HELD if q else NOT_QUERIED for s, q in zip(record.success.tolist(), queried)],
         "distance": record.distance.tolist(), "margin": record.margin.tolist(),
         "draws_correct": record.draws_correct.tolist(), "draws": record.draws,
         "n_forward": float(record.n_forward.sum()), "n_backward": float(record.n_backward.sum()),

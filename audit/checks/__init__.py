@@ -12,6 +12,7 @@ from audit.checks.comparisons import COMPARISONS, beyond_autoattack
 from audit.checks.convergence import check_convergence
 from audit.checks.finding import Finding, skipped
 from audit.checks.registry import CHECKS, JUDGES, OUTCOMES
+from audit.checks.test_time import check_static_model_gain
 from audit.checks.verdict import MASKING, OTHER, verdict
 from audit.outcomes import Outcomes
 
@@ -41,6 +42,7 @@ def run_checks(outcomes: Outcomes | None, measurements: dict[str, dict], facts: 
     if outcomes is not None:
         for check in (*COMPARISONS, check_convergence):
             findings.extend(check(outcomes))
+        findings.extend(check_static_model_gain(outcomes, facts))
         beyond = beyond_autoattack(outcomes)
         findings = multiplicity.correct(findings, beyond["p_value"] if beyond else None)
     return findings

@@ -3,10 +3,11 @@
 Several exact McNemar tests can each decide the verdict; tested one by one at 1%, a sound model fairly attacked
 trips at least one of them more often than 1%, and more often the more of them apply. So they are corrected as
 families, each at its own level:
-- `masking` at 1% (`comparisons.P_FAIL`, equal to `verdict.P_AT_RISK`): the four paired comparisons that make
-  gradient masking `suspected` (gradient-free, transfer, single-step and BPDA against exact-gradient attacks) and
-  the beyond-AutoAttack test that puts the claim at risk. A comparison that fails alone but not once corrected
-  is a warning.
+- `masking` at 1% (`comparisons.P_FAIL`, equal to `verdict.P_AT_RISK`): the paired comparisons that make
+  gradient masking `suspected` (gradient-free, transfer, single-step and BPDA against exact-gradient attacks; a
+  test-time defense against its static model) and the beyond-AutoAttack test that puts the claim at risk. A
+  comparison that fails alone but not once corrected is a warning (a claim above the static model's accuracy is
+  a comparison of numbers, not a test, and stays a failure).
 - `convergence` at 5% (`convergence.P_FAIL`): one test per strength curve, corrected inside
   `check_convergence`; a failure there makes the verdict inconclusive, so this family bounds false
   "not converged" calls.
@@ -20,7 +21,8 @@ from audit.checks import comparisons, convergence
 from audit.checks.finding import Finding
 from audit.stats import holm
 
-MASKING_FAMILY = ("blackbox-beats-whitebox", "transfer-beats-whitebox", "single-step-beats-iterative", "adaptive-gap")
+MASKING_FAMILY = ("blackbox-beats-whitebox", "transfer-beats-whitebox", "single-step-beats-iterative", "adaptive-gap",
+                  "static-model-gain")
 BEYOND_AUTOATTACK = "beyond-autoattack"
 LEVEL = comparisons.P_FAIL
 
@@ -43,7 +45,7 @@ def correct(findings: list[Finding], beyond_p: float | None) -> list[Finding]:
         if finding.id in adjusted and finding.id != BEYOND_AUTOATTACK:
             evidence = {**finding.evidence, "p_holm": adjusted[finding.id], "family_size": len(adjusted)}
             finding = replace(finding, evidence=evidence)
-            if finding.status == "fail" and adjusted[finding.id] >= LEVEL:
+            if finding.status == "fail" and adjusted[finding.id] >= LEVEL and evidence.get("decided_by") != "claim":
                 finding = replace(finding, status="warn", message=(
                     f"{finding.message}; not significant once corrected for the {len(adjusted)} tests that can "
                     f"decide the verdict (Holm: p = {adjusted[finding.id]:.2g})"))

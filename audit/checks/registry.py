@@ -137,7 +137,7 @@ CHECKS: tuple[Check, ...] = (
     Check("blackbox-beats-whitebox", OUTCOMES, "masking",
           "a gradient-free attack breaks points that every gradient attack missed",
           "paired samples only gradient-free attacks broke (b) vs only exact-gradient ones (c); exact one-sided "
-          "McNemar", f"fail Holm-corrected p < {_p(cmp.P_FAIL)} (the masking family: these four and the "
+          "McNemar", f"fail Holm-corrected p < {_p(cmp.P_FAIL)} (the masking family: the paired comparisons and the "
           f"beyond-AutoAttack test) and b >= {_p(cmp.MIN_FRACTION)} of the paired; warn b >= 1",
           "AutoAttack's Square check, made a paired test"),
     Check("transfer-beats-whitebox", OUTCOMES, "masking",
@@ -156,6 +156,13 @@ CHECKS: tuple[Check, ...] = (
           f"fail p < {_p(convergence.P_FAIL)}, Holm-corrected over the curves, and >= "
           f"{_p(convergence.MIN_FRACTION)} of the samples it ran on",
           "an attack that has not converged cannot clear a model: the verdict becomes inconclusive"),
+    Check("static-model-gain", OUTCOMES, "masking",
+          "a test-time defense holds more samples under attacks on itself than its static model does under "
+          "transfer: the gain is the attacks' blind spot until an adaptive attack closes it",
+          "paired samples held only on the defense (b) vs only on the static model (c); exact one-sided McNemar; "
+          "and the claimed robust accuracy against the static model's", f"fail Holm-corrected p < {_p(cmp.P_FAIL)} "
+          "(the masking family), or the claim above the static model's",
+          "Croce et al. 2022: no test-time defense beat its static model"),
 )
 BY_ID = {check.id: check for check in CHECKS}
 JUDGES = {

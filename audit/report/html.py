@@ -146,6 +146,10 @@ def render_html(results: dict, figures: list[tuple[str, Path]]) -> str:
     if skipped:
         parts.append("<p class='muted'>Not run on this defense:</p><ul class='plain muted'>" + "".join(
             f"<li><code>{e(s.get('name'))}</code>: {e(s.get('reason'))}</li>" for s in skipped) + "</ul>")
+    test_time = results.get("test_time") or {}
+    for label, spend in test_time.get("black_box", {}).items():  # what an evidence-first Square spent, skipped
+        parts.append(f"<p class='muted'><code>{e(label)}</code> queried {spend['queried']} of the {spend['ran_on']} "
+                     f"samples it ran on ({spend['queries']:.0f} queries); {spend['not_queried']} not queried.</p>")
 
     findings = sorted(results.get("findings", []), key=lambda f: STATUS_ORDER.get(f.get("status"), 9))
     counts = {s: sum(1 for f in findings if f.get("status") == s) for s in STATUS_ORDER}

@@ -36,6 +36,7 @@ def render_markdown(results: dict, figures: list[tuple[str, Path]]) -> str:
                   "| | robust accuracy (95% interval) |", "|---|---|"]
         lines += [f"| {row} | {value} |" for row, value in gain_rows(results)]
         lines.append("")
+    lines += _test_time_lines(results.get("test_time"), results)
     verdict = results.get("verdict", {})
     if verdict.get("summary"):
         lines += [verdict["summary"], ""]
@@ -80,3 +81,20 @@ def render_markdown(results: dict, figures: list[tuple[str, Path]]) -> str:
     env = results.get("environment", {})
     lines += ["## Environment", "", ", ".join(f"{k} {v}" for k, v in env.items() if v), ""]
     return "\n".join(lines)
+
+
+def _test_time_lines(test_time: dict | None, results: dict) -> list[str]:
+    """A test-time defense: its kind, the static model inside, what applies and what the black box spent."""
+    if not test_time:
+        return []
+    lines = [f"## Defense kind: {test_time['kind']}", "",
+             f"The forward calls autograd {test_time['autograd_calls']} times and costs about "
+             f"{test_time['passes_per_forward']:g} passes of its static model "
+             f"(`{test_time.get('static_model') or 'not found'}`). What applies (Croce et al., ICML 2022): the "
+             f"standard attacks on the static model, transferred (`transfer-base:`), and the full gradient through "
+             f"the unrolled steps (`+unrolled`); ran: "
+             + ", ".join(f"`{a['name']}`" for a in results.get("attacks", [])) + ".", ""]
+    for label, spend in test_time.get("black_box", {}).items():
+        lines.append(f"- `{label}`: queried {spend['queried']} of the {spend['ran_on']} samples it ran on "
+                     f"({spend['queries']:.0f} queries); {spend['not_queried']} not queried (its probe broke none)")
+    return lines + [""]

@@ -12,7 +12,7 @@ def attack_kind(row: dict) -> str:
         return "blackbox"
     if gradient.startswith("transfer:"):
         return "transfer"
-    if gradient.startswith("bpda-"):
+    if gradient.startswith("bpda-") or gradient == "unrolled":  # unrolled: through a test-time defense's steps
         return "adaptive"
     return "exact"
 
