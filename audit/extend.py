@@ -18,6 +18,7 @@ import torch
 
 from attacks.base import Attack, AttackOutput
 from attacks.registry import make_attack
+from attacks.suites import survivors_last
 from attacks.threat_model import ThreatModel
 from audit.data import load_dataset
 from audit.distributed import Shard
@@ -30,6 +31,7 @@ from audit.pipeline import (
     finished_facts,
     log_file,
     open_store,
+    plan_attacks,
     stored_config,
 )
 from audit.store import ResultStore
@@ -63,27 +65,31 @@ def extend_audit(out: str | Path, attacks: list[str], data_dir: str | None = Non
     facts = finished_facts(out)
     config = replace(stored_config(facts), trust_checkpoint=trust_checkpoint)
     added = [make_attack(name) for name in attacks]  # a bad name stops here, before the model is built
-    ran = facts["order"]
-    new = [a for a in added if a.label not in ran]
+    ran = facts["order"] + [name for name, _ in facts["skipped"]]  # planned already: run, or not applicable
     rows = list(ResultStore.open_existing(out).records())
-    finished = [Finished(label, _on_survivors(rows, label)) for label in ran]
+    finished = [Finished(label, _on_survivors(rows, label)) for label in facts["order"]]
     defense = build_defense(config, progress)
     defense.to(device)
     test = load_dataset(config.dataset, "test", data_dir).subset(config.n, config.seed)
     _check_same_model(defense, test.images, rows, config.batch_size, out)
+    # As `audit run` plans an attack list: +bpda on a model with nothing to bypass is refused, and a gradient attack
+    # no gradient reaches is listed as not applicable (with the stronger Square added).
+    plan = plan_attacks(replace(config, attacks=tuple(a.label for a in added)), defense)
+    skipped = [s for s in plan.skipped if s[0] not in ran]
+    new = [a for a in survivors_last(plan.attacks) if a.label not in ran]
     store = open_store(out, config.identity(), shard)
     with log_file(out, shard):
         start = time.perf_counter()
-        if not new:
+        if not new and not skipped:
             log.info("every attack asked for has run already (%s)", ", ".join(a.label for a in added))
         run_suite(defense, test.images, test.labels, ThreatModel(config.norm, config.eps), [*finished, *new],
                   config.seed, store=store, mode=config.mode, batch_size=config.batch_size,
                   progress=progress and shard.is_main, shard=shard)
         if not shard.is_main:
             return None
-        if new:
+        if new or skipped:
             store.append({"attack": EXTENSION, "batch": sum(r["attack"] == EXTENSION for r in rows),
-                          "order": [a.label for a in new], "seconds": 0.0})
+                          "order": [a.label for a in new], "skipped": [list(s) for s in skipped], "seconds": 0.0})
         results = derive_results(out)
     log.info("extension finished in %.1f s", time.perf_counter() - start)
     return results

@@ -8,6 +8,7 @@ from audit.report.text import (
     STATUS_MARK,
     aa_vs_adaptive,
     claim_sentence,
+    failure_text,
     gain_rows,
     gain_sentence,
     headline,
@@ -52,6 +53,8 @@ def render_markdown(results: dict, figures: list[tuple[str, Path]]) -> str:
               f"- rule: {results.get('worst_case_rule', '')}", ""]
     for warning in results.get("warnings", []):
         lines.append(f"> warning: {warning}")
+    for failed in results.get("failed_batches", []):
+        lines.append(f"> not run: {failure_text(failed)}")
     lines += ["## Attacks", "",
               "| attack | gradient | ran on | broke | robust accuracy alone (95% interval) "
               "| forward | backward | seconds |",

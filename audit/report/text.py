@@ -129,3 +129,9 @@ def suite_text(results: dict) -> str:
     if results.get("extended_with"):
         text += "; then added by `audit extend`: " + ", ".join(results["extended_with"])
     return text
+
+
+def failure_text(failed: dict) -> str:
+    """One failed batch of results.json's `failed_batches`, in words."""
+    return (f"{failed['attack']} failed on batch {failed['batch']} ({failed['samples']} samples not run): "
+            f"{failed['error']}; re-run the same command to retry it")
