@@ -222,7 +222,7 @@ def facts_of(rows: list[dict]) -> dict | None:
         return None
     extensions = [r for r in rows if r["attack"] == EXTENSION]
     added = [label for r in extensions for label in r["order"]]
-    skipped = facts["skipped"] + [s for r in extensions for s in r.get("skipped", [])]
+    skipped = facts.get("skipped", []) + [s for r in extensions for s in r.get("skipped", [])]  # a base audit has none
     return {**facts, "order": facts["order"] + added, "extended_with": added, "skipped": skipped}
 
 

@@ -422,3 +422,83 @@ def test_a_factory_model_is_checked_against_the_datasets_class_count():
     defense = build_defense(AuditConfig(model=f"{FAULTY}:hundred_classes", dataset="foolbox-imagenet"), False)
     assert defense.num_classes == 1000
     assert build_defense(AuditConfig(model="demo-standard"), progress=False).num_classes == 10
+
+
+# --- a process killed part-way (simulated in-process: an exception nothing catches, raised between two writes) ----
+class Killed(BaseException):
+    """Stands for SIGKILL: not an Exception, so no handler of ours catches it; it stops the run where it is."""
+
+
+def _kill_at_append(monkeypatch, attack_prefix: str, after: int = 0) -> None:
+    """The process dies just before its `after`+1-th store write of a row whose attack starts with the prefix."""
+    from audit import store
+
+    original = store.ResultStore.append
+    seen = {"n": 0}
+
+    def append(self, record):
+        if record["attack"].startswith(attack_prefix):
+            seen["n"] += 1
+            if seen["n"] > after:
+                raise Killed
+        original(self, record)
+
+    monkeypatch.setattr(store.ResultStore, "append", append)
+
+
+def test_killed_during_the_probes_resumes_to_the_same_results(tmp_path, monkeypatch, fmnist_test):
+    import audit.probes as probes
+
+    def steady(defense, x, y, threat, seed, config):
+        return {"value": float(x.sum())}
+
+    monkeypatch.setattr(probes, "PROBES", tuple(probes.Probe(name, steady) for name in ("one", "two", "three")))
+    reference, out = tmp_path / "reference", tmp_path / "killed"
+    assert main(argv(reference, "--diagnostics-n", "2")) == 0  # the later --diagnostics-n counts
+    with monkeypatch.context() as killed:
+        _kill_at_append(killed, "probe:", after=2)  # the randomness probe and the first are stored, not the second
+        with pytest.raises(Killed):
+            main(argv(out, "--diagnostics-n", "2"))
+    before = lines(out)
+    assert [k for k, _ in keys(out) if k.startswith("probe:")] == ["probe:randomized", "probe:one"]
+    assert main(argv(out, "--diagnostics-n", "2")) == 0
+    assert lines(out)[: len(before)] == before
+    assert [k for k, _ in keys(out) if k.startswith("probe:")] == [k for k, _ in keys(reference)
+                                                                   if k.startswith("probe:")]
+    ours, theirs = (json.loads((d / "results.json").read_text()) for d in (out, reference))
+    assert [p["name"] for p in ours["probes"]] == [p["name"] for p in theirs["probes"]]
+    assert (out / "samples.csv").read_text() == (reference / "samples.csv").read_text()
+
+
+def test_killed_while_writing_the_report_leaves_no_half_file(reference, tmp_path, monkeypatch):
+    import audit.report
+
+    out = copy(reference, tmp_path)
+    (out / "report.html").unlink()
+    html = (reference / "report.html").read_text()
+
+    def dies(*args, **kwargs):
+        raise Killed
+
+    with monkeypatch.context() as killed:
+        killed.setattr(audit.report, "render_html", dies)
+        with pytest.raises(Killed):
+            main(["report", str(out)])
+    assert not (out / "report.html").exists(), "no half-written report"
+    assert (out / "samples.csv").read_text() == (reference / "samples.csv").read_text()
+    assert main(["report", str(out)]) == 0
+    assert (out / "report.html").read_text().count("<tr>") == html.count("<tr>")
+
+
+def test_killed_during_extend_resumes_to_the_same_results(finished, tmp_path, monkeypatch):
+    uninterrupted, out = copy(finished, tmp_path / "a"), copy(finished, tmp_path / "b")
+    command = ["extend", "--attacks", "apgd-ce@iters=2", "--quiet"]
+    assert main([command[0], str(uninterrupted), *command[1:]]) == 0
+    with monkeypatch.context() as killed:
+        _kill_at_append(killed, "apgd-ce")  # dies before the extension's first batch is stored
+        with pytest.raises(Killed):
+            main([command[0], str(out), *command[1:]])
+    assert "apgd-ce" not in (out / "records.jsonl").read_text()
+    assert main([command[0], str(out), *command[1:]]) == 0
+    assert (out / "samples.csv").read_text() == (uninterrupted / "samples.csv").read_text()
+    assert sorted(keys(out)) == sorted(keys(uninterrupted))
