@@ -20,9 +20,9 @@ model was a dtype RuntimeError from the calibration pass (and on a model with no
 traceback); argparse printed its multi-line usage; torch's pickle-protocol warning added a second stderr line to the
 untrusted-checkpoint
 refusal; a RobustBench name with a missing checkpoint built a WRN-94-16 (seconds, gigabytes) before saying
-"not found". By the oracle and the other subcommands (tests/test_faults.py has a row for each): `--checkpoint` with a
-shipped model was accepted and ignored; `sparsify --alphas -1`, `--eps 0`, `--n 0` and `train --epochs 0` were not
-refused; `train`/`sparsify`/`compare --out` into a missing folder failed only after the work, in a traceback;
+"not found". By the oracle and the other subcommands (each now covered here or in tests/test_faults.py):
+`--checkpoint` with a shipped model was accepted and ignored; `sparsify --alphas -1 --eps 0 --n 0` was a traceback,
+not a refusal; `train`/`sparsify`/`compare --out` into a missing folder failed only after the work, in a traceback;
 `report`/`compare` on a results.json without its keys was a KeyError.
 """
 from __future__ import annotations
