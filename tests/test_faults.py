@@ -502,3 +502,55 @@ def test_killed_during_extend_resumes_to_the_same_results(finished, tmp_path, mo
     assert main([command[0], str(out), *command[1:]]) == 0
     assert (out / "samples.csv").read_text() == (uninterrupted / "samples.csv").read_text()
     assert sorted(keys(out)) == sorted(keys(uninterrupted))
+
+
+@pytest.mark.slow
+def test_one_rank_of_torchrun_killed_then_resumed_equals_one_process(tmp_path, fmnist_test):
+    """SIGKILL of rank 1 of a 2-process torchrun in the middle of an attack: torchrun stops the other rank, every
+    batch either rank stored is kept, and the same torchrun command resumes to what one process gives."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONPATH": str(root)}
+    args = ["run", "--model", "demo-adversarial", "--n", "32", "--batch-size", "4", "--attacks",
+            "fgsm,apgd-ce@iters=60", "--diagnostics-n", "0", "--quiet"]
+    single, out = tmp_path / "single", tmp_path / "sharded"
+    subprocess.run([sys.executable, "-m", "audit.cli", *args, "--out", str(single)], check=True, env=env, cwd=root,
+                   timeout=600, stdout=subprocess.DEVNULL)
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m",
+                "audit.cli", "--", *args, "--out", str(out)]
+    process = subprocess.Popen(torchrun, env=env, cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def rank1() -> int | None:
+        for entry in Path("/proc").iterdir():
+            try:
+                status = (entry / "status").read_text()
+                environ = (entry / "environ").read_bytes().split(b"\0")
+            except (OSError, ValueError):
+                continue
+            if f"PPid:\t{process.pid}\n" in status and b"RANK=1" in environ:
+                return int(entry.name)
+        return None
+
+    deadline = time.monotonic() + 300
+    records = out / "records.rank1.jsonl"
+    while time.monotonic() < deadline and process.poll() is None:
+        if records.exists() and '"attack":"apgd-ce@iters=60"' in records.read_text():
+            break
+        time.sleep(0.05)
+    pid = rank1()
+    assert process.poll() is None and pid is not None, "the run ended before rank 1 could be killed"
+    os.kill(pid, signal.SIGKILL)
+    assert process.wait(timeout=300) != 0
+    before = {p.name: p.read_text() for p in out.glob("records*.jsonl")}
+    apgd = sum(text.count('"attack":"apgd-ce@iters=60"') for text in before.values())
+    assert 1 <= apgd < 7, "the kill came after the last apgd-ce batch: nothing to resume"
+    subprocess.run(torchrun, check=True, env=env, cwd=root, timeout=600, stdout=subprocess.DEVNULL)
+    for name, text in before.items():  # nothing stored before the kill is lost (a cut last line is moved aside)
+        kept = (out / name).read_text()
+        assert kept.startswith(text[: text.rfind("\n") + 1]), name
+    assert (out / "samples.csv").read_text() == (single / "samples.csv").read_text()
