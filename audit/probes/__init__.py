@@ -5,7 +5,7 @@ read only the store, so `audit report DIR` rebuilds every finding without the mo
 Each probe runs on the first `diagnostics_n` test images with its own seed (derived from the run's seed and its
 name) and returns a plain-JSON measurement. A probe that raises is stored as an error, which its checks turn into
 `skipped` findings marked `error`: the verdict is then `inconclusive`, never a clean bill of health. Its row is not
-`done` (it carries `error`), so a resume runs it again, and the later row is the one read.
+`done` (it carries `error`), so a resume runs it again, and the retry is the row that is read.
 """
 from __future__ import annotations
 
