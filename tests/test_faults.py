@@ -108,6 +108,21 @@ def test_a_damaged_line_is_found_and_only_its_batch_runs_again(reference, tmp_pa
     assert main(argv(out)) == 0 and "damaged" not in caplog.text, "reported once, then repaired"
 
 
+def test_a_store_written_before_checksums_is_read_and_resumed(reference, tmp_path, caplog):
+    """Lines without a checksum before the first line with one are an older store's: read as they are."""
+    out = copy(reference, tmp_path)
+    rows = [json.loads(line) for line in lines(out)]
+    last_apgd = max(i for i, r in enumerate(rows) if r["attack"] == "apgd-ce@iters=2")
+    legacy = [json.dumps({k: v for k, v in r.items() if k != "crc"}, separators=(",", ":")) + "\n"
+              for i, r in enumerate(rows) if i != last_apgd]
+    (out / "records.jsonl").write_text("".join(legacy))
+    assert main(argv(out)) == 0
+    assert "damaged" not in caplog.text
+    assert lines(out)[: len(legacy)] == legacy and len(lines(out)) == len(legacy) + 1
+    assert '"crc":"' in lines(out)[-1] and keys(out)[-1][0] == "apgd-ce@iters=2", "only the missing batch ran"
+    assert (out / "samples.csv").read_text() == (reference / "samples.csv").read_text()
+
+
 def test_a_report_skips_a_damaged_line_and_reads_the_lines_after_it(reference, tmp_path, capsys):
     out = copy(reference, tmp_path)
     stored = lines(out)
