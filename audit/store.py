@@ -3,9 +3,9 @@
 `records.jsonl` holds one JSON line per (attack, batch), flushed and fsynced as soon as it is produced. Each line
 ends in a checksum of the rest of it (`"crc"`), so damage anywhere in the file (a line cut short by a crash, a
 flipped byte, a line overwritten by another program) is found per line: the damaged line is reported (file and
-line), moved to `<file>.damaged` so nothing written is thrown away, and only what it held is run again; every
-other line is kept. `config.json` pins the configuration: resuming with a different one is refused, so results of
-different runs never mix.
+line) and skipped, never the lines after it; the process that writes the file moves it to `<file>.damaged` (so
+nothing written is thrown away) and runs again only what it held; every other line is kept. `config.json` pins
+the configuration: resuming with a different one is refused, so results of different runs never mix.
 
 A row with an `error` key is an (attack, batch) that failed (audit/suite.py): it is kept and shown, but not `done`,
 so a resume runs it again.
@@ -35,7 +35,8 @@ class ConfigMismatch(UserError, ValueError):
 
 
 class ResultStore:
-    def __init__(self, directory: str | Path, config: dict[str, Any], rank: int = 0, world_size: int = 1) -> None:
+    def __init__(self, directory: str | Path, config: dict[str, Any], rank: int = 0, world_size: int = 1,
+                 repair: bool = True) -> None:
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         config_path = self.directory / CONFIG_FILE
@@ -56,7 +57,8 @@ class ResultStore:
         # One file per rank when sharded, so no two processes append to the same file.
         self.path = self.directory / (RECORDS_FILE if world_size == 1 else f"records.rank{rank}.jsonl")
         self._reported: set[tuple[Path, int]] = set()  # damaged lines of other files, warned about once
-        self._repair()
+        if repair:  # only a writer repairs: a reader rewriting the file could lose a running writer's next line
+            self._repair()
         self._done = {(r["attack"], r["batch"]) for r in self.records() if "batch" in r and "error" not in r}
 
     @classmethod
@@ -65,7 +67,7 @@ class ResultStore:
         config_path = Path(directory) / CONFIG_FILE
         if not config_path.exists():
             raise ConfigMismatch(f"{directory} is not an `audit run` output directory (no {CONFIG_FILE})")
-        return cls(directory, read_config(config_path))
+        return cls(directory, read_config(config_path), repair=False)
 
     def _repair(self) -> None:
         """Move this process's damaged lines (a last line left half-written by a killed process, or damage

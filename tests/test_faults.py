@@ -127,7 +127,10 @@ def test_a_report_skips_a_damaged_line_and_reads_the_lines_after_it(reference, t
     out = copy(reference, tmp_path)
     stored = lines(out)
     (out / "records.jsonl").write_text("".join(stored[:3]) + _garble(stored[3]) + "".join(stored[4:]))
+    damaged = (out / "records.jsonl").read_text()
     assert main(["report", str(out)]) == 0
+    # A reader never rewrites the records (a run still appending to them would lose its next line).
+    assert (out / "records.jsonl").read_text() == damaged and not (out / "records.jsonl.damaged").exists()
     results = json.loads((out / "results.json").read_text())
     # The batch on line 4 is missing (its 4 samples), every later line is read: apgd-ce ran on all of them.
     assert statuses(out, "fgsm").count("not_run:missing") == 4
