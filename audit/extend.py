@@ -23,6 +23,7 @@ from attacks.threat_model import ThreatModel
 from audit.data import load_dataset
 from audit.distributed import Shard
 from audit.inputs import AuditInputError
+from audit.outcomes import Outcomes
 from audit.pipeline import (
     EXTENSION,
     build_defense,
@@ -67,6 +68,7 @@ def extend_audit(out: str | Path, attacks: list[str], data_dir: str | None = Non
     added = [make_attack(name) for name in attacks]  # a bad name stops here, before the model is built
     ran = facts["order"] + [name for name, _ in facts["skipped"]]  # planned already: run, or not applicable
     rows = list(ResultStore.open_existing(out).records())
+    _check_complete(rows, facts, config.mode, out)
     finished = [Finished(label, _on_survivors(rows, label)) for label in facts["order"]]
     defense = build_defense(config, progress)
     defense.to(device)
@@ -93,6 +95,19 @@ def extend_audit(out: str | Path, attacks: list[str], data_dir: str | None = Non
         results = derive_results(out)
     log.info("extension finished in %.1f s", time.perf_counter() - start)
     return results
+
+
+def _check_complete(rows: list[dict[str, Any]], facts: dict, mode: str, out: Path) -> None:
+    """Refuse to extend a run whose stored results lack samples (a damaged record): the finished attacks are only
+    read here, so `audit run` must run what is missing first."""
+    clean = next((r for r in rows if r["attack"] == CLEAN), None)
+    missing = [] if clean is None else [
+        label for label, status in Outcomes.from_rows(clean, rows, facts["order"], mode).status.items()
+        if "not_run:missing" in status]
+    if clean is None or missing:
+        raise AuditInputError(f"{out} lacks stored results of {', '.join(missing) or 'the clean inputs'} (a damaged "
+                              f"record?); run the audit's `audit run` command with this --out first (it re-runs only "
+                              f"what is missing), then extend")
 
 
 def _on_survivors(rows: list[dict[str, Any]], label: str) -> bool:

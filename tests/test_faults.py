@@ -345,6 +345,25 @@ def test_extend_refuses_bpda_on_a_model_with_nothing_to_bypass(finished, tmp_pat
     assert (out / "records.jsonl").read_text() == records
 
 
+def test_extend_refuses_a_run_with_a_damaged_record_until_run_repairs_it(finished, tmp_path, capsys):
+    out = copy(finished, tmp_path)
+    stored = lines(out)
+    number = next(i for i, r in enumerate(map(json.loads, stored), 1) if r["attack"] == "fgsm")
+    (out / "records.jsonl").write_text("".join(stored[: number - 1]) + _flip_digit(stored[number - 1])
+                                       + "".join(stored[number:]))
+    damaged = (out / "records.jsonl").read_text()
+    extend = ["extend", str(out), "--attacks", "apgd-ce@iters=2", "--quiet"]
+    capsys.readouterr()
+    assert main(extend) == 2
+    err = one_line_error(capsys)
+    assert "lacks stored results of fgsm" in err and "`audit run`" in err
+    assert (out / "records.jsonl").read_text() == damaged
+    assert main(["run", "--model", "demo-standard", "--n", "8", "--attacks", "fgsm", "--diagnostics-n", "0",
+                 "--quiet", "--out", str(out)]) == 0
+    assert main(extend) == 0
+    assert statuses(out, "fgsm") == statuses(finished, "fgsm")
+
+
 def test_extend_plans_gradient_free_like_run(tmp_path, capsys, monkeypatch, fmnist_test):
     import defenses.auto_bpda
 
