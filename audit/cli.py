@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import math
 import os
 import sys
 from pathlib import Path
@@ -13,6 +14,8 @@ from audit.errors import UsageError, describe_error, one_line
 from audit.progress import progress_bars_off
 
 log = logging.getLogger("audit")
+STRICT_HELP = ("exit with an error (code 2) when an attack failed on a batch (out of memory, NaN logits...): such "
+               "batches are stored as not_run:error, listed in the report, and retried by a resume")
 __all__ = ["UsageError", "build_parser", "main"]
 
 
@@ -30,6 +33,12 @@ def _cmd_train(args: argparse.Namespace) -> None:
     from audit.train import TrainConfig, clean_accuracy, describe, pgd_accuracy, train
     from defenses.checkpoints import save_checkpoint
 
+    _check_out_file(args.out)
+    _check_device_option(args.device)
+    for option, value in (("--epochs", args.epochs), ("--width", args.width)):
+        if value <= 0:
+            raise UsageError(f"{option} must be positive, not {value}")
+    _check_eps(args.eps)
     config = TrainConfig(method=args.method, epochs=args.epochs, seed=args.seed, eps=args.eps, width=args.width)
     torch.set_num_threads(max(1, torch.get_num_threads()))
     model, history = train(
@@ -62,6 +71,14 @@ def _cmd_sparsify(args: argparse.Namespace) -> None:
     from defenses.checkpoints import read_metadata, save_checkpoint
     from defenses.models.registry import CHECKPOINT_DIR, SHIPPED, load_shipped
 
+    _check_out_file(args.out)
+    if args.model not in SHIPPED:
+        raise UsageError(f"--model {args.model!r} is not a shipped model; choose one of {', '.join(SHIPPED)}")
+    _check_eps(args.eps)
+    if args.n <= 0:
+        raise UsageError(f"--n must be positive, not {args.n}")
+    if not all(math.isfinite(a) and a >= 0 for a in args.alphas):
+        raise UsageError(f"--alphas must be numbers 0 or more, not {' '.join(map(str, args.alphas))}")
     base = load_shipped(args.model)
     model = sparsify(base, 0.0)
     train = load_dataset("fashion-mnist", "train-only", args.data_dir)
@@ -146,6 +163,15 @@ def _cmd_run(args: argparse.Namespace) -> None:
         shutdown(shard)
     if results is not None:
         print("\n".join([*summary_lines(results), f"  report: {args.out / 'report.html'}"]))
+        _check_strict(args, results)
+
+
+def _check_strict(args: argparse.Namespace, results: dict) -> None:
+    """--strict: a batch an attack failed on (stored as not_run:error) makes the exit non-zero."""
+    failed = results.get("failed_batches", [])
+    if args.strict and failed:
+        raise UsageError(f"--strict: {len(failed)} batch(es) failed and were not run ({failed[0]['attack']}: "
+                         f"{failed[0]['error']}); the report lists them; re-run the same command to retry them")
 
 
 def _cmd_extend(args: argparse.Namespace) -> None:
@@ -164,6 +190,29 @@ def _cmd_extend(args: argparse.Namespace) -> None:
         shutdown(shard)
     if results is not None:
         print("\n".join([*summary_lines(results), f"  report: {args.dir / 'report.html'}"]))
+        _check_strict(args, results)
+
+
+def _check_out_file(out: Path) -> None:
+    """An output file goes into an existing, writable folder: checked before minutes of training or sweeping."""
+    folder = out.parent
+    if out.is_dir():
+        raise UsageError(f"--out {out} is a directory; give a file name, e.g. {out / 'model.safetensors'}")
+    if not folder.is_dir():
+        raise UsageError(f"--out {out}: folder {folder} does not exist; create it first (mkdir -p {folder})")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise UsageError(f"--out {out}: folder {folder} is not writable; choose another --out")
+
+
+def _check_eps(eps: float) -> None:
+    if not (0 < eps < 1):
+        raise UsageError(f"--eps is a Linf radius on [0, 1] images (e.g. 0.1), so in (0, 1), not {eps}")
+
+
+def _check_device_option(device: str) -> None:
+    from audit.inputs import check_device
+
+    check_device(device)
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
@@ -210,6 +259,8 @@ def _cmd_report(args: argparse.Namespace) -> None:
 def _cmd_compare(args: argparse.Namespace) -> None:
     from audit.comparison import compare
 
+    if args.out is not None:
+        _check_out_file(args.out)
     print(compare(args.dir_a, args.dir_b, args.out))
 
 
@@ -271,6 +322,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                    help="the robust accuracy a paper claims, as a fraction (RobustBench entries: its published "
                         "AutoAttack accuracy)")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--strict", action="store_true", help=STRICT_HELP)
     p.add_argument("--out", type=Path, required=True, help="output directory (re-running with it resumes)")
 
 
@@ -313,6 +365,7 @@ def build_parser() -> argparse.ArgumentParser:
     extend.add_argument("--trust-checkpoint", action="store_true",
                         help="as for the run: allow unpickling a legacy checkpoint (runs code from the file!)")
     extend.add_argument("--device", default="cpu", help="cpu or cuda")
+    extend.add_argument("--strict", action="store_true", help=STRICT_HELP)
     extend.set_defaults(handler=_cmd_extend)
 
     verify = sub.add_parser("verify", help="check a run's stored adversarial examples on the model (forwards only)")
@@ -369,15 +422,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _interrupted(args: argparse.Namespace, argv: list[str]) -> str:
     """Ctrl-C: what was kept and how to go on, in one line."""
-    if args.command != "run":
+    if args.command not in ("run", "extend"):
         return "audit: interrupted"
-    out = args.out
+    out = args.out if args.command == "run" else args.dir
     if not (out / "config.json").exists():
         return f"audit: interrupted before any result was stored; nothing was written to {out}"
     import shlex
 
+    same = "with the same --out" if args.command == "run" else "on the same directory"
     return (f"audit: interrupted; the results finished so far are kept in {out}; to resume, run the same command "
-            f"with the same --out: audit {shlex.join(argv)}")
+            f"{same}: audit {shlex.join(argv)}")
 
 
 def main(argv: list[str] | None = None) -> int:

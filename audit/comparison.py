@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from audit.report import load_results
+from audit.report import load_results, reading
 from audit.report.text import pct
 from audit.stats import clopper_pearson, mcnemar_one_sided
 
@@ -41,6 +41,11 @@ def paired_difference(a: list[bool], b: list[bool]) -> dict:
 
 
 def compare(dir_a: str | Path, dir_b: str | Path, out: str | Path | None = None) -> str:
+    with reading(Path(dir_a) / "results.json", Path(dir_b) / "results.json"):
+        return _compare(dir_a, dir_b, out)
+
+
+def _compare(dir_a: str | Path, dir_b: str | Path, out: str | Path | None) -> str:
     a, b = load_results(dir_a), load_results(dir_b)
     same_images = (a["threat_model"] == b["threat_model"] and a["dataset"] == b["dataset"]
                    and a["n_samples"] == b["n_samples"] and a["seed"] == b["seed"])

@@ -190,6 +190,11 @@ DATASETS = ("fashion-mnist", "mnist", "cifar10", "cifar100", "imagenet", "foolbo
             "foolbox-imagenet")
 
 
+def num_classes(dataset: str) -> int:
+    """The dataset's class count, without loading it (what a `PATH.py:FACTORY` model is checked against)."""
+    return {"cifar100": 100, "foolbox-cifar100": 100, "imagenet": 1000, "foolbox-imagenet": 1000}.get(dataset, 10)
+
+
 def load_dataset(name: str, split: str = "test", data_dir: str | Path | None = None) -> Dataset:
     """One entry point by name. `split` is `train`, `test`, or for Fashion-MNIST/MNIST also `train-only`
     (the training images minus the validation split) and `validation` (the last 5000 training images)."""

@@ -18,25 +18,26 @@ import torch
 
 from attacks.base import Attack, AttackOutput
 from attacks.registry import make_attack
+from attacks.suites import survivors_last
 from attacks.threat_model import ThreatModel
 from audit.data import load_dataset
 from audit.distributed import Shard
 from audit.evidence import broken_pairs, collect_evidence
 from audit.fingerprint import fingerprint
-from audit.inputs import AuditInputError
+from audit.inputs import AuditInputError, check_inputs
+from audit.outcomes import Outcomes
 from audit.pipeline import (
     EXTENSION,
     build_defense,
-    clean_predictions,
     derive_results,
     finished_facts,
     log_file,
     open_store,
+    plan_attacks,
     stored_config,
 )
 from audit.store import ResultStore
 from audit.suite import CLEAN, run_suite
-from defenses.protocol import Defense
 
 log = logging.getLogger(__name__)
 
@@ -65,46 +66,53 @@ def extend_audit(out: str | Path, attacks: list[str], data_dir: str | None = Non
     facts = finished_facts(out)
     config = replace(stored_config(facts), trust_checkpoint=trust_checkpoint)
     added = [make_attack(name) for name in attacks]  # a bad name stops here, before the model is built
-    ran = facts["order"]
-    new = [a for a in added if a.label not in ran]
+    ran = facts["order"] + [name for name, _ in facts["skipped"]]  # planned already: run, or not applicable
     rows = list(ResultStore.open_existing(out).records())
-    finished = [Finished(label, _on_survivors(rows, label)) for label in ran]
+    _check_complete(rows, facts, config.mode, out)
+    finished = [Finished(label, _on_survivors(rows, label)) for label in facts["order"]]
     defense = build_defense(config, progress)
     defense.to(device)
     test = load_dataset(config.dataset, "test", data_dir).subset(config.n, config.seed)
-    identity = config.identity(fingerprint(config, defense, test.images, test.labels))
-    _check_same_model(defense, test.images, rows, config.batch_size, out)
-    store = open_store(out, identity, shard)  # refused, naming what, if the model, data or versions changed
+    # Other weights, images or versions than the run's are refused here, naming what changed (audit/fingerprint.py).
+    store = open_store(out, config.identity(fingerprint(config, defense, test.images, test.labels)), shard)
+    check_inputs(defense, test.images, test.labels)  # as `audit run`: its forwards also let automatic BPDA scan
+    # As `audit run` plans an attack list: +bpda on a model with nothing to bypass is refused, and a gradient attack
+    # no gradient reaches is listed as not applicable (with the stronger Square added).
+    plan = plan_attacks(replace(config, attacks=tuple(a.label for a in added)), defense)
+    skipped = [s for s in plan.skipped if s[0] not in ran]
+    new = [a for a in survivors_last(plan.attacks) if a.label not in ran]
     with log_file(out, shard):
         start = time.perf_counter()
-        if not new:
+        if not new and not skipped:
             log.info("every attack asked for has run already (%s)", ", ".join(a.label for a in added))
         run_suite(defense, test.images, test.labels, ThreatModel(config.norm, config.eps), [*finished, *new],
                   config.seed, store=store, mode=config.mode, batch_size=config.batch_size,
                   progress=progress and shard.is_main, shard=shard, keep_examples=config.keep_examples != "none")
         if not shard.is_main:
             return None
-        collect_evidence(out, config.keep_examples, test, [*ran, *(a.label for a in new)], config.seed,
+        collect_evidence(out, config.keep_examples, test, [*facts["order"], *(a.label for a in new)], config.seed,
                          bool(facts["randomized"]), broken_pairs(store.records()))
-        if new:
+        if new or skipped:
             store.append({"attack": EXTENSION, "batch": sum(r["attack"] == EXTENSION for r in rows),
-                          "order": [a.label for a in new], "seconds": 0.0})
+                          "order": [a.label for a in new], "skipped": [list(s) for s in skipped], "seconds": 0.0})
         results = derive_results(out)
     log.info("extension finished in %.1f s", time.perf_counter() - start)
     return results
 
 
+def _check_complete(rows: list[dict[str, Any]], facts: dict, mode: str, out: Path) -> None:
+    """Refuse to extend a run whose stored results lack samples (a damaged record): the finished attacks are only
+    read here, so `audit run` must run what is missing first."""
+    clean = next((r for r in rows if r["attack"] == CLEAN), None)
+    missing = [] if clean is None else [
+        label for label, status in Outcomes.from_rows(clean, rows, facts["order"], mode).status.items()
+        if "not_run:missing" in status]
+    if clean is None or missing:
+        raise AuditInputError(f"{out} lacks stored results of {', '.join(missing) or 'the clean inputs'} (a damaged "
+                              f"record?); run the audit's `audit run` command with this --out first (it re-runs only "
+                              f"what is missing), then extend")
+
+
 def _on_survivors(rows: list[dict[str, Any]], label: str) -> bool:
     row = next((r for r in rows if r["attack"] == label), None)
     return bool(row and row.get("attributes", {}).get("on_survivors"))
-
-
-def _check_same_model(defense: Defense, images: torch.Tensor, rows: list[dict], batch_size: int, out: Path) -> None:
-    """Refuse to extend with a model (or data) whose clean predictions differ from the stored ones: the new attacks'
-    results would not belong with the old. A randomized forward is not compared (its predictions vary by draw)."""
-    if defense.random_forward:
-        return
-    clean = next(r for r in rows if r["attack"] == CLEAN)
-    if clean_predictions(defense, images, batch_size, defense.device) != clean["prediction"]:
-        raise AuditInputError(f"the model and data as {out} records them no longer give its clean predictions "
-                              "(different weights, data or library versions?); audit again into a new --out")

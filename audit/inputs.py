@@ -60,6 +60,10 @@ def validate_config(config: AuditConfig) -> ThreatModel:
     if config.meansparse_alpha is not None and not (math.isfinite(config.meansparse_alpha)
                                                     and config.meansparse_alpha >= 0):
         raise AuditInputError(f"--meansparse-alpha must be 0 or more (e.g. 0.25), not {config.meansparse_alpha}")
+    if config.checkpoint is not None and (config.robustbench_dir is not None or ".py:" not in config.model):
+        # A shipped or RobustBench model loads its own weights: the checkpoint would be silently ignored.
+        raise AuditInputError(f"--checkpoint gives the weights of a PATH.py:FACTORY model; {config.model} loads its "
+                              f"own, so drop --checkpoint (or give the model as PATH.py:FACTORY)")
     if config.attacks:
         from attacks.registry import canonical_name
 

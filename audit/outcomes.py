@@ -4,7 +4,8 @@ Every (sample, attack) pair has a status: `broken`, `held`, or `not_run:<reason>
 `misclassified` (the clean input is already wrong on some draw, so there is nothing to attack), `cascade` (an
 earlier attack, or an earlier part of AutoAttack, already broke it: in cascade mode, or for an attack that runs on
 the survivors of the others, `Attack.on_survivors`), `not-queried` (an evidence-first Square left it alone: its
-probe broke nothing) or `missing` (no record: the run was cut short).
+probe broke nothing), `error` (the attack failed on its batch; the row's `error` says how, and a resume retries
+it) or `missing` (no record: the run was cut short).
 A sample that was not attacked is never counted as robust or as missed: accuracies and comparisons count only
 samples the attacks ran on, and say how many that was.
 
@@ -74,7 +75,8 @@ class Outcomes:
             cost = {"n_forward": 0.0, "n_backward": 0.0, "seconds": 0.0, "violations": 0}
             extra: dict[str, dict[int, Any]] = {}
             attributes: dict = {}
-            for row in sorted(by_attack[label], key=lambda r: r["batch"]):
+            # A failed batch's row first, so the rows of its retry (audit/suite.py) replace it.
+            for row in sorted(by_attack[label], key=lambda r: ("error" not in r, r["batch"])):
                 attributes = row.get("attributes", attributes)
                 for position, index in enumerate(row["indices"]):
                     seen[index] = True

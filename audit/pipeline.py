@@ -15,7 +15,7 @@ import torch
 from attacks.suites import SuitePlan, plan_suite, survivors_last
 from attacks.threat_model import ThreatModel
 from audit.config import AuditConfig
-from audit.data import load_dataset
+from audit.data import load_dataset, num_classes
 from audit.distributed import Shard
 from audit.environment import environment
 from audit.evidence import broken_pairs, collect_evidence, evidence_summary
@@ -26,7 +26,7 @@ from audit.outcomes import Outcomes
 from audit.probes import PREFIX as PROBE_PREFIX
 from audit.results import assemble_results, write_outputs
 from audit.store import ResultStore
-from audit.suite import CLEAN, run_suite
+from audit.suite import CLEAN, failed_batches, run_suite
 from defenses.protocol import Defense, Undefended
 
 log = logging.getLogger(__name__)
@@ -74,7 +74,8 @@ def transfer_attacks(config: AuditConfig, device: str) -> list:
 
 
 def build_defense(config: AuditConfig, progress: bool = True) -> Defense:
-    defense, _ = resolve_model(config.model, checkpoint=config.checkpoint, robustbench_dir=config.robustbench_dir,
+    defense, _ = resolve_model(config.model, num_classes=num_classes(config.dataset), checkpoint=config.checkpoint,
+                               robustbench_dir=config.robustbench_dir,
                                 trust_checkpoint=config.trust_checkpoint,
                                 dataset=config.dataset, threat=config.norm)  # picks among same-named zoo entries
     if config.meansparse_alpha is not None:
@@ -136,6 +137,7 @@ def run_audit(config: AuditConfig, out: str | Path, data_dir: str | None = None,
         check_base_run(identity, [a.label for a in plan.attacks], base_run, defense, test.images, config.batch_size)
     out = Path(out)
     store = open_store(out, identity, shard)
+    _check_claim(config, store, out)
     with log_file(out, shard):
         start = time.perf_counter()
         run_suite(defense, test.images, test.labels, threat, plan.attacks, config.seed, store=store,
@@ -163,6 +165,19 @@ def run_audit(config: AuditConfig, out: str | Path, data_dir: str | None = None,
         results = derive_results(out)
     log.info("audit finished in %.1f s", time.perf_counter() - start)
     return results
+
+
+def _check_claim(config: AuditConfig, store: ResultStore, out: Path) -> None:
+    """A finished run's verdict was judged against the claim it was run with: refuse another one, rather than
+    print a verdict about a claim that was silently ignored."""
+    facts = facts_of(list(store.records()))
+    stored = facts["config"].get("claim") if facts else config.claim
+    if stored != config.claim:
+        def text(claim: float | None) -> str:
+            return "no --claim" if claim is None else f"--claim {claim:g}"
+
+        raise AuditInputError(f"{out} was audited with {text(stored)}, not {text(config.claim)}; resume with "
+                              f"{text(stored)}, or audit again into a new --out to judge another claim")
 
 
 def open_store(out: Path, identity: dict, shard: Shard) -> ResultStore:
@@ -228,8 +243,10 @@ def facts_of(rows: list[dict]) -> dict | None:
     facts = next((r for r in rows if r["attack"] == FACTS), None)
     if facts is None:
         return None
-    added = [label for r in rows if r["attack"] == EXTENSION for label in r["order"]]
-    return {**facts, "order": facts["order"] + added, "extended_with": added}
+    extensions = [r for r in rows if r["attack"] == EXTENSION]
+    added = [label for r in extensions for label in r["order"]]
+    skipped = facts.get("skipped", []) + [s for r in extensions for s in r.get("skipped", [])]  # a base audit has none
+    return {**facts, "order": facts["order"] + added, "extended_with": added, "skipped": skipped}
 
 
 def stored_config(facts: dict) -> AuditConfig:
@@ -346,8 +363,13 @@ def derive_results(out: str | Path) -> dict:
         raise AuditInputError(f"{out} holds no finished audit (run `audit run` with the same --out to finish it)")
     config = stored_config(facts)
     outcomes = Outcomes.from_rows(clean, rows, facts["order"], config.mode)
-    measurements = {r["attack"][len(PROBE_PREFIX):]: r["measurement"] for r in rows
-                    if r["attack"].startswith(PROBE_PREFIX)}
+    # One row per probe: a probe that raised and was retried by a resume is read from its retry.
+    probes: dict[str, dict] = {}
+    for r in rows:
+        name = r["attack"][len(PROBE_PREFIX):]
+        if r["attack"].startswith(PROBE_PREFIX) and "error" in probes.get(name, {"error": True}):
+            probes[name] = r
+    measurements = {name: r["measurement"] for name, r in probes.items()}
     findings = run_checks(outcomes, measurements, facts)
     threat = ThreatModel(config.norm, config.eps)
     result_verdict = verdict(findings, outcomes, facts)
@@ -358,13 +380,13 @@ def derive_results(out: str | Path) -> dict:
                                [f.to_json() for f in findings], result_verdict, facts["warnings"],
                                facts["environment"], seconds)
     # What each probe cost, like the attacks' rows (calls through the defense itself; null in older stores).
-    results["probes"] = [{"name": r["attack"][len(PROBE_PREFIX):], "seconds": float(r.get("seconds", 0.0)),
-                          "n_forward": r.get("n_forward"), "n_backward": r.get("n_backward")}
-                         for r in rows if r["attack"].startswith(PROBE_PREFIX)]
+    results["probes"] = [{"name": name, "seconds": float(r.get("seconds", 0.0)), "n_forward": r.get("n_forward"),
+                          "n_backward": r.get("n_backward")} for name, r in probes.items()]
     # The defense kind and its static model, and what the black-box attacks spent and skipped, when test-time.
     results["test_time"] = ({**facts["test_time"], "black_box": _black_box_spend(outcomes)}
                             if facts.get("test_time") else None)
     results["extended_with"] = facts["extended_with"]  # attacks `audit extend` added after the run (in `attacks`)
+    results["failed_batches"] = failed_batches(rows)  # not_run:error batches, retried by a resume
     # What was audited, by content (audit/fingerprint.py), and the evidence kept (audit/evidence.py).
     results["fingerprint"] = {key: facts["config"].get(key) for key in MEANING}
     results["evidence"] = evidence_summary(out)

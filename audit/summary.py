@@ -1,7 +1,15 @@
 """The few lines `audit run` prints at the end (stdout is for results; progress and logs go to stderr)."""
 from __future__ import annotations
 
-from audit.report.text import aa_vs_adaptive, claim_sentence, gain_sentence, headline, interval, pct
+from audit.report.text import (
+    aa_vs_adaptive,
+    claim_sentence,
+    failure_text,
+    gain_sentence,
+    headline,
+    interval,
+    pct,
+)
 
 
 def summary_lines(results: dict) -> list[str]:
@@ -19,4 +27,5 @@ def summary_lines(results: dict) -> list[str]:
     for driver in verdict.get("drivers", [])[:5]:
         lines.append(f"  - {driver.get('id')}: {driver.get('why')}")
     lines.append("  " + headline(results))
+    lines += [f"  not run: {failure_text(failed)}" for failed in results.get("failed_batches", [])]
     return lines

@@ -47,6 +47,8 @@ CASES = [
     # (case, argv after `run`, words the message must contain)
     ("checkpoint missing", ["--model", f"{BAD}:linear", "--checkpoint", "/nonexistent/w.safetensors"], ["not found"]),
     ("checkpoint corrupt", ["--model", f"{BAD}:linear", "--checkpoint", "{garbage.safetensors}"], ["corrupt"]),
+    ("checkpoint with a shipped model", ["--model", "demo-standard", "--checkpoint", "{garbage.safetensors}"],
+     ["--checkpoint", "demo-standard loads its own", "drop --checkpoint"]),
     ("untrusted pickle", ["--model", f"{BAD}:linear", "--checkpoint", "{evil.pt}"], ["--trust-checkpoint"]),
     ("state-dict keys", ["--model", f"{BAD}:linear", "--checkpoint", "{wrong_keys.pt}"], ["missing keys"]),
     ("state-dict shapes", ["--model", f"{BAD}:linear", "--checkpoint", "{wrong_shape.pt}"], ["shape"]),

@@ -1,8 +1,12 @@
-"""Fuzzing `audit run`: generated command lines and generated broken models never end in a traceback.
+"""Fuzzing the command line: generated command lines of every subcommand and generated broken models never end in a
+traceback, and an invalid value is refused.
 
 Each case calls `audit.cli.main` in-process (a subprocess costs seconds; the CLI's handling is the same) and must
-either succeed (exit 0, results.json written) or exit 2 with exactly one line on stderr and no traceback. Anything
-else fails the test with the command line to reproduce it. Hypothesis generates the cases with `derandomize=True`,
+either succeed (exit 0; for `run`, results.json written) or exit 2 with exactly one line on stderr and no
+traceback. The generators know which values are invalid (each option's table lists valid and invalid values), and
+that is the oracle: a line holding an invalid value must exit 2, not merely not crash. Anything else fails the test
+with the command line to reproduce it. `run`, `report`, `compare`, `extend`, `train` and `sparsify` are fuzzed
+(`verify` and `export` do not exist in this branch yet). Hypothesis generates the cases with `derandomize=True`,
 so a run is seeded and repeatable (no example database is written). The default run tries a few hundred cases
 with cheap options (n <= 4, attack budgets of a few steps); `-m slow` tries thousands.
 
@@ -16,13 +20,17 @@ model was a dtype RuntimeError from the calibration pass (and on a model with no
 traceback); argparse printed its multi-line usage; torch's pickle-protocol warning added a second stderr line to the
 untrusted-checkpoint
 refusal; a RobustBench name with a missing checkpoint built a WRN-94-16 (seconds, gigabytes) before saying
-"not found".
+"not found". By the oracle and the other subcommands (each now covered here or in tests/test_faults.py):
+`--checkpoint` with a shipped model was accepted and ignored; `sparsify --alphas -1 --eps 0 --n 0` was a traceback,
+not a refusal; `train`/`sparsify`/`compare --out` into a missing folder failed only after the work, in a traceback;
+`report`/`compare` on a results.json without its keys was a KeyError.
 """
 from __future__ import annotations
 
 import itertools
 import json
 import shlex
+import shutil
 import sys
 import traceback
 from pathlib import Path
@@ -126,6 +134,29 @@ GOOD_MODELS = ["demo-standard", "demo-meansparse", "demo-adversarial", f"{FIXTUR
                f"{BAD}:probabilities", f"{BAD}:half", f"{BAD}:bfloat16"]
 
 
+BAD_MODELS = sorted(set(MODELS) - set(GOOD_MODELS))
+REFUSED_FLAGS = ["--epsilon", "--bogus", "-n"]  # inserted anywhere, each is a usage error
+
+
+def invalid_run(argv: list[str]) -> bool:
+    """The oracle: does this command line hold a value known to be invalid (so it must be refused)? Attack names
+    are left out (a mutation may still be a valid name), and so is a model that only some options make unusable."""
+    if "--model" not in argv:
+        return True
+    if any(flag in argv for flag in REFUSED_FLAGS):
+        return True
+    values = dict(zip(argv, argv[1:]))
+    if values.get("--model") in BAD_MODELS:
+        return True
+    for option, (_, bad) in OPTIONS.items():
+        value = values.get(option)
+        if option == "--eps" and values.get("--norm") == "L2" and value in ("1", "3"):
+            continue  # absurd for Linf, fine for L2 (below 100)
+        if value is not None and value in bad:
+            return True
+    return False
+
+
 @st.composite
 def command_line(draw: st.DrawFn) -> list[str]:
     argv: list[str] = []
@@ -148,11 +179,14 @@ def command_line(draw: st.DrawFn) -> list[str]:
     return argv
 
 
-def _check(argv: list[str], tmp: Path, capsys: pytest.CaptureFixture) -> tuple[int, Path]:
-    """Run one command line; fail with it printed when it crashes or breaks the one-line rule."""
-    argv = [a.format(file=tmp / "a_file", empty_dir=tmp / "empty", garbage=tmp / "garbage.safetensors") for a in argv]
+def _check(argv: list[str], tmp: Path, capsys: pytest.CaptureFixture, command_name: str = "run",
+           invalid: bool = False) -> tuple[int, Path]:
+    """Run one command line; fail with it printed when it crashes, breaks the one-line rule, or (`invalid`: the
+    oracle knows a value in it is invalid) is not refused."""
+    argv = [a.format(file=tmp / "a_file", empty_dir=tmp / "empty", garbage=tmp / "garbage.safetensors", tmp=tmp,
+                     **{name: tmp / name for name in DIRS}) for a in argv]
     out = tmp / f"out{next(_counter)}"
-    full = ["run", "--quiet", *argv, "--out", str(out)]
+    full = ["run", "--quiet", *argv, "--out", str(out)] if command_name == "run" else [command_name, "--quiet", *argv]
     command = "audit " + shlex.join(full)
     if currently_in_test_context():
         note(command)  # hypothesis prints it with the falsifying example
@@ -162,8 +196,10 @@ def _check(argv: list[str], tmp: Path, capsys: pytest.CaptureFixture) -> tuple[i
     except BaseException as error:  # noqa: BLE001 - any escape is the bug we are looking for
         pytest.fail(f"crash: {command}\n{''.join(traceback.format_exception(error))}")
     err = capsys.readouterr().err
+    assert not (invalid and code == 0), f"an invalid value was accepted: {command}"
     if code == 0:
-        assert (out / "results.json").is_file(), f"exit 0 without results: {command}"
+        if command_name == "run":
+            assert (out / "results.json").is_file(), f"exit 0 without results: {command}"
         return code, out
     lines = [line for line in err.splitlines() if line.strip()]
     assert code == 2, f"exit {code}: {command}\n{err}"
@@ -174,12 +210,27 @@ def _check(argv: list[str], tmp: Path, capsys: pytest.CaptureFixture) -> tuple[i
 _counter = itertools.count()
 
 
+# Directories the other subcommands are given: a finished audit, and broken copies of its files.
+DIRS = ("finished", "bad_results", "bad_json", "bad_config")
+
+
 @pytest.fixture(scope="module")
-def fuzz_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def fuzz_dir(tmp_path_factory: pytest.TempPathFactory, fmnist_test) -> Path:
     tmp = tmp_path_factory.mktemp("fuzz")
     (tmp / "a_file").write_text("")
     (tmp / "empty").mkdir()
     (tmp / "garbage.safetensors").write_bytes(b"\x00\x01 not a safetensors file")
+    finished = tmp / "finished"
+    assert main(["run", "--quiet", "--model", "demo-standard", "--n", "4", "--attacks", "fgsm", "--diagnostics-n",
+                 "0", "--out", str(finished)]) == 0
+    for name in ("bad_results", "bad_json", "bad_config"):
+        shutil.copytree(finished, tmp / name)
+    (tmp / "bad_results" / "config.json").unlink()  # a copied results.json alone, without the keys
+    (tmp / "bad_results" / "results.json").write_text('{"model": "x", "attacks": []}')
+    (tmp / "bad_json" / "config.json").unlink()
+    (tmp / "bad_json" / "results.json").write_text('{"model": ')
+    text = (tmp / "bad_config" / "config.json").read_text()
+    (tmp / "bad_config" / "config.json").write_text(text[: len(text) // 2])
     return tmp
 
 
@@ -192,18 +243,110 @@ def _command_lines(examples: int):  # noqa: ANN202 - a test body shared by the d
     @settings(max_examples=examples, **FUZZ)
     @given(argv=command_line())
     def run(argv: list[str], fuzz_dir: Path, capsys: pytest.CaptureFixture) -> None:
-        _check(argv, fuzz_dir, capsys)
+        _check(argv, fuzz_dir, capsys, invalid=invalid_run(argv))
 
     return run
 
 
-def test_fuzz_command_lines(fuzz_dir, capsys, fmnist_test):
+@pytest.fixture
+def no_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--device cuda` is an invalid value on every machine the oracle runs on, GPU or not."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+
+
+def test_fuzz_command_lines(fuzz_dir, capsys, fmnist_test, no_cuda):
     _command_lines(DEFAULT_EXAMPLES)(fuzz_dir=fuzz_dir, capsys=capsys)
 
 
 @pytest.mark.slow
-def test_fuzz_command_lines_many(fuzz_dir, capsys, fmnist_test):
+def test_fuzz_command_lines_many(fuzz_dir, capsys, fmnist_test, no_cuda):
     _command_lines(SLOW_EXAMPLES)(fuzz_dir=fuzz_dir, capsys=capsys)
+
+
+# --- every other subcommand -------------------------------------------------------------------------------------
+# Per subcommand: positional arguments and options, each (valid values, invalid values); None: leave it out. `train`
+# and `sparsify` draw at least one invalid value (their valid runs take minutes), and their work is replaced by a
+# function that fails the test: an invalid value must be refused before any training or sweep starts.
+MISSING_DIRS = ["/nonexistent", "{file}", "{empty_dir}", "{bad_results}", "{bad_json}", "{bad_config}"]
+DATA_DIR = (["/usr/share/datasets/fashion-mnist"], ["/nonexistent", "{file}", "{empty_dir}"])
+DEVICE = (["cpu"], ["tpu", "", "cuda", "meta"])
+SUBCOMMANDS: dict[str, dict[str, tuple[list, list]]] = {
+    "report": {"": (["{finished}"], MISSING_DIRS)},
+    "compare": {"": (["{finished}"], MISSING_DIRS), " ": (["{finished}"], MISSING_DIRS),
+                "--out": ([None, "{tmp}/comparison.md"], ["{tmp}/missing/comparison.md", "{empty_dir}"])},
+    "extend": {"": (["{finished}"], MISSING_DIRS),
+               "--attacks": (["fgsm"], ["pgd-magic", "apgd-ce+bpda-identity", "apgd-ce@iters=0", "fgsm+eot0"]),
+               "--data-dir": ([None, *DATA_DIR[0]], DATA_DIR[1]), "--device": ([None, *DEVICE[0]], DEVICE[1])},
+    "train": {"--method": ([None, "fgsm"], ["sgd", ""]), "--epochs": ([None, "1"], ["0", "-1", "x", "1.5"]),
+              "--eps": ([None, "0.1"], ["0", "-0.1", "nan", "inf", "1", "abc"]),
+              "--width": ([None, "4"], ["0", "-2", "x"]), "--seed": ([None, "3"], ["x"]),
+              "--data-dir": ([None, *DATA_DIR[0]], DATA_DIR[1]), "--device": ([None, *DEVICE[0]], DEVICE[1]),
+              "--out": (["{tmp}/model.safetensors"], ["{tmp}/missing/model.safetensors", "{file}/m.safetensors",
+                                                       "{empty_dir}"])},
+    "sparsify": {"--model": ([None, "demo-adversarial"], ["nope", "demo-meansparse-x", ""]),
+                 "--alphas": ([None, "0.1"], ["-1", "nan", "inf", "x"]),
+                 "--eps": ([None, "0.1"], ["0", "nan", "2"]), "--n": ([None, "8"], ["0", "-1", "x"]),
+                 "--data-dir": ([None, *DATA_DIR[0]], DATA_DIR[1]),
+                 "--out": (["{tmp}/ms.safetensors"], ["{tmp}/missing/ms.safetensors", "{empty_dir}"])},
+}
+EXPENSIVE = ("train", "sparsify")
+
+
+@st.composite
+def subcommand_line(draw: st.DrawFn, name: str) -> tuple[list[str], bool]:
+    """(argv after the subcommand name, whether it holds an invalid value)."""
+    options = SUBCOMMANDS[name]
+    forced = draw(st.sampled_from(sorted(options))) if name in EXPENSIVE else None
+    argv, invalid = [], False
+    for option, (good, bad) in options.items():
+        wrong = option == forced or draw(st.integers(0, 3)) == 0
+        value = draw(st.sampled_from(bad if wrong else good))
+        invalid = invalid or wrong
+        if value is not None:
+            argv += [value] if option.strip() == "" else [option, value]
+    return argv, invalid
+
+
+def _work_fails(*args, **kwargs):
+    raise AssertionError("training or the sweep started on an invalid command line")
+
+
+def _subcommands(examples: int):  # noqa: ANN202 - see _command_lines
+    @settings(max_examples=examples, **FUZZ)
+    @given(case=st.sampled_from(sorted(SUBCOMMANDS)).flatmap(lambda n: st.tuples(st.just(n), subcommand_line(n))))
+    def run(case: tuple[str, tuple[list[str], bool]], fuzz_dir: Path, capsys: pytest.CaptureFixture) -> None:
+        name, (argv, invalid) = case
+        _check(argv, fuzz_dir, capsys, command_name=name, invalid=invalid)
+
+    return run
+
+
+@pytest.fixture
+def no_work(monkeypatch: pytest.MonkeyPatch) -> None:
+    import audit.train
+    import defenses
+
+    monkeypatch.setattr(audit.train, "train", _work_fails)
+    monkeypatch.setattr(defenses, "calibrate", _work_fails)
+
+
+def test_fuzz_every_subcommand(fuzz_dir, capsys, no_cuda, no_work):
+    _subcommands(DEFAULT_EXAMPLES // 2)(fuzz_dir=fuzz_dir, capsys=capsys)
+
+
+@pytest.mark.slow
+def test_fuzz_every_subcommand_many(fuzz_dir, capsys, no_cuda, no_work):
+    _subcommands(SLOW_EXAMPLES // 2)(fuzz_dir=fuzz_dir, capsys=capsys)
+
+
+def test_the_subcommand_oracle_accepts_valid_lines(fuzz_dir, capsys):
+    """The oracle's other side: valid lines of the cheap subcommands succeed (exit 0)."""
+    for name, argv in (("report", ["{finished}"]), ("compare", ["{finished}", "{finished}", "--out", "{tmp}/c.md"]),
+                       ("extend", ["{finished}", "--attacks", "fgsm", "--device", "cpu"])):
+        code, _ = _check(argv, fuzz_dir, capsys, command_name=name)
+        assert code == 0, name
 
 
 # --- generated broken models ----------------------------------------------------------------------------------
@@ -254,6 +397,19 @@ def test_fuzz_broken_models(fuzz_dir, capsys, fmnist_test):
 @pytest.mark.slow
 def test_fuzz_broken_models_many(fuzz_dir, capsys, fmnist_test):
     _models(SLOW_MODELS)(fuzz_dir=fuzz_dir, capsys=capsys)
+
+
+def test_the_run_oracle_has_teeth(fuzz_dir, capsys, no_cuda):
+    """Each option's invalid values, alone on an otherwise valid line, are refused (two per option, to stay cheap):
+    what the random lines could hide behind another invalid value. `--checkpoint` with a shipped model was
+    accepted, and ignored, before the oracle existed."""
+    valid = ["--model", "demo-standard", "--attacks", "fgsm", "--n", "2", "--diagnostics-n", "0"]
+    for option, (_, bad) in OPTIONS.items():
+        for value in bad[:2]:
+            argv = [*valid, option, value]
+            assert invalid_run(argv)
+            code, _ = _check(argv, fuzz_dir, capsys, invalid=True)
+            assert code == 2, argv
 
 
 def test_a_fuzz_success_writes_real_results(fuzz_dir, capsys, fmnist_test):

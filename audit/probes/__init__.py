@@ -4,7 +4,8 @@ read only the store, so `audit report DIR` rebuilds every finding without the mo
 
 Each probe runs on the first `diagnostics_n` test images with its own seed (derived from the run's seed and its
 name) and returns a plain-JSON measurement. A probe that raises is stored as an error, which its checks turn into
-`skipped` findings marked `error`: the verdict is then `inconclusive`, never a clean bill of health.
+`skipped` findings marked `error`: the verdict is then `inconclusive`, never a clean bill of health. Its row is not
+`done` (it carries `error`), so a resume runs it again, and the retry is the row that is read.
 """
 from __future__ import annotations
 
@@ -89,9 +90,11 @@ def run_probes(defense: Defense, images: torch.Tensor, labels: torch.Tensor, thr
         start = time.perf_counter()
         with count_calls(defense) as calls, defense.frozen():
             measurement = measure(probe, defense, x, y, threat, seed, diagnostics)
-        store.append({"attack": PREFIX + probe.name, "batch": 0, "seconds": time.perf_counter() - start,
-                      "n_forward": calls.forward_images, "n_backward": calls.backward_images,
-                      "measurement": measurement})
+        row = {"attack": PREFIX + probe.name, "batch": 0, "seconds": time.perf_counter() - start,
+               "n_forward": calls.forward_images, "n_backward": calls.backward_images, "measurement": measurement}
+        if "error" in measurement:  # perhaps transient (out of memory, a busy GPU): a resume tries it again
+            row["error"] = measurement["error"]
+        store.append(row)
         log.info("probe %s in %.1f s", probe.name, time.perf_counter() - start)
     bar.close()
     if not store.done(PREFIX + ALPHA, 0):

@@ -13,6 +13,7 @@ from audit.report.plots import CAPTIONS
 from audit.report.text import (
     aa_vs_adaptive,
     claim_sentence,
+    failure_text,
     fingerprint_rows,
     gain_rows,
     gain_sentence,
@@ -131,6 +132,8 @@ def render_html(results: dict, figures: list[tuple[str, Path]]) -> str:
                      + "</tbody></table>")
     for warning in results.get("warnings", []):
         parts.append(f"<p class='warning'>warning: {e(warning)}</p>")
+    for failed in results.get("failed_batches", []):
+        parts.append(f"<p class='warning'>not run: {e(failure_text(failed))}</p>")
 
     parts.append("<h2>Attacks</h2><table><thead><tr><th>attack</th><th>kind</th><th class='num'>robust accuracy</th>"
                  "<th class='num'>forward</th><th class='num'>backward</th><th class='num'>seconds</th>"

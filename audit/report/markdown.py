@@ -8,6 +8,7 @@ from audit.report.text import (
     STATUS_MARK,
     aa_vs_adaptive,
     claim_sentence,
+    failure_text,
     fingerprint_rows,
     gain_rows,
     gain_sentence,
@@ -55,6 +56,8 @@ def render_markdown(results: dict, figures: list[tuple[str, Path]]) -> str:
               *(f"- {key}: {value}" for key, value in fingerprint_rows(results)), ""]
     for warning in results.get("warnings", []):
         lines.append(f"> warning: {warning}")
+    for failed in results.get("failed_batches", []):
+        lines.append(f"> not run: {failure_text(failed)}")
     lines += ["## Attacks", "",
               "| attack | gradient | ran on | broke | robust accuracy alone (95% interval) "
               "| forward | backward | seconds |",

@@ -144,3 +144,9 @@ def fingerprint_rows(results: dict) -> list[tuple[str, str]]:
                                  f"({evidence['keep']}) in {evidence['file']} ({evidence['bytes'] / 1e6:.1f} MB); "
                                  f"check them with: {evidence['verify']}"))
     return rows
+
+
+def failure_text(failed: dict) -> str:
+    """One failed batch of results.json's `failed_batches`, in words."""
+    return (f"{failed['attack']} failed on batch {failed['batch']} ({failed['samples']} samples not run): "
+            f"{failed['error']}; re-run the same command to retry it")
