@@ -12,7 +12,7 @@ def attack_kind(row: dict) -> str:
         return "blackbox"
     if gradient.startswith("transfer:"):
         return "transfer"
-    if gradient.startswith("bpda-"):
+    if gradient.startswith(("bpda-", "adaptive-")):  # a surrogate backward, or a MeanSparse-specific attack
         return "adaptive"
     return "exact"
 
