@@ -144,3 +144,27 @@ def fingerprint_rows(results: dict) -> list[tuple[str, str]]:
                                  f"({evidence['keep']}) in {evidence['file']} ({evidence['bytes'] / 1e6:.1f} MB); "
                                  f"check them with: {evidence['verify']}"))
     return rows
+
+
+ATTRIBUTION_HEADER = ("layer", "alpha", "robust, it alone straight-through", "share of the gap (points)",
+                      "robust, it alone exact", "kept (points)")
+
+
+def attribution_rows(results: dict) -> tuple[str, list[tuple[str, ...]]] | None:
+    """(caption, rows) of the per-layer attribution table (the `layer-attribution` finding's data), or None."""
+    finding = next((f for f in results.get("findings", []) if f.get("id") == "layer-attribution"), {})
+    data = finding.get("data") or {}
+    if not data.get("rows"):
+        return None
+    n = max(int(data["n"]), 1)
+    rows = [(r["group"], ", ".join(f"{a:g}" for a in r["alphas"]),
+             f"{r['robust_only_straight_through']} / {n}", f"{r['share_points']:+.1f} ({r['share']:+d})",
+             f"{r['robust_all_but_straight_through']} / {n}", f"{r['kept_points']:+.1f} ({r['kept']:+d})")
+            for r in data["rows"]]
+    rows.append(("residual (the layers together)", "", "", f"{data['residual_points']:+.1f} ({data['residual']:+d})",
+                 "", ""))
+    rows.append(("gap: exact minus straight-through", "", "", f"{data['gap_points']:+.1f} ({data['gap']:+d})", "", ""))
+    caption = (f"{data.get('attack')} on {n} samples: robust {data['robust_exact']} with exact gradients, "
+               f"{data['robust_straight_through']} with every MeanSparse layer straight-through; the shares and the "
+               f"residual add up to the gap (samples in brackets).")
+    return caption, rows
