@@ -31,6 +31,7 @@ Thresholds changed by a continuation stage are restored bit for bit when the sta
 """
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -217,7 +218,7 @@ class ThresholdContinuation(StagedAPGD):
     def stages(self, model: nn.Module) -> list[Stage]:
         if not meansparse_layers(model):
             raise TypeError(f"{self.name} needs a model with MeanSparse layers (thresholds to continue in)")
-        return [Stage(lambda s=s: scaled_thresholds(model, s), cross_entropy, f"thresholds x{s:g}")
+        return [Stage(functools.partial(scaled_thresholds, model, s), cross_entropy, f"thresholds x{s:g}")
                 for s in threshold_scales(self.schedule, self.n_stages)]
 
 
@@ -240,7 +241,7 @@ class AnnealedSurrogate(StagedAPGD):
         if "smooth" not in defense.surrogates:
             raise TypeError(f"{self.name} needs a smooth surrogate; {defense.description} offers "
                             f"{defense.surrogates}")
-        return [Stage(lambda t=t: defense.surrogate("smooth", t), cross_entropy, f"T={t:.3g}")
+        return [Stage(functools.partial(defense.surrogate, "smooth", t), cross_entropy, f"T={t:.3g}")
                 for t in anneal_temperatures(self.n_stages)]
 
 

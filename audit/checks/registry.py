@@ -10,12 +10,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from audit.checks import attribution, convergence, ioaf, sanity
 from audit.checks import comparisons as cmp
-from audit.checks import convergence, ioaf, sanity
 from audit.checks import gradient_path as path
 from audit.checks import gradients as grad
 from audit.checks import landscape as land
-from audit.checks import attribution
 from audit.checks.alpha import judge_alpha
 from audit.checks.binarization import FAIL_RATE as BINARIZATION_FAIL
 from audit.checks.binarization import PASS_RATE as BINARIZATION_PASS

@@ -43,8 +43,8 @@ Figure = Callable[[dict, list[dict], Path], "Path | None"]
 DPI = 100
 KIND_COLORS = {"exact": "#4c72b0", "adaptive": "#c44e52", "transfer": "#dd8452", "blackbox": "#55a868",
                "other": "#8c8c8c"}
-KIND_LABELS = {"exact": "exact-gradient white-box", "adaptive": "adaptive (BPDA, MeanSparse-specific)", "transfer": "transfer",
-               "blackbox": "black-box", "other": "other threat model"}
+KIND_LABELS = {"exact": "exact-gradient white-box", "adaptive": "adaptive (BPDA, MeanSparse-specific)",
+               "transfer": "transfer", "blackbox": "black-box", "other": "other threat model"}
 BROKEN, HELD = "#c44e52", "#dfe6ef"
 
 

@@ -152,12 +152,12 @@ ATTRIBUTION_HEADER = ("layer", "alpha", "robust, it alone straight-through", "sh
 
 def attribution_rows(results: dict) -> tuple[str, list[tuple[str, ...]]] | None:
     """(caption, rows) of the per-layer attribution table (the `layer-attribution` finding's data), or None."""
-    finding = next((f for f in results.get("findings", []) if f.get("id") == "layer-attribution"), {})
+    finding: dict = next((f for f in results.get("findings", []) if f.get("id") == "layer-attribution"), {})
     data = finding.get("data") or {}
     if not data.get("rows"):
         return None
     n = max(int(data["n"]), 1)
-    rows = [(r["group"], ", ".join(f"{a:g}" for a in r["alphas"]),
+    rows: list[tuple[str, ...]] = [(str(r["group"]), ", ".join(f"{a:g}" for a in r["alphas"]),
              f"{r['robust_only_straight_through']} / {n}", f"{r['share_points']:+.1f} ({r['share']:+d})",
              f"{r['robust_all_but_straight_through']} / {n}", f"{r['kept_points']:+.1f} ({r['kept']:+d})")
             for r in data["rows"]]
