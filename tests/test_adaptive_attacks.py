@@ -295,3 +295,26 @@ def test_the_report_shows_the_attribution_table_and_plot(tmp_path):
     assert "residual (the layers together)" in html and "+6.0 (+3)" in html
     markdown = render_markdown(results, [])
     assert "| layer0 | 0.3 | 34 / 50 | +12.0 (+6) | 36 / 50 | +12.0 (+6) |" in markdown
+
+
+# -- the store: worst case, adaptive-gap, convergence curves ---------------------------------------------------------
+def test_they_reach_the_worst_case_the_comparisons_and_the_curves(meansparse, small, tmp_path):
+    from audit.checks.comparisons import check_adaptive_gap
+    from audit.checks.convergence import curve_keys
+    from audit.report.text import attack_kind
+    from audit.store import ResultStore
+    from audit.suite import run_suite
+
+    x, y = small
+    low, high = "apgd-continuation-linear@stages=2,iters=2", "apgd-continuation-linear@stages=2,iters=4"
+    names = ["apgd-ce@iters=4", low, high]
+    outcomes = run_suite(MeanSparseDefense(copy.deepcopy(meansparse)), x, y, THREAT, [make_attack(n) for n in names],
+                         seed=0, store=ResultStore(tmp_path, {"test": 1}), progress=False)
+    worst = outcomes.worst_case_robust("lp")
+    for label in names:  # each attack's breaks count in the per-sample worst case
+        assert all(not w for w, s in zip(worst, outcomes.status[label]) if s == "broken")
+    (gap,) = check_adaptive_gap(outcomes)
+    assert gap.evidence["challengers"] == [low, high] and gap.evidence["reference"] == ["apgd-ce@iters=4"]
+    assert attack_kind({"gradient": outcomes.info[low].gradient}) == "adaptive"
+    key, line = curve_keys(outcomes)["apgd-continuation-linear"]  # one family at two budgets: a strength curve
+    assert line == [low, high] and key == "iters"
