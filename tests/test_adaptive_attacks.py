@@ -166,8 +166,10 @@ def test_judged_scores_are_the_plain_models_and_the_defense_is_left_as_it_was(na
     assert torch.equal(record.margin, margin(logits, y))  # bit for bit
     assert torch.equal(record.success, logits.argmax(1) != y)
     assert THREAT.contains(record.x_adv, x).all()
-    # They attack: at least a few points fall even at this tiny budget (the defense keeps ~70% at full budget).
-    assert int(record.success.sum()) >= 4
+    # They attack: clean-correct points fall even at this tiny budget (measured 2-3 of 20; ~70% robust at full).
+    with torch.no_grad():
+        correct = plain(x).argmax(1) == y
+    assert int((record.success & correct).sum()) >= 1
 
 
 def test_attacks_refuse_models_they_cannot_follow(standard_model, small):
