@@ -5,6 +5,7 @@
     examples:    apgd-ce    apgd-ce+eot20    apgd-t+bpda-smooth-T0.03@iters=500,restarts=5    apgd-dlr+bpda-ensemble
                  square@queries=20000,restarts=3    square+eot20    square+survivors@restarts=5
                  torchattacks:PGD@steps=20    transfer-base:apgd-ce
+                 apgd-continuation-linear@stages=5,iters=20    apgd-anneal    apgd-escape+bpda-identity@weight=0.5
 
 `+bpda-ensemble` averages the gradients of identity and of smooth at every temperature of the sweep
 (defenses/ensemble.py). `+unrolled` takes the full gradient through a test-time defense's own optimisation steps
@@ -47,7 +48,17 @@ BUDGETS: dict[str, dict[str, str]] = {
     "autoattack-rand": {},
     "spatial-grid": {"angles": "n_angles", "translations": "n_translations"},
     "stadv": {"iters": "steps", "stages": "stages"},
+    # MeanSparse-specific attacks (attacks/adaptive.py): iters are APGD iterations per stage.
+    "apgd-continuation-linear": {"stages": "n_stages", "iters": "n_iter", "restarts": "n_restarts"},
+    "apgd-continuation-geometric": {"stages": "n_stages", "iters": "n_iter", "restarts": "n_restarts"},
+    "apgd-anneal": {"stages": "n_stages", "iters": "n_iter", "restarts": "n_restarts"},
+    "apgd-escape": {"stages": "n_stages", "iters": "n_iter", "restarts": "n_restarts", "weight": "weight"},
 }
+# Budget keys that take any positive number, not only a whole one.
+FRACTIONAL: dict[str, set[str]] = {"apgd-escape": {"weight"}}
+# Attacks that choose their own gradients (a continuation in the thresholds, an annealed surrogate): a +bpda
+# modifier would contradict them, so it is refused.
+OWN_GRADIENTS = {"apgd-continuation-linear", "apgd-continuation-geometric", "apgd-anneal"}
 # Attacks that take no gradients: a surrogate backward (+bpda) would change nothing, so it is refused.
 GRADIENT_FREE = {"square", "spatial-grid"}
 # Attacks whose threat is a transformation (the runner re-applies their parameters), not an Lp ball.
@@ -175,6 +186,9 @@ def _parse_modifiers(spec: str, base: str, modifiers: list[str]) -> dict[str, An
         if base in GRADIENT_FREE:
             raise UnknownAttack(f"attack {spec!r}: {base} takes no gradients, so +{modifier} would change nothing; "
                                 f"drop it")
+        if base in OWN_GRADIENTS:
+            raise UnknownAttack(f"attack {spec!r}: {base} sets its own gradients at every stage, so +{modifier} "
+                                f"would contradict it; drop it")
         if modifier == UNROLLED:
             out["surrogate"] = UNROLLED
             continue
@@ -254,6 +268,12 @@ def _parse_budget(spec: str, base: str, text: str) -> tuple[tuple[str, int | flo
         if key not in table:
             accepted = f"its budgets: {', '.join(table)}" if table else "it takes no budget"
             raise UnknownAttack(f"attack {spec!r}: {base} has no budget {key!r}; {_close(key, list(table))}{accepted}")
+        if key in FRACTIONAL.get(base, set()):
+            number = _parse_value(spec, key, value, integer=False)
+            if not (math.isfinite(number) and number > 0):
+                raise UnknownAttack(f"attack {spec!r}: budget {key}={value} must be a positive number")
+            budget[key] = number
+            continue
         number = _parse_value(spec, key, value, integer=True)
         if number < 1:
             raise UnknownAttack(f"attack {spec!r}: budget {key}={value} must be a positive whole number")

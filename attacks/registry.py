@@ -13,6 +13,9 @@ its budget, e.g.
     square@queries=20000          also restarts=
     autoattack-standard           also -plus, -rand
     transfer-base:apgd-ce         crafted on the base model (MeanSparse off), judged on the defense
+    apgd-continuation-linear      MeanSparse thresholds ramped 0 -> alpha over the stages (also -geometric)
+    apgd-anneal@stages=5,iters=20 smooth surrogate annealed T = 1 -> 0.01, exact forward
+    apgd-escape@weight=0.5        margin loss plus a dead-zone escape term (attacks/adaptive.py)
     fab, fab-t, fgsm, spatial-grid, stadv, torchattacks:PGD@steps=20, foolbox:LinfPGD
 
 `Attack.label` produces these names (`attacks.names.label_of`), so every stored result names an attack that can be
@@ -44,6 +47,13 @@ def _spatial(name: str) -> Callable[..., Attack]:
     return build
 
 
+def _adaptive(kind: str, **kw: Any) -> Attack:
+    from attacks.adaptive import AnnealedSurrogate, DeadZoneEscape, ThresholdContinuation
+
+    cls = {"continuation": ThresholdContinuation, "anneal": AnnealedSurrogate, "escape": DeadZoneEscape}[kind]
+    return cls(**kw)
+
+
 BASE_ATTACKS: dict[str, Callable[..., Attack]] = {
     "apgd-ce": lambda **kw: APGD(loss="ce", **kw),
     "apgd-dlr": lambda **kw: APGD(loss="dlr", **kw),
@@ -57,6 +67,10 @@ BASE_ATTACKS: dict[str, Callable[..., Attack]] = {
     "autoattack-rand": lambda **kw: AutoAttack("rand", **kw),
     "spatial-grid": _spatial("spatial-grid"),
     "stadv": _spatial("stadv"),
+    "apgd-continuation-linear": lambda **kw: _adaptive("continuation", schedule="linear", **kw),
+    "apgd-continuation-geometric": lambda **kw: _adaptive("continuation", schedule="geometric", **kw),
+    "apgd-anneal": lambda **kw: _adaptive("anneal", **kw),
+    "apgd-escape": lambda **kw: _adaptive("escape", **kw),
 }
 assert set(BASE_ATTACKS) == set(BUDGETS), "attacks.names.BUDGETS and BASE_ATTACKS must name the same attacks"
 

@@ -18,6 +18,10 @@ restarts) and Square (queries), for `full` and `adaptive`:
                versions of Square and FAB, and a standalone FAB-T; last, Square with 5 restarts on the survivors
                of everything else (`square+survivors@restarts=5`).
 
+For a MeanSparse model, attacks that follow its mechanism (attacks/adaptive.py; Tramer et al. 2020): `standard`
+adds the strongest of them (threshold continuation, linear schedule), `thorough` all of them (continuation with
+both schedules, the annealed surrogate, the dead-zone escape loss).
+
 An attack that does not fit (BPDA on a defense with no surrogate, transfer with no base model) is listed as
 skipped with its reason, never silently dropped.
 """
@@ -31,7 +35,7 @@ from attacks.names import format_name, parse_name
 from attacks.registry import make_attack
 from attacks.transfer import base_model_of
 from defenses.ensemble import ENSEMBLE, SMOOTH_TEMPERATURES
-from defenses.protocol import Defense
+from defenses.protocol import Defense, MeanSparseDefense
 
 EOT_DRAWS = 20  # as AutoAttack-rand
 SUITES = ("autoattack", "adaptive", "full", "quick", "spatial")
@@ -52,12 +56,17 @@ class Extras:
     bpda_losses: tuple[str, ...] = ()  # these APGD attacks, each on every surrogate the defense offers
     eot_query_attacks: bool = False  # randomized defense: EOT for Square and FAB too, and a standalone FAB-T
     last: tuple[str, ...] = ()  # run after everything else (on its survivors, with +survivors)
+    mechanism: tuple[str, ...] = ()  # MeanSparse-specific attacks (attacks/adaptive.py), for a MeanSparse model
 
 
+# The strongest MeanSparse-specific attack: on demo-meansparse (1000 seeded images, README, issue 28) the linear
+# continuation broke the most samples of the four.
+STRONGEST_MECHANISM = "apgd-continuation-linear"
+MECHANISM = (STRONGEST_MECHANISM, "apgd-continuation-geometric", "apgd-anneal", "apgd-escape")
 EXTRAS: dict[str, Extras] = {
-    "quick": Extras(), "standard": Extras(),
+    "quick": Extras(), "standard": Extras(mechanism=(STRONGEST_MECHANISM,)),
     "thorough": Extras(bpda_losses=("apgd-ce", "apgd-dlr", "apgd-t"), eot_query_attacks=True,
-                       last=("square+survivors@restarts=5",)),
+                       last=("square+survivors@restarts=5",), mechanism=MECHANISM),
 }
 assert set(EXTRAS) == set(BUDGETS), "every budget needs its EXTRAS row"
 
@@ -131,6 +140,8 @@ def extra_names(suite: str, defense: Defense, budget: str) -> tuple[list[str], l
     if suite not in ("full", "adaptive"):
         return [], []
     names = [loss + modifier for modifier in bpda_modifiers(defense) for loss in extras.bpda_losses]
+    if isinstance(defense, MeanSparseDefense):  # they act on MeanSparse's thresholds, features and surrogate
+        names += [n + (f"+eot{EOT_DRAWS}" if defense.random_forward else "") for n in extras.mechanism]
     last = list(extras.last)
     if extras.eot_query_attacks and defense.random_forward:
         names = [_with_eot(n) for n in [*names, "fab-t"]]

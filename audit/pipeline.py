@@ -215,7 +215,7 @@ def _with_eot(plain: SuitePlan, randomized: SuitePlan, defense: Defense) -> Suit
     extra = [a for a in randomized.attacks if a.label not in {p.label for p in plain.attacks}]
     if not extra:
         extra = [make_attack(format_name(replace(parse_name(a.label), eot=EOT_DRAWS))) for a in plain.attacks
-                 if a.gradient == "exact" or a.gradient.startswith("bpda-")]
+                 if a.gradient == "exact" or a.gradient.startswith(("bpda-", "adaptive-"))]
     return SuitePlan(plain.attacks + extra, plain.skipped)
 
 

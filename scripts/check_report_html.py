@@ -55,6 +55,7 @@ TITLES = {
     "deadzone": "Dead-zone occupancy per MeanSparse layer",
     "binarization": "Binarization test, per point",
     "strength": "Attack strength curves",
+    "attribution": "Per-layer attribution of the masking",
 }
 # Chromium prints page console messages as "...:INFO:CONSOLE:1] "message", source: ..." (older builds:
 # "CONSOLE(1)"); every level looks the same, so any such line counts.
@@ -100,6 +101,9 @@ def expected_plots(directory: Path, results: dict) -> list[str]:
         expected.append(TITLES["binarization"])
     if _ran(results, "dead-zone-occupancy"):
         expected.append(TITLES["deadzone"])
+    if _ran(results, "layer-attribution") and ((_finding(results, "layer-attribution") or {}).get("data") or {}).get(
+            "rows"):
+        expected.append(TITLES["attribution"])
     return expected
 
 

@@ -188,6 +188,7 @@ def test_clean_model_raises_no_masking_failure(model, data, tmp_path):
         "ioaf-silent-success": "pass", "ioaf-incomplete-optimization": "pass", "ioaf-transfer-failure": "skipped",
         "ioaf-unconstrained-failure": "pass", "binarization-test": "pass", "attack-convergence": "skipped",
         "static-model-gain": "skipped",
+        "layer-attribution": "skipped",
     }
     # A non-robust model's margins do move under noise: the metric is a warning-only reading, asserted as a
     # number well inside (0, 1) rather than as a status on one side of its threshold.

@@ -25,6 +25,7 @@ CHECKER = ROOT / "scripts" / "check_report_html.py"
 CHROMIUM = Path("/usr/bin/chromium")
 ALL_TITLES = [plot.title for plot in PLOTS]
 DEAD_ZONE_TITLE = "Dead-zone occupancy per MeanSparse layer"
+ATTRIBUTION_TITLE = "Per-layer attribution of the masking"
 HOSTILE_MODEL = "<script>alert('x')</script>demo"
 IMG = re.compile(r"<img\b[^>]*>", re.IGNORECASE)
 
@@ -45,6 +46,21 @@ def _finding(finding_id: str, status: str, message: str, evidence: dict | None =
 def _profiles(n: int, points: int, sharp: bool) -> list[list[float]]:
     ts = [-2 + 4 * i / (points - 1) for i in range(points)]
     return [[(0.0 if t < 0 and sharp else 10 ** (-3 + 1.5 * t + 0.1 * k)) for t in ts] for k in range(n)]
+
+
+def _attribution_finding(layers: list[str]) -> dict:
+    """`layer-attribution` as its check writes it, from a small made-up measurement (6 samples)."""
+    from audit.checks.attribution import judge_attribution
+
+    def robust(k: int) -> list[bool]:
+        return [True] * k + [False] * (6 - k)
+
+    measurement = {"attack": "apgd-ce@iters=50", "n": 6, "layers": layers, "alphas": [0.3] * len(layers),
+                   "groups": [{"name": name, "layers": [name]} for name in layers], "robust_exact": robust(4),
+                   "robust_straight_through": robust(1), "robust_only": [robust(k) for k in (2, 4, 4, 3, 4)],
+                   "robust_all_but": [robust(k) for k in (3, 1, 1, 2, 1)]}
+    (finding,) = judge_attribution(measurement)
+    return finding.to_json()
 
 
 def synthetic_results(meansparse: bool = True, model: str = "demo-standard") -> dict:
@@ -110,9 +126,12 @@ def synthetic_results(meansparse: bool = True, model: str = "demo-standard") -> 
             "block1.act2.meansparse) sit in the dead zone, where the exact gradient is 0",
             {"n": 12, "alphas": [0.3], "mean_occupancy": 0.2687, "per_layer": dict(zip(layers, occupancy))},
             {"layers": layers, "occupancy": occupancy}))
+        findings.append(_attribution_finding(layers))
     else:
         findings.insert(2, _finding("dead-zone-occupancy", "skipped", "skipped: the model has no MeanSparse layers",
                                     {"reason": "the model has no MeanSparse layers"}))
+        findings.append(_finding("layer-attribution", "skipped", "skipped: no MeanSparse layers",
+                                 {"reason": "no MeanSparse layers"}))
     attacks = [("fgsm", 0.5, "exact"), ("autoattack-standard", 0.3333, "exact"),
                ("apgd-ce+bpda-identity", 0.1667, "bpda-identity"), ("square", 0.5, "none")]
     return {
@@ -241,7 +260,8 @@ def test_plots_read_the_diagnostics_keys(tmp_path: Path) -> None:
         assert plot.draw(results, samples, tmp_path / plot.filename) is not None, plot.filename
     # Remove each finding's data: its plot is no longer drawn (it does not fall back on anything else).
     for finding_id, filename in (("eps-sweep", "eps_sweep.png"), ("zero-gradients", "gradient_norms.png"),
-                                 ("loss-landscape", "loss_landscape.png"), ("dead-zone-occupancy", "dead_zone.png")):
+                                 ("loss-landscape", "loss_landscape.png"), ("dead-zone-occupancy", "dead_zone.png"),
+                                 ("layer-attribution", "layer_attribution.png")):
         stripped = json.loads(json.dumps(results))
         next(f for f in stripped["findings"] if f["id"] == finding_id)["data"] = {}
         draw = next(p.draw for p in PLOTS if p.filename == filename)
@@ -254,7 +274,7 @@ def test_standard_model_has_no_dead_zone_plot_and_stale_pngs_go(tmp_path: Path) 
     _, html_path = render_reports(directory)
     page = html_path.read_text(encoding="utf-8")
     alts = [alt for alt, _ in _images(page)]
-    assert sorted(alts) == sorted(t for t in ALL_TITLES if t != DEAD_ZONE_TITLE)
+    assert sorted(alts) == sorted(t for t in ALL_TITLES if t not in (DEAD_ZONE_TITLE, ATTRIBUTION_TITLE))
     assert not (directory / "dead_zone.png").exists()
     assert "dead_zone.png" not in (directory / "report.md").read_text(encoding="utf-8")
     assert "no identity surrogate" in page  # skipped attacks are listed

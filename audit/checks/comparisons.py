@@ -114,7 +114,8 @@ def check_adaptive_gap(outcomes: Outcomes) -> list[Finding]:
     AutoAttack counts whole (its Square part included) on the exact side: that is the number a paper reports,
     and it makes the gap conservative.
     """
-    adaptive = outcomes.attacks_where(gradient=lambda g: g.startswith("bpda-"), threat_kind=_is_lp)
+    # BPDA, and the attacks that follow MeanSparse's mechanism (attacks/adaptive.py: `adaptive-continuation-*`)
+    adaptive = outcomes.attacks_where(gradient=lambda g: g.startswith(("bpda-", "adaptive-")), threat_kind=_is_lp)
     exact = outcomes.attacks_where(gradient=lambda g: g in ("exact", "none"), threat_kind=_is_lp)
     if not adaptive:
         return [skipped("adaptive-gap", "no adaptive (BPDA) attack in the suite")]

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from audit.checks import attribution, convergence, ioaf, sanity
 from audit.checks import comparisons as cmp
-from audit.checks import convergence, ioaf, sanity
 from audit.checks import gradient_path as path
 from audit.checks import gradients as grad
 from audit.checks import landscape as land
@@ -130,6 +130,12 @@ CHECKS: tuple[Check, ...] = (
           "share of binarized points (Zimmermann et al. 2022) where APGD-CE finds the guaranteed example",
           f"warn < {_p(BINARIZATION_PASS)}, fail < {_p(BINARIZATION_FAIL)}",
           "a failed test makes the verdict inconclusive: the attack's misses are no evidence of robustness"),
+    Check("layer-attribution", "layer-attribution", "none",
+          "the gradient masking sits in these MeanSparse layers",
+          "per layer: robust-accuracy gap between exact and straight-through APGD-CE that making it alone "
+          "straight-through closes; the residual is what the layers do together",
+          f"warn when the gap is >= {attribution.MIN_GAP_SAMPLES} samples and {_p(attribution.MIN_GAP_FRACTION)} of "
+          f"them", "where the masking is, not whether: that is adaptive-gap and the finite differences"),
     Check("alpha-selection", "alpha", "none", "alpha was tuned on the test set against the attack it masks",
           "the split alpha was chosen on", "warn when the test set",
           "the paper's own protocol (Amini et al., MeanSparse, OpenReview 2024: alpha swept against APGD-CE on the "
@@ -175,6 +181,7 @@ JUDGES = {
     "ioaf-gradients": ioaf.judge_unavailable_gradients, "ioaf-unstable": ioaf.judge_unstable_predictions,
     "ioaf-pgd": ioaf.judge_pgd_trace, "ioaf-transfer": ioaf.judge_transfer,
     "ioaf-unconstrained": ioaf.judge_unconstrained, "alpha": judge_alpha, "binarization": judge_binarization,
+    "layer-attribution": attribution.judge_attribution,
 }
 
 

@@ -21,7 +21,7 @@ from attacks.counting import count_calls
 from attacks.judge import derive_seed
 from attacks.threat_model import ThreatModel
 from audit.checks.finding import plain
-from audit.probes import binarization, gradient_path, gradients, ioaf, landscape, sanity
+from audit.probes import attribution, binarization, gradient_path, gradients, ioaf, landscape, sanity
 from audit.probes.alpha import measure_alpha
 from audit.probes.config import DiagnosticsConfig
 from audit.store import ResultStore
@@ -58,6 +58,7 @@ PROBES: tuple[Probe, ...] = (
     Probe("ioaf-transfer", ioaf.measure_transfer),
     Probe("ioaf-unconstrained", ioaf.measure_unconstrained),
     Probe("binarization", binarization.measure_binarization),
+    Probe("layer-attribution", attribution.measure_attribution),
 )
 BY_NAME = {probe.name: probe for probe in PROBES}
 

@@ -31,3 +31,7 @@ class DiagnosticsConfig:
     unconstrained_steps: int = 50
     # binarization.py
     binarization_samples: int = 10  # binarized points per audit (the paper uses a few hundred; this is a spot check)
+    # attribution.py: APGD-CE runs 2 * groups + 2 times on these samples
+    attribution_samples: int = 200  # capped by --diagnostics-n (50 by default)
+    attribution_iters: int = 50
+    attribution_max_groups: int = 8  # a deep model's MeanSparse layers in this many runs of consecutive layers

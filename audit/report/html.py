@@ -11,7 +11,9 @@ from pathlib import Path
 
 from audit.report.plots import CAPTIONS
 from audit.report.text import (
+    ATTRIBUTION_HEADER,
     aa_vs_adaptive,
+    attribution_rows,
     claim_sentence,
     failure_text,
     fingerprint_rows,
@@ -164,6 +166,14 @@ def render_html(results: dict, figures: list[tuple[str, Path]]) -> str:
         parts.append(f"<tr><td><span class='badge {e(status)}'>{e(status)}</span></td>"
                      f"<td class='id'><code>{e(f.get('id'))}</code></td><td>{e(f.get('message'))}</td></tr>")
     parts.append("</tbody></table>")
+    attribution = attribution_rows(results)
+    if attribution:
+        caption, rows = attribution
+        parts.append("<h2>Per-layer attribution of the masking</h2>"
+                     f"<p class='muted'>{e(caption)}</p><table><thead><tr>"
+                     + "".join(f"<th>{e(h)}</th>" for h in ATTRIBUTION_HEADER) + "</tr></thead><tbody>"
+                     + "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in row) + "</tr>" for row in rows)
+                     + "</tbody></table>")
 
     parts.append("<h2>Plots</h2>")
     if not figures:

@@ -5,8 +5,10 @@ from pathlib import Path
 
 from audit.report.plots import CAPTIONS
 from audit.report.text import (
+    ATTRIBUTION_HEADER,
     STATUS_MARK,
     aa_vs_adaptive,
+    attribution_rows,
     claim_sentence,
     failure_text,
     fingerprint_rows,
@@ -76,6 +78,12 @@ def render_markdown(results: dict, figures: list[tuple[str, Path]]) -> str:
     for f in results.get("findings", []):
         mark = STATUS_MARK.get(f['status'], f['status'])
         lines.append(f"| {mark} | [{f['id']}]({f.get('anchor', '')}) | {_cell(f['message'])} |")
+    attribution = attribution_rows(results)
+    if attribution:
+        caption, rows = attribution
+        lines += ["", "## Per-layer attribution of the masking", "", caption, "",
+                  "| " + " | ".join(ATTRIBUTION_HEADER) + " |", "|---" * len(ATTRIBUTION_HEADER) + "|"]
+        lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
     lines += ["", "## Plots", ""]
     for title, path in figures:
         lines += [f"### {title}", "", f"![{title}]({path.name})", ""]

@@ -11,6 +11,8 @@ Each plot reads the `data` its finding stores (see audit/checks/):
 |  |  | `surface` {`axis_over_eps`, `directions`, `loss`} |
 | black-box vs white-box | (samples.csv) | `<attack>:success` columns |
 | dead-zone occupancy | `dead-zone-occupancy` | `layers`, `occupancy` (fractions) |
+| per-layer attribution | `layer-attribution` | `rows` (`group`, `share_points`, `kept_points`), `gap_points`, |
+|  |  | `residual_points`, `n`, `attack` |
 
 A plot whose data is absent (a skipped check, a defense without MeanSparse layers) is not drawn; a plot that
 fails to draw is logged and left out, so one bad array never costs the whole report.
@@ -41,8 +43,8 @@ Figure = Callable[[dict, list[dict], Path], "Path | None"]
 DPI = 100
 KIND_COLORS = {"exact": "#4c72b0", "adaptive": "#c44e52", "transfer": "#dd8452", "blackbox": "#55a868",
                "other": "#8c8c8c"}
-KIND_LABELS = {"exact": "exact-gradient white-box", "adaptive": "adaptive (BPDA)", "transfer": "transfer",
-               "blackbox": "black-box", "other": "other threat model"}
+KIND_LABELS = {"exact": "exact-gradient white-box", "adaptive": "adaptive (BPDA, MeanSparse-specific)",
+               "transfer": "transfer", "blackbox": "black-box", "other": "other threat model"}
 BROKEN, HELD = "#c44e52", "#dfe6ef"
 
 
@@ -377,6 +379,35 @@ def strength_curves(results: dict, samples: list[dict], path: Path) -> Path | No
     return _save(fig, path)
 
 
+def layer_attribution(results: dict, samples: list[dict], path: Path) -> Path | None:
+    """Per MeanSparse layer: the points of the exact-vs-straight-through gap it closes alone (its share), the
+    residual (the layers together), and the masking it keeps when it is the only exact layer."""
+    data = _finding_data(results, "layer-attribution")
+    rows = data.get("rows") or []
+    if not rows:
+        return None
+    names = [r["group"] for r in rows] + ["residual (layers together)"]
+    shares = [_number(r["share_points"]) for r in rows] + [_number(data.get("residual_points"))]
+    kept = [_number(r["kept_points"]) for r in rows] + [float("nan")]
+    fig, ax = plt.subplots(figsize=(8, 0.45 * len(names) + 1.8))
+    ys = list(range(len(names)))[::-1]  # the first layer on top
+    ax.barh([y + 0.18 for y in ys], shares, height=0.36, color=["#c44e52"] * len(rows) + ["#8c8c8c"],
+            label="share: gap closed when it alone is straight-through")
+    ax.barh([y - 0.18 for y in ys], kept, height=0.36, color="#4c72b0",
+            label="kept: masking left when it alone is exact")
+    ax.set_yticks(ys, names, fontsize=8)
+    for y, value in zip(ys, shares):
+        ax.text(value, y + 0.18, f" {value:+.1f}", va="center", fontsize=7.5)
+    ax.axvline(0.0, color="black", lw=0.8)
+    gap = _number(data.get("gap_points"))
+    ax.axvline(gap, color="#dd8452", ls="--", lw=1, label=f"whole gap ({gap:+.1f} points)")
+    ax.set_xlabel("robust-accuracy points (exact-gradient minus straight-through APGD-CE)")
+    ax.set_title(f"Per-layer attribution of the gradient masking ({data.get('attack')}, n={data.get('n')})",
+                 fontsize=10)
+    ax.legend(fontsize=7, loc="best")
+    return _save(fig, path)
+
+
 @dataclass(frozen=True)
 class Plot:
     filename: str
@@ -411,6 +442,12 @@ PLOTS: tuple[Plot, ...] = (
     Plot("dead_zone.png", "Dead-zone occupancy per MeanSparse layer", dead_zone_occupancy,
          "Fraction of the features each MeanSparse layer snaps to its mean: the exact gradient is zero there, "
          "so exact-gradient attacks are partly blind and BPDA is needed."),
+)
+PLOTS += (
+    Plot("layer_attribution.png", "Per-layer attribution of the masking", layer_attribution,
+         "Red: how many points of the gap between exact-gradient and straight-through (BPDA) APGD-CE making that "
+         "layer alone straight-through closes; grey: the residual, what the layers do only together (the red and "
+         "grey bars add up to the gap). Blue: the masking a layer keeps when it alone takes exact gradients."),
 )
 CAPTIONS: dict[str, str] = {p.title: p.caption for p in PLOTS}
 

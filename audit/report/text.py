@@ -12,7 +12,8 @@ def attack_kind(row: dict) -> str:
         return "blackbox"
     if gradient.startswith("transfer:"):
         return "transfer"
-    if gradient.startswith("bpda-") or gradient == "unrolled":  # unrolled: through a test-time defense's steps
+    if gradient.startswith(("bpda-", "adaptive-")) or gradient == "unrolled":  # a surrogate backward, a
+        # MeanSparse-specific attack, or the full gradient through a test-time defense's steps
         return "adaptive"
     return "exact"
 
@@ -150,3 +151,27 @@ def failure_text(failed: dict) -> str:
     """One failed batch of results.json's `failed_batches`, in words."""
     return (f"{failed['attack']} failed on batch {failed['batch']} ({failed['samples']} samples not run): "
             f"{failed['error']}; re-run the same command to retry it")
+
+
+ATTRIBUTION_HEADER = ("layer", "alpha", "robust, it alone straight-through", "share of the gap (points)",
+                      "robust, it alone exact", "kept (points)")
+
+
+def attribution_rows(results: dict) -> tuple[str, list[tuple[str, ...]]] | None:
+    """(caption, rows) of the per-layer attribution table (the `layer-attribution` finding's data), or None."""
+    finding: dict = next((f for f in results.get("findings", []) if f.get("id") == "layer-attribution"), {})
+    data = finding.get("data") or {}
+    if not data.get("rows"):
+        return None
+    n = max(int(data["n"]), 1)
+    rows: list[tuple[str, ...]] = [(str(r["group"]), ", ".join(f"{a:g}" for a in r["alphas"]),
+             f"{r['robust_only_straight_through']} / {n}", f"{r['share_points']:+.1f} ({r['share']:+d})",
+             f"{r['robust_all_but_straight_through']} / {n}", f"{r['kept_points']:+.1f} ({r['kept']:+d})")
+            for r in data["rows"]]
+    rows.append(("residual (the layers together)", "", "", f"{data['residual_points']:+.1f} ({data['residual']:+d})",
+                 "", ""))
+    rows.append(("gap: exact minus straight-through", "", "", f"{data['gap_points']:+.1f} ({data['gap']:+d})", "", ""))
+    caption = (f"{data.get('attack')} on {n} samples: robust {data['robust_exact']} with exact gradients, "
+               f"{data['robust_straight_through']} with every MeanSparse layer straight-through; the shares and the "
+               f"residual add up to the gap (samples in brackets).")
+    return caption, rows
