@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from audit.evidence import Evidence, load_evidence
+from audit.evidence import Evidence, EvidenceError, load_evidence
 
 FORMATS = {"robustbench": "adv_complete.pt", "npz": "examples.npz"}
 
@@ -37,7 +37,12 @@ def adv_complete(evidence: Evidence) -> torch.Tensor:
 def export_run(out: str | Path, fmt: str, destination: str | Path | None = None) -> Path:
     evidence = load_evidence(out)
     path = Path(destination) if destination is not None else Path(out) / FORMATS[fmt]
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_dir():
+        raise EvidenceError(f"--out {path} is a directory; give the file to write, e.g. {path / FORMATS[fmt]}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise EvidenceError(f"cannot write {path} ({error.strerror or error}); choose another --out") from None
     if fmt == "robustbench":
         torch.save({"adv_complete": adv_complete(evidence), "labels": evidence.labels,
                     "indices": evidence.dataset_index}, path)

@@ -22,6 +22,7 @@ from attacks.threat_model import ThreatModel
 from attacks.transform import TransformAttack
 from audit.evidence import Evidence, load_evidence
 from audit.fingerprint import data_sha256, state_sha256
+from audit.inputs import validate_config
 from audit.pipeline import build_defense, finished_facts, stored_config
 from audit.stats import accuracy_json
 from defenses.protocol import Defense
@@ -87,6 +88,7 @@ def verify_run(out: str | Path, model: str | None = None, checkpoint: str | None
         config = replace(config, model=model, checkpoint=checkpoint, robustbench_dir=None)
     elif checkpoint is not None:
         config = replace(config, checkpoint=checkpoint)
+    validate_config(config)  # as `audit run`: e.g. a --checkpoint a shipped model would ignore is refused
     failures, notes = [], []
     if data_sha256(evidence.clean, evidence.labels) != facts["config"].get("data_sha256"):
         failures.append("the stored clean images and labels are not the audited ones (their hash differs)")

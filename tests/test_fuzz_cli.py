@@ -5,8 +5,8 @@ Each case calls `audit.cli.main` in-process (a subprocess costs seconds; the CLI
 either succeed (exit 0; for `run`, results.json written) or exit 2 with exactly one line on stderr and no
 traceback. The generators know which values are invalid (each option's table lists valid and invalid values), and
 that is the oracle: a line holding an invalid value must exit 2, not merely not crash. Anything else fails the test
-with the command line to reproduce it. `run`, `report`, `compare`, `extend`, `train` and `sparsify` are fuzzed
-(`verify` and `export` do not exist in this branch yet). Hypothesis generates the cases with `derandomize=True`,
+with the command line to reproduce it. `run`, `report`, `compare`, `extend`, `verify`, `export`, `train` and `sparsify`
+are fuzzed. Hypothesis generates the cases with `derandomize=True`,
 so a run is seeded and repeatable (no example database is written). The default run tries a few hundred cases
 with cheap options (n <= 4, attack budgets of a few steps); `-m slow` tries thousands.
 
@@ -279,6 +279,12 @@ SUBCOMMANDS: dict[str, dict[str, tuple[list, list]]] = {
     "extend": {"": (["{finished}"], MISSING_DIRS),
                "--attacks": (["fgsm"], ["pgd-magic", "apgd-ce+bpda-identity", "apgd-ce@iters=0", "fgsm+eot0"]),
                "--data-dir": ([None, *DATA_DIR[0]], DATA_DIR[1]), "--device": ([None, *DEVICE[0]], DEVICE[1])},
+    "verify": {"": (["{finished}"], MISSING_DIRS),
+               "--model": ([None, "demo-standard"], ["nope", "/nonexistent/m.py:build"]),
+               "--checkpoint": ([None], ["/nonexistent/w.safetensors", "{garbage}"]),
+               "--device": ([None, *DEVICE[0]], DEVICE[1])},
+    "export": {"": (["{finished}"], MISSING_DIRS), "--format": (["robustbench", "npz"], ["csv", "", "pt"]),
+               "--out": ([None, "{tmp}/x.npz", "{tmp}/new/x.pt"], ["{file}/x.npz", "{empty_dir}"])},
     "train": {"--method": ([None, "fgsm"], ["sgd", ""]), "--epochs": ([None, "1"], ["0", "-1", "x", "1.5"]),
               "--eps": ([None, "0.1"], ["0", "-0.1", "nan", "inf", "1", "abc"]),
               "--width": ([None, "4"], ["0", "-2", "x"]), "--seed": ([None, "3"], ["x"]),
@@ -344,7 +350,9 @@ def test_fuzz_every_subcommand_many(fuzz_dir, capsys, no_cuda, no_work):
 def test_the_subcommand_oracle_accepts_valid_lines(fuzz_dir, capsys):
     """The oracle's other side: valid lines of the cheap subcommands succeed (exit 0)."""
     for name, argv in (("report", ["{finished}"]), ("compare", ["{finished}", "{finished}", "--out", "{tmp}/c.md"]),
-                       ("extend", ["{finished}", "--attacks", "fgsm", "--device", "cpu"])):
+                       ("extend", ["{finished}", "--attacks", "fgsm", "--device", "cpu"]),
+                       ("verify", ["{finished}", "--model", "demo-standard"]),
+                       ("export", ["{finished}", "--format", "npz", "--out", "{tmp}/e.npz"])):
         code, _ = _check(argv, fuzz_dir, capsys, command_name=name)
         assert code == 0, name
 
