@@ -41,7 +41,7 @@ def _update(digest: hashlib._Hash, tensor: torch.Tensor) -> None:
     # Viewed as bytes, so every dtype (bfloat16 included, which numpy lacks) hashes the same way; hashed from the
     # buffer itself, without a copy (a WRN-94-16's weights are 1.5 GB).
     if tensor.numel():
-        digest.update(tensor.reshape(-1).view(torch.uint8).numpy())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().data)
 
 
 def state_sha256(model: nn.Module) -> str:
