@@ -34,8 +34,9 @@ from attacks.base import Attack
 from attacks.names import format_name, parse_name
 from attacks.registry import make_attack
 from attacks.transfer import base_model_of
+from defenses.adapters import MeanSparseDefense
 from defenses.ensemble import ENSEMBLE, SMOOTH_TEMPERATURES
-from defenses.protocol import Defense, MeanSparseDefense
+from defenses.protocol import Defense
 
 EOT_DRAWS = 20  # as AutoAttack-rand
 SUITES = ("autoattack", "adaptive", "full", "quick", "spatial")
@@ -213,8 +214,8 @@ def plan_suite(suite: str, defense: Defense, budget: str = "standard") -> SuiteP
             skipped.append((name, "the defense has no MeanSparse layers to remove, so no base model to transfer from"))
             continue
         attacks.append(make_attack(name, transfer_source=base))
-    # Hook (defenses/auto_bpda.py): gradient attacks that no gradient reaches are not applicable; Square runs harder.
-    from defenses.auto_bpda import plan_gradient_free
+    # Hook (attacks/gradient_free.py): gradient attacks that no gradient reaches are not applicable; Square runs harder.
+    from attacks.gradient_free import plan_gradient_free
 
     attacks, not_applicable, extra = plan_gradient_free(defense, attacks)
     skipped += not_applicable

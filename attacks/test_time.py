@@ -25,7 +25,8 @@ import logging
 
 from attacks.base import Attack
 from attacks.registry import make_attack
-from defenses.protocol import Defense, OpaqueModel
+from defenses.opaque import OpaqueModel
+from defenses.protocol import Defense
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +79,7 @@ def test_time_names(suite: str, defense: Defense, iters: tuple[int, ...]) -> tup
 def plan_test_time(suite: str, defense: Defense, iters: tuple[int, ...]) -> tuple[list[Attack], list[tuple[str, str]]]:
     """The attacks and skipped entries for a test-time defense (gradient attacks no gradient reaches are dropped
     with their reason, as for any defense)."""
-    from defenses.auto_bpda import plan_gradient_free
+    from attacks.gradient_free import plan_gradient_free
 
     names, skipped = test_time_names(suite, defense, iters)
     unrolled_problem = _unrolled_problem(defense)
@@ -95,7 +96,7 @@ def _unrolled_problem(defense: Defense) -> str | None:
     """Why the unrolled forward cannot give a gradient (it raised, or none reaches the input), or None if it can.
     A forward that calls `loss.backward()` and reads `.grad` is the usual case: its inner gradient lands on a leaf
     the mode cannot see (defenses/test_time.py)."""
-    from defenses.auto_bpda import gradient_reaches_input
+    from defenses.gradient_path import gradient_reaches_input
     from defenses.test_time import UNROLLED
 
     example = getattr(defense, "example_input", None)

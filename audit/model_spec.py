@@ -7,11 +7,12 @@ from pathlib import Path
 
 from torch import nn
 
+from defenses.adapters import as_defense
 from defenses.checkpoints import CheckpointError, load_into, load_state_dict
 from defenses.errors import UserError
 from defenses.models import robustbench
 from defenses.models.registry import SHIPPED, load_shipped
-from defenses.protocol import Defense, as_defense
+from defenses.protocol import Defense
 
 
 class ModelSpecError(UserError, ValueError):

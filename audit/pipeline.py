@@ -51,7 +51,7 @@ def plan_attacks(config: AuditConfig, defense: Defense) -> SuitePlan:
             f"{', '.join(unsupported)} need(s) a surrogate gradient, but {defense.description} has no layer to "
             f"bypass (it offers only {', '.join(defense.surrogates)}); drop the +bpda attacks for this model")
     # As for a suite: a gradient attack no gradient reaches is listed as not applicable, and Square runs harder.
-    from defenses.auto_bpda import plan_gradient_free
+    from attacks.gradient_free import plan_gradient_free
 
     attacks, not_applicable, extra = plan_gradient_free(defense, attacks)
     attacks += [make_attack(name) for name in extra if name not in {a.label for a in attacks}]
@@ -93,7 +93,7 @@ def build_defense(config: AuditConfig, progress: bool = True) -> Defense:
 
 def _set_static_model(defense: Defense, config: AuditConfig) -> None:
     """`--static-model`: a submodule of the user's model by dotted name, else any model spec."""
-    from defenses.protocol import OpaqueModel
+    from defenses.opaque import OpaqueModel
     from defenses.test_time import submodule
 
     if not isinstance(defense, OpaqueModel) or config.static_model is None:

@@ -14,8 +14,8 @@ from torch import nn
 from attacks.autoattack import APGD
 from attacks.judge import judge, score
 from attacks.threat_model import ThreatModel
+from defenses.adapters import MeanSparseDefense
 from defenses.calibrate import set_alpha
-from defenses.protocol import MeanSparseDefense
 
 DEFAULT_ALPHAS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8)
 

@@ -19,9 +19,9 @@ from attacks.threat_model import ThreatModel
 from audit.checks.binarization import check_binarization
 from audit.data import load_dataset
 from audit.probes.binarization import run_binarization_probe
-from defenses.auto_bpda import gradient_reaches_input
+from defenses.adapters import as_defense
+from defenses.gradient_path import gradient_reaches_input
 from defenses.models.registry import load_shipped
-from defenses.protocol import as_defense
 from defenses.toys import KWTA, KillGradients, QuantizedInput, Thermometer, train_toy
 
 BPDA = ("apgd-ce+bpda-identity", "apgd-dlr+bpda-identity", "apgd-ce+bpda-smooth-T1", "apgd-ce+bpda-smooth-T0.3")

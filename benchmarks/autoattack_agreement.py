@@ -18,8 +18,8 @@ from attacks.autoattack import AutoAttack  # noqa: E402 - after the thread setti
 from attacks.judge import judge  # noqa: E402 - after the thread settings above
 from attacks.threat_model import ThreatModel  # noqa: E402 - after the thread settings above
 from audit.data import load_dataset  # noqa: E402 - after the thread settings above
+from defenses.adapters import as_defense  # noqa: E402 - after the thread settings above
 from defenses.models.registry import load_shipped  # noqa: E402 - after the thread settings above
-from defenses.protocol import as_defense  # noqa: E402 - after the thread settings above
 
 
 def main() -> None:

@@ -19,8 +19,8 @@ from attacks.registry import make_attack
 from attacks.threat_model import ThreatModel
 from audit.data import load_dataset
 from defenses import load_shipped
+from defenses.adapters import as_defense
 from defenses.calibrate import calibrate
-from defenses.protocol import as_defense
 from defenses.sparsify import sparsify
 
 log = logging.getLogger(__name__)

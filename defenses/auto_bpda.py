@@ -29,8 +29,8 @@ autograd has recorded them, too late to change a backward. The mode is entered o
 (`OpaqueModel.forward`), never around an attack, whose own `detach()` calls must stay detaches.
 
 `scan_model(model, x)` runs one forward under the mode with a recorder and lists which operations would be
-replaced, in which module, and how many calls. `gradient_reaches_input(defense, x)` says whether any gradient
-reaches the input at all.
+replaced, in which module, and how many calls (whether any gradient reaches the input at all is
+defenses/gradient_path.py's question).
 """
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -47,9 +47,6 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_flatten, tree_map
 from torch.utils.weak import WeakIdKeyDictionary
-
-if TYPE_CHECKING:
-    from defenses.protocol import Defense
 
 log = logging.getLogger(__name__)
 
@@ -444,61 +441,4 @@ def scan_model(model: nn.Module, x: torch.Tensor) -> ScanResult:
     return ScanResult(sorted(replacements, key=lambda r: (r.module, r.op)))
 
 
-def _probe_weights(logits: torch.Tensor) -> torch.Tensor:
-    generator = torch.Generator().manual_seed(0)
-    return torch.randn(logits.shape, generator=generator).to(logits.device, logits.dtype)
-
-
-def gradient_reaches_input(defense: Defense, x: torch.Tensor, surrogate: str = "exact",
-                           temperature: float | None = None) -> bool:
-    """True if some non-zero gradient of the logits reaches the input under `surrogate`.
-
-    The loss is a fixed random projection of the logits (a sum could have zero gradient, e.g. after a softmax).
-    False when autograd cannot reach the input at all, or when every entry of the gradient is exactly zero.
-    """
-    x = x.detach().clone().to(defense.device).requires_grad_(True)
-    with torch.enable_grad(), defense.surrogate(surrogate, temperature):
-        logits = defense(x)
-        if not isinstance(logits, torch.Tensor) or not logits.requires_grad:
-            return False
-        (grad,) = torch.autograd.grad((logits * _probe_weights(logits)).sum(), x, allow_unused=True)
-    return grad is not None and bool(torch.isfinite(grad).all()) and bool((grad != 0).any())
-
-
-STRONG_SQUARE = "square@queries=10000,restarts=3"
-
-
-def plan_gradient_free(defense: Defense, attacks: list[Any]) -> tuple[list[Any], list[tuple[str, str]], list[str]]:
-    """The suite planner's hook: drop gradient attacks no gradient reaches through, and run Square harder.
-
-    Returns (attacks kept, [(attack, reason not applicable)], extra attack names to add). A defense that has not
-    seen an input yet (no `example_input`) is left as planned.
-    """
-    example = getattr(defense, "example_input", None)
-    if example is None:
-        return attacks, [], []
-    reach: dict[tuple[str, float | None], bool] = {}
-    kept, skipped = [], []
-    for attack in attacks:
-        # Gradient-free attacks, and transfer attacks (their gradients come from another model), always apply.
-        if attack.gradient == "none" or attack.gradient.startswith("transfer:"):
-            kept.append(attack)
-            continue
-        key = (attack.surrogate, attack.temperature)
-        if key not in reach:
-            reach[key] = (attack.surrogate in defense.surrogates
-                          and gradient_reaches_input(defense, example, attack.surrogate, attack.temperature))
-        if reach[key]:
-            kept.append(attack)
-        else:
-            how = "the exact backward" if attack.surrogate == "exact" else f"the {attack.surrogate} surrogate"
-            skipped.append((attack.label, f"not applicable: no gradient reaches the input through {how}"))
-    extra = [STRONG_SQUARE] if skipped else []
-    if skipped:
-        log.warning("%d gradient attacks are not applicable (no gradient reaches the input); adding %s",
-                    len(skipped), STRONG_SQUARE)
-    return kept, skipped, extra
-
-
-__all__ = ["AUTO_SURROGATES", "AutoBPDA", "Replacement", "ScanResult", "gradient_reaches_input",
-           "plan_gradient_free", "replace", "scan_model", "STRONG_SQUARE"]
+__all__ = ["AUTO_SURROGATES", "AutoBPDA", "Replacement", "ScanResult", "replace", "scan_model"]

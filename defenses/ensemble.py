@@ -27,13 +27,10 @@ draw, and the gradient averages over both surrogates and draws.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from contextlib import AbstractContextManager, contextmanager
+from typing import Any, Protocol, TypeVar
 
 import torch
-
-if TYPE_CHECKING:
-    from defenses.protocol import Defense
 
 ENSEMBLE = "ensemble"
 # The smooth surrogate's temperature sweep (in units of each channel's std), sharpest last; the suites run BPDA at
@@ -41,6 +38,18 @@ ENSEMBLE = "ensemble"
 SMOOTH_TEMPERATURES = (1.0, 0.3, 0.1, 0.03)
 # The surrogates an ensemble needs; a defense offering both also offers the ensemble.
 MEMBER_SURROGATES = ("identity", "smooth")
+
+
+class _Surrogated(Protocol):
+    """What the ensemble needs of a defense (defenses/protocol.py's Defense has it): typed structurally, so this
+    module does not import the protocol that dispatches to it."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor: ...
+
+    def _surrogate_context(self, name: str, temperature: float | None) -> AbstractContextManager[Any]: ...
+
+
+D = TypeVar("D", bound=_Surrogated)
 
 
 def with_ensemble(surrogates: tuple[str, ...]) -> tuple[str, ...]:
@@ -64,8 +73,7 @@ def combine(outputs: list[torch.Tensor]) -> torch.Tensor:
 
 
 @contextmanager
-def ensemble_forward(defense: Defense, member_list: list[tuple[str, float | None]] | None = None,
-                     ) -> Iterator[Defense]:
+def ensemble_forward(defense: D, member_list: list[tuple[str, float | None]] | None = None) -> Iterator[D]:
     """Inside the block, `defense(x)` runs one forward per member under the member's surrogate and combines them.
 
     The defense's forward is shadowed by an instance attribute for the block's duration (restored after), so any

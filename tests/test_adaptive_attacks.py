@@ -24,9 +24,10 @@ from attacks.suites import MECHANISM, STRONGEST_MECHANISM, plan_suite
 from attacks.threat_model import ThreatModel
 from audit.checks.attribution import attribution_table, judge_attribution
 from audit.probes.attribution import layer_groups, run_attribution
+from defenses.adapters import MeanSparseDefense, as_defense
 from defenses.calibrate import calibrate
 from defenses.meansparse import meansparse_layers
-from defenses.protocol import MeanSparseDefense, Undefended, as_defense
+from defenses.protocol import Undefended
 from defenses.sparsify import sparsify
 from tests.conftest import shipped_or_skip
 

@@ -48,8 +48,9 @@ def test_budgets_reach_the_constructor_and_the_label():
 
 
 def test_every_suite_name_parses_and_round_trips():
+    from defenses.adapters import MeanSparseDefense, RandomNoise
     from defenses.models.registry import load_shipped
-    from defenses.protocol import MeanSparseDefense, RandomNoise, Undefended
+    from defenses.protocol import Undefended
 
     meansparse = MeanSparseDefense(load_shipped("demo-meansparse"))
     for defense in (Undefended(torch.nn.Linear(2, 2)), meansparse, RandomNoise(torch.nn.Linear(2, 2))):

@@ -9,7 +9,8 @@ from attacks.base import Attack, AttackOutput
 from attacks.judge import judge
 from attacks.registry import UnknownAttack, make_attack
 from attacks.threat_model import ThreatModel
-from defenses.protocol import InputQuantization, RandomNoise, Undefended
+from defenses.adapters import InputQuantization, RandomNoise
+from defenses.protocol import Undefended
 
 LINF = ThreatModel("Linf", 0.1)
 

@@ -14,11 +14,13 @@ from attacks.judge import judge
 from attacks.registry import make_attack
 from attacks.suites import plan_suite
 from attacks.threat_model import ThreatModel
-from defenses.auto_bpda import AutoBPDA, gradient_reaches_input, scan_model
+from defenses.adapters import MeanSparseDefense, as_defense
+from defenses.auto_bpda import AutoBPDA, scan_model
 from defenses.calibrate import calibrate
+from defenses.gradient_path import gradient_reaches_input
 from defenses.models.demo_cnn import DemoCNN
 from defenses.models.registry import SHIPPED
-from defenses.protocol import MeanSparseDefense, OpaqueModel, as_defense
+from defenses.opaque import OpaqueModel
 from defenses.sparsify import sparsify
 from defenses.toys import KWTA, QuantizedInput, SmallCNN, Thermometer, plain_dead_zones, train_toy
 from tests.conftest import shipped_or_skip
@@ -270,7 +272,8 @@ def test_gradient_path_finding(fmnist_test):
     from audit.checks.gradient_path import judge_gradient_path
     from audit.probes.config import DiagnosticsConfig
     from audit.probes.gradient_path import measure_gradient_path
-    from defenses.protocol import InputQuantization, Undefended
+    from defenses.adapters import InputQuantization
+    from defenses.protocol import Undefended
     from defenses.toys import KillGradients
 
     x, y = fmnist_test.images[:8], fmnist_test.labels[:8]

@@ -320,8 +320,8 @@ def test_the_contract_leaves_a_good_model_untouched(fmnist_test):
     """The shipped models pass the contract with no warning, and the probes change none of their weights or
     statistics (the MeanSparse buffers included)."""
     from audit.inputs import check_inputs
+    from defenses.adapters import as_defense
     from defenses.models.registry import load_shipped
-    from defenses.protocol import as_defense
 
     for name in ("demo-standard", "demo-meansparse"):
         defense = as_defense(load_shipped(name))

@@ -14,7 +14,7 @@ from attacks.threat_model import ThreatModel
 from audit.checks.binarization import check_binarization, judge_binarization
 from audit.probes.binarization import BinarizationError, last_linear, run_binarization_probe
 from audit.report.plots import binarization as plot_binarization
-from defenses.protocol import as_defense
+from defenses.adapters import as_defense
 from defenses.toys import KillGradients, SmallCNN
 from tests.conftest import shipped_or_skip
 

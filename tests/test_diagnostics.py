@@ -26,9 +26,10 @@ from audit.probes import diagnose
 from audit.probes.config import DiagnosticsConfig
 from audit.store import ResultStore
 from audit.suite import run_suite
+from defenses.adapters import InputQuantization, MeanSparseDefense, RandomNoise
 from defenses.calibrate import calibrate
 from defenses.models.demo_cnn import DemoCNN
-from defenses.protocol import InputQuantization, MeanSparseDefense, RandomNoise, Undefended
+from defenses.protocol import Undefended
 from defenses.sparsify import sparsify
 from defenses.toys import GradientInForward, KillGradients, ScaledLogits, Softmaxed
 from tests.conftest import require_fashion_mnist

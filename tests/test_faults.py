@@ -259,7 +259,7 @@ def test_a_probe_that_raised_runs_again_on_resume(tmp_path, monkeypatch, standar
     import audit.probes as probes
     from attacks.threat_model import ThreatModel
     from audit.store import ResultStore
-    from defenses.protocol import as_defense
+    from defenses.adapters import as_defense
 
     attempts = {"n": 0}
 
@@ -365,9 +365,9 @@ def test_extend_refuses_a_run_with_a_damaged_record_until_run_repairs_it(finishe
 
 
 def test_extend_plans_gradient_free_like_run(tmp_path, capsys, monkeypatch, fmnist_test):
-    import defenses.auto_bpda
+    import attacks.gradient_free
 
-    monkeypatch.setattr(defenses.auto_bpda, "STRONG_SQUARE", "square@queries=5")  # the harder Square, cheaply
+    monkeypatch.setattr(attacks.gradient_free, "STRONG_SQUARE", "square@queries=5")  # the harder Square, cheaply
     out = tmp_path / "run"
     model = f"{FAULTY}:quantized"
     assert main(["run", "--model", model, "--n", "8", "--attacks", "square@queries=3", "--diagnostics-n", "0",

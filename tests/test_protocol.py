@@ -6,18 +6,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from defenses.adapters import InputQuantization, MeanSparseDefense, RandomNoise, as_defense
 from defenses.calibrate import calibrate
 from defenses.meansparse import meansparse_layers
 from defenses.models.demo_cnn import DemoCNN
-from defenses.protocol import (
-    Defense,
-    InputQuantization,
-    MeanSparseDefense,
-    OpaqueModel,
-    RandomNoise,
-    Undefended,
-    as_defense,
-)
+from defenses.opaque import OpaqueModel
+from defenses.protocol import Defense, Undefended
 from defenses.sparsify import sparsify
 
 

@@ -14,7 +14,8 @@ from audit.checks import comparisons, verdict
 from audit.stats import clopper_pearson, mcnemar_one_sided
 from audit.store import ResultStore
 from audit.suite import run_suite
-from defenses.protocol import RandomNoise, Undefended
+from defenses.adapters import RandomNoise
+from defenses.protocol import Undefended
 
 THREAT = ThreatModel("Linf", 0.1)
 

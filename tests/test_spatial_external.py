@@ -230,7 +230,7 @@ def test_stadv_breaks_undefended_cnn(trained, fashion):
 
 def test_stadv_uses_the_surrogate_backward(trained, fashion):
     # Input quantization has zero exact gradients; with the straight-through surrogate stAdv works again.
-    from defenses.protocol import InputQuantization
+    from defenses.adapters import InputQuantization
 
     _, test = fashion
     x, y = test.images[:40], test.labels[:40]

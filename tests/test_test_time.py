@@ -137,7 +137,7 @@ class _BackwardPurifier(nn.Module):
 
 def test_plan_without_unrolled_when_the_forward_uses_backward(fmnist_test):
     from attacks.suites import plan_suite
-    from defenses.protocol import as_defense
+    from defenses.adapters import as_defense
 
     torch.manual_seed(0)
     defense = as_defense(_BackwardPurifier().eval(), opaque=True)

@@ -21,10 +21,12 @@ from audit.checks.convergence import check_convergence, curve_keys
 from audit.outcomes import Outcomes
 from audit.store import ResultStore
 from audit.suite import run_suite
+from defenses.adapters import RandomNoise, as_defense
 from defenses.calibrate import calibrate
 from defenses.ensemble import ENSEMBLE, members
 from defenses.models.demo_cnn import DemoCNN
-from defenses.protocol import OpaqueModel, RandomNoise, Undefended, as_defense
+from defenses.opaque import OpaqueModel
+from defenses.protocol import Undefended
 from defenses.sparsify import sparsify
 from defenses.toys import HiddenNoise, QuantizedInput
 from tests.conftest import shipped_or_skip

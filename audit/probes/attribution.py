@@ -23,9 +23,10 @@ from attacks.judge import judge
 from attacks.registry import make_attack
 from attacks.threat_model import ThreatModel
 from audit.probes.config import DiagnosticsConfig
+from defenses.adapters import MeanSparseDefense
 from defenses.gradient_mode import layer_gradient_modes
 from defenses.meansparse import meansparse_layers
-from defenses.protocol import Defense, MeanSparseDefense
+from defenses.protocol import Defense
 
 
 class LayerStraightThrough(Defense):

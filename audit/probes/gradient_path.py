@@ -11,7 +11,7 @@ import torch
 
 from attacks.threat_model import ThreatModel
 from audit.probes.config import DiagnosticsConfig
-from defenses.auto_bpda import gradient_reaches_input
+from defenses.gradient_path import gradient_reaches_input
 from defenses.protocol import Defense
 
 

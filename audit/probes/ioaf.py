@@ -17,7 +17,8 @@ from attacks.losses import margin
 from attacks.threat_model import ThreatModel
 from audit.probes._common import GraphInterrupted, chunks, clean_correct, generator_for, input_gradient, pgd
 from audit.probes.config import DiagnosticsConfig
-from defenses.protocol import Defense, InputQuantization, Undefended
+from defenses.adapters import InputQuantization
+from defenses.protocol import Defense, Undefended
 
 
 def measure_unavailable_gradients(defense: Defense, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, *,
