@@ -7,7 +7,7 @@ from pathlib import Path
 
 from audit.report import load_results, reading
 from audit.report.text import pct
-from audit.stats import clopper_pearson, mcnemar_one_sided
+from audit.stats import clopper_pearson, paired
 
 
 def _aa(results: dict) -> dict | None:
@@ -34,10 +34,8 @@ def _worst_per_sample(directory: Path) -> list[bool] | None:
 
 def paired_difference(a: list[bool], b: list[bool]) -> dict:
     """Robust in B but not A (gain) and in A but not B (loss), and the exact two-sided McNemar p-value."""
-    gain = sum(y and not x for x, y in zip(a, b))
-    loss = sum(x and not y for x, y in zip(a, b))
-    p = min(1.0, 2 * min(mcnemar_one_sided(gain, loss), mcnemar_one_sided(loss, gain)))
-    return {"only_b_robust": gain, "only_a_robust": loss, "p_value": p}
+    counts = paired(b, a)
+    return {"only_b_robust": counts.b, "only_a_robust": counts.c, "p_value": counts.p_two_sided()}
 
 
 def compare(dir_a: str | Path, dir_b: str | Path, out: str | Path | None = None) -> str:

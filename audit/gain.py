@@ -8,7 +8,7 @@ attacks all count towards the base's worst case. This module only reads the two 
 from __future__ import annotations
 
 from audit.outcomes import HELD, Outcomes
-from audit.stats import accuracy_json, paired_difference_interval
+from audit.stats import accuracy_json, paired
 
 
 def paired_gain(defense: list[bool], base: list[bool]) -> dict:
@@ -16,12 +16,11 @@ def paired_gain(defense: list[bool], base: list[bool]) -> dict:
 
     Only the discordant pairs carry information about the difference: with b samples robust only under the defense
     and c only under the base, the gain is (b - c) / n; its interval is Tango's score interval (audit/stats.py)."""
-    n = len(defense)
-    b = sum(d and not s for d, s in zip(defense, base))
-    c = sum(s and not d for d, s in zip(defense, base))
-    gain = (b - c) / n if n else 0.0
-    low, high = paired_difference_interval(b, c, n)
-    return {"gain": gain, "ci95": [low, high], "only_defense_robust": b, "only_base_robust": c, "n": n}
+    counts = paired(defense, base)
+    n = counts.paired
+    gain = (counts.b - counts.c) / n if n else 0.0
+    low, high = counts.difference_interval()
+    return {"gain": gain, "ci95": [low, high], "only_defense_robust": counts.b, "only_base_robust": counts.c, "n": n}
 
 
 def _autoattack_robust(outcomes: Outcomes) -> list[bool] | None:

@@ -6,6 +6,8 @@ paired difference's interval (Tango's score interval) is in no library we use, s
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
+from dataclasses import dataclass
 
 from scipy.optimize import brentq
 from scipy.stats import binomtest, norm
@@ -27,6 +29,52 @@ def mcnemar_one_sided(b: int, c: int) -> float:
     if b + c == 0:
         return 1.0
     return float(binomtest(int(b), int(b + c), 0.5, alternative="greater").pvalue)
+
+
+@dataclass(frozen=True)
+class Paired:
+    """Two conditions' per-sample outcomes, paired: the samples only A succeeded on, those only B did, and how many
+    pairs had an outcome on both sides. Every paired comparison of the suite (the checks, the gain table,
+    `audit compare`, the benchmarks) is counted here, so that they all count the same way."""
+
+    only_a: list[int]
+    only_b: list[int]
+    paired: int
+
+    @property
+    def b(self) -> int:
+        return len(self.only_a)
+
+    @property
+    def c(self) -> int:
+        return len(self.only_b)
+
+    def p_a_beats_b(self) -> float:
+        """Exact one-sided McNemar p-value that A succeeds more often than B."""
+        return mcnemar_one_sided(self.b, self.c)
+
+    def p_two_sided(self) -> float:
+        """Exact two-sided McNemar p-value (twice the smaller one-sided one, at most 1)."""
+        return min(1.0, 2 * min(mcnemar_one_sided(self.b, self.c), mcnemar_one_sided(self.c, self.b)))
+
+    def difference_interval(self, n: int | None = None, level: float = LEVEL) -> tuple[float, float]:
+        """Tango's interval for (b - c) / n; n defaults to the pairs counted."""
+        return paired_difference_interval(self.b, self.c, self.paired if n is None else n, level)
+
+
+def paired(a: Iterable[bool | None], b: Iterable[bool | None]) -> Paired:
+    """Count paired outcomes (True: the condition succeeded on the sample; None: no outcome there, so the pair is
+    left out). Both sequences are indexed by sample."""
+    only_a, only_b, count = [], [], 0
+    for i, (x, y) in enumerate(zip(a, b, strict=True)):
+        if x is None or y is None:
+            continue
+        count += 1
+        if x and not y:
+            only_a.append(i)
+        elif y and not x:
+            only_b.append(i)
+    return Paired(only_a, only_b, count)
 
 
 def holm(p_values: dict[str, float]) -> dict[str, float]:

@@ -37,3 +37,19 @@ def test_coverage_is_near_95_percent():
     counts = rng.multinomial(n, [p_only_first, p_only_second, 1 - p_only_first - p_only_second], size=2000)
     covered = [low <= truth <= high for low, high in (paired_difference_interval(b, c, n) for b, c, _ in counts)]
     assert 0.93 < np.mean(covered) < 0.97
+
+
+def test_paired_counts_discordant_samples_and_leaves_out_missing_pairs():
+    from scipy.stats import binomtest
+
+    from audit.stats import paired
+
+    a = [True, True, False, None, True, False, True]
+    b = [True, False, True, True, False, False, None]
+    counts = paired(a, b)
+    assert (counts.only_a, counts.only_b, counts.paired) == ([1, 4], [2], 5)
+    assert counts.p_two_sided() == pytest.approx(binomtest(2, 3, 0.5).pvalue)
+    assert counts.p_a_beats_b() == pytest.approx(binomtest(2, 3, 0.5, alternative="greater").pvalue)
+    assert paired(b, a).only_a == [2]
+    with pytest.raises(ValueError):
+        paired([True], [True, False])  # unpaired lengths are an error, not a silent truncation
