@@ -60,7 +60,7 @@ class Extras:
     mechanism: tuple[str, ...] = ()  # MeanSparse-specific attacks (attacks/adaptive.py), for a MeanSparse model
 
 
-# The strongest MeanSparse-specific attack: on demo-meansparse (1000 seeded images, README, issue 28) the linear
+# The strongest MeanSparse-specific attack: on demo-meansparse (1000 seeded images, docs/results.md) the linear
 # continuation broke the most samples of the four.
 STRONGEST_MECHANISM = "apgd-continuation-linear"
 MECHANISM = (STRONGEST_MECHANISM, "apgd-continuation-geometric", "apgd-anneal", "apgd-escape")

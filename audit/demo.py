@@ -22,7 +22,7 @@ from audit.progress import progress_bars_off
 from audit.summary import summary_lines
 
 log = logging.getLogger(__name__)
-DEMO_N = 100  # test samples per model: both audits fit in 10 minutes on 2 CPU cores (see README)
+DEMO_N = 100  # test samples per model: both audits fit in a few minutes on 2 CPU cores (README)
 DEMO_MODELS = ("demo-adversarial", "demo-meansparse")
 
 

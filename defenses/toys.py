@@ -10,7 +10,7 @@ only automatic BPDA (defenses/auto_bpda.py) gives an attack that fits:
     WhereDeadZone    MeanSparse's operator as a plain `torch.where` in a user's own module
                      (`plain_dead_zones` swaps our MeanSparse layers for it, same statistics)
 
-`train_toy` standard-trains one quickly (seeded), for tests and the README's numbers.
+`train_toy` standard-trains one quickly (seeded), for tests and the numbers in docs/models.md.
 
 Wrappers that mask on purpose around any model, each the textbook case of one symptom (tests and
 benchmarks/calibration.py):
