@@ -1,4 +1,4 @@
-"""Automatic BPDA on toy defenses opaque to the suite, and the binarization test on the demo models (docs/models.md numbers).
+"""Automatic BPDA on toy defenses opaque to the suite, and the binarization test on the demo models (docs/models.md).
 
     OMP_NUM_THREADS=1 .venv/bin/python -m benchmarks.auto_bpda_toys [--n 100] [--steps 1000]
 

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-LINT = [sys.executable, "-c", "import sys; from importlinter.cli import lint_imports_command; sys.exit(lint_imports_command())"]
+LINT = [str(Path(sys.executable).with_name("lint-imports"))]  # installed beside the interpreter by `make setup`
 
 
 def lint(cwd: Path, config: Path) -> subprocess.CompletedProcess[str]:
