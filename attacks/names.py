@@ -46,7 +46,7 @@ BUDGETS: dict[str, dict[str, str]] = {
     "autoattack-standard": {},
     "autoattack-plus": {},
     "autoattack-rand": {},
-    "spatial-grid": {"angles": "n_angles", "translations": "n_translations"},
+    "spatial-grid": {"angles": "n_angles", "translations": "n_translations", "random": "random"},
     "stadv": {"iters": "steps", "stages": "stages"},
     # MeanSparse-specific attacks (attacks/adaptive.py): iters are APGD iterations per stage.
     "apgd-continuation-linear": {"stages": "n_stages", "iters": "n_iter", "restarts": "n_restarts"},

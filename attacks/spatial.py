@@ -83,8 +83,6 @@ class RotationTranslationGrid(TransformAttack):
         self.n_angles = n_angles
         self.n_translations = n_translations
         self.random = random
-        if random is not None:
-            self.name = f"spatial-random{random}"
 
     # -- the TransformAttack contract (what the judge uses) -------------------------------------------------
     def apply(self, x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:

@@ -33,7 +33,6 @@ from dataclasses import replace as replaced
 from attacks.base import Attack
 from attacks.names import format_name, parse_name
 from attacks.registry import make_attack
-from attacks.transfer import base_model_of
 from defenses.adapters import MeanSparseDefense
 from defenses.ensemble import ENSEMBLE, SMOOTH_TEMPERATURES
 from defenses.protocol import Defense
@@ -203,7 +202,7 @@ def plan_suite(suite: str, defense: Defense, budget: str = "standard") -> SuiteP
             raise ValueError(f"unknown budget {budget!r}; choose one of {', '.join(BUDGETS)}")
         return SuitePlan(*plan_test_time(suite, defense, BUDGETS[budget]["iters"]))
     attacks, skipped = [], []
-    base = base_model_of(defense)
+    base = defense.base_model()
     names = suite_names(suite, defense)
     added, last = extra_names(suite, defense, budget)
     if EXTRAS[budget].eot_query_attacks and defense.random_forward:

@@ -13,12 +13,6 @@ from torch import nn
 from attacks.base import Attack, AttackOutput
 from attacks.counting import CountingModel
 from attacks.threat_model import ThreatModel
-from defenses.protocol import Defense
-
-
-def base_model_of(defense: Defense) -> nn.Module | None:
-    """The defense's own base model (see `Defense.base_model`), or None when there is nothing to remove."""
-    return defense.base_model()
 
 
 class Transfer(Attack):

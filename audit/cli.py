@@ -131,13 +131,13 @@ def _cmd_eval(args: argparse.Namespace) -> None:
 def _audit_config(args: argparse.Namespace):  # noqa: ANN202 - an AuditConfig, imported inside to keep --help light
     from attacks.names import split_attack_list
 
-    if not (args.model or args.name):
-        raise UsageError("give --model (or --name with --robustbench-dir)")
+    if not args.model:
+        raise UsageError("give --model (a shipped name, PATH.py:FACTORY, or a RobustBench name with --robustbench-dir)")
     from defenses.models.robustbench import fill_run_defaults
 
     # A RobustBench entry knows its dataset, threat model, eps and published AutoAttack number (the default claim).
     fill_run_defaults(args, {"dataset": "fashion-mnist", "norm": "Linf", "eps": 0.1})
-    return AuditConfig(model=args.name or args.model, dataset=args.dataset, norm=args.norm, eps=args.eps, n=args.n,
+    return AuditConfig(model=args.model, dataset=args.dataset, norm=args.norm, eps=args.eps, n=args.n,
                        suite=args.suite, budget=args.budget, seed=args.seed, mode=args.mode, batch_size=args.batch_size,
                        diagnostics_n=args.diagnostics_n, checkpoint=args.checkpoint,
                        robustbench_dir=args.robustbench_dir, meansparse_alpha=args.meansparse_alpha, claim=args.claim,
@@ -271,7 +271,6 @@ def _cmd_demo(args: argparse.Namespace) -> None:
 
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--name", default=None, help="a RobustBench model name (with --robustbench-dir); same as --model")
     p.add_argument("--model", default=None,
                    help="a shipped model (demo-standard, demo-adversarial, demo-meansparse), PATH.py:FACTORY, "
                         "or a RobustBench name with --robustbench-dir")

@@ -19,13 +19,6 @@ class ModelSpecError(UserError, ValueError):
     """A --model spec that cannot be resolved or built."""
 
 
-def load_robustbench(model_dir: str | Path, name: str, threat: str | None = None, dataset: str | None = None,
-                     trust_checkpoint: bool = False) -> nn.Module:
-    """The RobustBench model `name` from `<model_dir>/<dataset>/<threat>/<name>.pt` (entries and loading:
-    `defenses.models.robustbench`)."""
-    return robustbench.load(model_dir, name, dataset, threat, trust_checkpoint)[0]
-
-
 def _summary(error: BaseException, limit: int = 200) -> str:
     text = " ".join(str(error).split()) or "(no message)"
     return f"{type(error).__name__}: {text if len(text) <= limit else text[: limit - 3] + '...'}"
@@ -96,4 +89,4 @@ def _resolve(spec: str, *, num_classes: int, checkpoint: str | None, robustbench
     )
 
 
-__all__ = ["CheckpointError", "ModelSpecError", "resolve_model", "load_robustbench", "load_factory"]
+__all__ = ["CheckpointError", "ModelSpecError", "resolve_model", "load_factory"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from attacks.names import BUDGETS, UnknownAttack, format_name, parse_name, split_attack_list
+from attacks.names import BUDGETS, FRACTIONAL, UnknownAttack, format_name, parse_name, split_attack_list
 from attacks.registry import BASE_ATTACKS, make_attack
 from attacks.suites import SUITES, suite_names
 from defenses.errors import UserError
@@ -20,7 +20,7 @@ ROUND_TRIP = [
     "apgd-t+bpda-identity+eot5@targets=3", "fab-t@iters=7,targets=2", "spatial-grid@angles=3,translations=1",
     "stadv+bpda-smooth-T0.1@iters=20,stages=2", "transfer-base:apgd-ce", "transfer-base:apgd-t@iters=50",
     "torchattacks:PGD", "torchattacks:PGD@alpha=0.01,steps=20", "foolbox:LinfPGD@rel_stepsize=0.1,steps=5",
-    "square+eot4@queries=100",
+    "square+eot4@queries=100", "spatial-grid@random=10",
 ]
 
 
@@ -62,6 +62,17 @@ def test_every_suite_name_parses_and_round_trips():
 
 def test_the_registry_and_the_grammar_name_the_same_attacks():
     assert set(BASE_ATTACKS) == set(BUDGETS)
+
+
+@pytest.mark.parametrize("base", sorted(BUDGETS))
+def test_every_registered_attack_and_budget_key_round_trips(base):
+    """Walk the registry: every attack, plain and with each of its budget keys set away from the default, is
+    labelled with a name that builds the same attack again."""
+    names = [base] + [f"{base}@{key}={0.5 if key in FRACTIONAL.get(base, ()) else 3}" for key in BUDGETS[base]]
+    for name in names:
+        attack = make_attack(name, transfer_source=SOURCE)
+        again = make_attack(attack.label, transfer_source=SOURCE)
+        assert again.label == attack.label and again.config() == attack.config(), name
 
 
 BAD = [

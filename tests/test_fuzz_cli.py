@@ -126,10 +126,9 @@ OPTIONS: dict[str, tuple[list[str], list[str]]] = {
     "--meansparse-alpha": ([], ["-1", "nan", "inf", "x"]),
     "--checkpoint": ([], ["/nonexistent.safetensors", "{file}", "{garbage}"]),
     "--robustbench-dir": ([], ["/nonexistent", "{empty_dir}"]),
-    "--name": ([], ["Amini2024MeanSparse_S-WRN-94-16", "Foo_WRN-28-10", "foo"]),
     "--suite": (["quick"], ["nope", "Quick"]),
 }
-FLAGS = ["--trust-checkpoint", "--epsilon", "--bogus", "-n", "--attacks"]
+FLAGS = ["--trust-checkpoint", "--epsilon", "--bogus", "-n", "--attacks", "--name"]  # --name: a removed alias
 GOOD_MODELS = ["demo-standard", "demo-meansparse", "demo-adversarial", f"{FIXTURES}/user_model.py:build",
                f"{BAD}:probabilities", f"{BAD}:half", f"{BAD}:bfloat16"]
 

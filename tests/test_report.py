@@ -234,7 +234,7 @@ def test_html_escapes_every_stored_string(meansparse_report: Path) -> None:
     page = (meansparse_report / "report.html").read_text(encoding="utf-8")
     assert HOSTILE_MODEL not in page
     assert "<script" not in page.lower()
-    assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;demo" in page
+    assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;demo" in page
     assert "<b>markup</b>" not in page and "&lt;b&gt;markup&lt;/b&gt; &amp; an ampersand" in page
     assert "<i>really</i>" not in page and "<probabilities>" not in page
 

@@ -1,12 +1,12 @@
 """A RobustBench-layout checkpoint (<dir>/cifar10/Linf/<name>.pt, `module.` prefixes) loads strictly through the
-same path `audit run --robustbench-dir DIR --name NAME` uses; unknown names are refused, never guessed."""
+same path `audit run --robustbench-dir DIR --model NAME` uses; unknown names are refused, never guessed."""
 import dataclasses
 
 import pytest
 import torch
 
 from audit.cli import main
-from audit.model_spec import load_robustbench, resolve_model
+from audit.model_spec import resolve_model
 from defenses import meansparse_layers
 from defenses.models import robustbench as rb
 
@@ -35,7 +35,7 @@ def test_base_wrn_loads_and_gives_identical_logits(tmp_path, small_entries):
     torch.manual_seed(0)
     reference = base.build()
     _save(reference, tmp_path, base.name)
-    loaded = load_robustbench(tmp_path, base.name)
+    loaded = rb.load(tmp_path, base.name)[0]
     x = torch.rand(4, 3, 32, 32)
     with torch.no_grad():
         assert torch.equal(loaded(x), reference(x))
@@ -64,7 +64,7 @@ def test_a_file_whose_thresholds_differ_from_the_published_alpha_runs_with_its_o
     for _, layer in meansparse_layers(reference):
         layer.threshold.fill_(0.2)
     _save(reference, tmp_path, sparse.name)
-    loaded = load_robustbench(tmp_path, sparse.name)
+    loaded = rb.load(tmp_path, sparse.name)[0]
     assert {layer.alpha for _, layer in meansparse_layers(loaded)} == {0.2}
     assert "published alpha is 0.15; the file's are used" in caplog.text
 
@@ -72,16 +72,16 @@ def test_a_file_whose_thresholds_differ_from_the_published_alpha_runs_with_its_o
 def test_a_guessable_but_unknown_name_is_refused_not_guessed(tmp_path):
     _save(torch.nn.Linear(1, 1), tmp_path, "Someone2024_WRN-10-1")
     with pytest.raises(rb.ZooError, match=r"unknown RobustBench model 'Someone2024_WRN-10-1'.*; known: "):
-        load_robustbench(tmp_path, "Someone2024_WRN-10-1")
+        rb.load(tmp_path, "Someone2024_WRN-10-1")
 
 
 @pytest.mark.parametrize("argv,expected", [
-    (["--name", "Someone2024_WRN-10-1"], "unknown RobustBench model 'Someone2024_WRN-10-1'"),
-    (["--name", "Amini2024MeanSparse_S-WRN-70-16"],
+    (["--model", "Someone2024_WRN-10-1"], "unknown RobustBench model 'Someone2024_WRN-10-1'"),
+    (["--model", "Amini2024MeanSparse_S-WRN-70-16"],
      "is ambiguous: RobustBench has it for cifar10/L2, cifar100/Linf; pass --dataset (cifar10 or cifar100)"),
-    (["--name", "Amini2024MeanSparse_S-WRN-70-16", "--dataset", "cifar100"],
+    (["--model", "Amini2024MeanSparse_S-WRN-70-16", "--dataset", "cifar100"],
      "cifar100/Linf/Amini2024MeanSparse_S-WRN-70-16.pt not found"),
-    (["--name", "Amini2024MeanSparse_Swin-L", "--dataset", "fashion-mnist"],
+    (["--model", "Amini2024MeanSparse_Swin-L", "--dataset", "fashion-mnist"],
      "Amini2024MeanSparse_Swin-L has no entry for dataset fashion-mnist"),
 ])
 def test_cli_refuses_bad_robustbench_names_in_one_line(tmp_path, capsys, argv, expected):

@@ -327,16 +327,16 @@ def test_shared_name_needs_the_dataset_and_the_dataset_picks_it():
 
 class Args:
     def __init__(self, **kwargs) -> None:  # noqa: ANN003 - see the line above
-        self.model, self.name, self.robustbench_dir = None, None, None
+        self.model, self.robustbench_dir = None, None
         self.dataset = self.norm = self.eps = self.claim = None
         self.__dict__.update(kwargs)
 
 
 def test_run_defaults_come_from_the_entry_unless_given():
-    args = Args(name="Amini2024MeanSparse_Swin-L", robustbench_dir="/models")
+    args = Args(model="Amini2024MeanSparse_Swin-L", robustbench_dir="/models")
     rb.fill_run_defaults(args, {"dataset": "fashion-mnist", "norm": "Linf", "eps": 0.1})
     assert (args.dataset, args.norm, args.eps, args.claim) == ("imagenet", "Linf", pytest.approx(4 / 255), 0.6212)
-    args = Args(name="Amini2024MeanSparse_S-WRN-70-16", robustbench_dir="/models", dataset="foolbox-cifar100",
+    args = Args(model="Amini2024MeanSparse_S-WRN-70-16", robustbench_dir="/models", dataset="foolbox-cifar100",
                 eps=0.01, claim=0.5)
     rb.fill_run_defaults(args, {"dataset": "fashion-mnist", "norm": "Linf", "eps": 0.1})
     assert (args.dataset, args.norm, args.eps, args.claim) == ("foolbox-cifar100", "Linf", 0.01, 0.5)
@@ -365,7 +365,7 @@ def test_published_numbers_are_brief_tables():
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# End to end: `audit run --robustbench-dir DIR --name NAME` on foolbox's real sample images, reduced configs
+# End to end: `audit run --robustbench-dir DIR --model NAME` on foolbox's real sample images, reduced configs
 
 E2E = [
     pytest.param(("cifar100", "Linf", "Amini2024MeanSparse_S-WRN-70-16"), "foolbox-cifar100", id="cifar100"),
@@ -385,7 +385,7 @@ def test_audit_run_on_foolbox_samples_takes_threat_eps_and_claim_from_the_entry(
     randomize(model, seed=2)
     save_robustbench_file(model, entry, tmp_path / "models", "module.")
     out = tmp_path / "run"
-    code = main(["run", "--robustbench-dir", str(tmp_path / "models"), "--name", entry.name, "--dataset", dataset,
+    code = main(["run", "--robustbench-dir", str(tmp_path / "models"), "--model", entry.name, "--dataset", dataset,
                  "--n", "20", "--suite", "quick", "--diagnostics-n", "4", "--quiet", "--out", str(out)])
     assert code == 0
     results = json.loads((out / "results.json").read_text())

@@ -14,6 +14,7 @@ from torch import nn
 
 from attacks.external import ExternalAttack, available_attacks
 from attacks.judge import judge
+from attacks.registry import make_attack
 from attacks.spatial import RotationTranslationGrid
 from attacks.stadv import StAdv, flow_total_variation
 from attacks.threat_model import ThreatModel
@@ -190,7 +191,8 @@ def test_spatial_random_worst_of_k_is_seeded_and_bounded():
     y = torch.zeros(len(x), dtype=torch.long)
     defense = Undefended(CentreOfMassX(threshold=1.0))
     attack = RotationTranslationGrid(random=10)
-    assert attack.label == "spatial-random10"
+    assert attack.label == "spatial-grid@random=10"
+    assert make_attack(attack.label).label == attack.label  # the stored name re-runs the same attack
     first = judge(attack, defense, x, y, LINF, seed=3)
     second = judge(attack, defense, x, y, LINF, seed=3)
     assert torch.equal(first.extra["params"], second.extra["params"])

@@ -60,5 +60,5 @@ def judge_landscape(m: dict) -> list[Finding]:
     return [Finding("loss-landscape", status, message,
                     {"n": m["n"], "seed": m["seed"], "span_eps": m["span_eps"], "points": m["points"],
                      "flat_fraction": flat, "sign_changes": changes, "roughness": roughness,
-                     "per_direction": per_direction, "reproducible_forward": m["reproducible_forward"]},
+                     "per_direction": per_direction},
                     data={"t_over_eps": m["t_over_eps"], "profiles": m["profiles"], "surface": m["surface"]})]

@@ -19,12 +19,6 @@ class GraphInterrupted(RuntimeError):
     """The input received no gradient at all: the forward is not connected to its input in autograd."""
 
 
-def reseed(defense: Defense, seed: int) -> bool:
-    """Reseed a randomized defense's noise if it lets us; True when the forward is now reproducible."""
-    defense.reseed(seed)
-    return True
-
-
 def generator_for(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(int(seed))
 
@@ -41,7 +35,7 @@ def losses(defense: Defense, x: torch.Tensor, y: torch.Tensor, loss: str = "ce",
     out = []
     for s in chunks(len(x), batch_size):
         if seed is not None:
-            reseed(defense, seed)
+            defense.reseed(seed)
         out.append(per_sample_loss(defense(x[s]), y[s], loss))
     return torch.cat(out) if out else torch.empty(0)
 
@@ -57,7 +51,7 @@ def input_gradient(defense: Defense, x: torch.Tensor, y: torch.Tensor, surrogate
     with defense.surrogate(surrogate, temperature):
         for s in chunks(len(x), batch_size):
             if seed is not None:
-                reseed(defense, seed)
+                defense.reseed(seed)
             xi = x[s].detach().clone().requires_grad_(True)
             with torch.enable_grad():
                 value = per_sample_loss(defense(xi), y[s], loss)
@@ -89,7 +83,7 @@ def pgd(defense: Defense, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel,
     """The suite's PGD (`attacks.pgd`) from the clean point on exact gradients, batch by batch, every iterate
     recorded; also whether the returned point is adversarial, judged again on a fresh draw for a randomized defense
     (as a user of the attack would)."""
-    reseed(defense, seed)
+    defense.reseed(seed)
     traces, last = [], []
     for s in chunks(len(x), batch_size):
         trace = attack_pgd(defense, x[s], y[s], threat, steps, step_size, record=True)

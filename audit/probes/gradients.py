@@ -18,7 +18,6 @@ from audit.probes._common import (
     input_gradient,
     losses,
     quantiles,
-    reseed,
 )
 from audit.probes.config import DiagnosticsConfig
 from defenses.ensemble import ENSEMBLE
@@ -77,7 +76,7 @@ def measure_dead_zone(defense: Defense, x: torch.Tensor, y: torch.Tensor, threat
 
     handles = [layer.register_forward_pre_hook(hook_for(name)) for name, layer in layers]
     try:
-        reseed(defense, seed)
+        defense.reseed(seed)
         for s in chunks(len(x), config.batch_size):
             defense(x[s])
     finally:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 
 from attacks.threat_model import ThreatModel
-from audit.probes._common import GraphInterrupted, clean_correct, generator_for, input_gradient, losses, reseed
+from audit.probes._common import GraphInterrupted, clean_correct, generator_for, input_gradient, losses
 from audit.probes.config import DiagnosticsConfig
 from defenses.protocol import Defense
 
@@ -29,7 +29,7 @@ def measure_landscape(defense: Defense, x: torch.Tensor, y: torch.Tensor, threat
     order = torch.cat([correct.nonzero().flatten(), (~correct).nonzero().flatten()])[: config.landscape_samples]
     xs, ys = x[order], y[order]
     generator = generator_for(seed)
-    reproducible = reseed(defense, seed)
+    defense.reseed(seed)
     try:
         grad, _ = input_gradient(defense, xs, ys, batch_size=config.batch_size, seed=seed)
     except GraphInterrupted:
@@ -51,7 +51,7 @@ def measure_landscape(defense: Defense, x: torch.Tensor, y: torch.Tensor, threat
     surface = losses(defense, points, y0.repeat(len(points)), batch_size=config.batch_size, seed=seed)
     surface = surface.view(len(grid), len(grid)).double().cpu()
     return {"n": len(xs), "seed": seed, "span_eps": config.landscape_span, "points": config.landscape_points,
-            "reproducible_forward": reproducible, "t_over_eps": (ts / threat.eps).tolist(),
+            "t_over_eps": (ts / threat.eps).tolist(),
             "profiles": {name: p.tolist() for name, p in profiles.items()},
             "surface": {"axis_over_eps": (grid / threat.eps).tolist(), "directions": ["gradient", "random1"],
                         "loss": surface.tolist()}}

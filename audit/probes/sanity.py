@@ -15,7 +15,7 @@ import torch
 from attacks.autoattack import APGD
 from attacks.judge import judge
 from attacks.threat_model import ThreatModel
-from audit.probes._common import chunks, clean_correct, reseed
+from audit.probes._common import chunks, clean_correct
 from audit.probes.config import DiagnosticsConfig
 from defenses.protocol import Defense
 
@@ -60,7 +60,7 @@ def measure_eps_sweep(defense: Defense, x: torch.Tensor, y: torch.Tensor, threat
 def measure_randomized(defense: Defense, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, *, seed: int,
                        config: DiagnosticsConfig) -> dict:
     """Repeated forwards of the same batch (AutoAttack's check uses 5): how far apart are they?"""
-    reseed(defense, seed)
+    defense.reseed(seed)
     outputs = torch.stack([torch.cat([defense(x[s]) for s in chunks(len(x), config.batch_size)])
                            for _ in range(config.random_draws)]).float().cpu()
     predictions = outputs.argmax(2)
@@ -75,7 +75,7 @@ def measure_randomized(defense: Defense, x: torch.Tensor, y: torch.Tensor, threa
 def measure_probabilities(defense: Defense, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, *, seed: int,
                           config: DiagnosticsConfig) -> dict:
     """The range and row sums of the outputs: probabilities sum to one, log-probabilities log-sum-exp to zero."""
-    reseed(defense, seed)
+    defense.reseed(seed)
     out = torch.cat([defense(x[s]) for s in chunks(len(x), config.batch_size)]).double().cpu()
     sums = out.sum(1)
     return {"n": len(x), "outputs": out.shape[1], "num_classes": getattr(defense, "num_classes", None),
@@ -118,7 +118,7 @@ def measure_gradient_in_forward(defense: Defense, x: torch.Tensor, y: torch.Tens
     probe = x[: min(len(x), BATCH_PROBE)]
     error = None
     grad_inside = False
-    reseed(defense, seed)
+    defense.reseed(seed)
     with _record_autograd_calls(calls):
         try:
             with torch.no_grad():

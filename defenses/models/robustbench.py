@@ -231,7 +231,7 @@ def fill_run_defaults(args: Any, fallback: dict[str, Any]) -> None:
     """`audit run`: set `dataset`, `norm`, `eps` and `claim` on `args` where they are None. With
     `--robustbench-dir`, from the zoo entry (dataset, threat model, eps, published AutoAttack accuracy as the claim);
     otherwise from `fallback` (claim stays None)."""
-    name = getattr(args, "name", None) or getattr(args, "model", None)
+    name = getattr(args, "model", None)
     if getattr(args, "robustbench_dir", None) is None or name is None:
         for key, value in fallback.items():
             if getattr(args, key, None) is None:
