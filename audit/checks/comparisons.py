@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from audit.checks.finding import Finding, skipped
 from audit.outcomes import BROKEN, HELD, Outcomes
-from audit.stats import mcnemar_one_sided
+from audit.stats import mcnemar_one_sided, paired
 
 # Fail when the challenger's extra successes are significant at 1% (one-sided exact McNemar) *and* at least 0.2%
 # of the paired samples (AutoAttack's own Square check fires from 0.2 points); warn on any extra success that
@@ -33,21 +33,18 @@ def _is_lp(threat_kind: str) -> bool:
 
 def _paired(outcomes: Outcomes, challengers: list[str], reference: list[str]) -> tuple[list[int], list[int], dict]:
     """(indices only the challengers broke, indices only the reference broke, the paired outcomes per sample)."""
-    only_challenger, only_reference = [], []
-    paired: dict[str, list] = {"index": [], "challenger_broke": [], "reference_broke": []}
-    for i in range(outcomes.n):
-        a = outcomes.group_outcome(challengers, i)
-        b = outcomes.group_outcome(reference, i)
-        if a is None or b is None:
-            continue
-        paired["index"].append(i)
-        paired["challenger_broke"].append(a == BROKEN)
-        paired["reference_broke"].append(b == BROKEN)
-        if a == BROKEN and b == HELD:
-            only_challenger.append(i)
-        elif b == BROKEN and a == HELD:
-            only_reference.append(i)
-    return only_challenger, only_reference, paired
+    a = [_broke(outcomes.group_outcome(challengers, i)) for i in range(outcomes.n)]
+    b = [_broke(outcomes.group_outcome(reference, i)) for i in range(outcomes.n)]
+    counts = paired(a, b)
+    index = [i for i in range(outcomes.n) if a[i] is not None and b[i] is not None]
+    data: dict[str, list] = {"index": index, "challenger_broke": [a[i] for i in index],
+                             "reference_broke": [b[i] for i in index]}
+    return counts.only_a, counts.only_b, data
+
+
+def _broke(outcome: str | None) -> bool | None:
+    """A group's outcome as a paired test reads it: broken, held, or no outcome (left out of the pair)."""
+    return None if outcome is None else outcome == BROKEN
 
 
 def _beats(outcomes: Outcomes, finding_id: str, challengers: list[str], reference: list[str], what: str) -> Finding:
@@ -138,14 +135,10 @@ def beyond_autoattack(outcomes: Outcomes) -> dict | None:
     if autoattack is None:
         return None
     others = [a for a in outcomes.order if a != autoattack and outcomes.info[a].threat_kind == "lp"]
-    b = c = 0
-    for i in range(outcomes.n):
-        mine = outcomes.status[autoattack][i]
-        theirs = outcomes.group_outcome(others, i) if others else None
-        if mine == HELD and theirs == BROKEN:
-            b += 1
-        elif mine == BROKEN and theirs == HELD:
-            c += 1
+    mine = [_broke(s) if s in (BROKEN, HELD) else None for s in outcomes.status[autoattack]]
+    theirs = [_broke(outcomes.group_outcome(others, i)) if others else None for i in range(outcomes.n)]
+    counts = paired(theirs, mine)
+    b, c = counts.b, counts.c
     robust_aa = sum(s == HELD for s in outcomes.status[autoattack])
     return {"autoattack": autoattack, "autoattack_robust": robust_aa, "only_others_broke": b,
             "only_autoattack_broke": c, "p_value": mcnemar_one_sided(b, c)}
