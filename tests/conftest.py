@@ -64,7 +64,7 @@ def shipped_or_skip(name: str):
 @pytest.fixture(scope="session")
 def tiny_checkpoints(tmp_path_factory) -> dict[str, str]:
     """Model specs and checkpoints of a 4-channel SmallCNN standard-trained for 150 steps (about 1 s, 80% clean
-    accuracy) and of the same network with MeanSparse calibrated on 5,000 training images: the default run's
+    accuracy) and of the same network with one MeanSparse layer calibrated on 5,000 training images: the default run's
     soundness tests audit these end to end, where the demo models would take minutes (tests/fixtures/tiny_models.py).
     """
     require_fashion_mnist()
@@ -72,11 +72,11 @@ def tiny_checkpoints(tmp_path_factory) -> dict[str, str]:
     from defenses.checkpoints import save_checkpoint
     from defenses.sparsify import sparsify
     from defenses.toys import train_toy
-    from tests.fixtures.tiny_models import ALPHA, small_cnn
+    from tests.fixtures.tiny_models import ALPHA, PLACEMENT, small_cnn
 
     train = load_dataset("fashion-mnist", "train")
     model = train_toy(small_cnn(), train.images, train.labels, steps=150, seed=0)
-    sparse = sparsify(model, ALPHA)  # a copy: the same weights, MeanSparse statistics calibrated next
+    sparse = sparsify(model, ALPHA, placement=PLACEMENT)  # a copy: the same weights, MeanSparse statistics calibrated next
     calibrate(sparse, [train.images[i : i + 500] for i in range(0, 5000, 500)], progress=False)
     directory = tmp_path_factory.mktemp("tiny")
     save_checkpoint(model, directory / "small_cnn.safetensors")
