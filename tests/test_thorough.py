@@ -367,3 +367,40 @@ def test_thorough_audit_end_to_end_on_demo_meansparse(tmp_path, fmnist_test):
     before = (out / "samples.csv").read_text()
     again = derive_results(out)
     assert again["attacks"] == results["attacks"] and (out / "samples.csv").read_text() == before
+
+
+def test_thorough_audit_end_to_end_on_a_tiny_meansparse_model(tmp_path, tiny_checkpoints):
+    """`audit run --budget thorough` in the default run: every attack of the thorough plan runs on a tiny
+    MeanSparse model (6 images, eps 0.12), the curves' larger budgets and Square last on the survivors, and
+    `audit report DIR` rebuilds the same results from the store alone. At eps 0.12 the gradient attacks leave no
+    survivor (measured), so the survivors' Square has none to query; the slow test above has survivors."""
+    from audit.cli import main
+    from audit.model_spec import resolve_model
+    from audit.pipeline import derive_results
+
+    out = tmp_path / "thorough"
+    assert main(["run", "--model", tiny_checkpoints["meansparse"], "--checkpoint",
+                 tiny_checkpoints["meansparse_checkpoint"], "--n", "6", "--eps", "0.12", "--budget", "thorough",
+                 "--diagnostics-n", "0", "--quiet", "--out", str(out)]) == 0
+    results = json.loads((out / "results.json").read_text())
+    defense, _ = resolve_model(tiny_checkpoints["meansparse"], checkpoint=tiny_checkpoints["meansparse_checkpoint"])
+    planned = [a.label for a in survivors_last(plan_suite("full", defense, "thorough").attacks)]
+    attacks = {a["name"]: a for a in results["attacks"]}
+    names = list(attacks)
+    assert results["budget"] == "thorough" and names == planned
+    assert {"apgd-ce+bpda-ensemble", "apgd-t+bpda-smooth-T0.03", "apgd-dlr+bpda-smooth-T1"} <= set(names)
+    # Every attack not on the survivors ran on every correctly classified sample (the full mode).
+    correct = round(results["clean_accuracy"] * 6)
+    assert correct >= 4 and all(a["ran"] == correct for a in attacks.values() if not a["on_survivors"])
+    tail = [n for n in names if attacks[n]["on_survivors"]]
+    assert names[-len(tail):] == tail and names[-1].startswith("square+survivors")
+    worst = results["worst_case"]["lp"]
+    for k, name in enumerate(tail):  # each on exactly what no attack before it broke
+        assert attacks[name]["ran"] == round(worst["accuracy"] * 6) + sum(attacks[n]["broken"] for n in tail[k:])
+    curves = next(f for f in results["findings"] if f["id"] == "attack-convergence")["data"]["curves"]
+    assert {c["key"] for c in curves.values()} == {"iters", "restarts", "queries"}
+    assert results["gain"]["base_autoattack"]["n"] == 6  # the base audit ran too
+    before = (out / "samples.csv").read_text()
+    again = derive_results(out)
+    assert again["attacks"] == results["attacks"] and again["verdict"] == results["verdict"]
+    assert (out / "samples.csv").read_text() == before
