@@ -76,7 +76,7 @@ def tiny_checkpoints(tmp_path_factory) -> dict[str, str]:
 
     train = load_dataset("fashion-mnist", "train")
     model = train_toy(small_cnn(), train.images, train.labels, steps=150, seed=0)
-    sparse = sparsify(model, ALPHA, placement=PLACEMENT)  # a copy: the same weights, MeanSparse statistics calibrated next
+    sparse = sparsify(model, ALPHA, placement=PLACEMENT)  # a copy: the same weights; statistics calibrated next
     calibrate(sparse, [train.images[i : i + 500] for i in range(0, 5000, 500)], progress=False)
     directory = tmp_path_factory.mktemp("tiny")
     save_checkpoint(model, directory / "small_cnn.safetensors")
