@@ -27,7 +27,7 @@ from defenses.models.demo_cnn import DemoCNN
 from defenses.protocol import OpaqueModel, RandomNoise, Undefended, as_defense
 from defenses.sparsify import sparsify
 from defenses.toys import HiddenNoise, QuantizedInput
-from tests.conftest import shipped_or_skip
+from tests.conftest import require_shipped
 
 THREAT = ThreatModel("Linf", 0.1)
 # The default plans of a MeanSparse model (issue 14 trimmed them: APGD-T with BPDA and the two mildest smooth
@@ -195,7 +195,7 @@ def test_ensemble_forward_is_exact_bit_for_bit_and_its_gradient_the_mean(kind, m
 
 
 def test_ensemble_attack_runs_through_the_judge(fmnist_test):
-    defense = as_defense(shipped_or_skip("demo-meansparse"))
+    defense = as_defense(require_shipped("demo-meansparse"))
     data = fmnist_test.subset(16, 0)
     x, y = data.images, data.labels
     with torch.no_grad():
@@ -344,7 +344,7 @@ def test_thorough_audit_end_to_end_on_demo_meansparse(tmp_path, fmnist_test):
     from audit.cli import main
     from audit.pipeline import derive_results
 
-    shipped_or_skip("demo-meansparse")
+    require_shipped("demo-meansparse")
     out = tmp_path / "thorough"
     assert main(["run", "--model", "demo-meansparse", "--n", "8", "--budget", "thorough", "--quiet",
                  "--out", str(out)]) == 0
