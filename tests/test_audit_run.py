@@ -123,7 +123,10 @@ def test_transfer_from_a_reviewers_own_model(tmp_path):
     assert transfer["gradient"] == "transfer:demo-standard" and transfer["ran"] > 0
     assert transfer["n_forward"] > 0 and transfer["n_backward"] > 0  # the source's calls are counted
     comparison = next(f for f in results["findings"] if f["id"] == "transfer-beats-whitebox")
-    assert comparison["status"] != "skipped" and comparison["evidence"]["paired"] > 0
+    # The source is the audited network itself and white-box APGD breaks every sample it runs on (measured 18 of
+    # 18): the comparison is judged on all of them, and transfer finds nothing white-box missed.
+    assert comparison["evidence"]["paired"] == transfer["ran"] >= 15
+    assert comparison["status"] == "pass" and comparison["evidence"]["count"] == 0
 
 
 def _small(model: str, out: Path, attacks: tuple[str, ...], seed: int = 0, audit_base: bool = True) -> dict:
