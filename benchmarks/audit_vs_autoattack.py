@@ -14,6 +14,7 @@ import json
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -33,11 +34,11 @@ MODELS = {
 }
 
 
-def autoattack_standard(spec: str, n: int, seed: int, eps: float = 0.1) -> dict:
+def autoattack_standard(spec: str, n: int, seed: int, eps: float = 0.1, checkpoint: str | None = None) -> dict:
     """pyautoattack's own evaluation of the model's exact forward: wall time, calls, robust per sample."""
     from pyautoattack import AutoAttack
 
-    defense, _ = resolve_model(spec)
+    defense, _ = resolve_model(spec, checkpoint=checkpoint)
     data = load_dataset("fashion-mnist", "test").subset(n, seed)
     attack = AutoAttack(defense, eps=eps, norm="Linf", seed=seed, version="standard", device="cpu")
     with count_calls(defense) as calls:
@@ -50,11 +51,11 @@ def autoattack_standard(spec: str, n: int, seed: int, eps: float = 0.1) -> dict:
             "robust": robust}
 
 
-def audit_full(spec: str, n: int, seed: int, out: Path) -> dict:
+def audit_full(spec: str, n: int, seed: int, out: Path, **settings: Any) -> dict:
     """`audit run --suite full` (default budget): wall time, the base audit's share, the per-sample worst case,
-    and the profile rows read back from results.json."""
+    and the profile rows read back from results.json. `settings`: other AuditConfig fields (eps, checkpoint...)."""
     start = time.perf_counter()
-    results = run_audit(AuditConfig(model=spec, n=n, seed=seed), out, progress=False)
+    results = run_audit(AuditConfig(model=spec, n=n, seed=seed, **settings), out, progress=False)
     seconds = time.perf_counter() - start
     assert results is not None
     base_seconds = 0.0

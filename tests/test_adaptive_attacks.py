@@ -29,7 +29,7 @@ from defenses.calibrate import calibrate
 from defenses.meansparse import meansparse_layers
 from defenses.protocol import Undefended
 from defenses.sparsify import sparsify
-from tests.conftest import shipped_or_skip
+from tests.conftest import require_shipped
 
 THREAT = ThreatModel("Linf", 0.1)
 SMALL = "@stages=3,iters=4"  # cheap budgets for the default run
@@ -38,7 +38,7 @@ NEW = ["apgd-continuation-linear", "apgd-continuation-geometric", "apgd-anneal",
 
 @pytest.fixture(scope="module")
 def meansparse():
-    return shipped_or_skip("demo-meansparse")
+    return require_shipped("demo-meansparse")
 
 
 @pytest.fixture(scope="module")
@@ -207,7 +207,7 @@ def test_plans_run_the_strongest_in_standard_and_all_in_thorough(meansparse, sta
 def pixel_dead_zone(fmnist_train, alpha: float) -> torch.nn.Module:
     """demo-adversarial with a MeanSparse dead zone on its input pixels, calibrated on 5000 training images: the
     exact gradient of every pixel inside the band is 0, and a pixel the attack moves into it jumps to the mean."""
-    model = sparsify(shipped_or_skip("demo-adversarial"), alpha, placement=["stem.0"])
+    model = sparsify(require_shipped("demo-adversarial"), alpha, placement=["stem.0"])
     calibrate(model, [fmnist_train.images[i:i + 500] for i in range(0, 5000, 500)], progress=False)
     return model.eval()
 

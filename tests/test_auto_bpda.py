@@ -23,7 +23,7 @@ from defenses.models.registry import SHIPPED
 from defenses.opaque import OpaqueModel
 from defenses.sparsify import sparsify
 from defenses.toys import KWTA, QuantizedInput, SmallCNN, Thermometer, plain_dead_zones, train_toy
-from tests.conftest import shipped_or_skip
+from tests.conftest import require_shipped
 
 THREAT = ThreatModel("Linf", 0.1)
 
@@ -160,7 +160,7 @@ def test_the_mode_leaves_grad_free_forwards_alone_and_rejects_bad_settings():
 
 @pytest.mark.parametrize("name", sorted(SHIPPED))
 def test_forward_bit_identical_on_shipped_models(name, fmnist_test):
-    model = shipped_or_skip(name)
+    model = require_shipped(name)
     x = fmnist_test.images[:32]
     exact = model(x)
     for surrogate, temperature in (("identity", 0.1), ("smooth", 0.1), ("smooth", 1.0)):

@@ -15,18 +15,21 @@ from defenses.checkpoints import save_checkpoint
 from defenses.toys import Thermometer, train_toy
 
 FIXTURE = Path(__file__).parent / "fixtures" / "thermometer_model.py"
+TINY = Path(__file__).parent / "fixtures" / "tiny_models.py"
 
 
-@pytest.mark.slow  # ~30 s: training, then the full suite and every diagnostic
-def test_audit_of_a_model_without_gradient_path(tmp_path, fmnist_test):
+def audit_thermometer(tmp_path: Path, spec: str, model, n: int, diagnostics_n: int) -> dict:
+    """Train the thermometer model, then `audit run --suite full` on it; returns results.json."""
     train = load_dataset("fashion-mnist", "train")
-    model = train_toy(Thermometer(levels=16), train.images, train.labels, steps=200, seed=0)
     checkpoint = tmp_path / "thermometer.safetensors"
-    save_checkpoint(model, checkpoint)
+    save_checkpoint(train_toy(model, train.images, train.labels, steps=200, seed=0), checkpoint)
     out = tmp_path / "run"
-    assert main(["run", "--model", f"{FIXTURE}:build", "--checkpoint", str(checkpoint), "--n", "20", "--suite",
-                 "full", "--diagnostics-n", "20", "--quiet", "--out", str(out)]) == 0
-    results = json.loads((out / "results.json").read_text())
+    assert main(["run", "--model", spec, "--checkpoint", str(checkpoint), "--n", str(n), "--suite", "full",
+                 "--diagnostics-n", str(diagnostics_n), "--quiet", "--out", str(out)]) == 0
+    return json.loads((out / "results.json").read_text())
+
+
+def check_no_gradient_path_audit(results: dict) -> None:
     assert "automatic BPDA for gt x1" in results["defense"]
     skipped = {s["name"]: s["reason"] for s in results["skipped_attacks"]}
     for name in ("fgsm", "autoattack-standard"):
@@ -42,3 +45,16 @@ def test_audit_of_a_model_without_gradient_path(tmp_path, fmnist_test):
     assert finding["evidence"]["reaches_input"] == {"exact": False, "identity": True, "smooth": True,
                                                    "ensemble": True}
     assert "no-gradient-path" in [d["id"] for d in results["verdict"]["drivers"]]
+
+
+def test_audit_of_a_tiny_model_without_gradient_path(tmp_path, fmnist_test):
+    """The same audit in the default run: a 4-channel network behind the thermometer, 12 images, 8 for the
+    diagnostics."""
+    check_no_gradient_path_audit(audit_thermometer(tmp_path, f"{TINY}:thermometer", Thermometer(levels=16, width=4),
+                                                   n=12, diagnostics_n=8))
+
+
+@pytest.mark.slow  # ~30 s: training, then the full suite and every diagnostic
+def test_audit_of_a_model_without_gradient_path(tmp_path, fmnist_test):
+    check_no_gradient_path_audit(audit_thermometer(tmp_path, f"{FIXTURE}:build", Thermometer(levels=16), n=20,
+                                                   diagnostics_n=20))

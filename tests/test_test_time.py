@@ -17,14 +17,14 @@ from audit.cli import main
 from audit.model_spec import load_factory, resolve_model
 from defenses.auto_bpda import AutoBPDA
 from defenses.test_time import Unrolled, trace_forward
-from tests.conftest import shipped_or_skip
+from tests.conftest import require_shipped
 
 FIXTURE = Path(__file__).parent / "fixtures" / "purifier_model.py"
 
 
 @pytest.fixture(scope="module")
 def purifier():
-    shipped_or_skip("demo-adversarial")
+    require_shipped("demo-adversarial")
     return load_factory(f"{FIXTURE}:build")
 
 
@@ -42,7 +42,7 @@ def test_the_unrolled_gradient_is_the_forward_s_derivative(fmnist_test):
     """Normalised (not signed) steps, in float64: the unrolled gradient matches central finite differences of the
     exact forward to 1e-5 relative on every direction, while straight-through BPDA (the detaches as identity, the
     inner gradient a constant) is off by more than 5% on at least one: the second-order terms it drops."""
-    shipped_or_skip("demo-adversarial")
+    require_shipped("demo-adversarial")
     model = load_factory(f"{FIXTURE}:build_smooth").double()
     x = fmnist_test.images[:4].double()
     weights = torch.randn(4, 10, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
@@ -273,7 +273,7 @@ def test_default_audit_of_the_purifier_on_100_images(tmp_path):
     """The acceptance measurement: with default settings, the worst case is at most the transfer from the static
     model and at most the full-gradient attack, the verdict `suspected` with the claim at risk, and the audit
     takes at most 3x the same audit of the static model."""
-    shipped_or_skip("demo-adversarial")
+    require_shipped("demo-adversarial")
     seconds = {}
     for name, model in (("static", "demo-adversarial"), ("purifier", f"{FIXTURE}:build")):
         start = time.perf_counter()

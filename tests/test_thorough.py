@@ -29,7 +29,7 @@ from defenses.opaque import OpaqueModel
 from defenses.protocol import Undefended
 from defenses.sparsify import sparsify
 from defenses.toys import HiddenNoise, QuantizedInput
-from tests.conftest import shipped_or_skip
+from tests.conftest import require_shipped
 
 THREAT = ThreatModel("Linf", 0.1)
 # The default plans of a MeanSparse model (issue 14 trimmed them: APGD-T with BPDA and the two mildest smooth
@@ -197,7 +197,7 @@ def test_ensemble_forward_is_exact_bit_for_bit_and_its_gradient_the_mean(kind, m
 
 
 def test_ensemble_attack_runs_through_the_judge(fmnist_test):
-    defense = as_defense(shipped_or_skip("demo-meansparse"))
+    defense = as_defense(require_shipped("demo-meansparse"))
     data = fmnist_test.subset(16, 0)
     x, y = data.images, data.labels
     with torch.no_grad():
@@ -346,7 +346,7 @@ def test_thorough_audit_end_to_end_on_demo_meansparse(tmp_path, fmnist_test):
     from audit.cli import main
     from audit.pipeline import derive_results
 
-    shipped_or_skip("demo-meansparse")
+    require_shipped("demo-meansparse")
     out = tmp_path / "thorough"
     assert main(["run", "--model", "demo-meansparse", "--n", "8", "--budget", "thorough", "--quiet",
                  "--out", str(out)]) == 0
@@ -369,3 +369,40 @@ def test_thorough_audit_end_to_end_on_demo_meansparse(tmp_path, fmnist_test):
     before = (out / "samples.csv").read_text()
     again = derive_results(out)
     assert again["attacks"] == results["attacks"] and (out / "samples.csv").read_text() == before
+
+
+def test_thorough_audit_end_to_end_on_a_tiny_meansparse_model(tmp_path, tiny_checkpoints):
+    """`audit run --budget thorough` in the default run: every attack of the thorough plan runs on a tiny
+    MeanSparse model (6 images, eps 0.12), the curves' larger budgets and Square last on the survivors, and
+    `audit report DIR` rebuilds the same results from the store alone. At eps 0.12 the gradient attacks leave no
+    survivor (measured), so the survivors' Square has none to query; the slow test above has survivors."""
+    from audit.cli import main
+    from audit.model_spec import resolve_model
+    from audit.pipeline import derive_results
+
+    out = tmp_path / "thorough"
+    assert main(["run", "--model", tiny_checkpoints["meansparse"], "--checkpoint",
+                 tiny_checkpoints["meansparse_checkpoint"], "--n", "6", "--eps", "0.12", "--budget", "thorough",
+                 "--diagnostics-n", "0", "--quiet", "--out", str(out)]) == 0
+    results = json.loads((out / "results.json").read_text())
+    defense, _ = resolve_model(tiny_checkpoints["meansparse"], checkpoint=tiny_checkpoints["meansparse_checkpoint"])
+    planned = [a.label for a in survivors_last(plan_suite("full", defense, "thorough").attacks)]
+    attacks = {a["name"]: a for a in results["attacks"]}
+    names = list(attacks)
+    assert results["budget"] == "thorough" and names == planned
+    assert {"apgd-ce+bpda-ensemble", "apgd-t+bpda-smooth-T0.03", "apgd-dlr+bpda-smooth-T1"} <= set(names)
+    # Every attack not on the survivors ran on every correctly classified sample (the full mode).
+    correct = round(results["clean_accuracy"] * 6)
+    assert correct >= 4 and all(a["ran"] == correct for a in attacks.values() if not a["on_survivors"])
+    tail = [n for n in names if attacks[n]["on_survivors"]]
+    assert names[-len(tail):] == tail and names[-1].startswith("square+survivors")
+    worst = results["worst_case"]["lp"]
+    for k, name in enumerate(tail):  # each on exactly what no attack before it broke
+        assert attacks[name]["ran"] == round(worst["accuracy"] * 6) + sum(attacks[n]["broken"] for n in tail[k:])
+    curves = next(f for f in results["findings"] if f["id"] == "attack-convergence")["data"]["curves"]
+    assert {c["key"] for c in curves.values()} == {"iters", "restarts", "queries"}
+    assert results["gain"]["base_autoattack"]["n"] == 6  # the base audit ran too
+    before = (out / "samples.csv").read_text()
+    again = derive_results(out)
+    assert again["attacks"] == results["attacks"] and again["verdict"] == results["verdict"]
+    assert (out / "samples.csv").read_text() == before
