@@ -49,13 +49,17 @@ BUDGETS: dict[str, dict[str, str]] = {
     "spatial-grid": {"angles": "n_angles", "translations": "n_translations", "random": "random"},
     "stadv": {"iters": "steps", "stages": "stages"},
     # MeanSparse-specific attacks (attacks/adaptive.py): iters are APGD iterations per stage.
-    "apgd-continuation-linear": {"stages": "n_stages", "iters": "n_iter", "restarts": "n_restarts"},
-    "apgd-continuation-geometric": {"stages": "n_stages", "iters": "n_iter", "restarts": "n_restarts"},
+    "apgd-continuation-linear": {"stages": "n_stages", "iters": "n_iter", "restarts": "n_restarts",
+                                 "finish": "n_finish"},
+    "apgd-continuation-geometric": {"stages": "n_stages", "iters": "n_iter", "restarts": "n_restarts",
+                                    "finish": "n_finish"},
     "apgd-anneal": {"stages": "n_stages", "iters": "n_iter", "restarts": "n_restarts"},
     "apgd-escape": {"stages": "n_stages", "iters": "n_iter", "restarts": "n_restarts", "weight": "weight"},
 }
 # Budget keys that take any positive number, not only a whole one.
 FRACTIONAL: dict[str, set[str]] = {"apgd-escape": {"weight"}}
+# Whole-number budget keys for which 0 is a real choice (finish=0: the continuation without its last stages).
+FROM_ZERO: dict[str, set[str]] = {"apgd-continuation-linear": {"finish"}, "apgd-continuation-geometric": {"finish"}}
 # Attacks that choose their own gradients (a continuation in the thresholds, an annealed surrogate): a +bpda
 # modifier would contradict them, so it is refused.
 OWN_GRADIENTS = {"apgd-continuation-linear", "apgd-continuation-geometric", "apgd-anneal"}
@@ -275,8 +279,9 @@ def _parse_budget(spec: str, base: str, text: str) -> tuple[tuple[str, int | flo
             budget[key] = number
             continue
         number = _parse_value(spec, key, value, integer=True)
-        if number < 1:
-            raise UnknownAttack(f"attack {spec!r}: budget {key}={value} must be a positive whole number")
+        if number < (0 if key in FROM_ZERO.get(base, set()) else 1):
+            least = "0 or more" if key in FROM_ZERO.get(base, set()) else "a positive whole number"
+            raise UnknownAttack(f"attack {spec!r}: budget {key}={value} must be {least}")
         budget[key] = number
     return tuple((key, budget[key]) for key in table if key in budget)
 

@@ -13,7 +13,7 @@ its budget, e.g.
     square@queries=20000          also restarts=
     autoattack-standard           also -plus, -rand
     transfer-base:apgd-ce         crafted on the base model (MeanSparse off), judged on the defense
-    apgd-continuation-linear      MeanSparse thresholds ramped 0 -> alpha over the stages (also -geometric)
+    apgd-continuation-linear      MeanSparse thresholds ramped 0 -> alpha, then straight-through (also -geometric)
     apgd-anneal@stages=5,iters=20 smooth surrogate annealed T = 1 -> 0.01, exact forward
     apgd-escape@weight=0.5        margin loss plus a dead-zone escape term (attacks/adaptive.py)
     fab, fab-t, fgsm, spatial-grid, stadv, torchattacks:PGD@steps=20, foolbox:LinfPGD

@@ -3,9 +3,11 @@
 Reads a finished `audit run` directory (its samples.csv) and prints, per attack, the robust accuracy with its 95%
 Clopper-Pearson interval, and per (new attack, BPDA attack) pair the discordant counts and the exact two-sided
 McNemar p-value; then the per-sample worst case over every attack with and without the new ones, and their paired
-difference. Robust = clean-correct and held.
+difference. Robust = clean-correct and held. Several directories of runs on the same seeded images (e.g. the
+attacks split over two processes) are read as one: their samples must agree index for index and label for label.
 
     python -m benchmarks.mechanism_attacks runs/ms28-1000
+    python -m benchmarks.mechanism_attacks runs/ms28-1000-a runs/ms28-1000-b
 """
 from __future__ import annotations
 
@@ -26,19 +28,31 @@ def two_sided(b: int, c: int) -> float:
     return 1.0 if b + c == 0 else float(binomtest(b, b + c, 0.5).pvalue)
 
 
-def robust_table(directory: Path) -> tuple[list[str], dict[str, list[bool]], int]:
-    with open(directory / "samples.csv", newline="", encoding="utf-8") as handle:
-        rows = list(csv.DictReader(handle))
-    attacks = [key[: -len(":status")] for key in rows[0] if key.endswith(":status")]
-    robust = {a: [r[f"{a}:status"] == "held" for r in rows] for a in attacks}
-    return attacks, robust, len(rows)
+def robust_table(directories: list[Path]) -> tuple[list[str], dict[str, list[bool]], int]:
+    attacks: list[str] = []
+    robust: dict[str, list[bool]] = {}
+    samples: list[tuple[str, str]] | None = None
+    for directory in directories:
+        with open(directory / "samples.csv", newline="", encoding="utf-8") as handle:
+            rows = list(csv.DictReader(handle))
+        these = [(r["index"], r["label"]) for r in rows]
+        if samples is not None and these != samples:
+            raise ValueError(f"{directory} holds other samples than {directories[0]}: not the same seeded images")
+        samples = these
+        for a in (key[: -len(":status")] for key in rows[0] if key.endswith(":status")):
+            if a in robust:
+                raise ValueError(f"attack {a} is in more than one of {directories}")
+            attacks.append(a)
+            robust[a] = [r[f"{a}:status"] == "held" for r in rows]
+    return attacks, robust, len(samples or [])
 
 
-def report(directory: Path) -> str:
-    attacks, robust, n = robust_table(directory)
+def report(directories: list[Path]) -> str:
+    attacks, robust, n = robust_table(directories)
     new = [a for a in attacks if a.startswith(NEW_PREFIXES)]
     old = [a for a in attacks if a not in new]
-    lines = [f"{n} samples ({directory})", "", "| attack | robust accuracy (95% interval) |", "|---|---|"]
+    lines = [f"{n} samples ({', '.join(map(str, directories))})", "", "| attack | robust accuracy (95% interval) |",
+             "|---|---|"]
     for a in attacks:
         k = sum(robust[a])
         low, high = clopper_pearson(k, n)
@@ -66,9 +80,9 @@ def report(directory: Path) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("directory", type=Path)
+    parser.add_argument("directories", type=Path, nargs="+")
     args = parser.parse_args()
-    print(report(args.directory))  # noqa: T201 - a command-line report
+    print(report(args.directories))  # noqa: T201 - a command-line report
 
 
 if __name__ == "__main__":

@@ -1,9 +1,13 @@
-"""A MeanSparse model masked beyond doubt (issue 28): demo-adversarial with one MeanSparse dead zone on its input
-pixels (placement `stem.0`), calibrated on the first 5000 training images, attacked on the first N test images at
-Linf 0.1, seed 0. Prints clean accuracy and each attack's robust accuracy (and, for the staged attacks, how many
-samples each stage broke first).
+"""MeanSparse models masked beyond doubt (issue 28), attacked on the first N test images at Linf 0.1, seed 0.
 
-    python -m benchmarks.pixel_dead_zone --n 100 --alphas 0.5,0.6 \\
+    --model pixel    demo-adversarial with one MeanSparse dead zone on its input pixels (placement `stem.0`),
+                     calibrated on the first 5000 training images
+    --model feature  demo-meansparse (MeanSparse at its usual placement) with every layer's alpha set to each value
+
+Prints clean accuracy and each attack's robust accuracy (and, for the staged attacks, how many samples each stage
+broke first).
+
+    python -m benchmarks.pixel_dead_zone --model pixel --n 100 --alphas 0.5,0.6 \\
         --attacks "apgd-ce;apgd-ce+bpda-identity;apgd-continuation-linear;apgd-anneal"
 """
 from __future__ import annotations
@@ -20,7 +24,7 @@ from attacks.threat_model import ThreatModel
 from audit.data import load_dataset
 from defenses import load_shipped
 from defenses.adapters import as_defense
-from defenses.calibrate import calibrate
+from defenses.calibrate import calibrate, set_alpha
 from defenses.sparsify import sparsify
 
 log = logging.getLogger(__name__)
@@ -32,8 +36,13 @@ def pixel_dead_zone(alpha: float, train_images: torch.Tensor) -> torch.nn.Module
     return model.eval()
 
 
+def feature_dead_zone(alpha: float) -> torch.nn.Module:
+    return set_alpha(load_shipped("demo-meansparse"), alpha).eval()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", choices=("pixel", "feature"), default="pixel")
     parser.add_argument("--n", type=int, default=100)
     parser.add_argument("--alphas", default="0.5,0.6")
     parser.add_argument("--attacks", default="apgd-ce;apgd-ce+bpda-identity;apgd-continuation-linear;apgd-anneal")
@@ -42,7 +51,8 @@ def main() -> None:
     x, y = test.images[: args.n], test.labels[: args.n]
     threat = ThreatModel("Linf", 0.1)
     for alpha in map(float, args.alphas.split(",")):
-        defense = as_defense(pixel_dead_zone(alpha, train.images))
+        model = pixel_dead_zone(alpha, train.images) if args.model == "pixel" else feature_dead_zone(alpha)
+        defense = as_defense(model)
         clean = 1 - score(defense, x, y)[0].float().mean().item()
         print(f"alpha {alpha:g}: clean {clean:.3f}")  # noqa: T201 - a command-line report
         for name in args.attacks.split(";"):
