@@ -53,7 +53,7 @@ def summarise(model: CalibrationModel, results: dict, seconds: float) -> dict:
             "meaning": model.meaning, "norm": model.norm, "eps": model.eps,
             "clean": results["clean_accuracy"], "worst": worst["accuracy"], "worst_ci95": worst["ci95"],
             "verdict": results["verdict"]["gradient_masking"], "claim_at_risk": results["verdict"]["claim_at_risk"],
-            "backed_by": [d["id"] for d in results["verdict"].get("drivers", [])],
+            "backed_by": results["verdict"].get("backed_by", []),
             "symptoms": results["verdict"].get("unbacked_symptoms", []),
             "statuses": {i: f["status"] for i, f in by_id.items()},
             "statistics": {s.check: (s.read(by_id[s.check]["evidence"]) if s.check in by_id
