@@ -552,7 +552,7 @@ def test_verdict_rules():
     assert alone["gradient_masking"] == "not_detected" and alone["unbacked_symptoms"] == ["zero-gradients"]
     suspected = verdict(warn_only + [symptom, Finding("blackbox-beats-whitebox", "fail", "9 samples")], suite)
     assert suspected["gradient_masking"] == "suspected" and suspected["claim_at_risk"] == "yes"
-    assert [d["id"] for d in suspected["drivers"]] == ["zero-gradients", "blackbox-beats-whitebox"]
+    assert [d["id"] for d in suspected["drivers"]] == ["blackbox-beats-whitebox", "zero-gradients"]  # gaps first
     assert suspected["backed_by"] == ["blackbox-beats-whitebox"] and suspected["unbacked_symptoms"] == []
     assert "upper bound" in suspected["summary"]
     # An attack gap, but nothing left robust: not a claim at risk.
