@@ -11,7 +11,8 @@ the threshold is derived from the FITTING families only (benchmarks/calibration_
 and scored on the EVALUATION families, which the fitting set has none of; and the verdict's false `suspected`
 on sound models and `not_detected` on masked ones are counted on the evaluation set, with Clopper-Pearson
 intervals. `--rederive` recomputes findings and verdicts from the stored runs with the current checks (no model
-runs), so a change to a check or the verdict is re-scored in seconds.
+runs; about half a minute a model, the reports included), so a change to a check or the verdict is re-scored
+without attacking again; `--stored` only re-tabulates the results.json files already there.
 """
 from __future__ import annotations
 
@@ -38,6 +39,8 @@ def attacks_for(model: CalibrationModel) -> tuple[str, ...]:
 
 
 def audit_one(model: CalibrationModel, args: argparse.Namespace) -> dict:
+    if args.stored:
+        return json.loads((args.out / model.key / "results.json").read_text())
     if args.rederive:
         return derive_results(args.out / model.key)
     config = AuditConfig(model=f"{FACTORIES}:{model.factory}", norm=model.norm, eps=model.eps, n=args.n,
@@ -69,6 +72,8 @@ def main() -> None:
     parser.add_argument("--only", default="", help="comma-separated model keys (default: all)")
     parser.add_argument("--rederive", action="store_true",
                         help="recompute findings and verdicts from the stored runs in --out (no model runs)")
+    parser.add_argument("--stored", action="store_true",
+                        help="only re-tabulate the results.json files already in --out (no recomputation)")
     args = parser.parse_args()
     rows = []
     for model in MODELS:
