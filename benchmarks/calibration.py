@@ -1,13 +1,18 @@
-"""Calibration of the checks and the verdict on models whose truth is known by construction (or is the open
-question), as docs/findings.md reports it:
+"""Held-out calibration of the checks and the verdict on models whose truth is known by construction, as
+docs/findings.md reports it:
 
     .venv/bin/python -m benchmarks.calibration --n 100 --diagnostics-n 50 --out runs/calibration
+    .venv/bin/python -m benchmarks.calibration --n 100 --diagnostics-n 50 --out runs/calibration --rederive
 
-Each model is audited by `audit run` (through `PATH.py:FACTORY`, see benchmarks/calibration_models.py) with the
-calibration attacks (FGSM, APGD-CE, Square with 1000 queries, and identity BPDA where the model offers a surrogate:
-the cheap part of the full suite, so the whole set runs in minutes on a CPU), then the script prints the per-model
-verdicts and, per check, its false alarms (a fail on a model that is sound by construction) and its catches
-(a fail on a model masked by construction), as Markdown.
+Each model of benchmarks/calibration_set.py is audited by `audit run` (through `PATH.py:FACTORY`, see
+benchmarks/calibration_models.py) with the calibration attacks (FGSM, APGD-CE, Square with 1000 queries, and
+identity BPDA where the forward rounds or compares: the cheap part of the full suite). Then, per tunable check,
+the threshold is derived from the FITTING families only (benchmarks/calibration_thresholds.py states the rule)
+and scored on the EVALUATION families, which the fitting set has none of; and the verdict's false `suspected`
+on sound models and `not_detected` on masked ones are counted on the evaluation set, with Clopper-Pearson
+intervals. `--rederive` recomputes findings and verdicts from the stored runs with the current checks (no model
+runs; about half a minute a model, the reports included), so a change to a check or the verdict is re-scored
+without attacking again; `--stored` only re-tabulates the results.json files already there.
 """
 from __future__ import annotations
 
@@ -18,31 +23,45 @@ from pathlib import Path
 
 from audit import AuditConfig, derive_results, run_audit
 from audit.checks.registry import CHECKS
+from benchmarks.calibration_set import EVALUATE, FAMILIES, FIT, MODELS, CalibrationModel, split_of
+from benchmarks.calibration_thresholds import STATISTICS, Row, derive, rate_text, score
 
-MODELS = Path(__file__).with_name("calibration_models.py")
-# (name, factory, truth, what the construction means). truth: sound | masked | open
-CALIBRATION = (
-    ("undefended", "undefended", "sound", "standard training, no defense"),
-    ("adversarially trained", "adversarial", "sound", "FGSM-RS adversarial training (demo-adversarial)"),
-    ("MeanSparse alpha 0.1", "meansparse_alpha_01", "open", "published range (0.10 - 0.30)"),
-    ("MeanSparse alpha 0.3", "meansparse_alpha_03", "open", "demo-meansparse"),
-    ("MeanSparse alpha 1.0", "meansparse_alpha_10", "open", "far above the published range"),
-    ("input quantization (3 bits)", "quantized_input", "masked", "zero gradient almost everywhere"),
-    ("thermometer encoding", "thermometer", "masked", "no gradient path to the input"),
-    ("k-WTA (20%)", "kwta", "open", "standard-trained: falls to plain APGD here"),
-    ("logits x 1e4", "logits_times_1e4", "masked", "saturated softmax: CE gradients underflow"),
-    ("gradients killed", "gradients_killed", "masked", "identity forward, zero backward"),
-    ("input noise, declared", "noise_declared", "sound", "randomized, says so: EOT handles it"),
-    ("input noise, undeclared", "noise_undeclared", "masked", "randomized, says nothing"),
-    ("gradient step in forward", "gradient_step_in_forward", "masked", "test-time optimisation inside forward"),
-)
+FACTORIES = Path(__file__).with_name("calibration_models.py")
+# Identity BPDA where the forward applies an operation automatic BPDA replaces (rounding, comparisons) or a
+# MeanSparse layer; the k-WTA toy is audited with exact gradients (the question there is whether it is masked),
+# and the straight-through models' own backward already is the identity.
+SURROGATE_PREFIXES = ("meansparse", "quantized", "thermometer", "noisy_quantized")
 
 
-def attacks_for(factory: str) -> tuple[str, ...]:
-    # Identity BPDA where the model offers it: MeanSparse and our quantizer by class, the thermometer through
-    # automatic BPDA (the k-WTA toy is audited with exact gradients: the question there is whether it is masked).
-    surrogate = factory.startswith("meansparse") or factory in ("quantized_input", "thermometer")
+def attacks_for(model: CalibrationModel) -> tuple[str, ...]:
+    surrogate = model.factory.startswith(SURROGATE_PREFIXES)
     return ("fgsm", "apgd-ce", "square@queries=1000") + (("apgd-ce+bpda-identity",) if surrogate else ())
+
+
+def audit_one(model: CalibrationModel, args: argparse.Namespace) -> dict:
+    if args.stored:
+        return json.loads((args.out / model.key / "results.json").read_text())
+    if args.rederive:
+        return derive_results(args.out / model.key)
+    config = AuditConfig(model=f"{FACTORIES}:{model.factory}", norm=model.norm, eps=model.eps, n=args.n,
+                         diagnostics_n=args.diagnostics_n, attacks=attacks_for(model))
+    return run_audit(config, args.out / model.key, progress=False)  # type: ignore[return-value]  # not torchrun
+
+
+def summarise(model: CalibrationModel, results: dict, seconds: float) -> dict:
+    """What the tables need from one run: truth, split, verdict, each finding's status and tunable statistics."""
+    by_id = {f["id"]: f for f in results["findings"]}
+    worst = results["worst_case"]["lp"]
+    return {"key": model.key, "family": model.family, "split": split_of(model), "truth": model.truth,
+            "meaning": model.meaning, "norm": model.norm, "eps": model.eps,
+            "clean": results["clean_accuracy"], "worst": worst["accuracy"], "worst_ci95": worst["ci95"],
+            "verdict": results["verdict"]["gradient_masking"], "claim_at_risk": results["verdict"]["claim_at_risk"],
+            "backed_by": results["verdict"].get("backed_by", []),
+            "symptoms": results["verdict"].get("unbacked_symptoms", []),
+            "statuses": {i: f["status"] for i, f in by_id.items()},
+            "statistics": {s.check: (s.read(by_id[s.check]["evidence"]) if s.check in by_id
+                                     and by_id[s.check]["status"] != "skipped" else None) for s in STATISTICS},
+            "seconds": seconds}
 
 
 def main() -> None:
@@ -50,55 +69,86 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=100)
     parser.add_argument("--diagnostics-n", type=int, default=50)
     parser.add_argument("--out", type=Path, default=Path("runs/calibration"))
-    parser.add_argument("--only", default="", help="comma-separated factory names (default: all)")
+    parser.add_argument("--only", default="", help="comma-separated model keys (default: all)")
     parser.add_argument("--rederive", action="store_true",
                         help="recompute findings and verdicts from the stored runs in --out (no model runs)")
+    parser.add_argument("--stored", action="store_true",
+                        help="only re-tabulate the results.json files already in --out (no recomputation)")
     args = parser.parse_args()
     rows = []
-    for name, factory, truth, meaning in CALIBRATION:
-        if args.only and factory not in args.only.split(","):
+    for model in MODELS:
+        if args.only and model.key not in args.only.split(","):
             continue
         start = time.perf_counter()
-        config = AuditConfig(model=f"{MODELS}:{factory}", n=args.n, diagnostics_n=args.diagnostics_n,
-                             attacks=attacks_for(factory))
-        if args.rederive:
-            results = derive_results(args.out / factory)
-        else:
-            results = run_audit(config, args.out / factory, progress=False)
-        statuses = {f["id"]: f["status"] for f in results["findings"]}
-        rows.append((name, truth, meaning, results, statuses, time.perf_counter() - start))
-        print(f"{name}: {results['verdict']['gradient_masking']}, claim at risk {results['verdict']['claim_at_risk']} "
-              f"({time.perf_counter() - start:.0f} s)", flush=True)
+        results = audit_one(model, args)
+        rows.append(summarise(model, results, time.perf_counter() - start))
+        print(f"{model.key}: {rows[-1]['verdict']}, claim at risk {rows[-1]['claim_at_risk']} "
+              f"({rows[-1]['seconds']:.0f} s)", flush=True)
     print(render(rows, args))
-    (args.out / "calibration.json").write_text(json.dumps(
-        [{"model": r[0], "truth": r[1], "verdict": r[3]["verdict"]["gradient_masking"],
-          "claim_at_risk": r[3]["verdict"]["claim_at_risk"], "statuses": r[4]} for r in rows], indent=1))
+    (args.out / "calibration.json").write_text(json.dumps(rows, indent=1))
 
 
-def render(rows: list, args: argparse.Namespace) -> str:
-    lines = [f"Calibration (`python -m benchmarks.calibration --n {args.n} --diagnostics-n {args.diagnostics_n}`):",
-             "", "| model | truth | clean | worst case (95% interval) | gradient masking | claim at risk | failed |",
-             "|---|---|---:|---:|---|---|---|"]
-    for name, truth, meaning, results, statuses, _ in rows:
-        worst = results["worst_case"]["lp"]
-        failed = ", ".join(i for i, s in statuses.items() if s == "fail") or "none"
-        lines.append(f"| {name} ({meaning}) | {truth} | {100 * results['clean_accuracy']:.0f}% | "
-                     f"{100 * worst['accuracy']:.0f}% ({100 * worst['ci95'][0]:.0f} - {100 * worst['ci95'][1]:.0f}) | "
-                     f"{results['verdict']['gradient_masking']} | {results['verdict']['claim_at_risk']} | {failed} |")
-    sound = [r for r in rows if r[1] == "sound"]
-    masked = [r for r in rows if r[1] == "masked"]
-    lines += ["", f"Per check: false alarms (fail on the {len(sound)} sound models) and catches (fail on the "
-                  f"{len(masked)} masked ones; a check need not catch every kind of masking, the verdict must):", "",
-              "| check | decides | false alarms | catches | skipped |", "|---|---|---:|---:|---:|"]
+def _pct(value: float) -> str:
+    return f"{100 * value:.0f}%"
+
+
+def render(rows: list[dict], args: argparse.Namespace) -> str:
+    command = f"python -m benchmarks.calibration --n {args.n} --diagnostics-n {args.diagnostics_n}"
+    lines = [f"Held-out calibration (`{command}`).", "",
+             "Fitting families: " + ", ".join(f.name for f in FAMILIES if f.split == FIT) + ".",
+             "Evaluation families (none of them in the fitting set): "
+             + ", ".join(f.name for f in FAMILIES if f.split == EVALUATE) + ".", "",
+             "| model | family | split | truth | threat | clean | worst case (95%) | gradient masking | backed by "
+             "| unbacked symptoms | claim at risk |", "|---|---|---|---|---|---:|---:|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['key']} ({r['meaning']}) | {r['family']} | {r['split']} | {r['truth']} | "
+                     f"{r['norm']} {r['eps']:g} | {_pct(r['clean'])} | {_pct(r['worst'])} "
+                     f"({_pct(r['worst_ci95'][0])} - {_pct(r['worst_ci95'][1])}) | {r['verdict']} | "
+                     f"{', '.join(r['backed_by']) or '-'} | {', '.join(r['symptoms']) or '-'} | "
+                     f"{r['claim_at_risk']} |")
+    fit = [r for r in rows if r["split"] == FIT]
+    held = [r for r in rows if r["split"] == EVALUATE]
+    lines += ["", "Thresholds fitted on the fitting families only, scored on the evaluation families (false alarms: "
+              "sound models flagged; misses: masked models not flagged; a symptom check need not catch every kind "
+              "of masking, and decides nothing alone, see the rule above):", "",
+              "| check | statistic | code's threshold | fitted threshold | evaluation false alarms (95%) at the "
+              "fitted / code's | evaluation misses (95%) at the fitted / code's |", "|---|---|---:|---:|---|---|"]
+    for s in STATISTICS:
+        fitted = derive([Row(r["key"], r["truth"], r["statistics"][s.check]) for r in fit], s.higher_is_worse)
+        held_rows = [Row(r["key"], r["truth"], r["statistics"][s.check]) for r in held]
+        code = score(held_rows, s.code_threshold, s.higher_is_worse, s.inclusive)
+        side = ">=" if s.higher_is_worse else "<="
+        if fitted is None:
+            fitted_text, alarms, misses = "cannot be fitted", "-", "-"
+        else:
+            ours = score(held_rows, fitted, s.higher_is_worse)
+            fitted_text = f"{side} {fitted:.3g}"
+            alarms = rate_text(ours.false_alarms, ours.sound)
+            misses = rate_text(ours.masked - ours.catches, ours.masked)
+        code_side = side if s.inclusive else side.rstrip("=")
+        lines.append(f"| {s.check} | {s.name} | {code_side} {s.code_threshold:g} | {fitted_text} | {alarms} / "
+                     f"{rate_text(code.false_alarms, code.sound)} | {misses} / "
+                     f"{rate_text(code.masked - code.catches, code.masked)} |")
+    lines += ["", "Per check, as the code stands: fails on sound / masked models, fitting and evaluation sets "
+              "apart:", "", "| check | decides | fit: false alarms | fit: catches | evaluation: false alarms | "
+              "evaluation: catches |", "|---|---|---:|---:|---:|---:|"]
     for check in CHECKS:
-        alarms = sum(r[4].get(check.id) == "fail" for r in sound)
-        catches = sum(r[4].get(check.id) == "fail" for r in masked)
-        skips = sum(r[4].get(check.id) in ("skipped", None) for r in rows)
-        lines.append(f"| {check.id} | {check.decides} | {alarms} | {catches} of {len(masked)} | {skips} |")
-    verdict_alarms = sum(r[3]["verdict"]["gradient_masking"] == "suspected" for r in sound)
-    verdict_misses = sum(r[3]["verdict"]["gradient_masking"] != "suspected" for r in masked)
-    lines += [f"| **verdict** | | {verdict_alarms} of {len(sound)} | {len(masked) - verdict_misses} of "
-              f"{len(masked)} | |"]
+        cells = []
+        for part in (fit, held):
+            for truth in ("sound", "masked"):
+                group = [r for r in part if r["truth"] == truth]
+                cells.append(f"{sum(r['statuses'].get(check.id) == 'fail' for r in group)} of {len(group)}")
+        lines.append(f"| {check.id} | {check.decides} | " + " | ".join(cells) + " |")
+    lines += ["", "The verdict (a false alarm: `suspected` on a sound model; a miss: `not_detected` on a masked one):",
+              "", "| set | false alarms (95%) | misses (95%) | inconclusive |", "|---|---|---|---:|"]
+    for name, part in (("fitting", fit), ("evaluation", held)):
+        sound = [r for r in part if r["truth"] == "sound"]
+        masked = [r for r in part if r["truth"] == "masked"]
+        alarms = sum(r["verdict"] == "suspected" for r in sound)
+        misses = sum(r["verdict"] == "not_detected" for r in masked)
+        inconclusive = sum(r["verdict"] == "inconclusive" for r in sound + masked)
+        lines.append(f"| {name} | {rate_text(alarms, len(sound))} | {rate_text(misses, len(masked))} | "
+                     f"{inconclusive} of {len(sound) + len(masked)} |")
     return "\n".join(lines)
 
 

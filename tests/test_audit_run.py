@@ -89,7 +89,8 @@ def test_report_rebuilds_findings_and_verdict_without_the_model(tmp_path):
 
 def test_undeclared_randomness_is_found_and_gets_eot_attacks(tmp_path):
     """A user's model adds input noise and says nothing: the audit finds it before planning, adds the EOT versions
-    of its gradient attacks, scores on common draws, and the undeclared randomness decides the verdict."""
+    of its gradient attacks and scores on common draws. The undeclared randomness is a symptom: with no attack gap
+    to back it (and the diagnostics not run) masking is inconclusive, never a clean bill."""
     out = tmp_path / "noisy"
     model = f"{Path(__file__).parent / 'fixtures' / 'noisy_model.py'}:build"
     assert main(["run", "--model", model, "--n", "20", "--attacks", "apgd-ce@iters=5", "--diagnostics-n", "0",
@@ -99,7 +100,8 @@ def test_undeclared_randomness_is_found_and_gets_eot_attacks(tmp_path):
     assert results["draws"] == 10 and results["verdict"]["randomized"] is True
     randomized = next(f for f in results["findings"] if f["id"] == "randomized")
     assert randomized["status"] == "fail" and randomized["evidence"]["declared"] is False
-    assert results["verdict"]["gradient_masking"] == "suspected"
+    assert results["verdict"]["gradient_masking"] == "inconclusive"
+    assert results["verdict"]["unbacked_symptoms"] == ["randomized"] and results["verdict"]["drivers"] == []
 
 
 @pytest.mark.slow

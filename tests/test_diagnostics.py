@@ -275,7 +275,10 @@ def test_gradient_killing_layer(model, data):
         "finite-difference-mismatch": "fail", "unbounded-attack": "fail",
     }
     assert found["finite-difference-mismatch"].evidence["median_relative_error"] == pytest.approx(1.0)
-    assert verdict(list(found.values()))["gradient_masking"] == "suspected"
+    # Symptoms alone decide nothing: without attack outcomes to back them the verdict cannot be reached.
+    alone = verdict(list(found.values()))
+    assert alone["gradient_masking"] == "inconclusive" and alone["drivers"] == []
+    assert "no attack outcomes" in alone["undecided"][-1]
 
 
 def test_saturated_softmax_underflows_to_zero_gradients(model, data):
@@ -314,7 +317,7 @@ def test_meansparse_at_large_alpha(model, data, fmnist):
     assert occupancy.evidence["mean_occupancy"] > 0.5
     assert occupancy.data["layers"] == [name for name, _ in defense.layers]
     assert set(found["surrogate-disagreement"].evidence["surrogates"]) == {"identity", "smooth"}
-    assert verdict(list(found.values()))["gradient_masking"] == "suspected"
+    assert verdict(list(found.values()))["gradient_masking"] == "inconclusive"  # symptoms, no attacks to back them
     # Transfer from the base model (alpha = 0) is judged on the defense, through run_diagnostics.
     (transfer,) = run_diagnostics(defense, x, y, THREAT, seed=SEED, n=N, config=FAST, progress=False,
                                   only=("ioaf-transfer",))
@@ -363,7 +366,7 @@ def test_random_noise(model, data):
     (undeclared,) = probe("randomized", hidden, x, y, config=FAST)
     assert undeclared.status == "fail"
     result = verdict([undeclared], facts={"randomized": hidden.randomized})
-    assert result["randomized"] is True and result["gradient_masking"] == "suspected"
+    assert result["randomized"] is True and result["gradient_masking"] == "inconclusive"  # no attacks to back it
 
 
 def test_probabilities_gradient_in_forward_and_train_mode(model, data):
@@ -544,13 +547,18 @@ def test_verdict_rules():
     assert result["trustworthy_robust_accuracy"] == pytest.approx(0.5)
     assert result["beyond_autoattack"]["only_others_broke"] == 20
     assert "50.0%" in result["summary"]
-    suspected = verdict(warn_only + [Finding("zero-gradients", "fail", "3 samples")], suite)
+    # A symptom alone is a warning; backed by an attack gap it makes masking suspected.
+    symptom = Finding("zero-gradients", "fail", "3 samples")
+    alone = verdict(warn_only + [symptom], suite)
+    assert alone["gradient_masking"] == "not_detected" and alone["unbacked_symptoms"] == ["zero-gradients"]
+    suspected = verdict(warn_only + [symptom, Finding("blackbox-beats-whitebox", "fail", "9 samples")], suite)
     assert suspected["gradient_masking"] == "suspected" and suspected["claim_at_risk"] == "yes"
-    assert [d["id"] for d in suspected["drivers"]] == ["zero-gradients"]
+    assert [d["id"] for d in suspected["drivers"]] == ["blackbox-beats-whitebox", "zero-gradients"]  # gaps first
+    assert suspected["backed_by"] == ["blackbox-beats-whitebox"] and suspected["unbacked_symptoms"] == []
     assert "upper bound" in suspected["summary"]
-    # Shattered gradients, but nothing left robust: not a claim at risk.
+    # An attack gap, but nothing left robust: not a claim at risk.
     broken_all = _outcomes([True] * n, {"autoattack-standard": [True] * n}, {i: "apgd-ce" for i in range(n)})
-    zero = verdict([Finding("zero-gradients", "fail", "3 samples")], broken_all)
+    zero = verdict([Finding("adaptive-gap", "fail", "9 samples")], broken_all)
     assert zero["gradient_masking"] == "suspected" and zero["claim_at_risk"] == "no"
     # A masking check that raised, or an attack that had not converged: inconclusive, never a clean bill.
     errored = verdict([skipped("zero-gradients", "the gradients probe raised RuntimeError", error=True)], broken_all)
@@ -576,4 +584,4 @@ def test_every_finding_is_documented():
     assert not missing, f"docs/findings.md lacks sections for {sorted(missing)}"
     assert markdown_table() in text, "docs/findings.md's table of checks differs from audit/checks/registry.py"
     assert set(MASKING) | set(OTHER) <= {check.id for check in CHECKS}
-    assert {check.decides for check in CHECKS} == {"masking", "other", "none"}
+    assert {check.decides for check in CHECKS} == {"masking", "symptom", "other", "none"}

@@ -2,9 +2,12 @@
 statistic, its threshold, and why. `verdict.py` reads the `decides` column; docs/findings.md shows this table (a
 test keeps the two in step).
 
-decides: `masking` (a fail means the exact gradients are unreliable: gradient masking is suspected), `other` (a
-fail makes the evaluation unreliable without being a masking symptom) or `none` (informational: it describes the
-mechanism, and a sound model at published settings can sit on either side of any line we could draw).
+decides: `masking` (an attack gap: attacks that use the model's own gradient fall short of gradient-free, transfer,
+single-step or surrogate-gradient ones on paired samples; a fail makes gradient masking `suspected`), `symptom`
+(a fail says the gradient or the forward is odd, e.g. not smooth; it is supporting evidence, and makes masking
+`suspected` only when an attack gap or a failed binarization test backs it, else a warning: verdict.py), `other`
+(a fail makes the evaluation unreliable without being a masking symptom) or `none` (informational: it describes
+the mechanism, and a sound model at published settings can sit on either side of any line we could draw).
 """
 from __future__ import annotations
 
@@ -27,7 +30,7 @@ OUTCOMES = "outcomes"  # the comparisons read the stored attack outcomes, not a 
 class Check:
     id: str
     source: str  # the probe whose measurement it judges, or OUTCOMES
-    decides: str  # masking | other | none
+    decides: str  # masking | symptom | other | none
     meaning: str  # what a failure means, in plain words
     statistic: str
     threshold: str
@@ -39,16 +42,16 @@ def _p(value: float) -> str:
 
 
 CHECKS: tuple[Check, ...] = (
-    Check("no-gradient-path", "gradient-path", "masking",
+    Check("no-gradient-path", "gradient-path", "symptom",
           "no gradient reaches the input through the exact backward, so exact-gradient attacks cannot run",
           "any non-zero input gradient of a fixed random projection of the logits, exact and per surrogate",
           "fail when the exact one has none", "a cut graph (comparisons, rounding, detach) crashes or stalls "
           "gradient attacks; the audit then marks them not applicable and runs Square harder"),
-    Check("zero-gradients", "gradients", "masking",
+    Check("zero-gradients", "gradients", "symptom",
           "some inputs get an exactly-zero gradient, so gradient attacks cannot move them",
           "samples whose whole CE input gradient is exactly 0", f"fail >= {grad.ZERO_SAMPLES_FAIL} sample",
           "a float32 network only gets there when the loss underflows (margin > ~100)"),
-    Check("nonfinite-gradients", "gradients", "masking", "the gradient contains NaN or Inf, so attacks step nowhere",
+    Check("nonfinite-gradients", "gradients", "symptom", "the gradient contains NaN or Inf, so attacks step nowhere",
           "samples with NaN/Inf in the input gradient", "fail >= 1 sample", "never legitimate"),
     Check("dead-zone-occupancy", "dead-zone", "none",
           "many MeanSparse features sit in the dead zone, where the exact gradient is zero",
@@ -62,7 +65,7 @@ CHECKS: tuple[Check, ...] = (
           f"warn < {_p(grad.COSINE_WARN)}, fail < {_p(grad.COSINE_FAIL)}",
           "a disagreement says the gradients differ, not which is right; at published alphas the cosine stays high "
           "while finite differences show the exact gradient is wrong"),
-    Check("finite-difference-mismatch", "finite-differences", "masking",
+    Check("finite-difference-mismatch", "finite-differences", "symptom",
           "the exact gradient does not predict how the loss actually changes (shattered gradients)",
           "median relative error |fd - g.v| / max(|fd|, |g.v|) over random directions, above the loss's rounding "
           "noise", f"warn >= {_p(grad.FD_ERROR_WARN)}, fail >= {_p(grad.FD_ERROR_FAIL)}",
@@ -71,25 +74,25 @@ CHECKS: tuple[Check, ...] = (
           "worst direction's flat-step fraction and sign changes per profile",
           f"warn: flat >= {_p(land.FLAT_WARN)} or sign changes >= {_p(land.SIGN_CHANGES_WARN)}",
           "plateaus and jaggedness at the scale of eps"),
-    Check("randomized", "randomized", "masking", "the forward is random but undeclared, so attacks ran without EOT",
+    Check("randomized", "randomized", "symptom", "the forward is random but undeclared, so attacks ran without EOT",
           "max logit difference over repeated forwards, relative to the logit scale",
           f"observed > {_p(sanity.RANDOM_TOLERANCE)}; fail when observed and undeclared",
           "AutoAttack's own check; undeclared noise defeats single-draw attacks"),
-    Check("probabilities-not-logits", "probabilities", "masking",
+    Check("probabilities-not-logits", "probabilities", "symptom",
           "the model outputs probabilities, whose CE gradients vanish",
           "outputs in [0, 1] with rows summing to 1", f"fail within {_p(sanity.PROBABILITY_TOLERANCE)}",
           "AutoAttack's own check"),
-    Check("gradient-in-forward", "gradient-in-forward", "masking",
+    Check("gradient-in-forward", "gradient-in-forward", "symptom",
           "the forward computes gradients itself, so attack gradients through it are unreliable",
           "autograd calls or grad mode inside forward under no_grad", "fail on any", "AutoAttack's check_dynamic"),
     Check("train-mode", "train-mode", "other",
           "the model is (partly) in training mode or its outputs depend on the batch",
           "modules in training mode; relative logit change batch vs one by one",
           f"fail on any module, or > {_p(sanity.BATCH_DEPENDENCE_TOLERANCE)}", "BatchNorm statistics leak the batch"),
-    Check("unbounded-attack", "unbounded", "masking", "an attack allowed to change the whole image still fails",
+    Check("unbounded-attack", "unbounded", "symptom", "an attack allowed to change the whole image still fails",
           "clean-correct samples surviving APGD-CE with an eps covering the input box",
           f"fail > {_p(sanity.UNBOUNDED_MAX_SURVIVORS)} of them", "Athalye et al. 2018; Carlini et al. 2019"),
-    Check("eps-sweep", "eps-sweep", "masking", "robust accuracy does not fall as the perturbation budget grows",
+    Check("eps-sweep", "eps-sweep", "symptom", "robust accuracy does not fall as the perturbation budget grows",
           "rise of accuracy with eps; share of the samples robust at eps still robust at the largest eps",
           f"fail on a rise > {sanity.MONOTONE_TOLERANCE_SAMPLES} samples and {_p(sanity.MONOTONE_TOLERANCE_POINTS)} "
           f"points, or kept >= {_p(sanity.EPS_KEPT_FAIL)} (warn >= {_p(sanity.EPS_KEPT_WARN)}), from "
@@ -100,7 +103,7 @@ CHECKS: tuple[Check, ...] = (
           f"warn >= {sanity.MORE_STEPS_WARN_COUNT} samples and {_p(sanity.MORE_STEPS_WARN_POINTS)} points",
           "10 against 100 iterations on a few samples: a hint only; convergence of the suite itself is "
           "attack-convergence"),
-    Check("ioaf-unavailable-gradients", "ioaf-gradients", "masking",
+    Check("ioaf-unavailable-gradients", "ioaf-gradients", "symptom",
           "the attack loss has no usable gradient on some inputs",
           "exception, interrupted graph, or an all-zero gradient on any sample", "fail on any",
           "Pintor et al. 2022"),
@@ -121,7 +124,7 @@ CHECKS: tuple[Check, ...] = (
           "points adversarial on the surrogate model are not adversarial on the defense",
           "share of surrogate-adversarial points that fail on the defense", f"warn >= {_p(ioaf.TRANSFER_FAILURE_WARN)}",
           "Pintor et al."),
-    Check("ioaf-unconstrained-failure", "ioaf-unconstrained", "masking",
+    Check("ioaf-unconstrained-failure", "ioaf-unconstrained", "symptom",
           "an attack with no perturbation limit still fails on some points",
           "clean-correct samples PGD with eps = inf cannot misclassify",
           f"fail > {_p(ioaf.UNCONSTRAINED_MAX_FAILURES)} of them", "Pintor et al."),
@@ -129,7 +132,8 @@ CHECKS: tuple[Check, ...] = (
           "the exact-gradient attack misses adversarial examples that provably exist: it is too weak for this defense",
           "share of binarized points (Zimmermann et al. 2022) where APGD-CE finds the guaranteed example",
           f"warn < {_p(BINARIZATION_PASS)}, fail < {_p(BINARIZATION_FAIL)}",
-          "a failed test makes the verdict inconclusive: the attack's misses are no evidence of robustness"),
+          "a fail backs a failed symptom (masking suspected); alone it makes the verdict inconclusive: the attack's "
+          "misses are no evidence of robustness"),
     Check("layer-attribution", "layer-attribution", "none",
           "the gradient masking sits in these MeanSparse layers",
           "per layer: robust-accuracy gap between exact and straight-through APGD-CE that making it alone "
