@@ -123,9 +123,11 @@ def main(n: int = 100, seed: int = 0, models: tuple[str, ...] = tuple(MODELS),
     rows, profile = [], ["| model | what | seconds | forward images | backward images |", "|---|---|---:|---:|---:|"]
     for name in models:
         model_rows, model_profile = compare(name, MODELS[name], n, seed, noise_seed)
+        for r in model_rows:  # as each model finishes: a long run shows what it measured so far
+            print(f"{r['benchmark']}  {r['ratio']:.2f}  {r['target']}  {r['detail']}", flush=True)
         rows += model_rows
         profile += model_profile
-    print("\n".join(profile))
+    print("\n".join(profile), flush=True)
     return rows
 
 
