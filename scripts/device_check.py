@@ -23,8 +23,8 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402 - after the sys.path line, as the project's imports
 
-from attacks.suites import CASCADE  # noqa: E402
 from attacks.registry import make_attack  # noqa: E402
+from attacks.suites import CASCADE  # noqa: E402
 from attacks.threat_model import ThreatModel  # noqa: E402
 from audit.store import ResultStore  # noqa: E402
 from audit.suite import run_suite  # noqa: E402
