@@ -39,7 +39,8 @@ def main() -> None:
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
     print(f"commit {commit.stdout.strip() or 'unknown'}; machine: {platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads")
-    rows = audit_vs_autoattack.main(n=args.n, seed=args.seed, models=tuple(args.models), noise_seed=None if args.noise_seed < 0 else args.noise_seed)
+    noise_seed = None if args.noise_seed < 0 else args.noise_seed
+    rows = audit_vs_autoattack.main(n=args.n, seed=args.seed, models=tuple(args.models), noise_seed=noise_seed)
     if not args.audit_only:
         rows += attack_overhead.main()
         rows += meansparse_overhead.main()
