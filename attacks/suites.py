@@ -9,8 +9,9 @@
                  APGD-CE (AutoAttack's settings) on every sample; targeted APGD on the 3 target classes MALT ranks
                  nearest (attacks/malt.py) on its survivors; Square at AutoAttack's 5000 queries on what is left,
                  evidence first (a seeded probe of PROBE survivors at the full 5000 queries; all survivors only if
-                 the probe breaks one). FAB-T is left out: on these models it broke nothing APGD-T left
-                 (docs/benchmarks.md, issue 29).
+                 the probe breaks one). FAB-T is left out (Croce & Hein 2020 found it rarely breaks what APGD-T
+                 left); the side-by-side comparison with pyautoattack (benchmarks/audit_vs_autoattack.py: samples
+                 AutoAttack breaks and the audit does not) is what checks that nothing is lost, docs/benchmarks.md.
 
 `--budget` (BUDGETS, EXTRAS) sets how far up the strength curves the strongest gradient family goes (iterations,
 restarts) and Square (queries), for `full` and `adaptive`:
