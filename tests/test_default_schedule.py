@@ -164,3 +164,13 @@ def test_gain_table_uses_the_cascade_where_autoattack_did_not_run():
     assert table["autoattack_source"] == autoattack_source(defense.order)
     assert table["autoattack_source"] == f"cascade: apgd-ce, apgd-malt+survivors, {CASCADE_SQUARE}"
     assert autoattack_source(["fgsm", "autoattack-standard", "apgd-ce"]) == "autoattack-standard"
+
+
+def test_the_claim_at_risk_test_compares_with_the_cascade_where_autoattack_did_not_run():
+    from audit.checks.comparisons import beyond_autoattack
+
+    # The cascade breaks 0-11 (Square only 10 and 11, on the survivors), BPDA 30-39: the cascade's figure holds 28.
+    outcomes = _cascade_outcomes({"apgd-ce": list(range(10)), CASCADE_SQUARE: [10, 11], "bpda": list(range(30, 40))})
+    beyond = beyond_autoattack(outcomes)
+    assert beyond is not None and beyond["autoattack"].startswith("cascade: apgd-ce")
+    assert (beyond["autoattack_robust"], beyond["only_others_broke"], beyond["only_autoattack_broke"]) == (28, 10, 12)
