@@ -241,9 +241,8 @@ def plan_suite(suite: str, defense: Defense, budget: str = "standard") -> SuiteP
     # Hook (defenses/auto_bpda.py): gradient attacks that no gradient reaches are not applicable; Square runs harder.
     from defenses.auto_bpda import plan_gradient_free
 
-    attacks, not_applicable, extra = plan_gradient_free(defense, attacks)
-    if CASCADE_SQUARE in last:  # the cascade's Square already runs on all survivors where its probe breaks one
-        extra = []
+    # The cascade's Square already runs on all survivors where its probe breaks one: no harder Square on top.
+    attacks, not_applicable, extra = plan_gradient_free(defense, attacks, harder_square=CASCADE_SQUARE not in last)
     skipped += not_applicable
     attacks += [make_attack(name) for name in extra]
     attacks += [make_attack(name) for name in last]
