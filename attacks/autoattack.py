@@ -79,16 +79,19 @@ class Square(Attack):
     defense runs its whole optimisation per query). Square first runs `PROBE_QUERIES` queries (one restart) on
     `n_probe` samples of the batch drawn from the seed; only if it breaks one of them does it run the full budget
     on the whole batch. Otherwise the others are not queried, and the per-sample `queried` extra says so (their
-    outcome under this attack is the clean point's)."""
+    outcome under this attack is the clean point's). `probe_queries` (budget key `probe_queries`) sets the probe's
+    queries: the default budget's last Square probes at its full 5000 (attacks/suites.py), so the probe asks the
+    question the full run would answer, on fewer samples."""
 
     name = "square"
     gradient_free = True
     PROBE_QUERIES = 500  # the probe only decides whether the full budget is worth spending
 
     def __init__(self, n_queries: int = 5000, n_restarts: int = 1, p_init: float = 0.8, n_probe: int | None = None,
-                 **kwargs: Any) -> None:
+                 probe_queries: int | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.n_queries, self.n_restarts, self.p_init, self.n_probe = n_queries, n_restarts, p_init, n_probe
+        self.probe_queries = probe_queries
 
     def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel,
                 seed: int) -> AttackOutput:
@@ -97,8 +100,8 @@ class Square(Attack):
             return AttackOutput(adv, extra={"queries": queries.cpu()})
         order = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed)).to(x.device)
         probe = order[: self.n_probe]
-        first, first_queries = self._search(model, x[probe], y[probe], threat, seed,
-                                            min(self.PROBE_QUERIES, self.n_queries), 1)
+        probe_queries = min(self.probe_queries or self.PROBE_QUERIES, self.n_queries)
+        first, first_queries = self._search(model, x[probe], y[probe], threat, seed, probe_queries, 1)
         with torch.no_grad():
             evidence = int((model(first).argmax(1) != y[probe]).sum())
         if evidence:
@@ -108,7 +111,7 @@ class Square(Attack):
             queries[probe] += first_queries
             return AttackOutput(adv, extra={"queries": queries.cpu(), "queried": [True] * len(x)})
         log.info("square: the probe broke none of %d samples at %d queries; the other %d samples are not queried",
-                 len(probe), min(self.PROBE_QUERIES, self.n_queries), len(x) - len(probe))
+                 len(probe), probe_queries, len(x) - len(probe))
         adv, queries = x.clone(), torch.zeros(len(x), device=x.device)
         adv[probe], queries[probe] = first, first_queries
         queried = torch.zeros(len(x), dtype=torch.bool)

@@ -12,9 +12,10 @@ log = logging.getLogger(__name__)
 STRONG_SQUARE = "square@queries=10000,restarts=3"
 
 
-def plan_gradient_free(defense: Defense, attacks: list[Attack],
+def plan_gradient_free(defense: Defense, attacks: list[Attack], harder_square: bool = True,
                        ) -> tuple[list[Attack], list[tuple[str, str]], list[str]]:
-    """The suite planner's hook: drop gradient attacks no gradient reaches through, and run Square harder.
+    """The suite planner's hook: drop gradient attacks no gradient reaches through, and run Square harder
+    (`harder_square=False`: the plan has its own Square for that, as the default budget's cascade).
 
     Returns (attacks kept, [(attack, reason not applicable)], extra attack names to add). A defense that has not
     seen an input yet (no `example_input`) is left as planned.
@@ -38,8 +39,8 @@ def plan_gradient_free(defense: Defense, attacks: list[Attack],
         else:
             how = "the exact backward" if attack.surrogate == "exact" else f"the {attack.surrogate} surrogate"
             skipped.append((attack.label, f"not applicable: no gradient reaches the input through {how}"))
-    extra = [STRONG_SQUARE] if skipped else []
-    if skipped:
+    extra = [STRONG_SQUARE] if skipped and harder_square else []
+    if extra:
         log.warning("%d gradient attacks are not applicable (no gradient reaches the input); adding %s",
                     len(skipped), STRONG_SQUARE)
     return kept, skipped, extra

@@ -24,6 +24,7 @@ from attacks.base import Attack
 from attacks.counting import CountingModel
 from attacks.eot import EOT
 from attacks.losses import margin
+from attacks.precision import float32_scoring, proposals_in
 from attacks.threat_model import ThreatModel
 from attacks.transform import TransformAttack
 from defenses.protocol import Defense
@@ -94,10 +95,12 @@ def judge(
     seed: int,
     indices: list[int] | None = None,
     draws: int = DEFAULT_DRAWS,
+    precision: str = "float32",
 ) -> AttackRecord:
     """Run `attack` on (x, y) and return per-sample results judged on the exact forward.
 
     `indices` are the samples' positions in the audited set: they name the common draws of a randomized defense.
+    `precision`: what the attack's own passes run in (attacks/precision.py); the judge scores in float32 always.
     """
     if attack.threat_kind != "lp" and not isinstance(attack, TransformAttack):  # refused before it spends anything
         raise TypeError(f"{attack.label} declares threat_kind {attack.threat_kind!r} but is not a TransformAttack "
@@ -111,7 +114,7 @@ def judge(
     counter = CountingModel(defense)
     model = counter if attack.handles_eot or attack.eot == 1 else EOT(counter, attack.eot)
     start = time.perf_counter()
-    with defense.surrogate(attack.surrogate, attack.temperature), defense.frozen():
+    with defense.surrogate(attack.surrogate, attack.temperature), defense.frozen(), proposals_in(precision, device):
         output = attack.perturb(model, x.clone(), y.clone(), threat, batch_seed)
     seconds = time.perf_counter() - start
 
@@ -126,7 +129,7 @@ def judge(
         distance = attack.param_distance(params)
         output.extra.setdefault("params", params.cpu())
     else:  # an Lp attack (a TransformAttack never declares "lp"; anything else was refused above)
-        proposed = output.x_adv.detach().to(device)
+        proposed = output.x_adv.detach().to(device=device, dtype=x.dtype)  # a bfloat16 proposal is scored as float32
         if proposed.shape != x.shape:
             raise RuntimeError(f"{attack.label} returned shape {tuple(proposed.shape)} for inputs {tuple(x.shape)}")
         proposed = torch.nan_to_num(proposed, nan=0.0)
@@ -137,7 +140,8 @@ def judge(
         x_adv = threat.project(proposed, x)
         distance = threat.distance(x_adv, x)
 
-    correct, margin = score_logits(exact_logits(defense, x_adv, indices, seed, draws), y)
+    with float32_scoring(device):
+        correct, margin = score_logits(exact_logits(defense, x_adv, indices, seed, draws), y)
     n_draws = draws if defense.random_forward else 1
     n = max(len(x), 1)
     return AttackRecord(

@@ -9,6 +9,7 @@ its budget, e.g.
     apgd-ce+unrolled              the full gradient through a test-time defense's own optimisation steps
     square+eot20, fab-t+eot20     EOT for attacks that query the model: their logits averaged over 20 draws
     square+survivors@restarts=5   run last, only on the samples every other attack left robust
+    apgd-malt@targets=3           targeted APGD on the 3 targets MALT ranks nearest (attacks/malt.py)
     apgd-t@iters=500,restarts=5   a bigger budget (`attacks.names.BUDGETS` lists each attack's keys)
     square@queries=20000          also restarts=
     autoattack-standard           also -plus, -rand
@@ -28,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from attacks.autoattack import APGD, FAB, AutoAttack, Square
 from attacks.base import Attack
+from attacks.malt import MaltAPGD
 from attacks.names import BUDGETS, AttackName, UnknownAttack, parse_name
 from attacks.single_step import FGSM
 
@@ -58,6 +60,7 @@ BASE_ATTACKS: dict[str, Callable[..., Attack]] = {
     "apgd-ce": lambda **kw: APGD(loss="ce", **kw),
     "apgd-dlr": lambda **kw: APGD(loss="dlr", **kw),
     "apgd-t": lambda **kw: APGD(targeted=True, **kw),
+    "apgd-malt": lambda **kw: MaltAPGD(**kw),
     "fab": lambda **kw: FAB(targeted=False, **kw),
     "fab-t": lambda **kw: FAB(targeted=True, **kw),
     "square": lambda **kw: Square(**kw),

@@ -4,8 +4,14 @@
     adaptive     BPDA (identity, and smooth over a temperature sweep), transfer from the base model, Square
                  with more queries, EOT for randomized defenses: attacks that fit the defense
     spatial      rotation/translation grid and stAdv (their own threat models, reported apart from Lp)
-    full         both, plus single-step FGSM, which the diagnostics compare against (AutoAttack's own per-sample
-                 record of which sub-attack broke each point gives plain APGD-CE and Square for free)
+    full         adaptive, plus single-step FGSM, which the diagnostics compare against, plus the default budget's
+                 cascade in AutoAttack's place (`thorough`, and a randomized defense, run AutoAttack itself):
+                 APGD-CE (AutoAttack's settings) on every sample; targeted APGD on the 3 target classes MALT ranks
+                 nearest (attacks/malt.py) on its survivors; Square at AutoAttack's 5000 queries on what is left,
+                 evidence first (a seeded probe of PROBE survivors at the full 5000 queries; all survivors only if
+                 the probe breaks one). FAB-T is left out (Croce & Hein 2020 found it rarely breaks what APGD-T
+                 left); the side-by-side comparison with pyautoattack (benchmarks/audit_vs_autoattack.py: samples
+                 AutoAttack breaks and the audit does not) is what checks that nothing is lost, docs/benchmarks.md.
 
 `--budget` (BUDGETS, EXTRAS) sets how far up the strength curves the strongest gradient family goes (iterations,
 restarts) and Square (queries), for `full` and `adaptive`:
@@ -57,16 +63,24 @@ class Extras:
     eot_query_attacks: bool = False  # randomized defense: EOT for Square and FAB too, and a standalone FAB-T
     last: tuple[str, ...] = ()  # run after everything else (on its survivors, with +survivors)
     mechanism: tuple[str, ...] = ()  # MeanSparse-specific attacks (attacks/adaptive.py), for a MeanSparse model
+    autoattack: bool = False  # `full` runs AutoAttack verbatim; else the cheaper CASCADE in its place
 
 
 # The strongest MeanSparse-specific attack: on demo-meansparse (1000 seeded images, docs/results.md) the linear
 # continuation broke the most samples of the four.
 STRONGEST_MECHANISM = "apgd-continuation-linear"
 MECHANISM = (STRONGEST_MECHANISM, "apgd-continuation-geometric", "apgd-anneal", "apgd-escape")
+# The default budget's stand-in for AutoAttack (suite `full`, deterministic defense), in run order: APGD-CE on every
+# clean-correct sample (the comparisons need it there), then on what is left targeted APGD on MALT's 3 nearest
+# targets (AutoAttack's APGD-T tries 9 by logit order), then Square evidence first. Its Square runs last (`last`).
+PROBE = 10  # survivors the last Square tries at its full budget before it spends that budget on all of them
+CASCADE_SQUARE = f"square+survivors@probe={PROBE},probe_queries=5000"
+CASCADE = ("apgd-ce", "apgd-malt+survivors", CASCADE_SQUARE)
 EXTRAS: dict[str, Extras] = {
-    "quick": Extras(), "standard": Extras(mechanism=(STRONGEST_MECHANISM,)),
+    "quick": Extras(last=(CASCADE_SQUARE,)), "standard": Extras(last=(CASCADE_SQUARE,),
+                                                                 mechanism=(STRONGEST_MECHANISM,)),
     "thorough": Extras(bpda_losses=("apgd-ce", "apgd-dlr", "apgd-t"), eot_query_attacks=True,
-                       last=("square+survivors@restarts=5",), mechanism=MECHANISM),
+                       last=("square+survivors@restarts=5",), mechanism=MECHANISM, autoattack=True),
 }
 assert set(EXTRAS) == set(BUDGETS), "every budget needs its EXTRAS row"
 
@@ -94,15 +108,25 @@ def _adaptive_names(defense: Defense, with_square: bool = True) -> list[str]:
     return names
 
 
-def suite_names(suite: str, defense: Defense) -> list[str]:
+def runs_autoattack(defense: Defense, budget: str) -> bool:
+    """Whether suite `full` runs AutoAttack verbatim at this budget (else CASCADE stands in for it). A randomized
+    defense keeps AutoAttack-rand: the cascade has no EOT version of its own."""
+    if budget not in EXTRAS:
+        raise ValueError(f"unknown budget {budget!r}; choose one of {', '.join(BUDGETS)}")
+    return EXTRAS[budget].autoattack or defense.random_forward
+
+
+def suite_names(suite: str, defense: Defense, budget: str = "standard") -> list[str]:
     aa = "autoattack-rand" if defense.random_forward else "autoattack-standard"
     if suite == "autoattack":
         names = [aa]
     elif suite == "adaptive":
         names = _adaptive_names(defense)
     elif suite == "full":
-        # AutoAttack already runs Square on every point its gradient attacks leave: no second Square here.
-        names = ["fgsm", aa, *_adaptive_names(defense, with_square=False)]
+        # AutoAttack, or the cascade, already runs Square on the points the gradient attacks leave: no second one.
+        # The cascade's Square runs last (EXTRAS `last`), after the budget's extras and curves.
+        stand_in = [aa] if runs_autoattack(defense, budget) else [n for n in CASCADE if n != CASCADE_SQUARE]
+        names = ["fgsm", *stand_in, *_adaptive_names(defense, with_square=False)]
     elif suite == "spatial":  # a different threat model: never mixed into an Lp worst case
         names = ["spatial-grid", "stadv"]
     elif suite == "quick":  # for tests and smoke runs: one exact and one adaptive gradient attack
@@ -142,7 +166,8 @@ def extra_names(suite: str, defense: Defense, budget: str) -> tuple[list[str], l
     names = [loss + modifier for modifier in bpda_modifiers(defense) for loss in extras.bpda_losses]
     if isinstance(defense, MeanSparseDefense):  # they act on MeanSparse's thresholds, features and surrogate
         names += [n + (f"+eot{EOT_DRAWS}" if defense.random_forward else "") for n in extras.mechanism]
-    last = list(extras.last)
+    # The cascade's Square stands in for AutoAttack's in `full`; `adaptive` has its own Square, AutoAttack its own.
+    last = [n for n in extras.last if n != CASCADE_SQUARE or (suite == "full" and not runs_autoattack(defense, budget))]
     if extras.eot_query_attacks and defense.random_forward:
         names = [_with_eot(n) for n in [*names, "fab-t"]]
         last = [_with_eot(n) for n in last]
@@ -179,7 +204,7 @@ def curve_names(suite: str, defense: Defense, budget: str) -> list[str]:
         names += [square] + [f"{square}+survivors@queries={q}" for q in curves["queries"]]
     # A curve's first point may be one of AutoAttack's parts (its APGD-CE, its Square: same family, same budget);
     # the outcomes keep parts' families and budgets, so it is not run a second time.
-    covered = _autoattack_parts(suite_names(suite, defense))
+    covered = _autoattack_parts(suite_names(suite, defense, budget))
     return [n for n in names if _family_and_budget(n) not in covered]
 
 
@@ -203,7 +228,7 @@ def plan_suite(suite: str, defense: Defense, budget: str = "standard") -> SuiteP
         return SuitePlan(*plan_test_time(suite, defense, BUDGETS[budget]["iters"]))
     attacks, skipped = [], []
     base = defense.base_model()
-    names = suite_names(suite, defense)
+    names = suite_names(suite, defense, budget)
     added, last = extra_names(suite, defense, budget)
     if EXTRAS[budget].eot_query_attacks and defense.random_forward:
         names = [_with_eot(n) for n in names]
@@ -216,7 +241,8 @@ def plan_suite(suite: str, defense: Defense, budget: str = "standard") -> SuiteP
     # Hook (attacks/gradient_free.py): gradient attacks that no gradient reaches are not applicable; Square runs harder.
     from attacks.gradient_free import plan_gradient_free
 
-    attacks, not_applicable, extra = plan_gradient_free(defense, attacks)
+    # The cascade's Square already runs on all survivors where its probe breaks one: no harder Square on top.
+    attacks, not_applicable, extra = plan_gradient_free(defense, attacks, harder_square=CASCADE_SQUARE not in last)
     skipped += not_applicable
     attacks += [make_attack(name) for name in extra]
     attacks += [make_attack(name) for name in last]

@@ -128,6 +128,15 @@ def _cmd_eval(args: argparse.Namespace) -> None:
               f"({len(test)} test images)")
 
 
+def _batch_size(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--batch-size takes a positive number or `auto`, not {text!r}") from None
+
+
 def _audit_config(args: argparse.Namespace):  # noqa: ANN202 - an AuditConfig, imported inside to keep --help light
     from attacks.names import split_attack_list
 
@@ -138,7 +147,9 @@ def _audit_config(args: argparse.Namespace):  # noqa: ANN202 - an AuditConfig, i
     # A RobustBench entry knows its dataset, threat model, eps and published AutoAttack number (the default claim).
     fill_run_defaults(args, {"dataset": "fashion-mnist", "norm": "Linf", "eps": 0.1})
     return AuditConfig(model=args.model, dataset=args.dataset, norm=args.norm, eps=args.eps, n=args.n,
-                       suite=args.suite, budget=args.budget, seed=args.seed, mode=args.mode, batch_size=args.batch_size,
+                       suite=args.suite, budget=args.budget, seed=args.seed, mode=args.mode,
+                       batch_size=AuditConfig.batch_size if args.batch_size == "auto" else args.batch_size,
+                       batch_size_auto=args.batch_size == "auto", proposal_precision=args.proposal_precision,
                        diagnostics_n=args.diagnostics_n, checkpoint=args.checkpoint,
                        robustbench_dir=args.robustbench_dir, meansparse_alpha=args.meansparse_alpha, claim=args.claim,
                        trust_checkpoint=args.trust_checkpoint,
@@ -302,7 +313,11 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mode", default=AuditConfig.mode, choices=["full", "cascade"],
                    help="full: every attack on every sample (diagnostics need it); cascade: only still-robust samples")
     p.add_argument("--seed", type=int, default=AuditConfig.seed)
-    p.add_argument("--batch-size", type=int, default=AuditConfig.batch_size)
+    p.add_argument("--batch-size", type=_batch_size, default=AuditConfig.batch_size,
+                   help="samples per batch, or `auto`: the largest that fits, backing off on out-of-memory")
+    p.add_argument("--proposal-precision", default=AuditConfig.proposal_precision,
+                   help="float32, tf32 or bfloat16: what the attacks' own passes run in (faster on a GPU; never "
+                        "inflates a success: the judge re-scores in float32, TF32 off)")
     p.add_argument("--diagnostics-n", type=int, default=AuditConfig.diagnostics_n,
                    help="samples used by the diagnostics (default: %(default)s, as in the calibration)")
     p.add_argument("--checkpoint", default=None, help="weights for PATH.py:FACTORY (safetensors or .pt)")

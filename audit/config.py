@@ -18,7 +18,7 @@ class AuditConfig:
     budget: str = "standard"  # quick | standard | thorough: how far up the strength curves (attacks/suites.py)
     seed: int = 0
     mode: str = "full"
-    batch_size: int = 250
+    batch_size: int = 250  # the run's batch; `--batch-size auto` resolves to a number first (audit/batch_size.py)
     diagnostics_n: int = 50  # what the calibration ran (docs/findings.md): its thresholds were checked at 50
     checkpoint: str | None = None
     robustbench_dir: str | None = None
@@ -29,10 +29,16 @@ class AuditConfig:
     transfer_from: tuple[str, ...] = ()  # model specs to craft transfer attacks on (--transfer-from)
     keep_examples: str = "worst"  # all | worst | none: which adversarial examples the evidence keeps
     static_model: str | None = None  # a test-time defense's classifier: submodule name or model spec (--static-model)
+    proposal_precision: str = "float32"  # float32 | tf32 | bfloat16 for the attacks' passes; scoring is float32
+    batch_size_auto: bool = False  # batch_size was chosen by `--batch-size auto` (recorded in the results)
 
     def identity(self, content: dict) -> dict:
         """What must match for a resumed run to reuse stored results: the settings, and what was audited by
         content (`audit.fingerprint`: model state, checkpoint file, images, versions), never paths alone."""
         keep = ("model", "dataset", "norm", "eps", "n", "suite", "budget", "seed", "mode", "batch_size",
                 "diagnostics_n", "meansparse_alpha", "attacks", "transfer_from", "keep_examples", "static_model")
-        return {"store_format": STORE_FORMAT, **{k: v for k, v in asdict(self).items() if k in keep}, **content}
+        # Lower-precision proposals change what the attacks propose: named only when chosen, so runs made before
+        # the option resume as they were.
+        precision = {"proposal_precision": self.proposal_precision} if self.proposal_precision != "float32" else {}
+        return {"store_format": STORE_FORMAT, **{k: v for k, v in asdict(self).items() if k in keep}, **precision,
+                **content}

@@ -7,7 +7,7 @@ attacks all count towards the base's worst case. This module only reads the two 
 """
 from __future__ import annotations
 
-from audit.outcomes import HELD, Outcomes
+from audit.outcomes import BROKEN, HELD, Outcomes
 from audit.stats import accuracy_json, paired
 
 
@@ -23,11 +23,34 @@ def paired_gain(defense: list[bool], base: list[bool]) -> dict:
     return {"gain": gain, "ci95": [low, high], "only_defense_robust": counts.b, "only_base_robust": counts.c, "n": n}
 
 
+def autoattack_labels(order: list[str]) -> list[str]:
+    """The attacks that give a run its AutoAttack figure: AutoAttack where it ran, else the default budget's cascade
+    that stands in for it (attacks/suites.py `CASCADE`: at least as strong, sample for sample, docs/benchmarks.md)."""
+    from attacks.registry import canonical_name
+    from attacks.suites import CASCADE
+
+    autoattack = [a for a in order if a.startswith("autoattack")][:1]
+    cascade = {canonical_name(n) for n in CASCADE}
+    return autoattack or [a for a in order if a in cascade]
+
+
+def autoattack_source(order: list[str]) -> str:
+    """What the AutoAttack figure is: `autoattack-standard` (or -rand), or the cascade's attacks."""
+    labels = autoattack_labels(order)
+    return labels[0] if len(labels) == 1 and labels[0].startswith("autoattack") else "cascade: " + ", ".join(labels)
+
+
 def _autoattack_robust(outcomes: Outcomes) -> list[bool] | None:
-    label = next((a for a in outcomes.order if a.startswith("autoattack")), None)
-    if label is None:
+    labels = autoattack_labels(outcomes.order)
+    if not labels:
         return None
-    return [c and s == HELD for c, s in zip(outcomes.clean_correct, outcomes.status[label])]
+    if labels[0].startswith("autoattack"):
+        return [c and s == HELD for c, s in zip(outcomes.clean_correct, outcomes.status[labels[0]])]
+    # The cascade's later attacks run on the survivors only: robust is clean-correct and broken by none of them.
+    robust = outcomes.clean_correct
+    for label in labels:
+        robust = [r and s != BROKEN for r, s in zip(robust, outcomes.status[label])]
+    return robust
 
 
 def gain_table(defense: Outcomes, base: Outcomes) -> dict:
@@ -36,11 +59,12 @@ def gain_table(defense: Outcomes, base: Outcomes) -> dict:
         raise ValueError("the base audit ran on other images; the gain table needs the same images")
     base_aa, defense_aa = _autoattack_robust(base), _autoattack_robust(defense)
     if base_aa is None or defense_aa is None:
-        raise ValueError("the gain table needs AutoAttack in both audits")
+        raise ValueError("the gain table needs AutoAttack (or the cascade standing in for it) in both audits")
     worst = defense.worst_case_robust("lp")
     base_worst = base.worst_case_robust("lp")
     n = defense.n
     return {
+        "autoattack_source": autoattack_source(defense.order), "base_autoattack_source": autoattack_source(base.order),
         "base_autoattack": accuracy_json(sum(base_aa), n),
         "base_worst_case": accuracy_json(sum(base_worst), n),
         "base_attacks": [a for a in base.order if base.info[a].threat_kind == "lp"],  # what base_worst_case is over

@@ -51,6 +51,11 @@ def validate_config(config: AuditConfig) -> ThreatModel:
         raise AuditInputError(f"unknown budget {config.budget!r}; choose one of {', '.join(BUDGETS)}")
     if config.n <= 0:
         raise AuditInputError(f"--n must be positive, not {config.n}")
+    from attacks.precision import PRECISIONS
+
+    if config.proposal_precision not in PRECISIONS:
+        raise AuditInputError(f"--proposal-precision must be one of {', '.join(PRECISIONS)}, "
+                              f"not {config.proposal_precision!r}")
     if config.batch_size <= 0:
         raise AuditInputError(f"--batch-size must be positive, not {config.batch_size}")
     if config.diagnostics_n < 0:

@@ -120,6 +120,10 @@ def run_audit(config: AuditConfig, out: str | Path, data_dir: str | None = None,
     defense.to(device)
     test = load_dataset(config.dataset, "test", data_dir).subset(config.n, config.seed)
     warnings = check_inputs(defense, test.images, test.labels)
+    if config.batch_size_auto:  # resolved before the identity: a run is named by the batch it used
+        from audit.batch_size import find_batch_size
+
+        config = dataclasses.replace(config, batch_size=find_batch_size(defense, test.images))
     identity = config.identity(fingerprint(config, defense, test.images, test.labels))
     plan = plan_attacks(config, defense)  # a refused plan stops here, before any warning is printed
     plan.attacks += transfer_attacks(config, device)
@@ -142,7 +146,7 @@ def run_audit(config: AuditConfig, out: str | Path, data_dir: str | None = None,
         start = time.perf_counter()
         run_suite(defense, test.images, test.labels, threat, plan.attacks, config.seed, store=store,
                   mode=config.mode, batch_size=config.batch_size, progress=progress and shard.is_main, shard=shard,
-                  keep_examples=config.keep_examples != "none")
+                  keep_examples=config.keep_examples != "none", precision=config.proposal_precision)
         if base_run is None and audit_base:
             _audit_base(defense, test.images, test.labels, threat, plan, config, identity, out / BASE_DIR,
                         progress and shard.is_main, shard)
@@ -224,15 +228,19 @@ def _audit_base(defense: Defense, images: torch.Tensor, labels: torch.Tensor, th
     """For a MeanSparse model, AutoAttack on its base (every threshold 0) on the same images and seeds, in
     `<out>/base`, for the gain table: the comparison RobustBench's re-evaluation makes (base AutoAttack against the
     defense's adaptive result). The base has nothing to bypass, so AutoAttack is its strong evaluation."""
+    from audit.gain import autoattack_labels
+
     base = defense.base_model()
-    attacks = [a for a in plan.attacks if a.label.startswith("autoattack")]
+    # AutoAttack, or the default budget's cascade that stands in for it: the base gets the same schedule.
+    stand_in = autoattack_labels([a.label for a in plan.attacks])
+    attacks = [a for a in plan.attacks if a.label in stand_in]
     if base is None or not attacks:
         return
     base_defense = Undefended(base.to(defense.device), defense.num_classes, f"{config.model} base (alpha 0)")
     store = open_store(out, identity | {"base_of": config.model}, shard)
     log.info("auditing the base model (MeanSparse off) on the same images for the gain table")
     run_suite(base_defense, images, labels, threat, attacks, config.seed, store=store, mode=config.mode,
-              batch_size=config.batch_size, progress=progress, shard=shard)
+              batch_size=config.batch_size, progress=progress, shard=shard, precision=config.proposal_precision)
     if shard.is_main and not store.done(FACTS, 0):
         store.append({"attack": FACTS, "batch": 0, "order": [a.label for a in attacks], "mode": config.mode,
                       "defense": base_defense.description})
@@ -270,8 +278,9 @@ def _base_run_problems(config: dict, attacks: list[str], facts: dict) -> list[st
     same = ("n", "seed", "dataset", "norm", "eps", "batch_size", "mode",
             "data_sha256", "torch_version", "pyautoattack_version", "suite_version")
     problems = [key for key in same if config.get(key) != facts["config"].get(key)]
-    return problems + [f"attack {a} not run" for a in attacks
-                       if a.startswith("autoattack") and a not in facts["order"]]
+    from audit.gain import autoattack_labels
+
+    return problems + [f"attack {a} not run" for a in autoattack_labels(attacks) if a not in facts["order"]]
 
 
 def check_base_run(identity: dict, attacks: list[str], base_run: str | Path, defense: Defense,
@@ -308,8 +317,10 @@ def reuse_base(out: str | Path, base_run: str | Path) -> None:
     with worst case)."""
     defense_rows = list(ResultStore.open_existing(out).records())
     base_rows = list(ResultStore.open_existing(base_run).records())
+    from audit.gain import autoattack_labels
+
     ours, theirs = finished_facts(out), finished_facts(base_run)
-    attacks = [a for a in ours["order"] if a.startswith("autoattack")]
+    attacks = autoattack_labels(ours["order"])
     if not attacks:  # as `_audit_base`: the gain table compares AutoAttack, so with none there is no base audit
         return
     problems = _base_run_problems(ours["config"], attacks, theirs)

@@ -67,14 +67,15 @@ def error_row(attack: Attack, batch: int, indices: list[int], message: str) -> d
 
 
 def judge_batch(attack: Attack, defense: Defense, images: torch.Tensor, labels: torch.Tensor, threat: ThreatModel,
-                seed: int, index: torch.Tensor, batch: int, evidence: Path | None = None) -> dict:
+                seed: int, index: torch.Tensor, batch: int, evidence: Path | None = None,
+                precision: str = "float32") -> dict:
     """The store row of one batch: judged, or, when the attack fails on it, an error row. Out of memory is retried
     on the two halves of the batch (each judged on its own, down to one sample) before it counts as a failure.
     With `evidence` (the store's directory), the judged points of the broken samples are written there first
     (audit/evidence.py), so a stored "broken" always has its adversarial example."""
     indices = index.tolist()
     try:
-        record = judge(attack, defense, images[index], labels[index], threat, seed, indices)
+        record = judge(attack, defense, images[index], labels[index], threat, seed, indices, precision=precision)
     except Exception as error:  # noqa: BLE001 - one failed batch must not lose the run (stored, retried on resume)
         if _out_of_memory(error) and len(indices) > 1:
             if defense.device.type == "cuda":
@@ -82,7 +83,8 @@ def judge_batch(attack: Attack, defense: Defense, images: torch.Tensor, labels: 
             half = len(indices) // 2
             log.warning("%s ran out of memory on %d samples (batch %d); trying %d and %d", attack.label,
                         len(indices), batch, half, len(indices) - half)
-            return merge_rows([judge_batch(attack, defense, images, labels, threat, seed, part, batch, evidence)
+            return merge_rows([judge_batch(attack, defense, images, labels, threat, seed, part, batch, evidence,
+                                           precision)
                                for part in (index[:half], index[half:])])
         log.warning("warning: %s failed on batch %d (%d samples): %s: %s; stored as %s, a resume retries it",
                     attack.label, batch, len(indices), type(error).__name__, error, ERROR, exc_info=True)
@@ -152,9 +154,11 @@ def run_suite(
     progress: bool = True,
     shard: Shard = Shard(),  # noqa: B008 - Shard is a frozen dataclass, immutable
     keep_examples: bool = False,
+    precision: str = "float32",
 ) -> Outcomes:
     """`keep_examples`: write each batch's broken points to the store's evidence (audit/evidence.py) before its
-    record, so a stored "broken" always has its adversarial example."""
+    record, so a stored "broken" always has its adversarial example. `precision`: of the attacks' proposals
+    (attacks/precision.py); the judge scores in float32."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
     if not store.done(CLEAN, 0) and shard.is_main:
@@ -182,7 +186,7 @@ def run_suite(
         for position, index in enumerate(batches):
             if shard.owns(position):  # every rank forms the same batches from the same stored rows
                 store.append(judge_batch(attack, defense, images, labels, threat, seed, index, int(index[0]),
-                                         store.directory if keep_examples else None))
+                                         store.directory if keep_examples else None, precision))
             bar.update(len(index))
         bar.close()
         shard.barrier()  # all ranks have written this attack; everyone reads everything

@@ -12,7 +12,7 @@ from torch import nn
 
 from attacks.judge import judge
 from attacks.registry import make_attack
-from attacks.suites import plan_suite
+from attacks.suites import CASCADE_SQUARE, plan_suite
 from attacks.threat_model import ThreatModel
 from defenses.adapters import MeanSparseDefense, as_defense
 from defenses.auto_bpda import AutoBPDA, scan_model
@@ -230,15 +230,22 @@ def test_planner_marks_gradient_attacks_not_applicable_without_a_gradient_path(f
     plan = plan_suite("full", thermometer)
     labels = [a.label for a in plan.attacks]
     skipped = dict(plan.skipped)
-    assert "fgsm" not in labels and "autoattack-standard" not in labels
+    assert "fgsm" not in labels and "apgd-ce" not in labels and "apgd-malt+survivors" not in labels
     assert "no gradient reaches the input through the exact backward" in skipped["fgsm"]
-    assert "not applicable" in skipped["autoattack-standard"]
-    assert "square@queries=10000,restarts=3" in labels and "apgd-ce+bpda-identity" in labels
+    assert "not applicable" in skipped["apgd-ce"] and "not applicable" in skipped["apgd-malt+survivors"]
+    # The default budget: the cascade's Square on the survivors (all of them once its probe breaks one) stands in
+    # for the gradient attacks; `thorough` runs AutoAttack, and Square harder on every sample.
+    assert labels[-1] == CASCADE_SQUARE and "apgd-ce+bpda-identity" in labels
+    assert "square@queries=10000,restarts=3" not in labels
+    thorough = plan_suite("full", thermometer, "thorough")
+    assert "square@queries=10000,restarts=3" in [a.label for a in thorough.attacks]
+    assert "not applicable" in dict(thorough.skipped)["autoattack-standard"]
     plain = as_defense(SmallCNN().eval(), opaque=True)
     plain(fmnist_test.images[:8])
-    plain_plan = plan_suite("full", plain)
-    assert "fgsm" in [a.label for a in plain_plan.attacks]
-    assert "square@queries=10000,restarts=3" not in [a.label for a in plain_plan.attacks]
+    for budget in ("standard", "thorough"):
+        plain_plan = plan_suite("full", plain, budget)
+        assert "fgsm" in [a.label for a in plain_plan.attacks]
+        assert "square@queries=10000,restarts=3" not in [a.label for a in plain_plan.attacks]
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from attacks.base import Attack, AttackOutput
 from attacks.judge import DEFAULT_DRAWS, exact_logits, judge, score_logits
 from attacks.names import UnknownAttack, format_name, parse_name
 from attacks.registry import make_attack
-from attacks.suites import SMOOTH_TEMPERATURES, plan_suite, survivors_last
+from attacks.suites import CASCADE_SQUARE, SMOOTH_TEMPERATURES, plan_suite, survivors_last
 from attacks.threat_model import ThreatModel
 from audit.checks.convergence import check_convergence, curve_keys
 from audit.outcomes import Outcomes
@@ -34,12 +34,15 @@ from tests.conftest import require_shipped
 THREAT = ThreatModel("Linf", 0.1)
 # The default plans of a MeanSparse model (issue 14 trimmed them: APGD-T with BPDA and the two mildest smooth
 # temperatures moved to `thorough`; the curve's larger budgets run on the survivors; a curve that starts at one of
-# AutoAttack's parts does not run it again).
-STANDARD_FULL = ["fgsm", "autoattack-standard", "apgd-ce+bpda-identity", "apgd-dlr+bpda-identity",
-                 "apgd-ce+bpda-smooth-T0.1", "apgd-ce+bpda-smooth-T0.03", "transfer-base:apgd-ce",
-                 "apgd-continuation-linear", "apgd-ce+bpda-smooth-T0.03+survivors@iters=300"]
-QUICK_FULL = STANDARD_FULL[:-2]
-STANDARD_ADAPTIVE = [*STANDARD_FULL[2:-2], "square", "apgd-continuation-linear",
+# AutoAttack's parts does not run it again). Issue 29: `quick` and `standard` run the cascade in AutoAttack's place
+# (APGD-CE, MALT-targeted APGD and Square evidence first, on the survivors); `thorough` runs AutoAttack itself.
+ADAPTIVE_CORE = ["apgd-ce+bpda-identity", "apgd-dlr+bpda-identity", "apgd-ce+bpda-smooth-T0.1",
+                 "apgd-ce+bpda-smooth-T0.03", "transfer-base:apgd-ce"]
+CASCADE_HEAD = ["fgsm", "apgd-ce", "apgd-malt+survivors"]
+STANDARD_FULL = [*CASCADE_HEAD, *ADAPTIVE_CORE, "apgd-continuation-linear",
+                 "apgd-ce+bpda-smooth-T0.03+survivors@iters=300", CASCADE_SQUARE]
+QUICK_FULL = [*CASCADE_HEAD, *ADAPTIVE_CORE, CASCADE_SQUARE]
+STANDARD_ADAPTIVE = [*ADAPTIVE_CORE, "square", "apgd-continuation-linear",
                      "apgd-ce+bpda-smooth-T0.03+survivors@iters=300"]
 STANDARD_NOISE = ["fgsm", "autoattack-rand", "apgd-ce+eot20+survivors@iters=300"]
 
@@ -71,7 +74,8 @@ def test_thorough_runs_every_loss_on_every_surrogate_then_square_on_the_survivor
     plan = plan_suite("full", defense, "thorough")
     names = [a.label for a in plan.attacks]
     assert len(names) == len(set(names))
-    assert names[: len(QUICK_FULL)] == QUICK_FULL  # the standard attacks first, in their order
+    assert names[: 2 + len(ADAPTIVE_CORE)] == ["fgsm", "autoattack-standard", *ADAPTIVE_CORE]  # AutoAttack itself
+    assert CASCADE_SQUARE not in names and "apgd-malt+survivors" not in names
     surrogates = (["bpda-identity"] + [f"bpda-smooth-T{t:g}" for t in SMOOTH_TEMPERATURES] + ["bpda-ensemble"])
     for loss in ("apgd-ce", "apgd-dlr", "apgd-t"):
         for surrogate in surrogates:

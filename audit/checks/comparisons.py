@@ -127,19 +127,29 @@ def check_adaptive_gap(outcomes: Outcomes) -> list[Finding]:
     return [finding]
 
 
+def _stand_in_outcome(outcomes: Outcomes, labels: list[str], index: int) -> str | None:
+    """AutoAttack's outcome, or that of the cascade standing in for it: `broken` if one of its attacks broke the
+    sample, `held` if one ran on it and none broke it (its Square's unqueried samples held the gradient attacks, as
+    the figure counts them, audit/gain.py), else None."""
+    statuses = [outcomes.status[label][index] for label in labels]
+    return BROKEN if BROKEN in statuses else HELD if HELD in statuses else None
+
+
 def beyond_autoattack(outcomes: Outcomes) -> dict | None:
-    """Paired: samples AutoAttack held that another Lp attack broke (b), and the reverse (c); None without
-    AutoAttack. The verdict's claim-at-risk test (audit/checks/verdict.py)."""
-    autoattack = next((label for label in outcomes.order
-                       if outcomes.parts(label) and label.startswith("autoattack")), None)
-    if autoattack is None:
+    """Paired: samples AutoAttack (or the default budget's cascade in its place) held that another Lp attack broke
+    (b), and the reverse (c); None without either. The verdict's claim-at-risk test (audit/checks/verdict.py)."""
+    from audit.gain import autoattack_labels, autoattack_source
+
+    stand_in = autoattack_labels(outcomes.order)
+    if not stand_in:
         return None
-    others = [a for a in outcomes.order if a != autoattack and outcomes.info[a].threat_kind == "lp"]
-    mine = [_broke(s) if s in (BROKEN, HELD) else None for s in outcomes.status[autoattack]]
+    autoattack = autoattack_source(outcomes.order)
+    others = [a for a in outcomes.order if a not in stand_in and outcomes.info[a].threat_kind == "lp"]
+    mine = [_broke(_stand_in_outcome(outcomes, stand_in, i)) for i in range(outcomes.n)]
     theirs = [_broke(outcomes.group_outcome(others, i)) if others else None for i in range(outcomes.n)]
     counts = paired(theirs, mine)
     b, c = counts.b, counts.c
-    robust_aa = sum(s == HELD for s in outcomes.status[autoattack])
+    robust_aa = sum(m is False for m in mine)  # held: AutoAttack (or the cascade) ran and did not break it
     return {"autoattack": autoattack, "autoattack_robust": robust_aa, "only_others_broke": b,
             "only_autoattack_broke": c, "p_value": mcnemar_one_sided(b, c)}
 
