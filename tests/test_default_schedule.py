@@ -15,8 +15,8 @@ from attacks.registry import make_attack
 from attacks.suites import CASCADE_SQUARE, plan_suite
 from attacks.threat_model import ThreatModel
 from audit.batch_size import find_batch_size
-from defenses.models.demo_cnn import DemoCNN
 from defenses.adapters import RandomNoise, as_defense
+from defenses.models.demo_cnn import DemoCNN
 
 THREAT = ThreatModel("Linf", 0.1)
 
