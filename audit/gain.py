@@ -27,10 +27,10 @@ def autoattack_labels(order: list[str]) -> list[str]:
     """The attacks that give a run its AutoAttack figure: AutoAttack where it ran, else the default budget's cascade
     that stands in for it (attacks/suites.py `CASCADE`: at least as strong, sample for sample, docs/benchmarks.md)."""
     from attacks.registry import canonical_name
-    from attacks.suites import CASCADE
+    from attacks.suites import CASCADE, GRADIENT_FREE_SQUARE
 
     autoattack = [a for a in order if a.startswith("autoattack")][:1]
-    cascade = {canonical_name(n) for n in CASCADE}
+    cascade = {canonical_name(n) for n in (*CASCADE, GRADIENT_FREE_SQUARE)}
     return autoattack or [a for a in order if a in cascade]
 
 
