@@ -12,7 +12,7 @@ from torch import nn
 
 from attacks.judge import judge
 from attacks.registry import make_attack
-from attacks.suites import CASCADE_SQUARE, plan_suite
+from attacks.suites import CASCADE_SQUARE, GRADIENT_FREE_SQUARE, plan_suite
 from attacks.threat_model import ThreatModel
 from defenses.adapters import MeanSparseDefense, as_defense
 from defenses.auto_bpda import AutoBPDA, scan_model
@@ -235,7 +235,7 @@ def test_planner_marks_gradient_attacks_not_applicable_without_a_gradient_path(f
     assert "not applicable" in skipped["apgd-ce"] and "not applicable" in skipped["apgd-malt+survivors"]
     # The default budget: the cascade's Square on the survivors (all of them once its probe breaks one) stands in
     # for the gradient attacks; `thorough` runs AutoAttack, and Square harder on every sample.
-    assert labels[-1] == CASCADE_SQUARE and "apgd-ce+bpda-identity" in labels
+    assert labels[-1] == GRADIENT_FREE_SQUARE and CASCADE_SQUARE not in labels and "apgd-ce+bpda-identity" in labels
     assert "square@queries=10000,restarts=3" not in labels
     thorough = plan_suite("full", thermometer, "thorough")
     assert "square@queries=10000,restarts=3" in [a.label for a in thorough.attacks]

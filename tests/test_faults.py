@@ -186,12 +186,12 @@ def _failing_judge(monkeypatch, fail) -> list[tuple[str, list[int]]]:
     calls: list[tuple[str, list[int]]] = []
     original = suite.judge
 
-    def judge(attack, defense, x, y, threat, seed, indices):
+    def judge(attack, defense, x, y, threat, seed, indices, **options):
         calls.append((attack.label, list(indices)))
         error = fail(attack.label, indices)
         if error is not None:
             raise error
-        return original(attack, defense, x, y, threat, seed, indices)
+        return original(attack, defense, x, y, threat, seed, indices, **options)
 
     monkeypatch.setattr(suite, "judge", judge)
     return calls

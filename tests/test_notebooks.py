@@ -154,9 +154,11 @@ def test_audit_your_checkpoint_notebook(notebook_env) -> None:
     assert "apgd-ce+bpda-identity" in meansparse["attacks"]
     assert meansparse["findings"]["dead-zone-occupancy"] in ("warn", "fail")
     assert base["findings"]["dead-zone-occupancy"] == "skipped"
-    # The dead zone shatters the exact gradient (finite differences mispredicted by ~97%, fail line 60%): the
-    # MeanSparse model is flagged; its base shows no masking symptom at all.
-    assert meansparse["gradient_masking"] == "suspected" and "finite-difference-mismatch" in meansparse["drivers"]
+    # The dead zone shatters the exact gradient (finite differences mispredicted by ~97%, fail line 60%): the symptom
+    # is found, but on these few images no attack gap and no binarization failure backs it, so it does not decide
+    # masking (docs/findings.md, "Symptoms and gaps"); its base shows no masking symptom at all.
+    assert meansparse["findings"]["finite-difference-mismatch"] == "fail"
+    assert meansparse["gradient_masking"] == "not_detected" and meansparse["drivers"] == []
     assert base["drivers"] == [] and base["gradient_masking"] != "suspected"
     assert "audit run --model" in _stdout(notebook).replace(str(ROOT / ".venv" / "bin") + "/", "")
 
