@@ -8,6 +8,7 @@ import math
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from audit.config import AuditConfig
 from audit.errors import UsageError, describe_error, one_line
@@ -137,7 +138,7 @@ def _batch_size(text: str) -> int | str:
         raise argparse.ArgumentTypeError(f"--batch-size takes a positive number or `auto`, not {text!r}") from None
 
 
-def _audit_config(args: argparse.Namespace):  # noqa: ANN202 - an AuditConfig, imported inside to keep --help light
+def _audit_config(args: argparse.Namespace) -> Any:  # an AuditConfig, imported inside to keep --help light
     from attacks.names import split_attack_list
 
     if not args.model:
@@ -177,7 +178,7 @@ def _cmd_run(args: argparse.Namespace) -> None:
         _check_strict(args, results)
 
 
-def _check_strict(args: argparse.Namespace, results: dict) -> None:
+def _check_strict(args: argparse.Namespace, results: dict[str, Any]) -> None:
     """--strict: a batch an attack failed on (stored as not_run:error) makes the exit non-zero."""
     failed = results.get("failed_batches", [])
     if args.strict and failed:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
+from typing import Any
 
 from audit.report import load_results, reading
 from audit.report.text import pct
 from audit.stats import clopper_pearson, paired
 
 
-def _aa(results: dict) -> dict | None:
+def _aa(results: dict[str, Any]) -> dict[str, Any] | None:
     return next((a for a in results.get("attacks", []) if a["name"].startswith("autoattack")), None)
 
 
@@ -32,7 +33,7 @@ def _worst_per_sample(directory: Path) -> list[bool] | None:
     return [row.get("worst_case_robust:lp") == "1" for row in rows]
 
 
-def paired_difference(a: list[bool], b: list[bool]) -> dict:
+def paired_difference(a: list[bool], b: list[bool]) -> dict[str, Any]:
     """Robust in B but not A (gain) and in A but not B (loss), and the exact two-sided McNemar p-value."""
     counts = paired(b, a)
     return {"only_b_robust": counts.b, "only_a_robust": counts.c, "p_value": counts.p_two_sided()}

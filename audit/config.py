@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Any
 
 # Bumped when what the store holds changes meaning, so an old output directory is refused rather than misread.
 STORE_FORMAT = 3
@@ -32,7 +33,7 @@ class AuditConfig:
     proposal_precision: str = "float32"  # float32 | tf32 | bfloat16 for the attacks' passes; scoring is float32
     batch_size_auto: bool = False  # batch_size was chosen by `--batch-size auto` (recorded in the results)
 
-    def identity(self, content: dict) -> dict:
+    def identity(self, content: dict[str, Any]) -> dict[str, Any]:
         """What must match for a resumed run to reuse stored results: the settings, and what was audited by
         content (`audit.fingerprint`: model state, checkpoint file, images, versions), never paths alone."""
         keep = ("model", "dataset", "norm", "eps", "n", "suite", "budget", "seed", "mode", "batch_size",

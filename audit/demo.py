@@ -14,6 +14,7 @@ import logging
 import os
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import Any
 
 from audit.comparison import compare
 from audit.config import AuditConfig
@@ -26,7 +27,8 @@ DEMO_N = 100  # test samples per model: both audits fit in a few minutes on 2 CP
 DEMO_MODELS = ("demo-adversarial", "demo-meansparse")
 
 
-def _audit_one(model: str, directory: Path, n: int, data_dir: str | None, progress: bool, threads: int) -> dict:
+def _audit_one(model: str, directory: Path, n: int, data_dir: str | None, progress: bool,
+               threads: int) -> dict[str, Any]:
     import torch
 
     if threads:

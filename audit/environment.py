@@ -5,6 +5,7 @@ import platform
 import subprocess
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 PACKAGES = ("torch", "pyautoattack", "torchattacks", "foolbox", "numpy", "scipy")
 
@@ -25,6 +26,6 @@ def git_commit() -> str | None:
         return None
 
 
-def environment(device: str) -> dict:
+def environment(device: str) -> dict[str, Any]:
     return {"python": platform.python_version(), **{p: _version(p) for p in PACKAGES}, "device": device,
             "platform": platform.platform(), "git_commit": git_commit()}

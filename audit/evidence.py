@@ -23,6 +23,7 @@ import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -99,9 +100,9 @@ def write_batch(directory: Path, attack: Attack, batch: int, record: AttackRecor
     _atomic_save(tensors, {"attack": attack.label, "threat_kind": attack.threat_kind}, path)
 
 
-def _examples(evidence: Evidence | None, directory: Path) -> tuple[dict[tuple[int, str], dict], list[Path]]:
+def _examples(evidence: Evidence | None, directory: Path) -> tuple[dict[tuple[int, str], dict[str, Any]], list[Path]]:
     """Every example on disk, keyed by (sample, attack): the folded file's, then the batch files' (newer)."""
-    found: dict[tuple[int, str], dict] = {}
+    found: dict[tuple[int, str], dict[str, Any]] = {}
     if evidence is not None:
         for j in range(evidence.k):
             found[int(evidence.sample[j]), evidence.attack[j]] = {
@@ -119,7 +120,7 @@ def _examples(evidence: Evidence | None, directory: Path) -> tuple[dict[tuple[in
     return found, files
 
 
-def broken_pairs(rows: Iterable[dict]) -> set[tuple[int, str]]:
+def broken_pairs(rows: Iterable[dict[str, Any]]) -> set[tuple[int, str]]:
     """(sample, attack) pairs the store records as broken."""
     return {(i, r["attack"]) for r in rows if "status" in r and "error" not in r
             for i, s in zip(r["indices"], r["status"]) if s == "broken"}
@@ -200,7 +201,7 @@ def load_evidence(out: str | Path) -> Evidence:
         seed=int(metadata["seed"]), draws=int(metadata["draws"]), keep=metadata["keep"])
 
 
-def evidence_summary(out: str | Path) -> dict | None:
+def evidence_summary(out: str | Path) -> dict[str, Any] | None:
     """For results.json: the evidence file, its size and what it holds (from its header alone), or None."""
     path = Path(out) / EVIDENCE_FILE
     if not path.exists():

@@ -60,7 +60,7 @@ class Finished(Attack):
 
 def extend_audit(out: str | Path, attacks: list[str], data_dir: str | None = None, device: str = "cpu",
                  progress: bool = True, trust_checkpoint: bool = False,
-                 shard: Shard = Shard()) -> dict | None:  # noqa: B008 - Shard is a frozen dataclass, immutable
+                 shard: Shard = Shard()) -> dict[str, Any] | None:  # noqa: B008 - Shard is a frozen dataclass, immutable
     """Run `attacks` on the finished audit in `out` after everything it ran; under torchrun only rank 0 returns."""
     out = Path(out)
     facts = finished_facts(out)
@@ -100,7 +100,7 @@ def extend_audit(out: str | Path, attacks: list[str], data_dir: str | None = Non
     return results
 
 
-def _check_complete(rows: list[dict[str, Any]], facts: dict, mode: str, out: Path) -> None:
+def _check_complete(rows: list[dict[str, Any]], facts: dict[str, Any], mode: str, out: Path) -> None:
     """Refuse to extend a run whose stored results lack samples (a damaged record): the finished attacks are only
     read here, so `audit run` must run what is missing first."""
     clean = next((r for r in rows if r["attack"] == CLEAN), None)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -84,7 +85,7 @@ def checkpoint_file(config: AuditConfig) -> Path | None:
     return Path(config.checkpoint) if config.checkpoint else None
 
 
-def fingerprint(config: AuditConfig, model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> dict:
+def fingerprint(config: AuditConfig, model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> dict[str, Any]:
     """The content part of a run's identity (keys in `MEANING`)."""
     checkpoint = checkpoint_file(config)
     model_file = Path(config.model.rpartition(":")[0]) if ".py:" in config.model else None

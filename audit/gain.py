@@ -7,11 +7,13 @@ attacks all count towards the base's worst case. This module only reads the two 
 """
 from __future__ import annotations
 
+from typing import Any
+
 from audit.outcomes import BROKEN, HELD, Outcomes
 from audit.stats import accuracy_json, paired
 
 
-def paired_gain(defense: list[bool], base: list[bool]) -> dict:
+def paired_gain(defense: list[bool], base: list[bool]) -> dict[str, Any]:
     """Mean of (defense robust - base robust) over paired samples, with a 95% interval.
 
     Only the discordant pairs carry information about the difference: with b samples robust only under the defense
@@ -53,7 +55,7 @@ def _autoattack_robust(outcomes: Outcomes) -> list[bool] | None:
     return robust
 
 
-def gain_table(defense: Outcomes, base: Outcomes) -> dict:
+def gain_table(defense: Outcomes, base: Outcomes) -> dict[str, Any]:
     """Base AutoAttack, defense AutoAttack, defense worst case, and the gains with paired intervals."""
     if defense.labels != base.labels:
         raise ValueError("the base audit ran on other images; the gain table needs the same images")

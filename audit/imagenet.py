@@ -18,6 +18,7 @@ import csv
 import logging
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -31,7 +32,7 @@ NUM_CLASSES = 1000
 LABEL_FILES = ("labels.txt", "val.txt", "LOC_val_solution.csv")
 
 
-def _resize_shorter(image, size: int, resample: int):  # noqa: ANN001, ANN202 - PIL images
+def _resize_shorter(image: Any, size: int, resample: int) -> Any:  # PIL images
     width, height = image.size
     short, long = (width, height) if width <= height else (height, width)
     new_short, new_long = size, int(size * long / short)
@@ -39,7 +40,7 @@ def _resize_shorter(image, size: int, resample: int):  # noqa: ANN001, ANN202 - 
     return image.resize((new_w, new_h), resample)
 
 
-def _center_crop(image, size: int):  # noqa: ANN001, ANN202 - PIL images, typed loosely by Pillow
+def _center_crop(image: Any, size: int) -> Any:  # PIL images, typed loosely by Pillow
     width, height = image.size
     if width < size or height < size:
         raise DataError(f"image of {width}x{height} is smaller than the {size}x{size} crop")
@@ -47,7 +48,7 @@ def _center_crop(image, size: int):  # noqa: ANN001, ANN202 - PIL images, typed 
     return image.crop((left, top, left + size, top + size))
 
 
-def bicubic_res256_crop224(image) -> np.ndarray:  # noqa: ANN001 - a PIL image
+def bicubic_res256_crop224(image: Any) -> np.ndarray:  # a PIL image
     """RobustBench's `BicubicRes256Crop224` on a PIL image: float32 CHW in [0, 1]."""
     from PIL import Image
 
@@ -55,7 +56,7 @@ def bicubic_res256_crop224(image) -> np.ndarray:  # noqa: ANN001 - a PIL image
     return np.asarray(image, dtype=np.float32).transpose(2, 0, 1) / 255.0
 
 
-PREPROCESSINGS: dict[str, Callable] = {"BicubicRes256Crop224": bicubic_res256_crop224}
+PREPROCESSINGS: dict[str, Callable[..., Any]] = {"BicubicRes256Crop224": bicubic_res256_crop224}
 
 
 def decode(path: Path, preprocessing: str = "BicubicRes256Crop224") -> np.ndarray:

@@ -55,12 +55,12 @@ class Outcomes:
 
     # -- building -------------------------------------------------------------------------------------------
     @classmethod
-    def from_rows(cls, clean: dict, rows: Iterable[dict], order: list[str], mode: str) -> Outcomes:
+    def from_rows(cls, clean: dict[str, Any], rows: Iterable[dict[str, Any]], order: list[str], mode: str) -> Outcomes:
         """From the store's clean row and attack rows; `order` lists the attacks of the plan in run order."""
         n = len(clean["labels"])
         outcomes = cls(list(clean["labels"]), list(clean["prediction"]), list(clean["draws_correct"]),
                        int(clean["draws"]), mode, list(order))
-        by_attack: dict[str, list[dict]] = {label: [] for label in order}
+        by_attack: dict[str, list[dict[str, Any]]] = {label: [] for label in order}
         for row in rows:
             if row.get("attack") in by_attack:
                 by_attack[row["attack"]].append(row)
@@ -74,7 +74,7 @@ class Outcomes:
             seen = [False] * n
             cost = {"n_forward": 0.0, "n_backward": 0.0, "seconds": 0.0, "violations": 0}
             extra: dict[str, dict[int, Any]] = {}
-            attributes: dict = {}
+            attributes: dict[str, Any] = {}
             # A failed batch's row first, so the rows of its retry (audit/suite.py) replace it.
             for row in sorted(by_attack[label], key=lambda r: ("error" not in r, r["batch"])):
                 attributes = row.get("attributes", attributes)
@@ -107,7 +107,7 @@ class Outcomes:
             broken_before = [b or s == BROKEN for b, s in zip(broken_before, status)]
         return outcomes
 
-    def _derive_parts(self, label: str, parts: dict[str, dict]) -> None:
+    def _derive_parts(self, label: str, parts: dict[str, dict[str, Any]]) -> None:
         if not parts:
             return
         names = list(parts)

@@ -9,6 +9,7 @@ import logging
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -58,7 +59,7 @@ def plan_attacks(config: AuditConfig, defense: Defense) -> SuitePlan:
     return SuitePlan(attacks, not_applicable)
 
 
-def transfer_attacks(config: AuditConfig, device: str) -> list:
+def transfer_attacks(config: AuditConfig, device: str) -> list[Any]:
     """APGD-CE crafted on each `--transfer-from` model and judged on the audited one."""
     import re
 
@@ -108,7 +109,7 @@ def _set_static_model(defense: Defense, config: AuditConfig) -> None:
 def run_audit(config: AuditConfig, out: str | Path, data_dir: str | None = None, device: str = "cpu",
               progress: bool = True,
               shard: Shard = Shard(),  # noqa: B008 - Shard is a frozen dataclass, immutable
-              audit_base: bool = True, base_run: str | Path | None = None) -> dict | None:
+              audit_base: bool = True, base_run: str | Path | None = None) -> dict[str, Any] | None:
     """Run the audit and write its outputs; under torchrun only rank 0 returns the results (others None).
 
     `base_run`: a finished audit of the model's base (same images, seed and attack settings; its clean predictions
@@ -184,7 +185,7 @@ def _check_claim(config: AuditConfig, store: ResultStore, out: Path) -> None:
                               f"{text(stored)}, or audit again into a new --out to judge another claim")
 
 
-def open_store(out: Path, identity: dict, shard: Shard) -> ResultStore:
+def open_store(out: Path, identity: dict[str, Any], shard: Shard) -> ResultStore:
     """Rank 0 creates (or checks) the directory and its config first; then every other rank opens it."""
     store = ResultStore(out, identity, shard.rank, shard.world_size) if shard.is_main else None
     shard.barrier()
@@ -192,7 +193,7 @@ def open_store(out: Path, identity: dict, shard: Shard) -> ResultStore:
 
 
 def _randomness(defense: Defense, images: torch.Tensor, labels: torch.Tensor, threat: ThreatModel,
-                seed: int) -> dict:
+                seed: int) -> dict[str, Any]:
     """The `randomized` probe (AutoAttack's check: repeated forwards of the same batch) run before any attack is
     planned, so undeclared randomness gets EOT attacks; stored as the probe's measurement, with `observed`."""
     from attacks.judge import derive_seed
@@ -224,7 +225,7 @@ def _with_eot(plain: SuitePlan, randomized: SuitePlan, defense: Defense) -> Suit
 
 
 def _audit_base(defense: Defense, images: torch.Tensor, labels: torch.Tensor, threat: ThreatModel, plan: SuitePlan,
-                config: AuditConfig, identity: dict, out: Path, progress: bool, shard: Shard) -> None:
+                config: AuditConfig, identity: dict[str, Any], out: Path, progress: bool, shard: Shard) -> None:
     """For a MeanSparse model, AutoAttack on its base (every threshold 0) on the same images and seeds, in
     `<out>/base`, for the gain table: the comparison RobustBench's re-evaluation makes (base AutoAttack against the
     defense's adaptive result). The base has nothing to bypass, so AutoAttack is its strong evaluation."""
@@ -246,7 +247,7 @@ def _audit_base(defense: Defense, images: torch.Tensor, labels: torch.Tensor, th
                       "defense": base_defense.description})
 
 
-def facts_of(rows: list[dict]) -> dict | None:
+def facts_of(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
     """The run's facts, with `order` extended by the attacks `audit extend` added to it since (audit/extend.py)."""
     facts = next((r for r in rows if r["attack"] == FACTS), None)
     if facts is None:
@@ -257,7 +258,7 @@ def facts_of(rows: list[dict]) -> dict | None:
     return {**facts, "order": facts["order"] + added, "extended_with": added, "skipped": skipped}
 
 
-def stored_config(facts: dict) -> AuditConfig:
+def stored_config(facts: dict[str, Any]) -> AuditConfig:
     """The AuditConfig a finished run was made with (its identity's content hashes aside)."""
     fields = {f.name for f in dataclasses.fields(AuditConfig)}
     stored = {k: v for k, v in facts["config"].items() if k in fields}
@@ -265,14 +266,14 @@ def stored_config(facts: dict) -> AuditConfig:
                                    "transfer_from": tuple(stored.get("transfer_from", ()))})
 
 
-def finished_facts(run: str | Path) -> dict:
+def finished_facts(run: str | Path) -> dict[str, Any]:
     facts = facts_of(list(ResultStore.open_existing(run).records()))
     if facts is None:
         raise AuditInputError(f"{run} is not a finished audit (no facts record); finish it first (re-run its command)")
     return facts
 
 
-def _base_run_problems(config: dict, attacks: list[str], facts: dict) -> list[str]:
+def _base_run_problems(config: dict[str, Any], attacks: list[str], facts: dict[str, Any]) -> list[str]:
     """How the base audit with these facts differs from one made with `config` and `attacks` in what the gain table
     compares: images, seed, threat, batches, mode, and the AutoAttack run."""
     same = ("n", "seed", "dataset", "norm", "eps", "batch_size", "mode",
@@ -283,7 +284,7 @@ def _base_run_problems(config: dict, attacks: list[str], facts: dict) -> list[st
     return problems + [f"attack {a} not run" for a in autoattack_labels(attacks) if a not in facts["order"]]
 
 
-def check_base_run(identity: dict, attacks: list[str], base_run: str | Path, defense: Defense,
+def check_base_run(identity: dict[str, Any], attacks: list[str], base_run: str | Path, defense: Defense,
                    images: torch.Tensor, batch_size: int) -> None:
     """Refuse a `base_run` that cannot be this defense's base audit: different settings, or a model whose clean
     predictions on these images are not those of the defense with MeanSparse off."""
@@ -340,8 +341,8 @@ def reuse_base(out: str | Path, base_run: str | Path) -> None:
                       "defense": f"{theirs['defense']} (the audit in {base_run})"})
 
 
-def _facts(config: AuditConfig, identity: dict, defense: Defense, plan: SuitePlan, warnings: list[str],
-           device: str) -> dict:
+def _facts(config: AuditConfig, identity: dict[str, Any], defense: Defense, plan: SuitePlan, warnings: list[str],
+           device: str) -> dict[str, Any]:
     # Where to load the model from again (extend, verify) is recorded beside the identity, not part of it.
     where = {"claim": config.claim, "checkpoint": config.checkpoint, "robustbench_dir": config.robustbench_dir}
     return {"attack": FACTS, "batch": 0, "config": identity | where,
@@ -352,7 +353,7 @@ def _facts(config: AuditConfig, identity: dict, defense: Defense, plan: SuitePla
             "test_time": _test_time_facts(defense)}
 
 
-def _test_time_facts(defense: Defense) -> dict | None:
+def _test_time_facts(defense: Defense) -> dict[str, Any] | None:
     """What the audit found of a forward that runs its own optimisation (defenses/test_time.py), for the report."""
     trace = getattr(defense, "trace", lambda: None)()
     if trace is None or not trace.test_time:
@@ -361,7 +362,7 @@ def _test_time_facts(defense: Defense) -> dict | None:
     return {**trace.to_json(), "static_model": "given (--static-model)" if static is not None else trace.static_path}
 
 
-def derive_results(out: str | Path) -> dict:
+def derive_results(out: str | Path) -> dict[str, Any]:
     """Findings, verdict, results.json, samples.csv and the reports, from the store alone (no model)."""
     from audit.checks import run_checks, verdict
 
@@ -375,7 +376,7 @@ def derive_results(out: str | Path) -> dict:
     config = stored_config(facts)
     outcomes = Outcomes.from_rows(clean, rows, facts["order"], config.mode)
     # One row per probe: a probe that raised and was retried by a resume is read from its retry.
-    probes: dict[str, dict] = {}
+    probes: dict[str, dict[str, Any]] = {}
     for r in rows:
         name = r["attack"][len(PROBE_PREFIX):]
         if r["attack"].startswith(PROBE_PREFIX) and "error" in probes.get(name, {"error": True}):
@@ -407,7 +408,7 @@ def derive_results(out: str | Path) -> dict:
     return results
 
 
-def _black_box_spend(outcomes: Outcomes) -> dict:
+def _black_box_spend(outcomes: Outcomes) -> dict[str, Any]:
     """Per gradient-free attack: samples it ran on, how many it queried (an evidence-first Square leaves the rest
     unqueried when its probe breaks nothing) and the queries spent."""
     spend = {}
@@ -422,7 +423,7 @@ def _black_box_spend(outcomes: Outcomes) -> dict:
     return spend
 
 
-def _gain(directory: Path, outcomes: Outcomes) -> dict | None:
+def _gain(directory: Path, outcomes: Outcomes) -> dict[str, Any] | None:
     """The gain table against the base audit in `directory`, when there is one (see audit/gain.py)."""
     from audit.gain import gain_table
 

@@ -16,11 +16,11 @@ def progress_bars_off() -> Iterator[None]:
 
     init, variable = std.tqdm.__dict__["__init__"], os.environ.get("TQDM_DISABLE")
     os.environ["TQDM_DISABLE"] = "1"
-    std.tqdm.__init__ = partialmethod(init, disable=True)  # type: ignore[method-assign]
+    std.tqdm.__init__ = partialmethod(init, disable=True)
     try:
         yield
     finally:
-        std.tqdm.__init__ = init  # type: ignore[method-assign]
+        std.tqdm.__init__ = init
         if variable is None:
             os.environ.pop("TQDM_DISABLE", None)
         else:

@@ -17,7 +17,7 @@ from audit.store import atomic_write
 SCHEMA_VERSION = 2
 
 
-def attack_rows(outcomes: Outcomes) -> list[dict]:
+def attack_rows(outcomes: Outcomes) -> list[dict[str, Any]]:
     """Per attack: what it is, how many samples it ran on and broke, its accuracy alone (with a 95% interval)
     when it ran on every clean-correct sample, and its measured cost."""
     rows = []
@@ -40,7 +40,7 @@ def attack_rows(outcomes: Outcomes) -> list[dict]:
     return rows
 
 
-def worst_cases(outcomes: Outcomes) -> dict[str, dict]:
+def worst_cases(outcomes: Outcomes) -> dict[str, dict[str, Any]]:
     """Per threat kind (Lp, spatial, flow are never mixed): the worst case over its attacks, correct on every
     draw, with its interval, and the mean-over-draws accuracy (equal for a deterministic defense)."""
     cases = {}
@@ -61,8 +61,8 @@ def claim_position(claim: float, interval: list[float]) -> str:
 
 
 def assemble_results(config: AuditConfig, description: str, threat: ThreatModel, outcomes: Outcomes,
-                     skipped: list[tuple[str, str]], findings: list[dict], verdict: dict, warnings: list[str],
-                     environment: dict, seconds: float) -> dict:
+                     skipped: list[tuple[str, str]], findings: list[dict[str, Any]], verdict: dict[str, Any],
+                     warnings: list[str], environment: dict[str, Any], seconds: float) -> dict[str, Any]:
     cases = worst_cases(outcomes)
     headline_kind = "lp" if "lp" in cases else next(iter(cases))
     worst = cases[headline_kind]
@@ -119,7 +119,7 @@ def samples_csv(outcomes: Outcomes) -> str:
     writer.writerow(header + [f"worst_case_robust:{kind}" for kind in kinds])
     worst = {kind: outcomes.worst_case_robust(kind) for kind in kinds}
     for i, label_value in enumerate(outcomes.labels):
-        row: list = [i, label_value, outcomes.clean_prediction[i], outcomes.clean_draws_correct[i]]
+        row: list[Any] = [i, label_value, outcomes.clean_prediction[i], outcomes.clean_draws_correct[i]]
         for label in outcomes.order:
             distance, margin = outcomes.distance[label][i], outcomes.margin[label][i]
             row += [outcomes.status[label][i], "" if distance is None else f"{distance:.6g}",
@@ -130,7 +130,7 @@ def samples_csv(outcomes: Outcomes) -> str:
     return buffer.getvalue()
 
 
-def write_outputs(out: Path, results: dict, outcomes: Outcomes) -> None:
+def write_outputs(out: Path, results: dict[str, Any], outcomes: Outcomes) -> None:
     from audit.report import render_reports
 
     atomic_write(out / "results.json", json.dumps(results, indent=2))

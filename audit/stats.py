@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from scipy.optimize import brentq
 from scipy.stats import binomtest, norm
@@ -91,7 +92,7 @@ def holm(p_values: dict[str, float]) -> dict[str, float]:
     return {key: adjusted[key] for key in p_values}
 
 
-def accuracy_json(robust: int, n: int) -> dict:
+def accuracy_json(robust: int, n: int) -> dict[str, Any]:
     """An accuracy as stored in results.json: the value, its 95% interval and how many samples it rests on."""
     low, high = clopper_pearson(robust, n)
     return {"accuracy": robust / n if n else None, "robust": robust, "n": n, "ci95": [low, high]}

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm
@@ -36,7 +37,7 @@ PER_SAMPLE = ("indices", "status", "distance", "margin", "draws_correct")
 COSTS = ("n_forward", "n_backward", "seconds", "violations")
 
 
-def record_row(record: AttackRecord, batch: int, attack: Attack) -> dict:
+def record_row(record: AttackRecord, batch: int, attack: Attack) -> dict[str, Any]:
     """One store row: a batch of one attack, with what the attack is and per-sample outcomes."""
     extra = {k: (v.tolist() if isinstance(v, torch.Tensor) else v) for k, v in record.extra.items()}
     # An attack that left some samples alone (an evidence-first Square whose probe broke none) says so in
@@ -52,14 +53,14 @@ def record_row(record: AttackRecord, batch: int, attack: Attack) -> dict:
     }
 
 
-def empty_row(attack: Attack) -> dict:
+def empty_row(attack: Attack) -> dict[str, Any]:
     """The row of an attack that had no sample to run on (all broken before it), so its attributes are stored."""
     return {"attack": attack.label, "batch": 0, "indices": [], "attributes": attack.attributes(), "status": [],
             "distance": [], "margin": [], "draws_correct": [], "draws": 1, "n_forward": 0.0, "n_backward": 0.0,
             "seconds": 0.0, "violations": 0, "extra": {}}
 
 
-def error_row(attack: Attack, batch: int, indices: list[int], message: str) -> dict:
+def error_row(attack: Attack, batch: int, indices: list[int], message: str) -> dict[str, Any]:
     """The row of a batch the attack failed on: its samples are `not_run:error`, and a resume retries it."""
     n = len(indices)
     return {**empty_row(attack), "batch": batch, "indices": indices, "status": [ERROR] * n,
@@ -68,7 +69,7 @@ def error_row(attack: Attack, batch: int, indices: list[int], message: str) -> d
 
 def judge_batch(attack: Attack, defense: Defense, images: torch.Tensor, labels: torch.Tensor, threat: ThreatModel,
                 seed: int, index: torch.Tensor, batch: int, evidence: Path | None = None,
-                precision: str = "float32") -> dict:
+                precision: str = "float32") -> dict[str, Any]:
     """The store row of one batch: judged, or, when the attack fails on it, an error row. Out of memory is retried
     on the two halves of the batch (each judged on its own, down to one sample) before it counts as a failure.
     With `evidence` (the store's directory), the judged points of the broken samples are written there first
@@ -107,7 +108,7 @@ def _out_of_memory(error: Exception) -> bool:
         isinstance(error, RuntimeError) and ("out of memory" in str(error) or "can't allocate memory" in str(error)))
 
 
-def merge_rows(rows: list[dict]) -> dict:
+def merge_rows(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """One row from the rows of the pieces of a batch (in order); an error in any piece marks the whole row."""
     merged = {**rows[0], **{k: [v for r in rows for v in r[k]] for k in PER_SAMPLE},
               **{k: sum(r[k] for r in rows) for k in COSTS}}
@@ -120,7 +121,7 @@ def merge_rows(rows: list[dict]) -> dict:
     return merged
 
 
-def failed_batches(rows: list[dict]) -> list[dict]:
+def failed_batches(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The failed batches no later row has replaced: attack, batch, samples not run, and the error."""
     covered = {(r["attack"], i) for r in rows if "error" not in r and "indices" in r for i in r["indices"]}
     failed = []
@@ -133,7 +134,7 @@ def failed_batches(rows: list[dict]) -> list[dict]:
 
 
 def clean_row(defense: Defense, images: torch.Tensor, labels: torch.Tensor, seed: int,
-              draws: int = DEFAULT_DRAWS) -> dict:
+              draws: int = DEFAULT_DRAWS) -> dict[str, Any]:
     """The clean inputs scored once, on the same common draws as every attack."""
     logits = exact_logits(defense, images.to(defense.device), list(range(len(labels))), seed, draws)
     correct, _ = score_logits(logits, labels.to(defense.device))

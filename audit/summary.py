@@ -1,6 +1,8 @@
 """The few lines `audit run` prints at the end (stdout is for results; progress and logs go to stderr)."""
 from __future__ import annotations
 
+from typing import Any
+
 from audit.report.text import (
     aa_vs_adaptive,
     claim_sentence,
@@ -12,7 +14,7 @@ from audit.report.text import (
 )
 
 
-def summary_lines(results: dict) -> list[str]:
+def summary_lines(results: dict[str, Any]) -> list[str]:
     clean = results.get("clean", {}).get("ci95")
     clean_ci = f" ({pct(clean[0])} - {pct(clean[1])})" if clean else ""
     lines = [f"{results['model']}: clean {pct(results['clean_accuracy'])}{clean_ci}, worst-case robust "

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import logging
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -79,7 +80,7 @@ def clean_accuracy(model: nn.Module, data: Dataset, batch_size: int = 1000) -> f
 
 def train(
     config: TrainConfig, train_data: Dataset, validation: Dataset, device: str = "cpu"
-) -> tuple[nn.Module, list[dict]]:
+) -> tuple[nn.Module, list[dict[str, Any]]]:
     """Train the demo CNN; returns the model (best validation epoch for adversarial training) and the history."""
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
@@ -122,5 +123,5 @@ def train(
     return model, history
 
 
-def describe(config: TrainConfig) -> dict:
+def describe(config: TrainConfig) -> dict[str, Any]:
     return asdict(config)

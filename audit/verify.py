@@ -14,6 +14,7 @@ import json
 import logging
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -36,10 +37,10 @@ class Verification:
     confirmed: int
     examples: int
     failures: list[str]  # one line per example (or input) that does not hold
-    upper_bound: dict[str, dict]  # per threat kind: accuracy_json of the samples no confirmed evidence breaks
+    upper_bound: dict[str, dict[str, Any]]  # per threat kind: accuracy_json of the samples no confirmed evidence breaks
     reported: dict[str, float]  # the run's worst case per threat kind, from results.json
     same_model: bool
-    fresh: dict | None = None  # randomized: examples still adversarial on fresh draws
+    fresh: dict[str, Any] | None = None  # randomized: examples still adversarial on fresh draws
     notes: list[str] = field(default_factory=list)
 
     @property

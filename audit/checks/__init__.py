@@ -7,6 +7,8 @@ findings; `verdict` turns them into the answer. Nothing here needs the model. Th
 """
 from __future__ import annotations
 
+from typing import Any
+
 from audit.checks import multiplicity
 from audit.checks.comparisons import COMPARISONS, beyond_autoattack
 from audit.checks.convergence import check_convergence
@@ -19,7 +21,7 @@ from audit.outcomes import Outcomes
 __all__ = ["CHECKS", "Finding", "MASKING", "OTHER", "judge_measurements", "run_checks", "verdict"]
 
 
-def judge_measurements(measurements: dict[str, dict]) -> list[Finding]:
+def judge_measurements(measurements: dict[str, dict[str, Any]]) -> list[Finding]:
     """Findings from probe measurements ({probe name: measurement}), in the order of the check table."""
     findings: list[Finding] = []
     for source in dict.fromkeys(check.source for check in CHECKS if check.source != OUTCOMES):
@@ -36,7 +38,8 @@ def judge_measurements(measurements: dict[str, dict]) -> list[Finding]:
     return findings
 
 
-def run_checks(outcomes: Outcomes | None, measurements: dict[str, dict], facts: dict | None = None) -> list[Finding]:
+def run_checks(outcomes: Outcomes | None, measurements: dict[str, dict[str, Any]],
+               facts: dict[str, Any] | None = None) -> list[Finding]:
     """Every check: the probe measurements judged, then the comparisons over the outcomes (when given)."""
     findings = judge_measurements(measurements)
     if outcomes is not None:

@@ -1,10 +1,12 @@
 """Judging how alpha was chosen (`audit/probes/alpha.py`): `alpha-selection`."""
 from __future__ import annotations
 
+from typing import Any
+
 from audit.checks.finding import Finding
 
 
-def judge_alpha(m: dict) -> list[Finding]:
+def judge_alpha(m: dict[str, Any]) -> list[Finding]:
     if "skipped" in m:
         return []  # no MeanSparse: nothing to say
     alpha, split = m["alpha"], m["split"]

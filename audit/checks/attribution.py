@@ -12,6 +12,8 @@ masking sits, not whether there is any (that is `adaptive-gap` and the finite di
 """
 from __future__ import annotations
 
+from typing import Any
+
 from audit.checks.finding import Finding, skipped
 
 FINDING_ID = "layer-attribution"
@@ -20,7 +22,7 @@ MIN_GAP_SAMPLES = 3
 MIN_GAP_FRACTION = 0.02
 
 
-def attribution_table(m: dict) -> dict:
+def attribution_table(m: dict[str, Any]) -> dict[str, Any]:
     """The account in samples and points: rows per group, the gap and the residual."""
     n = max(int(m["n"]), 1)
     exact, straight = sum(m["robust_exact"]), sum(m["robust_straight_through"])
@@ -39,7 +41,7 @@ def attribution_table(m: dict) -> dict:
             "residual_points": 100 * residual / n}
 
 
-def judge_attribution(m: dict) -> list[Finding]:
+def judge_attribution(m: dict[str, Any]) -> list[Finding]:
     if "skipped" in m:
         return [skipped(FINDING_ID, m["skipped"])]
     table = attribution_table(m)

@@ -14,6 +14,8 @@ Square does, c is 0 by construction and the test asks whether b is more than cha
 """
 from __future__ import annotations
 
+from typing import Any
+
 from audit.checks.finding import Finding, skipped
 from audit.outcomes import BROKEN, HELD, Outcomes
 from audit.stats import mcnemar_one_sided, paired
@@ -31,13 +33,14 @@ def _is_lp(threat_kind: str) -> bool:
     return threat_kind == "lp"
 
 
-def _paired(outcomes: Outcomes, challengers: list[str], reference: list[str]) -> tuple[list[int], list[int], dict]:
+def _paired(outcomes: Outcomes, challengers: list[str], reference: list[str],
+            ) -> tuple[list[int], list[int], dict[str, Any]]:
     """(indices only the challengers broke, indices only the reference broke, the paired outcomes per sample)."""
     a = [_broke(outcomes.group_outcome(challengers, i)) for i in range(outcomes.n)]
     b = [_broke(outcomes.group_outcome(reference, i)) for i in range(outcomes.n)]
     counts = paired(a, b)
     index = [i for i in range(outcomes.n) if a[i] is not None and b[i] is not None]
-    data: dict[str, list] = {"index": index, "challenger_broke": [a[i] for i in index],
+    data: dict[str, list[Any]] = {"index": index, "challenger_broke": [a[i] for i in index],
                              "reference_broke": [b[i] for i in index]}
     return counts.only_a, counts.only_b, data
 
@@ -135,7 +138,7 @@ def _stand_in_outcome(outcomes: Outcomes, labels: list[str], index: int) -> str 
     return BROKEN if BROKEN in statuses else HELD if HELD in statuses else None
 
 
-def beyond_autoattack(outcomes: Outcomes) -> dict | None:
+def beyond_autoattack(outcomes: Outcomes) -> dict[str, Any] | None:
     """Paired: samples AutoAttack (or the default budget's cascade in its place) held that another Lp attack broke
     (b), and the reverse (c); None without either. The verdict's claim-at-risk test (audit/checks/verdict.py)."""
     from audit.gain import autoattack_labels, autoattack_source

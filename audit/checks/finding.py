@@ -42,9 +42,9 @@ class Finding:
     id: str
     status: str
     message: str
-    evidence: dict = field(default_factory=dict)
+    evidence: dict[str, Any] = field(default_factory=dict)
     anchor: str = ""
-    data: dict = field(default_factory=dict)
+    data: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
@@ -55,12 +55,12 @@ class Finding:
         self.evidence = plain(self.evidence)
         self.data = plain(self.data)
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {"id": self.id, "status": self.status, "message": self.message, "evidence": self.evidence,
                 "anchor": self.anchor, "data": self.data}
 
     @classmethod
-    def from_json(cls, row: dict) -> Finding:
+    def from_json(cls, row: dict[str, Any]) -> Finding:
         return cls(row["id"], row["status"], row["message"], row.get("evidence", {}), row.get("anchor", ""),
                    row.get("data", {}))
 

@@ -1,10 +1,12 @@
 """Judging the gradient-path probe (`audit/probes/gradient_path.py`): `no-gradient-path`. Pure."""
 from __future__ import annotations
 
+from typing import Any
+
 from audit.checks.finding import Finding
 
 
-def judge_gradient_path(m: dict) -> list[Finding]:
+def judge_gradient_path(m: dict[str, Any]) -> list[Finding]:
     reach = m["reaches_input"]
     evidence = {"n": m["n"], "reaches_input": reach, "replaced": m.get("replaced")}
     if reach.get("exact", False):

@@ -47,7 +47,7 @@ def _quantiles(values: torch.Tensor, qs: tuple[float, ...] = (0.0, 0.1, 0.5, 0.9
     return {f"q{int(q * 100)}": float(torch.quantile(values, q)) for q in qs}
 
 
-def judge_gradients(m: dict) -> list[Finding]:
+def judge_gradients(m: dict[str, Any]) -> list[Finding]:
     if "graph_interrupted" in m:
         return [Finding("zero-gradients", "fail", f"no gradient reaches the input ({m['graph_interrupted']})",
                         {"n": m["n"], "seed": m["seed"], "graph_interrupted": True}),
@@ -75,7 +75,7 @@ def judge_gradients(m: dict) -> list[Finding]:
     return [zero, nonfinite]
 
 
-def judge_dead_zone(m: dict) -> list[Finding]:
+def judge_dead_zone(m: dict[str, Any]) -> list[Finding]:
     if "skipped" in m:
         return [skipped("dead-zone-occupancy", m["skipped"])]
     names, occupancy = m["layers"], m["occupancy"]
@@ -90,7 +90,7 @@ def judge_dead_zone(m: dict) -> list[Finding]:
                     data={"layers": names, "occupancy": occupancy})]
 
 
-def judge_surrogates(m: dict) -> list[Finding]:
+def judge_surrogates(m: dict[str, Any]) -> list[Finding]:
     if "skipped" in m:
         return [skipped("surrogate-disagreement", m["skipped"])]
     per_surrogate: dict[str, dict[str, Any]] = {}
@@ -115,7 +115,7 @@ def judge_surrogates(m: dict) -> list[Finding]:
                      "surrogates": per_surrogate}, data=data)]
 
 
-def judge_finite_differences(m: dict) -> list[Finding]:
+def judge_finite_differences(m: dict[str, Any]) -> list[Finding]:
     fd = torch.tensor(m["finite_difference"], dtype=torch.float64)
     gv = torch.tensor(m["directional_derivative"], dtype=torch.float64)
     floor = torch.tensor(m["noise_floor"], dtype=torch.float64).clamp_min(FLAT)

@@ -1,6 +1,8 @@
 """Judging the Indicators of Attack Failure (`audit/probes/ioaf.py`). Pure functions of stored data."""
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from audit.checks.finding import Finding, skipped
@@ -32,7 +34,7 @@ UNCONSTRAINED_MAX_FAILURES = 0.01
 
 
 
-def judge_unavailable_gradients(m: dict) -> list[Finding]:
+def judge_unavailable_gradients(m: dict[str, Any]) -> list[Finding]:
     evidence = {"n": m["n"], "seed": m["seed"], "interrupted": bool(m["interrupted"]), "exception": m["exception"]}
     if m["interrupted"]:
         return [Finding("ioaf-unavailable-gradients", "fail",
@@ -47,7 +49,7 @@ def judge_unavailable_gradients(m: dict) -> list[Finding]:
                     {**evidence, "zero_gradient_count": count, "zero_gradient_indices": m["zero_gradient_indices"]})]
 
 
-def judge_unstable_predictions(m: dict) -> list[Finding]:
+def judge_unstable_predictions(m: dict[str, Any]) -> list[Finding]:
     if "skipped" in m:
         return [skipped("ioaf-unstable-predictions", m["skipped"])]
     per_sample = torch.tensor(m["per_sample"], dtype=torch.float64)
@@ -61,7 +63,7 @@ def judge_unstable_predictions(m: dict) -> list[Finding]:
                     data={"per_sample": m["per_sample"]})]
 
 
-def judge_pgd_trace(m: dict) -> list[Finding]:
+def judge_pgd_trace(m: dict[str, Any]) -> list[Finding]:
     """`ioaf-silent-success` and `ioaf-incomplete-optimization`."""
     n, seed, steps = m["n"], m["seed"], m["steps"]
     correct = torch.tensor(m["correct"], dtype=torch.bool)
@@ -101,7 +103,7 @@ def judge_pgd_trace(m: dict) -> list[Finding]:
     return [silent_finding, incomplete_finding]
 
 
-def judge_transfer(m: dict) -> list[Finding]:
+def judge_transfer(m: dict[str, Any]) -> list[Finding]:
     if "skipped" in m:
         return [skipped("ioaf-transfer-failure", m["skipped"])]
     made, failed = m["adversarial_on_surrogate"], m["transfer_failures"]
@@ -114,7 +116,7 @@ def judge_transfer(m: dict) -> list[Finding]:
                     {**m, "failure_rate": rate})]
 
 
-def judge_unconstrained(m: dict) -> list[Finding]:
+def judge_unconstrained(m: dict[str, Any]) -> list[Finding]:
     if "skipped" in m:
         return [skipped("ioaf-unconstrained-failure", m["skipped"])]
     count, total = m["failures"], m["correct"]

@@ -6,6 +6,8 @@ saturated outputs) or as rough, jagged profiles (shattered gradients).
 """
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from audit.checks.finding import Finding
@@ -40,7 +42,7 @@ def _profile_statistics(profiles: torch.Tensor) -> dict[str, torch.Tensor]:
     return {"flat_fraction": flat, "sign_changes": torch.tensor(changes), "roughness": roughness}
 
 
-def judge_landscape(m: dict) -> list[Finding]:
+def judge_landscape(m: dict[str, Any]) -> list[Finding]:
     profiles = {name: torch.tensor(p, dtype=torch.float64) for name, p in m["profiles"].items()}
     stats = {name: _profile_statistics(p) for name, p in profiles.items()}
     per_direction = {name: {key: float(v.mean()) for key, v in s.items()} for name, s in stats.items()}

@@ -16,6 +16,7 @@ Every test's raw and corrected p-value is in the verdict's `tests` (results.json
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 from audit.checks import comparisons, convergence
 from audit.checks.finding import Finding
@@ -53,7 +54,7 @@ def correct(findings: list[Finding], beyond_p: float | None) -> list[Finding]:
     return corrected
 
 
-def deciding_tests(findings: list[Finding], beyond_p: float | None) -> list[dict]:
+def deciding_tests(findings: list[Finding], beyond_p: float | None) -> list[dict[str, Any]]:
     """Every verdict-deciding test with its raw and corrected p-value, its family and level, for results.json."""
     masking = masking_tests(findings, beyond_p)
     adjusted = holm(masking)

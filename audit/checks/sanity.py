@@ -2,6 +2,8 @@
 `probabilities-not-logits`, `gradient-in-forward`, `train-mode`, `more-steps-help`. Pure functions of stored data."""
 from __future__ import annotations
 
+from typing import Any
+
 from audit.checks.finding import Finding, skipped
 
 # With the whole input box allowed, a working attack misclassifies every point (Athalye et al. 2018, Carlini et
@@ -35,7 +37,7 @@ MORE_STEPS_WARN_POINTS = 2.0
 
 
 
-def judge_unbounded(m: dict) -> list[Finding]:
+def judge_unbounded(m: dict[str, Any]) -> list[Finding]:
     if "skipped" in m:
         return [skipped("unbounded-attack", m["skipped"])]
     survivors, n, eps = m["survivors"], m["n"], m["eps"]
@@ -49,7 +51,7 @@ def judge_unbounded(m: dict) -> list[Finding]:
                      "survivor_fraction": fraction, "survivor_indices": m["survivor_indices"][:20]})]
 
 
-def judge_eps_sweep(m: dict) -> list[Finding]:
+def judge_eps_sweep(m: dict[str, Any]) -> list[Finding]:
     n, multipliers, eps_values = m["n"], m["multipliers"], m["eps"]
     curves = {name: [sum(row) / max(n, 1) for row in rows] for name, rows in m["robust"].items()}
     tolerance = max(MONOTONE_TOLERANCE_SAMPLES / max(n, 1), MONOTONE_TOLERANCE_POINTS / 100)
@@ -83,7 +85,7 @@ def judge_eps_sweep(m: dict) -> list[Finding]:
                     data={"eps": eps_values, **{f"accuracy_{name}": c for name, c in curves.items()}})]
 
 
-def judge_randomized(m: dict) -> list[Finding]:
+def judge_randomized(m: dict[str, Any]) -> list[Finding]:
     observed = m["max_logit_difference"] > RANDOM_TOLERANCE * max(m["logit_scale"], 1.0)
     flips, n, draws = m["prediction_flip_count"], m["n"], m["draws"]
     evidence = {**m, "observed": observed, "prediction_flip_fraction": flips / max(n, 1)}
@@ -100,7 +102,7 @@ def judge_randomized(m: dict) -> list[Finding]:
     return [Finding("randomized", "pass", f"{draws} forward passes agree exactly", evidence)]
 
 
-def judge_probabilities(m: dict) -> list[Finding]:
+def judge_probabilities(m: dict[str, Any]) -> list[Finding]:
     in_range = m["min"] >= -PROBABILITY_TOLERANCE and m["max"] <= 1 + PROBABILITY_TOLERANCE
     sums_to_one = m["max_row_sum_error"] <= PROBABILITY_TOLERANCE
     log_probabilities = m["max"] <= PROBABILITY_TOLERANCE and m["max_logsumexp"] <= PROBABILITY_TOLERANCE
@@ -118,7 +120,7 @@ def judge_probabilities(m: dict) -> list[Finding]:
     return [Finding("probabilities-not-logits", "pass", f"outputs are unnormalised scores{note}", evidence)]
 
 
-def judge_gradient_in_forward(m: dict) -> list[Finding]:
+def judge_gradient_in_forward(m: dict[str, Any]) -> list[Finding]:
     calls, grad_inside, error = m["autograd_calls"], m["output_requires_grad_under_no_grad"], m["error_under_no_grad"]
     if calls or grad_inside or error:
         what = ("calls " + ", ".join(calls)) if calls else (
@@ -128,7 +130,7 @@ def judge_gradient_in_forward(m: dict) -> list[Finding]:
     return [Finding("gradient-in-forward", "pass", "the forward computes no gradients of its own", m)]
 
 
-def judge_train_mode(m: dict) -> list[Finding]:
+def judge_train_mode(m: dict[str, Any]) -> list[Finding]:
     training, difference = m["training_modules"], m["batch_dependence"]
     batch_dependent = difference is not None and difference > BATCH_DEPENDENCE_TOLERANCE
     if training or batch_dependent:
@@ -142,7 +144,7 @@ def judge_train_mode(m: dict) -> list[Finding]:
     return [Finding("train-mode", "pass", f"all modules in eval mode, outputs independent of the batch{note}", m)]
 
 
-def judge_more_steps(m: dict) -> list[Finding]:
+def judge_more_steps(m: dict[str, Any]) -> list[Finding]:
     few, many = m["iterations"]
     robust_few, robust_many = m["robust"][str(few)], m["robust"][str(many)]
     n = m["n"]

@@ -13,6 +13,8 @@ or when the claimed robust accuracy (`--claim`) exceeds the static model's. Pure
 """
 from __future__ import annotations
 
+from typing import Any
+
 from audit.checks.comparisons import P_FAIL
 from audit.checks.finding import Finding, skipped
 from audit.outcomes import BROKEN, HELD, Outcomes
@@ -34,7 +36,7 @@ def _own_outcome(outcomes: Outcomes, own: list[str], i: int) -> str | None:
     return BROKEN if BROKEN in statuses else HELD if HELD in statuses else None
 
 
-def check_static_model_gain(outcomes: Outcomes, facts: dict | None = None) -> list[Finding]:
+def check_static_model_gain(outcomes: Outcomes, facts: dict[str, Any] | None = None) -> list[Finding]:
     facts = facts or {}
     if not (facts.get("test_time") or {}).get("kind"):
         return [skipped(ID, "not a test-time defense")]

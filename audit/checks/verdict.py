@@ -28,6 +28,8 @@ Failures of other kinds (an attack budget, a model left in train mode) are liste
 """
 from __future__ import annotations
 
+from typing import Any
+
 from audit.checks.comparisons import beyond_autoattack
 from audit.checks.finding import Finding
 from audit.checks.multiplicity import BEYOND_AUTOATTACK, deciding_tests, masking_tests
@@ -44,7 +46,7 @@ SYMPTOMS: dict[str, str] = {c.id: c.meaning for c in CHECKS if c.decides == "sym
 OTHER: dict[str, str] = {c.id: c.meaning for c in CHECKS if c.decides == "other"}
 
 
-def no_path_gap(outcomes: Outcomes, family_size: int) -> dict:
+def no_path_gap(outcomes: Outcomes, family_size: int) -> dict[str, Any]:
     """When no gradient reaches the input, the exact-gradient attacks could not run and broke nothing: the gap is
     every clean-correct sample another Lp attack broke (b against c = 0, one-sided exact McNemar), Bonferroni-
     corrected with the masking family's tests (it is one more test that can decide the verdict)."""
@@ -54,7 +56,8 @@ def no_path_gap(outcomes: Outcomes, family_size: int) -> dict:
     return {"broken": broken, "p_value": p, "significant": p * (family_size + 1) < P_AT_RISK}
 
 
-def verdict(findings: list[Finding], outcomes: Outcomes | None = None, facts: dict | None = None) -> dict:
+def verdict(findings: list[Finding], outcomes: Outcomes | None = None,
+            facts: dict[str, Any] | None = None) -> dict[str, Any]:
     """A JSON-able verdict: gradient_masking, claim_at_risk, randomized, the number to report, drivers, summary."""
     facts = facts or {}
     gaps = [{"id": f.id, "why": f"{MASKING[f.id]} ({f.message})"} for f in findings

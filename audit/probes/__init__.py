@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm
@@ -35,7 +36,7 @@ ALPHA = "alpha"
 @dataclass(frozen=True)
 class Probe:
     name: str
-    measure: Callable[..., dict]
+    measure: Callable[..., dict[str, Any]]
 
 
 PROBES: tuple[Probe, ...] = (
@@ -64,7 +65,7 @@ BY_NAME = {probe.name: probe for probe in PROBES}
 
 
 def measure(probe: Probe, defense: Defense, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, seed: int,
-            config: DiagnosticsConfig) -> dict:
+            config: DiagnosticsConfig) -> dict[str, Any]:
     """Run one probe; one that raises is recorded as an error, never lost."""
     if len(x) == 0:
         return {"skipped": "no samples given (--diagnostics-n 0): only the comparisons over stored results ran",
@@ -104,14 +105,15 @@ def run_probes(defense: Defense, images: torch.Tensor, labels: torch.Tensor, thr
 
 
 def measure_all(defense: Defense, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, seed: int = 0,
-                config: DiagnosticsConfig | None = None, only: tuple[str, ...] | None = None) -> dict[str, dict]:
+                config: DiagnosticsConfig | None = None, only: tuple[str, ...] | None = None,
+                ) -> dict[str, dict[str, Any]]:
     """Every probe (or the `only` ones) without a store, for notebooks and tests: {probe name: measurement}."""
     config = config or DiagnosticsConfig()
     return {p.name: measure(p, defense, x, y, threat, seed, config) for p in PROBES if only is None or p.name in only}
 
 
-def diagnose(defense: Defense, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, outcomes=None,  # noqa: ANN001 - an audit.outcomes.Outcomes
-             seed: int = 0, config: DiagnosticsConfig | None = None, only: tuple[str, ...] | None = None) -> list:
+def diagnose(defense: Defense, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, outcomes: Any = None,  # Outcomes
+             seed: int = 0, config: DiagnosticsConfig | None = None, only: tuple[str, ...] | None = None) -> list[Any]:
     """Findings without a store, for notebooks and tests: the probes (or the `only` ones, by probe name) on
     (x, y), judged by the checks, then the comparisons over `outcomes` (an `audit.outcomes.Outcomes`) if given."""
     from audit.checks import run_checks

@@ -3,6 +3,8 @@
 whose gradients the operator masks; an audit should say so."""
 from __future__ import annotations
 
+from typing import Any
+
 from defenses.meansparse import meansparse_layers
 from defenses.protocol import Defense
 
@@ -10,7 +12,7 @@ from defenses.protocol import Defense
 TEST_SET_TUNED_PREFIX = "Amini2024MeanSparse"
 
 
-def measure_alpha(defense: Defense, model_spec: str) -> dict:
+def measure_alpha(defense: Defense, model_spec: str) -> dict[str, Any]:
     layers = meansparse_layers(defense.model)
     if not layers:
         return {"skipped": "no MeanSparse layers"}
@@ -24,7 +26,7 @@ def measure_alpha(defense: Defense, model_spec: str) -> dict:
     return measurement
 
 
-def _shipped_sweep(model_spec: str) -> dict | None:
+def _shipped_sweep(model_spec: str) -> dict[str, Any] | None:
     from defenses.checkpoints import read_metadata
     from defenses.models.registry import CHECKPOINT_DIR, SHIPPED
 

@@ -7,6 +7,8 @@ measurement also keeps what it replaced.
 """
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from attacks.threat_model import ThreatModel
@@ -16,7 +18,7 @@ from defenses.protocol import Defense
 
 
 def measure_gradient_path(defense: Defense, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, *, seed: int,
-                          config: DiagnosticsConfig) -> dict:
+                          config: DiagnosticsConfig) -> dict[str, Any]:
     reach = {name: gradient_reaches_input(defense, x, name) for name in defense.surrogates}
     scan = getattr(defense, "scan_result", None)
     return {"n": len(x), "reaches_input": reach, "replaced": scan.to_json() if scan is not None else None}

@@ -6,6 +6,8 @@ All take (defense, x, y, threat, *, seed, config) and return a plain-JSON measur
 """
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from attacks.threat_model import ThreatModel
@@ -30,7 +32,7 @@ FLAT = 1e-7
 
 
 def measure_gradients(defense: Defense, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, *, seed: int,
-                      config: DiagnosticsConfig) -> dict:
+                      config: DiagnosticsConfig) -> dict[str, Any]:
     """The exact CE input gradient on clean inputs: all-zero and non-finite samples, norms."""
     try:
         grad, _ = input_gradient(defense, x, y, batch_size=config.batch_size, seed=seed)
@@ -54,7 +56,7 @@ def measure_gradients(defense: Defense, x: torch.Tensor, y: torch.Tensor, threat
 
 @torch.no_grad()
 def measure_dead_zone(defense: Defense, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, *, seed: int,
-                      config: DiagnosticsConfig) -> dict:
+                      config: DiagnosticsConfig) -> dict[str, Any]:
     """Per MeanSparse layer, the fraction of features inside |x - mean| < alpha * std."""
     # Named as in the wrapped model, i.e. as in its checkpoint's keys.
     layers = meansparse_layers(getattr(defense, "model", defense))
@@ -63,7 +65,7 @@ def measure_dead_zone(defense: Defense, x: torch.Tensor, y: torch.Tensor, threat
     inside = {name: 0 for name, _ in layers}
     total = {name: 0 for name, _ in layers}
 
-    def hook_for(name: str):  # noqa: ANN202 - returns a torch hook
+    def hook_for(name: str) -> Any:  # returns a torch hook
         def hook(module: MeanSparse, inputs: tuple[torch.Tensor, ...]) -> None:
             features = inputs[0]
             total[name] += features.numel()
@@ -97,7 +99,7 @@ def _cosines(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def measure_surrogates(defense: Defense, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, *, seed: int,
-                       config: DiagnosticsConfig) -> dict:
+                       config: DiagnosticsConfig) -> dict[str, Any]:
     """Cosine of the exact input gradient with each surrogate's (BPDA) gradient, per sample."""
     # The ensemble is the mean of the other surrogates' gradients: its cosine says nothing theirs do not.
     others = [name for name in defense.surrogates if name not in ("exact", ENSEMBLE)]
@@ -112,7 +114,7 @@ def measure_surrogates(defense: Defense, x: torch.Tensor, y: torch.Tensor, threa
 
 
 def measure_finite_differences(defense: Defense, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, *,
-                               seed: int, config: DiagnosticsConfig) -> dict:
+                               seed: int, config: DiagnosticsConfig) -> dict[str, Any]:
     """Central differences (L(x + h v) - L(x - h v)) / 2h against g.v, for a few random unit directions v per
     sample (signs for Linf, Gaussian for L2), h = fd_step * eps. Coordinates where x +- h v would leave the input
     bounds are left out of v, so clipping does not fake a mismatch. Also the loss's own rounding noise at x (the

@@ -9,6 +9,7 @@ where that attack failed.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 
@@ -22,7 +23,7 @@ from defenses.protocol import Defense, Undefended
 
 
 def measure_unavailable_gradients(defense: Defense, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, *,
-                                  seed: int, config: DiagnosticsConfig) -> dict:
+                                  seed: int, config: DiagnosticsConfig) -> dict[str, Any]:
     """An exception or no gradient at all when differentiating the CE loss, or an all-zero gradient per sample."""
     try:
         grad, _ = input_gradient(defense, x, y, batch_size=config.batch_size, seed=seed)
@@ -38,7 +39,7 @@ def measure_unavailable_gradients(defense: Defense, x: torch.Tensor, y: torch.Te
 
 @torch.no_grad()
 def measure_unstable_predictions(defense: Defense, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, *,
-                                 seed: int, config: DiagnosticsConfig) -> dict:
+                                 seed: int, config: DiagnosticsConfig) -> dict[str, Any]:
     """Relative change of the margin loss under `unstable_draws` uniform perturbations of radius eps/2, each
     capped at 1. Randomness is left in on purpose: a randomized defense's own noise makes predictions unstable."""
     correct = clean_correct(defense, x, y, config.batch_size)
@@ -63,7 +64,7 @@ def measure_unstable_predictions(defense: Defense, x: torch.Tensor, y: torch.Ten
 
 
 def measure_pgd_trace(defense: Defense, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, *, seed: int,
-                      config: DiagnosticsConfig) -> dict:
+                      config: DiagnosticsConfig) -> dict[str, Any]:
     """One tracking PGD run (exact gradients): per iterate CE and success, and whether the returned point is
     adversarial, for the samples that were clean-correct."""
     correct = clean_correct(defense, x, y, config.batch_size).cpu()
@@ -87,7 +88,7 @@ def surrogate_model(defense: Defense) -> tuple[torch.nn.Module | None, str]:
 
 
 def measure_transfer(defense: Defense, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, *, seed: int,
-                     config: DiagnosticsConfig) -> dict:
+                     config: DiagnosticsConfig) -> dict[str, Any]:
     """Points made adversarial on the surrogate model by PGD, judged on the defense's exact forward."""
     source, description = surrogate_model(defense)
     if source is None:
@@ -104,7 +105,7 @@ def measure_transfer(defense: Defense, x: torch.Tensor, y: torch.Tensor, threat:
 
 
 def measure_unconstrained(defense: Defense, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, *, seed: int,
-                          config: DiagnosticsConfig) -> dict:
+                          config: DiagnosticsConfig) -> dict[str, Any]:
     """PGD from the clean point (no random start) with eps = inf, on the clean-correct samples."""
     correct = clean_correct(defense, x, y, config.batch_size).cpu()
     if not correct.any():

@@ -4,6 +4,8 @@ plots.
 """
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from attacks.threat_model import ThreatModel
@@ -23,7 +25,7 @@ def _loss_along(defense: Defense, x: torch.Tensor, y: torch.Tensor, directions: 
 
 
 def measure_landscape(defense: Defense, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, *, seed: int,
-                      config: DiagnosticsConfig) -> dict:
+                      config: DiagnosticsConfig) -> dict[str, Any]:
     """1-D CE profiles over [-span*eps, span*eps] and a surface_points^2 surface around one input."""
     correct = clean_correct(defense, x, y, config.batch_size)
     order = torch.cat([correct.nonzero().flatten(), (~correct).nonzero().flatten()])[: config.landscape_samples]

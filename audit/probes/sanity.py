@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import torch
 
@@ -24,7 +25,7 @@ BATCH_PROBE = 8
 
 
 def measure_unbounded(defense: Defense, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, *, seed: int,
-                      config: DiagnosticsConfig) -> dict:
+                      config: DiagnosticsConfig) -> dict[str, Any]:
     """Exact APGD-CE with an eps that covers the whole input box, on the clean-correct samples."""
     correct = clean_correct(defense, x, y, config.batch_size)
     if not correct.any():
@@ -39,7 +40,7 @@ def measure_unbounded(defense: Defense, x: torch.Tensor, y: torch.Tensor, threat
 
 
 def measure_eps_sweep(defense: Defense, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, *, seed: int,
-                      config: DiagnosticsConfig) -> dict:
+                      config: DiagnosticsConfig) -> dict[str, Any]:
     """Per-sample robustness at 0, eps/4 ... 4 eps with exact APGD-CE (and identity BPDA when offered)."""
     correct = clean_correct(defense, x, y, config.batch_size).cpu()
     multipliers = sorted(set(config.eps_multipliers))
@@ -58,7 +59,7 @@ def measure_eps_sweep(defense: Defense, x: torch.Tensor, y: torch.Tensor, threat
 
 @torch.no_grad()
 def measure_randomized(defense: Defense, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, *, seed: int,
-                       config: DiagnosticsConfig) -> dict:
+                       config: DiagnosticsConfig) -> dict[str, Any]:
     """Repeated forwards of the same batch (AutoAttack's check uses 5): how far apart are they?"""
     defense.reseed(seed)
     outputs = torch.stack([torch.cat([defense(x[s]) for s in chunks(len(x), config.batch_size)])
@@ -73,7 +74,7 @@ def measure_randomized(defense: Defense, x: torch.Tensor, y: torch.Tensor, threa
 
 @torch.no_grad()
 def measure_probabilities(defense: Defense, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, *, seed: int,
-                          config: DiagnosticsConfig) -> dict:
+                          config: DiagnosticsConfig) -> dict[str, Any]:
     """The range and row sums of the outputs: probabilities sum to one, log-probabilities log-sum-exp to zero."""
     defense.reseed(seed)
     out = torch.cat([defense(x[s]) for s in chunks(len(x), config.batch_size)]).double().cpu()
@@ -93,15 +94,15 @@ def _record_autograd_calls(calls: list[str]) -> Iterator[None]:
     """
     originals = (torch.autograd.grad, torch.autograd.backward, torch.Tensor.backward)
 
-    def wrap(name, function):  # noqa: ANN001, ANN202 - wraps torch callables of any signature
-        def wrapper(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202 - passes any arguments through
+    def wrap(name: str, function: Any) -> Any:  # wraps torch callables of any signature
+        def wrapper(*args: Any, **kwargs: Any) -> Any:  # passes any arguments through
             calls.append(name)
             return function(*args, **kwargs)
         return wrapper
 
     # patched on purpose, restored below; mypy forbids assigning to a method
     torch.autograd.grad = wrap("torch.autograd.grad", originals[0])
-    torch.autograd.backward = wrap("torch.autograd.backward", originals[1])  # type: ignore[method-assign]
+    torch.autograd.backward = wrap("torch.autograd.backward", originals[1])
     torch.Tensor.backward = wrap("Tensor.backward", originals[2])  # type: ignore[method-assign]
     try:
         yield
@@ -110,7 +111,7 @@ def _record_autograd_calls(calls: list[str]) -> Iterator[None]:
 
 
 def measure_gradient_in_forward(defense: Defense, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, *,
-                                seed: int, config: DiagnosticsConfig) -> dict:
+                                seed: int, config: DiagnosticsConfig) -> dict[str, Any]:
     """One small forward under torch.no_grad with autograd's entry points recorded (AutoAttack's check_dynamic
     idea). A forward that computes gradients (test-time optimisation, purification by gradient steps) either calls
     them, or must switch grad mode back on (its output then requires grad under no_grad), or raises."""
@@ -132,7 +133,7 @@ def measure_gradient_in_forward(defense: Defense, x: torch.Tensor, y: torch.Tens
 
 @torch.no_grad()
 def measure_train_mode(defense: Defense, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, *, seed: int,
-                       config: DiagnosticsConfig) -> dict:
+                       config: DiagnosticsConfig) -> dict[str, Any]:
     """Submodules left in training mode, and how much a sample's logits change with the rest of its batch."""
     training = [name or "<root>" for name, module in defense.named_modules() if module.training]
     probe = x[: min(len(x), BATCH_PROBE)]
@@ -146,7 +147,7 @@ def measure_train_mode(defense: Defense, x: torch.Tensor, y: torch.Tensor, threa
 
 
 def measure_more_steps(defense: Defense, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, *, seed: int,
-                       config: DiagnosticsConfig) -> dict:
+                       config: DiagnosticsConfig) -> dict[str, Any]:
     """Per-sample robustness under APGD-CE with few and with many iterations, on a small subset."""
     x, y = x[: config.more_steps_samples], y[: config.more_steps_samples]
     correct = clean_correct(defense, x, y, config.batch_size).cpu()

@@ -5,6 +5,7 @@ import contextlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from audit.report.html import render_html
 from audit.report.markdown import render_markdown
@@ -22,7 +23,7 @@ REQUIRED = ("model", "dataset", "threat_model", "n_samples", "seed", "clean_accu
             "attacks")
 
 
-def load_results(directory: str | Path) -> dict:
+def load_results(directory: str | Path) -> dict[str, Any]:
     path = Path(directory) / "results.json"
     if not path.exists():
         raise ReportError(f"{path} not found: is {directory} an `audit run` output directory?")

@@ -36,7 +36,7 @@ KIND_NAMES = {"exact": "exact gradient", "adaptive": "adaptive (BPDA)", "transfe
               "blackbox": "black-box", "other": "other threat model"}
 
 
-def _numbers(results: dict) -> list[tuple[str, str, bool]]:
+def _numbers(results: dict[str, Any]) -> list[tuple[str, str, bool]]:
     """The key-number cards: (label, value, whether it is the number to report)."""
     cards = [("clean accuracy", pct(results.get("clean_accuracy")), False)]
     attacks = {a["name"]: a["robust_accuracy"] for a in results.get("attacks", [])}
@@ -49,7 +49,7 @@ def _numbers(results: dict) -> list[tuple[str, str, bool]]:
     return cards
 
 
-def _context(results: dict, figures: list[tuple[str, Path]]) -> dict[str, Any]:
+def _context(results: dict[str, Any], figures: list[tuple[str, Path]]) -> dict[str, Any]:
     verdict = results.get("verdict", {})
     kind = "suspected" if verdict.get("claim_at_risk") == "yes" or verdict.get("gradient_masking") == "suspected" \
         else "not_detected"
@@ -93,5 +93,5 @@ def _context(results: dict, figures: list[tuple[str, Path]]) -> dict[str, Any]:
     }
 
 
-def render_html(results: dict, figures: list[tuple[str, Path]]) -> str:
+def render_html(results: dict[str, Any], figures: list[tuple[str, Path]]) -> str:
     return TEMPLATES.get_template("report.html.j2").render(_context(results, figures))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from audit.report.plots import CAPTIONS
 from audit.report.text import (
@@ -26,7 +27,7 @@ def _cell(value: object) -> str:
     return str(value).replace("|", "\\|").replace("\n", " ")
 
 
-def render_markdown(results: dict, figures: list[tuple[str, Path]]) -> str:
+def render_markdown(results: dict[str, Any], figures: list[tuple[str, Path]]) -> str:
     lines = [f"# Audit of `{results['model']}`", ""]
     if results.get("defense"):
         lines += [f"_{results['defense']}_", ""]
@@ -94,7 +95,7 @@ def render_markdown(results: dict, figures: list[tuple[str, Path]]) -> str:
     return "\n".join(lines)
 
 
-def _test_time_lines(test_time: dict | None, results: dict) -> list[str]:
+def _test_time_lines(test_time: dict[str, Any] | None, results: dict[str, Any]) -> list[str]:
     """A test-time defense: its kind, the static model inside, what applies and what the black box spent."""
     if not test_time:
         return []

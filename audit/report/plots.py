@@ -25,6 +25,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -38,7 +39,7 @@ from audit.report.text import attack_kind  # noqa: E402 - after matplotlib.use('
 
 log = logging.getLogger(__name__)
 
-Figure = Callable[[dict, list[dict], Path], "Path | None"]
+Figure = Callable[[dict[str, Any], list[dict[str, Any]], Path], "Path | None"]
 
 DPI = 100
 KIND_COLORS = {"exact": "#4c72b0", "adaptive": "#c44e52", "transfer": "#dd8452", "blackbox": "#55a868",
@@ -48,14 +49,14 @@ KIND_LABELS = {"exact": "exact-gradient white-box", "adaptive": "adaptive (BPDA,
 BROKEN, HELD = "#c44e52", "#dfe6ef"
 
 
-def _save(fig, path: Path) -> Path:  # noqa: ANN001 - a matplotlib Figure
+def _save(fig: Any, path: Path) -> Path:  # a matplotlib Figure
     fig.tight_layout()
     fig.savefig(path, dpi=DPI)
     plt.close(fig)
     return path
 
 
-def read_samples(directory: Path) -> list[dict]:
+def read_samples(directory: Path) -> list[dict[str, Any]]:
     path = directory / "samples.csv"
     if not path.exists():
         return []
@@ -63,27 +64,27 @@ def read_samples(directory: Path) -> list[dict]:
         return list(csv.DictReader(handle))
 
 
-def _finding(results: dict, finding_id: str) -> dict:
+def _finding(results: dict[str, Any], finding_id: str) -> dict[str, Any]:
     for finding in results.get("findings", []):
         if finding.get("id") == finding_id:
             return finding
     return {}
 
 
-def _finding_data(results: dict, finding_id: str) -> dict:
+def _finding_data(results: dict[str, Any], finding_id: str) -> dict[str, Any]:
     return _finding(results, finding_id).get("data") or {}
 
 
-def _number(value) -> float:  # noqa: ANN001 - JSON number or None (non-finite values are stored as None)
+def _number(value: Any) -> float:  # JSON number or None (non-finite values are stored as None)
     return float("nan") if value is None else float(value)
 
 
-def _threat(results: dict) -> str:
+def _threat(results: dict[str, Any]) -> str:
     tm = results.get("threat_model", {})
     return f"{tm.get('norm', '?')} eps={tm.get('eps', float('nan')):g}"
 
 
-def robust_accuracy_per_attack(results: dict, samples: list[dict], path: Path) -> Path | None:
+def robust_accuracy_per_attack(results: dict[str, Any], samples: list[dict[str, Any]], path: Path) -> Path | None:
     attacks = results.get("attacks", [])
     if not attacks:
         return None
@@ -113,7 +114,7 @@ def robust_accuracy_per_attack(results: dict, samples: list[dict], path: Path) -
     return _save(fig, path)
 
 
-def blackbox_vs_whitebox(results: dict, samples: list[dict], path: Path) -> Path | None:
+def blackbox_vs_whitebox(results: dict[str, Any], samples: list[dict[str, Any]], path: Path) -> Path | None:
     """Per sample on which both sides have an outcome: did any exact-gradient white-box attack succeed, did a
     gradient-free one (Square, standalone or AutoAttack's part)? Read from the `blackbox-beats-whitebox` finding,
     so samples an attack never ran on (cascade mode, AutoAttack's Square after a gradient part broke the point)
@@ -163,7 +164,7 @@ def _surrogate_label(name: str) -> str:
     return "exact gradient" if name == "exact" else f"BPDA ({name} surrogate)"
 
 
-def eps_sweep(results: dict, samples: list[dict], path: Path) -> Path | None:
+def eps_sweep(results: dict[str, Any], samples: list[dict[str, Any]], path: Path) -> Path | None:
     data = _finding_data(results, "eps-sweep")
     eps = data.get("eps")
     curves = {key[len("accuracy_"):]: values for key, values in data.items()
@@ -199,7 +200,7 @@ def eps_sweep(results: dict, samples: list[dict], path: Path) -> Path | None:
     return _save(fig, path)
 
 
-def _norm_histogram(ax, values: list, label: str) -> None:  # noqa: ANN001 - matplotlib Axes
+def _norm_histogram(ax: Any, values: list[Any], label: str) -> None:  # matplotlib Axes
     numbers = [_number(v) for v in values]
     finite = [v for v in numbers if math.isfinite(v)]
     zeros = sum(1 for v in finite if v == 0)
@@ -223,7 +224,7 @@ def _norm_histogram(ax, values: list, label: str) -> None:  # noqa: ANN001 - mat
     ax.set_ylabel("samples")
 
 
-def gradient_norms(results: dict, samples: list[dict], path: Path) -> Path | None:
+def gradient_norms(results: dict[str, Any], samples: list[dict[str, Any]], path: Path) -> Path | None:
     data = _finding_data(results, "zero-gradients")
     panels = [(key, label) for key, label in (("l2_norms", "L2"), ("linf_norms", "Linf")) if data.get(key)]
     if not panels:
@@ -235,7 +236,7 @@ def gradient_norms(results: dict, samples: list[dict], path: Path) -> Path | Non
     return _save(fig, path)
 
 
-def loss_landscape(results: dict, samples: list[dict], path: Path) -> Path | None:
+def loss_landscape(results: dict[str, Any], samples: list[dict[str, Any]], path: Path) -> Path | None:
     data = _finding_data(results, "loss-landscape")
     steps, profiles = data.get("t_over_eps"), data.get("profiles") or {}
     if not steps or not profiles:
@@ -296,7 +297,7 @@ def loss_landscape(results: dict, samples: list[dict], path: Path) -> Path | Non
     return _save(fig, path)
 
 
-def dead_zone_occupancy(results: dict, samples: list[dict], path: Path) -> Path | None:
+def dead_zone_occupancy(results: dict[str, Any], samples: list[dict[str, Any]], path: Path) -> Path | None:
     data = _finding_data(results, "dead-zone-occupancy")
     layers, occupancy = data.get("layers"), data.get("occupancy")
     if not layers or not occupancy:
@@ -324,7 +325,7 @@ def dead_zone_occupancy(results: dict, samples: list[dict], path: Path) -> Path 
     return _save(fig, path)
 
 
-def binarization(results: dict, samples: list[dict], path: Path) -> Path | None:
+def binarization(results: dict[str, Any], samples: list[dict[str, Any]], path: Path) -> Path | None:
     """Per binarized point: the logit gap at the clean point and at the attack's point (above 0: the attack found the
     adversarial example that provably exists)."""
     data = _finding_data(results, "binarization-test")
@@ -344,7 +345,7 @@ def binarization(results: dict, samples: list[dict], path: Path) -> Path | None:
     return _save(fig, path)
 
 
-def strength_curves(results: dict, samples: list[dict], path: Path) -> Path | None:
+def strength_curves(results: dict[str, Any], samples: list[dict[str, Any]], path: Path) -> Path | None:
     """Worst-case robust accuracy as the strongest attack family gets more budget: one panel per budget kind
     (iterations, restarts, queries), since their scales have nothing in common; the y axis is shared."""
     curves = _finding_data(results, "attack-convergence").get("curves") or {}
@@ -379,7 +380,7 @@ def strength_curves(results: dict, samples: list[dict], path: Path) -> Path | No
     return _save(fig, path)
 
 
-def layer_attribution(results: dict, samples: list[dict], path: Path) -> Path | None:
+def layer_attribution(results: dict[str, Any], samples: list[dict[str, Any]], path: Path) -> Path | None:
     """Per MeanSparse layer: the points of the exact-vs-straight-through gap it closes alone (its share), the
     residual (the layers together), and the masking it keeps when it is the only exact layer."""
     data = _finding_data(results, "layer-attribution")
@@ -452,7 +453,7 @@ PLOTS += (
 CAPTIONS: dict[str, str] = {p.title: p.caption for p in PLOTS}
 
 
-def draw_all(results: dict, directory: Path) -> list[tuple[str, Path]]:
+def draw_all(results: dict[str, Any], directory: Path) -> list[tuple[str, Path]]:
     """Draw every plot the stored results support; returns (title, png path) in report order.
 
     A PNG from an earlier rendering whose plot is not drawn now is removed, so the directory never shows a plot

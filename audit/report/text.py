@@ -1,8 +1,10 @@
 """Plain-words pieces shared by the Markdown and HTML reports (read-only over results.json)."""
 from __future__ import annotations
 
+from typing import Any
 
-def attack_kind(row: dict) -> str:
+
+def attack_kind(row: dict[str, Any]) -> str:
     """How a report groups an attack, from the attributes stored with it in results.json: `exact`, `adaptive`
     (BPDA), `transfer`, `blackbox` (no gradients) or `other` (a different threat model)."""
     gradient = row.get("gradient", "exact")
@@ -22,12 +24,12 @@ def pct(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.2f}%"
 
 
-def interval(results: dict) -> str:
+def interval(results: dict[str, Any]) -> str:
     ci = results.get("worst_case", {}).get("lp", {}).get("ci95")
     return "" if not ci else f" (95% interval {pct(ci[0])} - {pct(ci[1])})"
 
 
-def headline(results: dict) -> str:
+def headline(results: dict[str, Any]) -> str:
     verdict = results.get("verdict", {})
     worst = f"{pct(results['worst_case_robust_accuracy'])}{interval(results)}"
     masking, at_risk = verdict.get("gradient_masking"), verdict.get("claim_at_risk")
@@ -49,7 +51,7 @@ def headline(results: dict) -> str:
     return text
 
 
-def claim_sentence(results: dict) -> str | None:
+def claim_sentence(results: dict[str, Any]) -> str | None:
     claim = results.get("claim")
     if not claim:
         return None
@@ -65,7 +67,7 @@ def claim_sentence(results: dict) -> str | None:
             f"{where}: these samples cannot tell them apart.")
 
 
-def aa_vs_adaptive(results: dict) -> str | None:
+def aa_vs_adaptive(results: dict[str, Any]) -> str | None:
     beyond = results.get("verdict", {}).get("beyond_autoattack")
     attacks = {a["name"]: a["robust_accuracy"] for a in results.get("attacks", [])}
     aa = next((v for k, v in attacks.items() if k.startswith("autoattack")), None)
@@ -80,7 +82,7 @@ def aa_vs_adaptive(results: dict) -> str | None:
 STATUS_MARK = {"fail": "FAIL", "warn": "warn", "pass": "pass", "skipped": "skipped"}
 
 
-def gain_rows(results: dict) -> list[tuple[str, str]]:
+def gain_rows(results: dict[str, Any]) -> list[tuple[str, str]]:
     """The gain table (base vs defense on the same images) as (row, value with its 95% interval); empty when the
     audit has no base model to compare with."""
     gain = results.get("gain")
@@ -110,7 +112,7 @@ def gain_rows(results: dict) -> list[tuple[str, str]]:
                    (f"gain that survives the worst case (against the base under {against})", diff("surviving_gain"))]
 
 
-def gain_sentence(results: dict) -> str | None:
+def gain_sentence(results: dict[str, Any]) -> str | None:
     gain = results.get("gain")
     if not gain:
         return None
@@ -126,7 +128,7 @@ def gain_sentence(results: dict) -> str | None:
             f"under AutoAttack alone {100 * gain['claimed_gain']['gain']:+.2f}).")
 
 
-def suite_text(results: dict) -> str:
+def suite_text(results: dict[str, Any]) -> str:
     """The plan in a few words: suite, budget, mode, and what `audit extend` added after the run."""
     text = f"{results.get('suite')}, budget {results.get('budget')} ({results.get('mode')} mode)"
     if results.get("extended_with"):
@@ -134,7 +136,7 @@ def suite_text(results: dict) -> str:
     return text
 
 
-def fingerprint_rows(results: dict) -> list[tuple[str, str]]:
+def fingerprint_rows(results: dict[str, Any]) -> list[tuple[str, str]]:
     """What was audited, by content, and the evidence kept: so two reviewers can tell they audited the same thing
     and anyone can check the broken samples (`audit verify`)."""
     fingerprint = {k: v for k, v in (results.get("fingerprint") or {}).items() if v}
@@ -149,7 +151,7 @@ def fingerprint_rows(results: dict) -> list[tuple[str, str]]:
     return rows
 
 
-def failure_text(failed: dict) -> str:
+def failure_text(failed: dict[str, Any]) -> str:
     """One failed batch of results.json's `failed_batches`, in words."""
     return (f"{failed['attack']} failed on batch {failed['batch']} ({failed['samples']} samples not run): "
             f"{failed['error']}; re-run the same command to retry it")
@@ -159,9 +161,9 @@ ATTRIBUTION_HEADER = ("layer", "alpha", "robust, it alone straight-through", "sh
                       "robust, it alone exact", "kept (points)")
 
 
-def attribution_rows(results: dict) -> tuple[str, list[tuple[str, ...]]] | None:
+def attribution_rows(results: dict[str, Any]) -> tuple[str, list[tuple[str, ...]]] | None:
     """(caption, rows) of the per-layer attribution table (the `layer-attribution` finding's data), or None."""
-    finding: dict = next((f for f in results.get("findings", []) if f.get("id") == "layer-attribution"), {})
+    finding: dict[str, Any] = next((f for f in results.get("findings", []) if f.get("id") == "layer-attribution"), {})
     data = finding.get("data") or {}
     if not data.get("rows"):
         return None
