@@ -52,6 +52,35 @@ def test_the_straight_through_models_round_forward_and_pass_the_gradient_unchang
     assert torch.equal(STEQuantizer(torch.nn.Identity(), bits=1)(torch.tensor([0.2, 0.7])), torch.tensor([0.0, 1.0]))
 
 
+def test_the_gradient_in_forward_toy_has_the_exact_gradient_of_its_forward():
+    """Why its family is `sound`: the purification step x + 0.01 sign(g(x)) is piecewise constant in x, so autograd's
+    gradient equals the forward's own derivative wherever sign(g) does not flip (central differences, float64),
+    and it is not the gradient of the plain model at x (the step does change where the gradient is taken)."""
+    import torch
+
+    from defenses.toys import GradientInForward
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 8), torch.nn.Tanh(),
+                              torch.nn.Linear(8, 3)).double()
+    model = GradientInForward(net)
+    x = torch.rand(4, 1, 4, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(1)) * 0.5 + 0.25
+    direction = torch.randn(x.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    weights = torch.randn(4, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+
+    def loss(z: torch.Tensor) -> torch.Tensor:
+        return (model(z) * weights).sum()
+
+    z = x.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(loss(z), z)
+    h = 1e-7
+    with torch.no_grad():
+        finite = (loss(x + h * direction) - loss(x - h * direction)) / (2 * h)
+    assert abs(finite.item() - (grad * direction).sum().item()) < 1e-6 * max(1.0, abs(finite.item()))
+    z = x.clone().requires_grad_(True)
+    (plain,) = torch.autograd.grad((net(z) * weights).sum(), z)
+    assert (plain - grad).abs().max() > 1e-4  # the step moves the point the gradient is taken at
+
 # --------------------------------------------------------------------------------------------------------------
 # The threshold rule
 
