@@ -80,7 +80,7 @@ class Square(Attack):
     `n_probe` samples of the batch drawn from the seed; only if it breaks one of them does it run the full budget
     on the whole batch. Otherwise the others are not queried, and the per-sample `queried` extra says so (their
     outcome under this attack is the clean point's). `probe_queries` (budget key `probe_queries`) sets the probe's
-    queries: the default budget's last Square probes at its full 5000 (attacks/suites.py), so the probe asks the
+    queries: the default budget's last Square probes at its full 5000 (audit/plan/suites.py), so the probe asks the
     question the full run would answer, on fewer samples."""
 
     name = "square"

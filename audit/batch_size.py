@@ -4,7 +4,7 @@ A GPU that holds a bigger batch runs an attack's steps on more samples at once; 
 attack runs, one forward and backward pass (what a gradient attack's step costs) is tried on the audited images,
 tiled up to the candidate size: from the number of images down, halving on out-of-memory. The size chosen is
 recorded in the results (`config.batch_size`, `config.batch_size_auto`). A batch that still runs out of memory in
-an attack is split again by the suite (audit/suite.py), so the choice is a speed setting, never a correctness one.
+an attack is split again by the runner (audit/runner.py), so the choice is a speed setting, never a correctness one.
 """
 from __future__ import annotations
 

@@ -103,7 +103,7 @@ def _cmd_sparsify(args: argparse.Namespace) -> None:
 def _cmd_attacks(args: argparse.Namespace) -> None:
     from attacks.names import BUDGETS
     from attacks.registry import available
-    from attacks.suites import SUITES
+    from audit.config import SUITES
 
     print("attacks (append +bpda-identity, +bpda-smooth-T<t> or +bpda-ensemble to a gradient attack, +eot<K> to any"
           " attack that queries the model, +survivors to run it last on what the others left, and @key=value"

@@ -6,6 +6,9 @@ from typing import Any
 
 # Bumped when what the store holds changes meaning, so an old output directory is refused rather than misread.
 STORE_FORMAT = 3
+# The vocabularies of `--suite` and `--budget`; what each runs is the planner's (audit/plan/suites.py).
+SUITES = ("autoattack", "adaptive", "full", "quick", "spatial")
+BUDGET_NAMES = ("quick", "standard", "thorough")
 
 
 @dataclass(frozen=True)
@@ -16,7 +19,7 @@ class AuditConfig:
     eps: float = 0.1
     n: int = 1000
     suite: str = "full"
-    budget: str = "standard"  # quick | standard | thorough: how far up the strength curves (attacks/suites.py)
+    budget: str = "standard"  # quick | standard | thorough: how far up the strength curves (audit/plan/suites.py)
     seed: int = 0
     mode: str = "full"
     batch_size: int = 250  # the run's batch; `--batch-size auto` resolves to a number first (audit/batch_size.py)

@@ -14,11 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from attacks.base import Attack, AttackOutput
 from attacks.registry import make_attack
-from attacks.suites import survivors_last
 from attacks.threat_model import ThreatModel
 from audit.data import load_dataset
 from audit.distributed import Shard
@@ -33,29 +29,13 @@ from audit.pipeline import (
     finished_facts,
     log_file,
     open_store,
-    plan_attacks,
     stored_config,
 )
+from audit.plan import Plan, make_plan
+from audit.runner import CLEAN, run_plan
 from audit.store import ResultStore
-from audit.suite import CLEAN, run_suite
 
 log = logging.getLogger(__name__)
-
-
-class Finished(Attack):
-    """An attack the audit has already run: every batch of it is in the store, so `run_suite` only reads it."""
-
-    def __init__(self, label: str, on_survivors: bool) -> None:
-        super().__init__(on_survivors=on_survivors)
-        self._label = label
-
-    @property
-    def label(self) -> str:
-        return self._label
-
-    def perturb(self, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel,
-                seed: int) -> AttackOutput:
-        raise RuntimeError(f"{self._label} has finished; its results are read from the store")
 
 
 def extend_audit(out: str | Path, attacks: list[str], data_dir: str | None = None, device: str = "cpu",
@@ -69,7 +49,6 @@ def extend_audit(out: str | Path, attacks: list[str], data_dir: str | None = Non
     ran = facts["order"] + [name for name, _ in facts["skipped"]]  # planned already: run, or not applicable
     rows = list(ResultStore.open_existing(out).records())
     _check_complete(rows, facts, config.mode, out)
-    finished = [Finished(label, _on_survivors(rows, label)) for label in facts["order"]]
     defense = build_defense(config, progress)
     defense.to(device)
     test = load_dataset(config.dataset, "test", data_dir).subset(config.n, config.seed)
@@ -78,23 +57,25 @@ def extend_audit(out: str | Path, attacks: list[str], data_dir: str | None = Non
     check_inputs(defense, test.images, test.labels)  # as `audit run`: its forwards also let automatic BPDA scan
     # As `audit run` plans an attack list: +bpda on a model with nothing to bypass is refused, and a gradient attack
     # no gradient reaches is listed as not applicable (with the stronger Square added).
-    plan = plan_attacks(replace(config, attacks=tuple(a.label for a in added)), defense)
-    skipped = [s for s in plan.skipped if s[0] not in ran]
-    new = [a for a in survivors_last(plan.attacks) if a.label not in ran]
+    asked = make_plan(replace(config, attacks=tuple(a.label for a in added), transfer_from=()), defense, device)
+    # The finished attacks are read back from the store first, so a `+survivors` attack runs on what they left.
+    plan = Plan([p for p in asked.planned if p.attack.label not in ran],
+                [s for s in asked.skipped if s.attack not in ran], finished=facts["order"])
     with log_file(out, shard):
         start = time.perf_counter()
-        if not new and not skipped:
+        if not plan.planned and not plan.skipped:
             log.info("every attack asked for has run already (%s)", ", ".join(a.label for a in added))
-        run_suite(defense, test.images, test.labels, ThreatModel(config.norm, config.eps), [*finished, *new],
-                  config.seed, store=store, mode=config.mode, batch_size=config.batch_size,
-                  progress=progress and shard.is_main, shard=shard, keep_examples=config.keep_examples != "none")
+        run_plan(defense, test.images, test.labels, ThreatModel(config.norm, config.eps), plan, config.seed,
+                 store=store, mode=config.mode, batch_size=config.batch_size, progress=progress and shard.is_main,
+                 shard=shard, keep_examples=config.keep_examples != "none")
         if not shard.is_main:
             return None
-        collect_evidence(out, config.keep_examples, test, [*facts["order"], *(a.label for a in new)], config.seed,
+        collect_evidence(out, config.keep_examples, test, [*facts["order"], *plan.labels], config.seed,
                          bool(facts["randomized"]), broken_pairs(store.records()))
-        if new or skipped:
+        if plan.planned or plan.skipped:
             store.append({"attack": EXTENSION, "batch": sum(r["attack"] == EXTENSION for r in rows),
-                          "order": [a.label for a in new], "skipped": [list(s) for s in skipped], "seconds": 0.0})
+                          "order": plan.labels, "skipped": [list(s) for s in plan.skipped], "why": plan.why(),
+                          "seconds": 0.0})
         results = derive_results(out)
     log.info("extension finished in %.1f s", time.perf_counter() - start)
     return results
@@ -111,8 +92,3 @@ def _check_complete(rows: list[dict[str, Any]], facts: dict[str, Any], mode: str
         raise AuditInputError(f"{out} lacks stored results of {', '.join(missing) or 'the clean inputs'} (a damaged "
                               f"record?); run the audit's `audit run` command with this --out first (it re-runs only "
                               f"what is missing), then extend")
-
-
-def _on_survivors(rows: list[dict[str, Any]], label: str) -> bool:
-    row = next((r for r in rows if r["attack"] == label), None)
-    return bool(row and row.get("attributes", {}).get("on_survivors"))

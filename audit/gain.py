@@ -27,9 +27,10 @@ def paired_gain(defense: list[bool], base: list[bool]) -> dict[str, Any]:
 
 def autoattack_labels(order: list[str]) -> list[str]:
     """The attacks that give a run its AutoAttack figure: AutoAttack where it ran, else the default budget's cascade
-    that stands in for it (attacks/suites.py `CASCADE`: at least as strong, sample for sample, docs/benchmarks.md)."""
+    that stands in for it (audit/plan/suites.py `CASCADE`: at least as strong, sample for sample,
+    docs/benchmarks.md)."""
     from attacks.registry import canonical_name
-    from attacks.suites import CASCADE, GRADIENT_FREE_SQUARE
+    from audit.plan.suites import CASCADE, GRADIENT_FREE_SQUARE
 
     autoattack = [a for a in order if a.startswith("autoattack")][:1]
     cascade = {canonical_name(n) for n in (*CASCADE, GRADIENT_FREE_SQUARE)}

@@ -21,9 +21,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from attacks.suites import BUDGETS, SUITES
 from attacks.threat_model import ThreatModel
-from audit.config import AuditConfig
+from audit.config import BUDGET_NAMES, SUITES, AuditConfig
 from defenses.errors import UserError
 from defenses.protocol import Defense
 
@@ -47,8 +46,8 @@ def validate_config(config: AuditConfig) -> ThreatModel:
                               f"e.g. 8/255 = 0.031 for Linf); use a value below {limit:g}")
     if config.suite not in SUITES:
         raise AuditInputError(f"unknown suite {config.suite!r}; choose one of {', '.join(SUITES)}")
-    if config.budget not in BUDGETS:
-        raise AuditInputError(f"unknown budget {config.budget!r}; choose one of {', '.join(BUDGETS)}")
+    if config.budget not in BUDGET_NAMES:
+        raise AuditInputError(f"unknown budget {config.budget!r}; choose one of {', '.join(BUDGET_NAMES)}")
     if config.n <= 0:
         raise AuditInputError(f"--n must be positive, not {config.n}")
     from attacks.precision import PRECISIONS

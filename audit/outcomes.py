@@ -75,7 +75,7 @@ class Outcomes:
             cost = {"n_forward": 0.0, "n_backward": 0.0, "seconds": 0.0, "violations": 0}
             extra: dict[str, dict[int, Any]] = {}
             attributes: dict[str, Any] = {}
-            # A failed batch's row first, so the rows of its retry (audit/suite.py) replace it.
+            # A failed batch's row first, so the rows of its retry (audit/runner.py) replace it.
             for row in sorted(by_attack[label], key=lambda r: ("error" not in r, r["batch"])):
                 attributes = row.get("attributes", attributes)
                 for position, index in enumerate(row["indices"]):

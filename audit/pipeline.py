@@ -1,6 +1,6 @@
-"""`audit run`, orchestrated: check the input, build the defense, plan, run the suite into the store, run the
-probes into the store, then derive findings, verdict and reports from the store alone (`derive_results`), which is
-also what `audit report DIR` does, so a report can be rebuilt without the model."""
+"""`audit run`, orchestrated: check the input, build the defense, plan (audit/plan/), run the plan into the store,
+run the probes into the store, then derive findings, verdict and reports from the store alone (`derive_results`),
+which is also what `audit report DIR` does, so a report can be rebuilt without the model."""
 from __future__ import annotations
 
 import contextlib
@@ -13,7 +13,6 @@ from typing import Any
 
 import torch
 
-from attacks.suites import SuitePlan, plan_suite, survivors_last
 from attacks.threat_model import ThreatModel
 from audit.config import AuditConfig
 from audit.data import load_dataset, num_classes
@@ -24,10 +23,11 @@ from audit.fingerprint import MEANING, fingerprint
 from audit.inputs import AuditInputError, check_inputs, validate_config
 from audit.model_spec import resolve_model
 from audit.outcomes import Outcomes
+from audit.plan import Plan, make_plan
 from audit.probes import PREFIX as PROBE_PREFIX
 from audit.results import assemble_results, write_outputs
+from audit.runner import CLEAN, failed_batches, run_plan
 from audit.store import ResultStore
-from audit.suite import CLEAN, failed_batches, run_suite
 from defenses.protocol import Defense, Undefended
 
 log = logging.getLogger(__name__)
@@ -36,42 +36,6 @@ EXTENSION = "extension"  # a store row naming attacks `audit extend` added to a 
 BASE_DIR = "base"  # the base model's audit, inside the defense's output directory
 # Loggers whose records also go to the run's audit.log (ours, and pyautoattack's).
 LOGGERS = ("audit", "attacks", "defenses", "auto-attack")
-
-
-def plan_attacks(config: AuditConfig, defense: Defense) -> SuitePlan:
-    if not config.attacks:
-        return plan_suite(config.suite, defense, config.budget)
-    from attacks.registry import make_attack
-
-    base = defense.base_model()
-    attacks = [make_attack(name, transfer_source=base) for name in config.attacks]
-    unsupported = [a.label for a in attacks if a.surrogate not in defense.surrogates]
-    if unsupported:
-        # Refused up front, not after hours of other attacks: BPDA needs a known non-differentiable part to bypass.
-        raise AuditInputError(
-            f"{', '.join(unsupported)} need(s) a surrogate gradient, but {defense.description} has no layer to "
-            f"bypass (it offers only {', '.join(defense.surrogates)}); drop the +bpda attacks for this model")
-    # As for a suite: a gradient attack no gradient reaches is listed as not applicable, and Square runs harder.
-    from attacks.gradient_free import plan_gradient_free
-
-    attacks, not_applicable, extra = plan_gradient_free(defense, attacks)
-    attacks += [make_attack(name) for name in extra if name not in {a.label for a in attacks}]
-    return SuitePlan(attacks, not_applicable)
-
-
-def transfer_attacks(config: AuditConfig, device: str) -> list[Any]:
-    """APGD-CE crafted on each `--transfer-from` model and judged on the audited one."""
-    import re
-
-    from attacks.registry import make_attack
-    from attacks.transfer import Transfer
-
-    attacks = []
-    for spec in config.transfer_from:
-        source, _ = resolve_model(spec, trust_checkpoint=config.trust_checkpoint)
-        name = re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(spec.split(":")[0]).stem if ".py:" in spec else spec)
-        attacks.append(Transfer(make_attack("apgd-ce"), source.to(device).eval(), source_name=name))
-    return attacks
 
 
 def build_defense(config: AuditConfig, progress: bool = True) -> Defense:
@@ -126,26 +90,24 @@ def run_audit(config: AuditConfig, out: str | Path, data_dir: str | None = None,
 
         config = dataclasses.replace(config, batch_size=find_batch_size(defense, test.images))
     identity = config.identity(fingerprint(config, defense, test.images, test.labels))
-    plan = plan_attacks(config, defense)  # a refused plan stops here, before any warning is printed
-    plan.attacks += transfer_attacks(config, device)
+    plan = make_plan(config, defense, device)  # a refused plan stops here, before any warning is printed
     for warning in warnings:
         log.warning("warning: %s", warning)
     randomness = _randomness(defense, test.images, test.labels, threat, config.seed)
     if randomness["observed"] and not defense.randomized:
-        # Undeclared randomness: the planned attacks ran without EOT against it; keep them (so the report can show
-        # the difference) and add their EOT versions, and score every point on common draws.
+        # Undeclared randomness: the plan keeps the attacks without EOT and adds their EOT versions; every point
+        # is scored on common draws.
         defense.randomness_found = True
         log.warning("warning: the forward is random but the model does not declare it; adding EOT attacks")
-        plan = _with_eot(plan, plan_attacks(config, defense), defense)
-    plan.attacks = survivors_last(plan.attacks)  # `+survivors` attacks run on what every other attack left
+        plan = make_plan(config, defense, device, randomness_found=True)
     if base_run is not None:  # refused now, not after hours of attacks
-        check_base_run(identity, [a.label for a in plan.attacks], base_run, defense, test.images, config.batch_size)
+        check_base_run(identity, plan.labels, base_run, defense, test.images, config.batch_size)
     out = Path(out)
     store = open_store(out, identity, shard)
     _check_claim(config, store, out)
     with log_file(out, shard):
         start = time.perf_counter()
-        run_suite(defense, test.images, test.labels, threat, plan.attacks, config.seed, store=store,
+        run_plan(defense, test.images, test.labels, threat, plan, config.seed, store=store,
                   mode=config.mode, batch_size=config.batch_size, progress=progress and shard.is_main, shard=shard,
                   keep_examples=config.keep_examples != "none", precision=config.proposal_precision)
         if base_run is None and audit_base:
@@ -153,7 +115,7 @@ def run_audit(config: AuditConfig, out: str | Path, data_dir: str | None = None,
                         progress and shard.is_main, shard)
         if not shard.is_main:
             return None
-        collect_evidence(out, config.keep_examples, test, [a.label for a in plan.attacks], config.seed,
+        collect_evidence(out, config.keep_examples, test, plan.labels, config.seed,
                          defense.random_forward, broken_pairs(store.records()))
         if not store.done(FACTS, 0):
             store.append(_facts(config, identity, defense, plan, warnings, device))
@@ -208,23 +170,7 @@ def _randomness(defense: Defense, images: torch.Tensor, labels: torch.Tensor, th
     return {**measurement, "observed": bool(judge_randomized(measurement)[0].evidence["observed"])}
 
 
-def _with_eot(plain: SuitePlan, randomized: SuitePlan, defense: Defense) -> SuitePlan:
-    """The plain plan, then the EOT versions of its gradient attacks (the randomized suite's, or +eot for an
-    explicit attack list)."""
-    from dataclasses import replace
-
-    from attacks.names import format_name, parse_name
-    from attacks.registry import make_attack
-    from attacks.suites import EOT_DRAWS
-
-    extra = [a for a in randomized.attacks if a.label not in {p.label for p in plain.attacks}]
-    if not extra:
-        extra = [make_attack(format_name(replace(parse_name(a.label), eot=EOT_DRAWS))) for a in plain.attacks
-                 if a.gradient == "exact" or a.gradient.startswith(("bpda-", "adaptive-"))]
-    return SuitePlan(plain.attacks + extra, plain.skipped)
-
-
-def _audit_base(defense: Defense, images: torch.Tensor, labels: torch.Tensor, threat: ThreatModel, plan: SuitePlan,
+def _audit_base(defense: Defense, images: torch.Tensor, labels: torch.Tensor, threat: ThreatModel, plan: Plan,
                 config: AuditConfig, identity: dict[str, Any], out: Path, progress: bool, shard: Shard) -> None:
     """For a MeanSparse model, AutoAttack on its base (every threshold 0) on the same images and seeds, in
     `<out>/base`, for the gain table: the comparison RobustBench's re-evaluation makes (base AutoAttack against the
@@ -233,17 +179,17 @@ def _audit_base(defense: Defense, images: torch.Tensor, labels: torch.Tensor, th
 
     base = defense.base_model()
     # AutoAttack, or the default budget's cascade that stands in for it: the base gets the same schedule.
-    stand_in = autoattack_labels([a.label for a in plan.attacks])
-    attacks = [a for a in plan.attacks if a.label in stand_in]
-    if base is None or not attacks:
+    stand_in = autoattack_labels(plan.labels)
+    attacks = Plan([p for p in plan.planned if p.attack.label in stand_in])
+    if base is None or not attacks.planned:
         return
     base_defense = Undefended(base.to(defense.device), defense.num_classes, f"{config.model} base (alpha 0)")
     store = open_store(out, identity | {"base_of": config.model}, shard)
     log.info("auditing the base model (MeanSparse off) on the same images for the gain table")
-    run_suite(base_defense, images, labels, threat, attacks, config.seed, store=store, mode=config.mode,
+    run_plan(base_defense, images, labels, threat, attacks, config.seed, store=store, mode=config.mode,
               batch_size=config.batch_size, progress=progress, shard=shard, precision=config.proposal_precision)
     if shard.is_main and not store.done(FACTS, 0):
-        store.append({"attack": FACTS, "batch": 0, "order": [a.label for a in attacks], "mode": config.mode,
+        store.append({"attack": FACTS, "batch": 0, "order": attacks.labels, "mode": config.mode,
                       "defense": base_defense.description})
 
 
@@ -255,7 +201,8 @@ def facts_of(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
     extensions = [r for r in rows if r["attack"] == EXTENSION]
     added = [label for r in extensions for label in r["order"]]
     skipped = facts.get("skipped", []) + [s for r in extensions for s in r.get("skipped", [])]  # a base audit has none
-    return {**facts, "order": facts["order"] + added, "extended_with": added, "skipped": skipped}
+    why = facts.get("why", {}) | {k: v for r in extensions for k, v in r.get("why", {}).items()}  # older: none
+    return {**facts, "order": facts["order"] + added, "extended_with": added, "skipped": skipped, "why": why}
 
 
 def stored_config(facts: dict[str, Any]) -> AuditConfig:
@@ -341,14 +288,14 @@ def reuse_base(out: str | Path, base_run: str | Path) -> None:
                       "defense": f"{theirs['defense']} (the audit in {base_run})"})
 
 
-def _facts(config: AuditConfig, identity: dict[str, Any], defense: Defense, plan: SuitePlan, warnings: list[str],
+def _facts(config: AuditConfig, identity: dict[str, Any], defense: Defense, plan: Plan, warnings: list[str],
            device: str) -> dict[str, Any]:
     # Where to load the model from again (extend, verify) is recorded beside the identity, not part of it.
     where = {"claim": config.claim, "checkpoint": config.checkpoint, "robustbench_dir": config.robustbench_dir}
     return {"attack": FACTS, "batch": 0, "config": identity | where,
             "defense": defense.description, "randomized": bool(defense.random_forward),
             "randomness_found": bool(defense.randomness_found),
-            "surrogates": list(defense.surrogates), "order": [a.label for a in plan.attacks],
+            "surrogates": list(defense.surrogates), "order": plan.labels, "why": plan.why(),
             "skipped": [list(s) for s in plan.skipped], "warnings": warnings, "environment": environment(device),
             "test_time": _test_time_facts(defense)}
 
@@ -397,6 +344,8 @@ def derive_results(out: str | Path) -> dict[str, Any]:
     # The defense kind and its static model, and what the black-box attacks spent and skipped, when test-time.
     results["test_time"] = ({**facts["test_time"], "black_box": _black_box_spend(outcomes)}
                             if facts.get("test_time") else None)
+    for row in results["attacks"]:  # why the planner chose it (audit/plan/roles.py); null in older stores
+        row["why"] = facts["why"].get(row["name"])
     results["extended_with"] = facts["extended_with"]  # attacks `audit extend` added after the run (in `attacks`)
     results["failed_batches"] = failed_batches(rows)  # not_run:error batches, retried by a resume
     # What was audited, by content (audit/fingerprint.py), and the evidence kept (audit/evidence.py).

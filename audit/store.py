@@ -7,7 +7,7 @@ line) and skipped, never the lines after it; the process that writes the file mo
 nothing written is thrown away) and runs again only what it held; every other line is kept. `config.json` pins
 the configuration: resuming with a different one is refused, so results of different runs never mix.
 
-A row with an `error` key is an (attack, batch) that failed (audit/suite.py): it is kept and shown, but not `done`,
+A row with an `error` key is an (attack, batch) that failed (audit/runner.py): it is kept and shown, but not `done`,
 so a resume runs it again.
 """
 from __future__ import annotations

@@ -3,7 +3,7 @@ seed and threads, on three models: the demo adversarially trained model, the dem
 masked model (an input quantizer around the adversarial one, benchmarks/speed_models.py).
 
 Per model it prints the wall-time ratio (targets in TARGETS: the default budget runs a cascade in AutoAttack's place,
-attacks/suites.py), the per-sample check both ways (samples AutoAttack breaks and the audit does not, and the other
+audit/plan/suites.py), the per-sample check both ways (samples AutoAttack breaks and the audit does not, and the other
 way), the same counts between two pyautoattack runs with different seeds (AutoAttack's own noise: the reference a
 miss is compared with), and a profile: seconds, forward and backward images per attack and per probe, for the
 audit and for AutoAttack. For a MeanSparse model the audit also attacks its base for the gain table; the ratio

@@ -34,7 +34,7 @@ import torch
 
 ENSEMBLE = "ensemble"
 # The smooth surrogate's temperature sweep (in units of each channel's std), sharpest last; the suites run BPDA at
-# each of them (attacks/suites.py) and the ensemble averages over all of them and identity.
+# each of them (audit/plan/suites.py) and the ensemble averages over all of them and identity.
 SMOOTH_TEMPERATURES = (1.0, 0.3, 0.1, 0.03)
 # The surrogates an ensemble needs; a defense offering both also offers the ensemble.
 MEMBER_SURROGATES = ("identity", "smooth")

@@ -24,10 +24,11 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402 - after the sys.path line, as the project's imports
 
 from attacks.registry import make_attack  # noqa: E402
-from attacks.suites import CASCADE, CASCADE_SQUARE, PROBE  # noqa: E402
 from attacks.threat_model import ThreatModel  # noqa: E402
+from audit.plan import Plan  # noqa: E402
+from audit.plan.suites import CASCADE, CASCADE_SQUARE, PROBE  # noqa: E402
+from audit.runner import run_plan  # noqa: E402
 from audit.store import ResultStore  # noqa: E402
-from audit.suite import run_suite  # noqa: E402
 from defenses.adapters import as_defense  # noqa: E402
 from defenses.protocol import Defense  # noqa: E402
 
@@ -61,7 +62,7 @@ def labelled(defense: Defense, images: torch.Tensor, batch_size: int) -> torch.T
 
 
 def cascade(square_queries: int) -> list[str]:
-    """The default budget's cascade (attacks/suites.py), its Square at `square_queries` (probe included)."""
+    """The default budget's cascade (audit/plan/suites.py), its Square at `square_queries` (probe included)."""
     if square_queries == 5000:
         return list(CASCADE)
     return [n for n in CASCADE if n != CASCADE_SQUARE] + [
@@ -74,8 +75,8 @@ def audit(defense: Defense, images: torch.Tensor, labels: torch.Tensor, director
     attacks = [make_attack(name) for name in cascade(square_queries)]
     store = ResultStore(directory, {"device_check": True, "n": len(images), "batch_size": batch_size,
                                     "precision": precision})
-    outcomes = run_suite(defense, images, labels, THREAT, attacks, seed=0, store=store, batch_size=batch_size,
-                         progress=False, precision=precision)
+    outcomes = run_plan(defense, images, labels, THREAT, Plan.of(attacks), seed=0, store=store,
+                        batch_size=batch_size, progress=False, precision=precision)
     return {label: {"ran": outcomes.counts(label)["ran"], "seconds": outcomes.cost[label]["seconds"],
                     "status": outcomes.status[label]} for label in outcomes.order}
 

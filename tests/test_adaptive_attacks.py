@@ -20,9 +20,9 @@ from attacks.judge import judge
 from attacks.losses import margin
 from attacks.names import UnknownAttack, format_name, parse_name
 from attacks.registry import make_attack
-from attacks.suites import MECHANISM, STRONGEST_MECHANISM, plan_suite
 from attacks.threat_model import ThreatModel
 from audit.checks.attribution import attribution_table, judge_attribution
+from audit.plan.suites import MECHANISM, STRONGEST_MECHANISM, plan_suite
 from audit.probes.attribution import layer_groups, run_attribution
 from defenses.adapters import MeanSparseDefense, as_defense
 from defenses.calibrate import calibrate
@@ -330,15 +330,17 @@ def test_the_report_shows_the_attribution_table_and_plot(tmp_path):
 def test_they_reach_the_worst_case_the_comparisons_and_the_curves(meansparse, small, tmp_path):
     from audit.checks.comparisons import check_adaptive_gap
     from audit.checks.convergence import curve_keys
+    from audit.plan import Plan
     from audit.report.text import attack_kind
+    from audit.runner import run_plan
     from audit.store import ResultStore
-    from audit.suite import run_suite
 
     x, y = small
     low, high = "apgd-continuation-linear@stages=2,iters=2", "apgd-continuation-linear@stages=2,iters=4"
     names = ["apgd-ce@iters=4", low, high]
-    outcomes = run_suite(MeanSparseDefense(copy.deepcopy(meansparse)), x, y, THREAT, [make_attack(n) for n in names],
-                         seed=0, store=ResultStore(tmp_path, {"test": 1}), progress=False)
+    outcomes = run_plan(MeanSparseDefense(copy.deepcopy(meansparse)), x, y, THREAT,
+                        Plan.of([make_attack(n) for n in names]), seed=0, store=ResultStore(tmp_path, {"test": 1}),
+                        progress=False)
     worst = outcomes.worst_case_robust("lp")
     for label in names:  # each attack's breaks count in the per-sample worst case
         assert all(not w for w, s in zip(worst, outcomes.status[label]) if s == "broken")

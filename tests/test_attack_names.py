@@ -7,7 +7,8 @@ import torch
 
 from attacks.names import BUDGETS, FRACTIONAL, UnknownAttack, format_name, parse_name, split_attack_list
 from attacks.registry import BASE_ATTACKS, make_attack
-from attacks.suites import SUITES, suite_names
+from audit.config import SUITES
+from audit.plan.suites import suite_names
 from defenses.errors import UserError
 
 SOURCE = torch.nn.Identity()  # a stand-in base model for transfer attacks

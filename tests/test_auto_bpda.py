@@ -12,8 +12,8 @@ from torch import nn
 
 from attacks.judge import judge
 from attacks.registry import make_attack
-from attacks.suites import CASCADE_SQUARE, GRADIENT_FREE_SQUARE, plan_suite
 from attacks.threat_model import ThreatModel
+from audit.plan.suites import CASCADE_SQUARE, GRADIENT_FREE_SQUARE, plan_suite
 from defenses.adapters import MeanSparseDefense, as_defense
 from defenses.auto_bpda import AutoBPDA, scan_model
 from defenses.calibrate import calibrate

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from attacks.suites import GRADIENT_FREE_SQUARE
 from audit.cli import main
 from audit.data import load_dataset
+from audit.plan.suites import GRADIENT_FREE_SQUARE
 from defenses.checkpoints import save_checkpoint
 from defenses.toys import Thermometer, train_toy
 

@@ -12,9 +12,9 @@ from attacks.judge import judge
 from attacks.malt import linearised_distances, malt_targets
 from attacks.precision import float32_scoring, proposals_in
 from attacks.registry import make_attack
-from attacks.suites import CASCADE_SQUARE, plan_suite
 from attacks.threat_model import ThreatModel
 from audit.batch_size import find_batch_size
+from audit.plan.suites import CASCADE_SQUARE, plan_suite
 from defenses.adapters import RandomNoise, as_defense
 from defenses.models.demo_cnn import DemoCNN
 
@@ -134,8 +134,8 @@ def _cascade_outcomes(broken: dict[str, list[int]], n: int = 40):
     """Outcomes of the cascade plus a BPDA attack; each attack breaks the listed samples, later cascade attacks run
     on the survivors of the earlier ones only (the others `not_run:cascade`)."""
     from attacks.registry import canonical_name
-    from attacks.suites import CASCADE
     from audit.outcomes import Outcomes
+    from audit.plan.suites import CASCADE
 
     clean = {"attack": "clean", "batch": 0, "labels": [0] * n, "prediction": [0] * n, "draws_correct": [1] * n,
              "draws": 1}

@@ -22,10 +22,11 @@ from audit.checks.ioaf import UNSTABLE_WARN
 from audit.checks.registry import CHECKS
 from audit.data import load_dataset
 from audit.outcomes import Outcomes
+from audit.plan import Plan
 from audit.probes import diagnose
 from audit.probes.config import DiagnosticsConfig
+from audit.runner import run_plan
 from audit.store import ResultStore
-from audit.suite import run_suite
 from defenses.adapters import InputQuantization, MeanSparseDefense, RandomNoise
 from defenses.calibrate import calibrate
 from defenses.models.demo_cnn import DemoCNN
@@ -59,8 +60,8 @@ def run_diagnostics(defense, x, y, threat, outcomes=None, seed=0, n=100, config=
 
 def suite_outcomes(defense, x, y, attacks, directory, mode="full"):  # noqa: ANN001, ANN201 - untyped by design in this script/test
     """The real suite over a real store, as `audit run` does it."""
-    return run_suite(defense, x, y, THREAT, attacks, seed=SEED, store=ResultStore(directory, {"test": 1}),
-                     mode=mode, progress=False)
+    return run_plan(defense, x, y, THREAT, Plan.of(attacks), seed=SEED, store=ResultStore(directory, {"test": 1}),
+                    mode=mode, progress=False)
 
 
 # --------------------------------------------------------------------------------------------------------------

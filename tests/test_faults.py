@@ -180,11 +180,11 @@ def test_disk_full_in_the_middle_of_a_line_loses_nothing(reference, tmp_path, ca
 
 # --- a failure inside an attack -------------------------------------------------------------------------------
 def _failing_judge(monkeypatch, fail) -> list[tuple[str, list[int]]]:
-    """audit.suite.judge raising what `fail(attack, indices)` returns (None: run it); returns the calls' indices."""
-    from audit import suite
+    """audit.runner.judge raising what `fail(attack, indices)` returns (None: run it); returns the calls' indices."""
+    from audit import runner
 
     calls: list[tuple[str, list[int]]] = []
-    original = suite.judge
+    original = runner.judge
 
     def judge(attack, defense, x, y, threat, seed, indices, **options):
         calls.append((attack.label, list(indices)))
@@ -193,7 +193,7 @@ def _failing_judge(monkeypatch, fail) -> list[tuple[str, list[int]]]:
             raise error
         return original(attack, defense, x, y, threat, seed, indices, **options)
 
-    monkeypatch.setattr(suite, "judge", judge)
+    monkeypatch.setattr(runner, "judge", judge)
     return calls
 
 
@@ -365,9 +365,9 @@ def test_extend_refuses_a_run_with_a_damaged_record_until_run_repairs_it(finishe
 
 
 def test_extend_plans_gradient_free_like_run(tmp_path, capsys, monkeypatch, fmnist_test):
-    import attacks.gradient_free
+    import audit.plan.gradient_free
 
-    monkeypatch.setattr(attacks.gradient_free, "STRONG_SQUARE", "square@queries=5")  # the harder Square, cheaply
+    monkeypatch.setattr(audit.plan.gradient_free, "STRONG_SQUARE", "square@queries=5")  # the harder Square, cheaply
     out = tmp_path / "run"
     model = f"{FAULTY}:quantized"
     assert main(["run", "--model", model, "--n", "8", "--attacks", "square@queries=3", "--diagnostics-n", "0",

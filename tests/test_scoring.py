@@ -11,9 +11,10 @@ from attacks.base import Attack, AttackOutput
 from attacks.single_step import FGSM
 from attacks.threat_model import ThreatModel
 from audit.checks import comparisons, verdict
+from audit.plan import Plan
+from audit.runner import run_plan
 from audit.stats import clopper_pearson, mcnemar_one_sided
 from audit.store import ResultStore
-from audit.suite import run_suite
 from defenses.adapters import RandomNoise
 from defenses.protocol import Undefended
 
@@ -33,8 +34,8 @@ class DoNothing(Attack):
 
 
 def _run(defense, x, y, attacks, directory, mode="full", threat=THREAT):  # noqa: ANN001, ANN202 - untyped by design in this script/test
-    return run_suite(defense, x, y, threat, attacks, seed=0, store=ResultStore(directory, {"t": 1}), mode=mode,
-                     progress=False)
+    return run_plan(defense, x, y, threat, Plan.of(attacks), seed=0, store=ResultStore(directory, {"t": 1}),
+                    mode=mode, progress=False)
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Test-time defenses (defenses/test_time.py, attacks/test_time.py, audit/checks/test_time.py): a purifier that
+"""Test-time defenses (defenses/test_time.py, audit/plan/test_time.py, audit/checks/test_time.py): a purifier that
 takes a few signed-gradient steps lowering the prediction entropy of the shipped demo-adversarial CNN, output
 detached (tests/fixtures/purifier_model.py). The static model inside is traced, the full gradient through the
 unrolled steps is the true derivative of the forward, the plan attacks the static model and the unrolled forward,
@@ -91,7 +91,7 @@ def test_unrolled_mode_leaves_a_static_forward_alone(fmnist_test):
 
 
 def test_plan_for_a_test_time_defense(purifier, fmnist_test):
-    from attacks.suites import plan_suite
+    from audit.plan.suites import plan_suite
 
     defense, _ = resolve_model(f"{FIXTURE}:build")
     defense(fmnist_test.images[:4])
@@ -108,12 +108,11 @@ def test_plan_for_a_test_time_defense(purifier, fmnist_test):
 
 
 def test_plan_for_a_randomized_test_time_defense_uses_eot(purifier, fmnist_test):
-    from attacks.suites import plan_suite
+    from audit.plan.suites import plan_suite
 
     defense, _ = resolve_model(f"{FIXTURE}:build")
     defense(fmnist_test.images[:4])
-    defense.randomness_found = True  # as the audit marks a forward found random
-    labels = [a.label for a in plan_suite("full", defense, "standard").attacks]
+    labels = [a.label for a in plan_suite("full", defense, "standard", random=True).attacks]  # found random
     assert {"apgd-ce+unrolled+eot20", "apgd-dlr+unrolled+eot20", "apgd-ce+bpda-identity+eot20",
             "apgd-ce+unrolled+eot20+survivors@iters=300"} <= set(labels)
     assert not any(label.endswith("+unrolled") for label in labels)
@@ -136,7 +135,7 @@ class _BackwardPurifier(nn.Module):
 
 
 def test_plan_without_unrolled_when_the_forward_uses_backward(fmnist_test):
-    from attacks.suites import plan_suite
+    from audit.plan.suites import plan_suite
     from defenses.adapters import as_defense
 
     torch.manual_seed(0)

@@ -15,12 +15,13 @@ from attacks.base import Attack, AttackOutput
 from attacks.judge import DEFAULT_DRAWS, exact_logits, judge, score_logits
 from attacks.names import UnknownAttack, format_name, parse_name
 from attacks.registry import make_attack
-from attacks.suites import CASCADE_SQUARE, SMOOTH_TEMPERATURES, plan_suite, survivors_last
 from attacks.threat_model import ThreatModel
 from audit.checks.convergence import check_convergence, curve_keys
 from audit.outcomes import Outcomes
+from audit.plan import Plan
+from audit.plan.suites import CASCADE_SQUARE, SMOOTH_TEMPERATURES, plan_suite
+from audit.runner import run_plan
 from audit.store import ResultStore
-from audit.suite import run_suite
 from defenses.adapters import RandomNoise, as_defense
 from defenses.calibrate import calibrate
 from defenses.ensemble import ENSEMBLE, members
@@ -124,10 +125,10 @@ def test_thorough_on_an_opaque_model_offers_the_ensemble_and_keeps_the_survivors
     assert "apgd-ce+bpda-ensemble" not in skipped and "apgd-ce+bpda-ensemble" in names
 
 
-def test_survivors_last_moves_only_survivors_attacks():
+def test_run_order_moves_only_survivors_attacks():
     attacks = [make_attack(n) for n in ("square+survivors", "fgsm", "apgd-ce", "square+survivors@restarts=2")]
-    assert [a.label for a in survivors_last(attacks)] == ["fgsm", "apgd-ce", "square+survivors",
-                                                          "square+survivors@restarts=2"]
+    assert Plan.of(attacks).in_run_order().labels == ["fgsm", "apgd-ce", "square+survivors",
+                                                      "square+survivors@restarts=2"]
 
 
 # -- names ---------------------------------------------------------------------------------------------------------
@@ -229,8 +230,8 @@ class Recording(Attack):
 
 
 def _run(defense, x, y, attacks, directory, mode="full", threat=THREAT):  # noqa: ANN001, ANN202 - test helper
-    return run_suite(defense, x, y, threat, attacks, seed=0, store=ResultStore(directory, {"t": 1}), mode=mode,
-                     progress=False)
+    return run_plan(defense, x, y, threat, Plan.of(attacks), seed=0, store=ResultStore(directory, {"t": 1}),
+                    mode=mode, progress=False)
 
 
 def test_survivors_attack_runs_only_on_what_no_earlier_attack_broke(standard_model, fmnist_test, tmp_path):
@@ -390,7 +391,7 @@ def test_thorough_audit_end_to_end_on_a_tiny_meansparse_model(tmp_path, tiny_che
                  "--diagnostics-n", "0", "--quiet", "--out", str(out)]) == 0
     results = json.loads((out / "results.json").read_text())
     defense, _ = resolve_model(tiny_checkpoints["meansparse"], checkpoint=tiny_checkpoints["meansparse_checkpoint"])
-    planned = [a.label for a in survivors_last(plan_suite("full", defense, "thorough").attacks)]
+    planned = plan_suite("full", defense, "thorough").in_run_order().labels
     attacks = {a["name"]: a for a in results["attacks"]}
     names = list(attacks)
     assert results["budget"] == "thorough" and names == planned

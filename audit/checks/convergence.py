@@ -1,7 +1,7 @@
 """`attack-convergence`: has the strongest attack converged, or does spending more still break points?
 
 The plan runs one attack family at increasing budgets (`--budget`: iterations 100 -> 300 -> 1000, restarts
-1 -> 5 -> 10, Square queries 5000 -> 20000; see `attacks/suites.py`). Attacks of one family differ only in their
+1 -> 5 -> 10, Square queries 5000 -> 20000; see `audit/plan/suites.py`). Attacks of one family differ only in their
 budget (stored with each result). A curve is one budget key growing while the family's other keys stay at their
 smallest (iterations at one restart, restarts at the default iterations): a family can have several. Per curve, the
 largest budget is compared, paired, with every attack of the run below the top of any curve: b samples only the

@@ -77,7 +77,7 @@ def _context(results: dict[str, Any], figures: list[tuple[str, Path]]) -> dict[s
         "failed_batches": [failure_text(f) for f in results.get("failed_batches", [])],
         "attacks": [{"name": a["name"], "kind": KIND_NAMES.get(attack_kind(a), ""), "robust": pct(a["robust_accuracy"]),
                      "forward": f"{a['n_forward']:.0f}", "backward": f"{a['n_backward']:.0f}",
-                     "seconds": f"{a['seconds']:.1f}"} for a in results.get("attacks", [])],
+                     "seconds": f"{a['seconds']:.1f}", "why": a.get("why") or ""} for a in results.get("attacks", [])],
         "worst": pct(results.get("worst_case_robust_accuracy")),
         "skipped": [{"name": s.get("name"), "reason": s.get("reason")} for s in results.get("skipped_attacks", [])],
         "black_box": list(((results.get("test_time") or {}).get("black_box") or {}).items()),

@@ -75,6 +75,10 @@ def render_markdown(results: dict[str, Any], figures: list[tuple[str, Path]]) ->
                      f"{pct(case['ci95'][1])}) | | | |")
     for skipped in results.get("skipped_attacks", []):
         lines.append(f"\n- skipped {skipped['name']}: {skipped['reason']}")
+    planned = [a for a in results.get("attacks", []) if a.get("why")]
+    if planned:
+        lines += ["", "<details><summary>Why each attack is in the plan</summary>", "",
+                  *(f"- `{a['name']}`: {a['why']}" for a in planned), "", "</details>"]
     lines += ["", "## Findings", "", "| status | finding | message |", "|---|---|---|"]
     for f in results.get("findings", []):
         mark = STATUS_MARK.get(f['status'], f['status'])

@@ -13,7 +13,7 @@
                  left); the side-by-side comparison with pyautoattack (benchmarks/audit_vs_autoattack.py: samples
                  AutoAttack breaks and the audit does not) is what checks that nothing is lost, docs/benchmarks.md.
 
-`--budget` (BUDGETS, EXTRAS) sets how far up the strength curves the strongest gradient family goes (iterations,
+`--budget` (CURVES, EXTRAS) sets how far up the strength curves the strongest gradient family goes (iterations,
 restarts) and Square (queries), for `full` and `adaptive`:
 
     quick      no curve
@@ -36,19 +36,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 from dataclasses import replace as replaced
 
-from attacks.base import Attack
 from attacks.names import format_name, parse_name
 from attacks.registry import make_attack
+from audit.config import BUDGET_NAMES, SUITES
+from audit.plan.gradient_free import plan_gradient_free
+from audit.plan.roles import role
+from audit.plan.test_time import EOT_DRAWS, is_test_time, plan_test_time
+from audit.plan.types import Plan, Planned, Skipped
 from defenses.adapters import MeanSparseDefense
 from defenses.ensemble import ENSEMBLE, SMOOTH_TEMPERATURES
 from defenses.protocol import Defense
 
-EOT_DRAWS = 20  # as AutoAttack-rand
-SUITES = ("autoattack", "adaptive", "full", "quick", "spatial")
 # How far up the strength curves a run goes (`--budget`): the strongest gradient attack family again at larger
 # iteration counts and restarts, and Square at more queries, so `attack-convergence` can tell whether the worst case
 # still falls. Each key is one curve (a budget key of `attacks.names.BUDGETS`); the family's defaults start it.
-BUDGETS: dict[str, dict[str, tuple[int, ...]]] = {
+CURVES: dict[str, dict[str, tuple[int, ...]]] = {
     "quick": {"iters": (), "restarts": (), "queries": ()},
     "standard": {"iters": (300,), "restarts": (), "queries": ()},
     "thorough": {"iters": (300, 1000), "restarts": (5, 10), "queries": (20000,)},
@@ -83,13 +85,7 @@ EXTRAS: dict[str, Extras] = {
     "thorough": Extras(bpda_losses=("apgd-ce", "apgd-dlr", "apgd-t"), eot_query_attacks=True,
                        last=("square+survivors@restarts=5",), mechanism=MECHANISM, autoattack=True),
 }
-assert set(EXTRAS) == set(BUDGETS), "every budget needs its EXTRAS row"
-
-
-@dataclass
-class SuitePlan:
-    attacks: list[Attack]
-    skipped: list[tuple[str, str]]  # (attack name, reason)
+assert set(EXTRAS) == set(CURVES) == set(BUDGET_NAMES), "every budget needs its CURVES and EXTRAS rows"
 
 
 # The default budget's smooth surrogates: the two sharpest (on demo-meansparse T=0.03 and 0.1 broke 15 and 14 of 82
@@ -109,16 +105,21 @@ def _adaptive_names(defense: Defense, with_square: bool = True) -> list[str]:
     return names
 
 
-def runs_autoattack(defense: Defense, budget: str) -> bool:
+def runs_autoattack(budget: str, random: bool) -> bool:
     """Whether suite `full` runs AutoAttack verbatim at this budget (else CASCADE stands in for it). A randomized
     defense keeps AutoAttack-rand: the cascade has no EOT version of its own."""
+    _check_budget(budget)
+    return EXTRAS[budget].autoattack or random
+
+
+def _check_budget(budget: str) -> None:
     if budget not in EXTRAS:
-        raise ValueError(f"unknown budget {budget!r}; choose one of {', '.join(BUDGETS)}")
-    return EXTRAS[budget].autoattack or defense.random_forward
+        raise ValueError(f"unknown budget {budget!r}; choose one of {', '.join(BUDGET_NAMES)}")
 
 
-def suite_names(suite: str, defense: Defense, budget: str = "standard") -> list[str]:
-    aa = "autoattack-rand" if defense.random_forward else "autoattack-standard"
+def suite_names(suite: str, defense: Defense, budget: str = "standard", random: bool = False) -> list[str]:
+    """The suite's own attacks; `random`: the forward is random (declared, or found by the audit), so EOT."""
+    aa = "autoattack-rand" if random else "autoattack-standard"
     if suite == "autoattack":
         names = [aa]
     elif suite == "adaptive":
@@ -126,7 +127,7 @@ def suite_names(suite: str, defense: Defense, budget: str = "standard") -> list[
     elif suite == "full":
         # AutoAttack, or the cascade, already runs Square on the points the gradient attacks leave: no second one.
         # The cascade's Square runs last (EXTRAS `last`), after the budget's extras and curves.
-        stand_in = [aa] if runs_autoattack(defense, budget) else [n for n in CASCADE if n != CASCADE_SQUARE]
+        stand_in = [aa] if runs_autoattack(budget, random) else [n for n in CASCADE if n != CASCADE_SQUARE]
         names = ["fgsm", *stand_in, *_adaptive_names(defense, with_square=False)]
     elif suite == "spatial":  # a different threat model: never mixed into an Lp worst case
         names = ["spatial-grid", "stadv"]
@@ -134,7 +135,7 @@ def suite_names(suite: str, defense: Defense, budget: str = "standard") -> list[
         names = ["fgsm", "apgd-ce"] + (["apgd-ce+bpda-identity"] if "identity" in defense.surrogates else [])
     else:
         raise ValueError(f"unknown suite {suite!r}; choose one of {', '.join(SUITES)}")
-    if defense.random_forward:
+    if random:
         names = [n + f"+eot{EOT_DRAWS}" if n.startswith("apgd") else n for n in names]
     return list(dict.fromkeys(names))
 
@@ -157,25 +158,24 @@ def _with_eot(name: str) -> str:
     return format_name(replaced(parsed, eot=EOT_DRAWS))
 
 
-def extra_names(suite: str, defense: Defense, budget: str) -> tuple[list[str], list[str]]:
+def extra_names(suite: str, defense: Defense, budget: str, random: bool = False) -> tuple[list[str], list[str]]:
     """(attacks the budget adds after the suite's own, attacks it runs last), per EXTRAS."""
-    if budget not in EXTRAS:
-        raise ValueError(f"unknown budget {budget!r}; choose one of {', '.join(BUDGETS)}")
+    _check_budget(budget)
     extras = EXTRAS[budget]
     if suite not in ("full", "adaptive"):
         return [], []
     names = [loss + modifier for modifier in bpda_modifiers(defense) for loss in extras.bpda_losses]
     if isinstance(defense, MeanSparseDefense):  # they act on MeanSparse's thresholds, features and surrogate
-        names += [n + (f"+eot{EOT_DRAWS}" if defense.random_forward else "") for n in extras.mechanism]
+        names += [n + (f"+eot{EOT_DRAWS}" if random else "") for n in extras.mechanism]
     # The cascade's Square stands in for AutoAttack's in `full`; `adaptive` has its own Square, AutoAttack its own.
-    last = [n for n in extras.last if n != CASCADE_SQUARE or (suite == "full" and not runs_autoattack(defense, budget))]
-    if extras.eot_query_attacks and defense.random_forward:
+    last = [n for n in extras.last if n != CASCADE_SQUARE or (suite == "full" and not runs_autoattack(budget, random))]
+    if extras.eot_query_attacks and random:
         names = [_with_eot(n) for n in [*names, "fab-t"]]
         last = [_with_eot(n) for n in last]
     return names, last
 
 
-def strongest_family(defense: Defense) -> str:
+def strongest_family(defense: Defense, random: bool = False) -> str:
     """The gradient attack the strength curve extends: the sharpest smooth surrogate, else straight-through BPDA,
     else plain APGD-CE (with EOT for a randomized defense)."""
     if "smooth" in defense.surrogates:
@@ -184,28 +184,27 @@ def strongest_family(defense: Defense) -> str:
         name = "apgd-ce+bpda-identity"
     else:
         name = "apgd-ce"
-    return name + (f"+eot{EOT_DRAWS}" if defense.random_forward else "")
+    return name + (f"+eot{EOT_DRAWS}" if random else "")
 
 
-def curve_names(suite: str, defense: Defense, budget: str) -> list[str]:
+def curve_names(suite: str, defense: Defense, budget: str, random: bool = False) -> list[str]:
     """The larger-budget attacks of the strength curve, run last; the family's default budget runs first (it is in
     the suite already, or is added here)."""
-    if budget not in BUDGETS:
-        raise ValueError(f"unknown budget {budget!r}; choose one of {', '.join(BUDGETS)}")
-    curves = BUDGETS[budget]
+    _check_budget(budget)
+    curves = CURVES[budget]
     if suite not in ("full", "adaptive") or not any(curves.values()):
         return []
     # The larger budgets run on the survivors of everything else (`+survivors`, last): what the convergence check
     # reads is only what they break that nothing else did, so the samples already broken need not be attacked again.
-    family = strongest_family(defense)
+    family = strongest_family(defense, random)
     names = [family] + [f"{family}+survivors@{key}={n}" for key in ("iters", "restarts") for n in curves[key]]
     if curves["queries"]:
-        square = "square" + (f"+eot{EOT_DRAWS}" if defense.random_forward and EXTRAS[budget].eot_query_attacks
+        square = "square" + (f"+eot{EOT_DRAWS}" if random and EXTRAS[budget].eot_query_attacks
                              else "")
         names += [square] + [f"{square}+survivors@queries={q}" for q in curves["queries"]]
     # A curve's first point may be one of AutoAttack's parts (its APGD-CE, its Square: same family, same budget);
     # the outcomes keep parts' families and budgets, so it is not run a second time.
-    covered = _autoattack_parts(suite_names(suite, defense, budget))
+    covered = _autoattack_parts(suite_names(suite, defense, budget, random))
     return [n for n in names if _family_and_budget(n) not in covered]
 
 
@@ -220,28 +219,37 @@ def _autoattack_parts(names: list[str]) -> set[tuple[str, tuple[tuple[str, int],
     return {(part["family"], tuple(sorted(part["budget"].items()))) for part in parts}
 
 
-def plan_suite(suite: str, defense: Defense, budget: str = "standard") -> SuitePlan:
-    from attacks.test_time import is_test_time, plan_test_time
 
-    if suite != "spatial" and is_test_time(defense):  # its own optimisation in forward: attacks/test_time.py
-        if budget not in BUDGETS:
-            raise ValueError(f"unknown budget {budget!r}; choose one of {', '.join(BUDGETS)}")
-        return SuitePlan(*plan_test_time(suite, defense, BUDGETS[budget]["iters"]))
+def plan_suite(suite: str, defense: Defense, budget: str = "standard", random: bool = False) -> Plan:
+    """The suite's plan for this defense at this budget, not yet in run order (Plan.in_run_order). `random`: plan
+    for a random forward (EOT) though the defense does not declare one (the audit found it random)."""
+    _check_budget(budget)
+    random = random or defense.randomized
+    if suite != "spatial" and is_test_time(defense):  # its own optimisation in forward: audit/plan/test_time.py
+        return plan_test_time(suite, defense, CURVES[budget]["iters"], random)
+    why: dict[str, str] = {}
+
+    def stage(names: list[str], reason: str) -> list[str]:
+        for name in names:
+            why.setdefault(name, f"{reason}: {role(name)}")
+        return names
+
+    names = stage(suite_names(suite, defense, budget, random), f"suite {suite}")
+    added, last = extra_names(suite, defense, budget, random)
+    if EXTRAS[budget].eot_query_attacks and random:
+        names = [_with_eot(n) for n in names]
+        stage(names, f"suite {suite}, budget {budget} (EOT for a random forward)")
+    stage(added, f"budget {budget}")
+    names = list(dict.fromkeys([*names, *added, *stage(curve_names(suite, defense, budget, random),
+                                                       f"budget {budget}, strength curve")]))
     attacks, skipped = [], []
     base = defense.base_model()
-    names = suite_names(suite, defense, budget)
-    added, last = extra_names(suite, defense, budget)
-    if EXTRAS[budget].eot_query_attacks and defense.random_forward:
-        names = [_with_eot(n) for n in names]
-    names = list(dict.fromkeys([*names, *added, *curve_names(suite, defense, budget)]))
     for name in names:
         if name.startswith("transfer-base:") and base is None:
-            skipped.append((name, "the defense has no MeanSparse layers to remove, so no base model to transfer from"))
+            skipped.append(Skipped(name, "the defense has no MeanSparse layers to remove, so no base model to "
+                                         "transfer from"))
             continue
         attacks.append(make_attack(name, transfer_source=base))
-    # Hook (attacks/gradient_free.py): gradient attacks that no gradient reaches are not applicable; Square runs harder.
-    from attacks.gradient_free import plan_gradient_free
-
     # The cascade's Square already runs on all survivors where its probe breaks one: no harder Square on top.
     attacks, not_applicable, extra = plan_gradient_free(defense, attacks, harder_square=CASCADE_SQUARE not in last)
     if not_applicable and CASCADE_SQUARE in last:
@@ -249,15 +257,12 @@ def plan_suite(suite: str, defense: Defense, budget: str = "standard") -> SuiteP
         # every survivor with two restarts instead of a probe (one 5000-query run on the opaque quantizer missed 2
         # samples AutoAttack's own Square broke, docs/benchmarks.md).
         last = [GRADIENT_FREE_SQUARE if name == CASCADE_SQUARE else name for name in last]
+        stage([GRADIENT_FREE_SQUARE], "no gradient reaches the input, so Square counts most")
     skipped += not_applicable
-    attacks += [make_attack(name) for name in extra]
-    attacks += [make_attack(name) for name in last]
+    stage(extra, "no gradient reaches the input, so Square runs harder")
+    stage(last, f"budget {budget}, last")
+    attacks += [make_attack(name) for name in [*extra, *last]]
     for surrogate in ("identity", "smooth"):
         if surrogate not in defense.surrogates:
-            skipped.append((f"bpda-{surrogate}", f"{defense.description} offers no {surrogate} surrogate"))
-    return SuitePlan(attacks, skipped)
-
-
-def survivors_last(attacks: list[Attack]) -> list[Attack]:
-    """The plan in run order: attacks that run on the survivors of the others (`+survivors`) after all of them."""
-    return [a for a in attacks if not a.on_survivors] + [a for a in attacks if a.on_survivors]
+            skipped.append(Skipped(f"bpda-{surrogate}", f"{defense.description} offers no {surrogate} surrogate"))
+    return Plan([Planned(a, why.get(a.label, role(a.label))) for a in attacks], skipped)

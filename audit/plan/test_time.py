@@ -23,8 +23,10 @@ from __future__ import annotations
 
 import logging
 
-from attacks.base import Attack
 from attacks.registry import make_attack
+from audit.plan.gradient_free import plan_gradient_free
+from audit.plan.roles import role
+from audit.plan.types import Plan, Planned, Skipped
 from defenses.opaque import OpaqueModel
 from defenses.protocol import Defense
 
@@ -32,25 +34,26 @@ log = logging.getLogger(__name__)
 
 PROBE = 10  # survivors Square tries first (attacks.autoattack.Square.n_probe)
 SQUARE = f"square+survivors@probe={PROBE}"  # at Square's default 5000 queries
-EOT_DRAWS = 20  # as attacks.suites (AutoAttack-rand)
+EOT_DRAWS = 20  # as AutoAttack-rand
 
 
 def is_test_time(defense: Defense) -> bool:
     return bool(getattr(defense, "test_time", False))
 
 
-def test_time_names(suite: str, defense: Defense, iters: tuple[int, ...]) -> tuple[list[str], list[tuple[str, str]]]:
-    """(attack names, [(skipped attack, reason)]) for a test-time defense under `suite`; `iters` is the budget's
-    iteration curve (attacks.suites.BUDGETS)."""
+def test_time_names(suite: str, defense: Defense, iters: tuple[int, ...],
+                    random: bool = False) -> tuple[list[str], list[Skipped]]:
+    """(attack names, skipped attacks) for a test-time defense under `suite`; `iters` is the budget's iteration
+    curve (audit/plan/suites.py CURVES); `random`: the forward is random, so EOT."""
     trace = defense.trace() if isinstance(defense, OpaqueModel) else None  # the only test-time adapter
     passes = trace.passes_per_forward if trace is not None else 1.0
     names: list[str] = []
-    skipped: list[tuple[str, str]] = []
+    skipped: list[Skipped] = []
     if defense.base_model() is not None:
         names.append("transfer-base:autoattack-standard")
     else:
-        skipped.append(("transfer-base:autoattack-standard", "no static model found in the forward (no submodule's "
-                        "output is the final output); give it with --static-model"))
+        skipped.append(Skipped("transfer-base:autoattack-standard", "no static model found in the forward (no "
+                               "submodule's output is the final output); give it with --static-model"))
     if suite == "full":
         names.append("fgsm+unrolled")
     names += ["apgd-ce+unrolled"]
@@ -60,36 +63,36 @@ def test_time_names(suite: str, defense: Defense, iters: tuple[int, ...]) -> tup
             names.append("apgd-ce+bpda-identity")
         names += [f"apgd-ce+unrolled+survivors@iters={n}" for n in iters]
         names.append(SQUARE)
-    if defense.random_forward:
+    if random:
         names = [n.replace("+unrolled", f"+unrolled+eot{EOT_DRAWS}").replace("+bpda-identity",
                                                                           f"+bpda-identity+eot{EOT_DRAWS}")
                  for n in names]
     why = (f"test-time optimisation inside forward: each query runs the whole optimisation (~{passes:g} passes of "
            f"the static model)")
     if suite != "quick":
-        skipped += [("autoattack-standard", f"{why}; its exact gradient is the defense's own (detached) one, so "
-                     f"AutoAttack runs on the static model and transfers instead"),
-                    ("square@queries=10000,restarts=3", f"{why}; Square runs last on the survivors, evidence first "
-                     f"({SQUARE}: the full budget only if a {PROBE}-sample probe breaks one)"),
-                    ("bpda-smooth", "test-time optimisation inside forward: its detaches have no smooth surrogate "
-                     "(smooth = identity there); +unrolled takes the exact gradient through the steps instead")]
+        skipped += [
+            Skipped("autoattack-standard", f"{why}; its exact gradient is the defense's own (detached) one, so "
+                    f"AutoAttack runs on the static model and transfers instead"),
+            Skipped("square@queries=10000,restarts=3", f"{why}; Square runs last on the survivors, evidence first "
+                    f"({SQUARE}: the full budget only if a {PROBE}-sample probe breaks one)"),
+            Skipped("bpda-smooth", "test-time optimisation inside forward: its detaches have no smooth surrogate "
+                    "(smooth = identity there); +unrolled takes the exact gradient through the steps instead")]
     return list(dict.fromkeys(names)), skipped
 
 
-def plan_test_time(suite: str, defense: Defense, iters: tuple[int, ...]) -> tuple[list[Attack], list[tuple[str, str]]]:
-    """The attacks and skipped entries for a test-time defense (gradient attacks no gradient reaches are dropped
-    with their reason, as for any defense)."""
-    from attacks.gradient_free import plan_gradient_free
-
-    names, skipped = test_time_names(suite, defense, iters)
+def plan_test_time(suite: str, defense: Defense, iters: tuple[int, ...], random: bool = False) -> Plan:
+    """The plan for a test-time defense (gradient attacks no gradient reaches are dropped with their reason, as
+    for any defense)."""
+    names, skipped = test_time_names(suite, defense, iters, random)
     unrolled_problem = _unrolled_problem(defense)
     if unrolled_problem is not None:
-        skipped += [(name, f"not applicable: {unrolled_problem}") for name in names if "+unrolled" in name]
+        skipped += [Skipped(name, f"not applicable: {unrolled_problem}") for name in names if "+unrolled" in name]
         names = [name for name in names if "+unrolled" not in name]
     attacks = [make_attack(name, transfer_source=defense.base_model()) for name in names]
     attacks, not_applicable, _ = plan_gradient_free(defense, attacks)  # its harder Square is replaced by SQUARE
     log.info("test-time defense: planned %s", ", ".join(a.label for a in attacks))
-    return attacks, skipped + not_applicable
+    why = f"test-time defense (Croce et al. 2022), suite {suite}"
+    return Plan([Planned(a, f"{why}: {role(a.label)}") for a in attacks], skipped + not_applicable)
 
 
 def _unrolled_problem(defense: Defense) -> str | None:

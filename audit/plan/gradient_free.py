@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 
 from attacks.base import Attack
+from audit.plan.types import Skipped
 from defenses.gradient_path import gradient_reaches_input
 from defenses.protocol import Defense
 
@@ -13,11 +14,11 @@ STRONG_SQUARE = "square@queries=10000,restarts=3"
 
 
 def plan_gradient_free(defense: Defense, attacks: list[Attack], harder_square: bool = True,
-                       ) -> tuple[list[Attack], list[tuple[str, str]], list[str]]:
+                       ) -> tuple[list[Attack], list[Skipped], list[str]]:
     """The suite planner's hook: drop gradient attacks no gradient reaches through, and run Square harder
     (`harder_square=False`: the plan has its own Square for that, as the default budget's cascade).
 
-    Returns (attacks kept, [(attack, reason not applicable)], extra attack names to add). A defense that has not
+    Returns (attacks kept, the attacks not applicable with why, extra attack names to add). A defense that has not
     seen an input yet (no `example_input`) is left as planned.
     """
     example = getattr(defense, "example_input", None)
@@ -38,7 +39,7 @@ def plan_gradient_free(defense: Defense, attacks: list[Attack], harder_square: b
             kept.append(attack)
         else:
             how = "the exact backward" if attack.surrogate == "exact" else f"the {attack.surrogate} surrogate"
-            skipped.append((attack.label, f"not applicable: no gradient reaches the input through {how}"))
+            skipped.append(Skipped(attack.label, f"not applicable: no gradient reaches the input through {how}"))
     extra = [STRONG_SQUARE] if skipped and harder_square else []
     if extra:
         log.warning("%d gradient attacks are not applicable (no gradient reaches the input); adding %s",

@@ -1,5 +1,5 @@
-"""The suite: every attack of a plan over the samples, batch by batch, stored as it goes; the result is read back
-from the store as `Outcomes`, so a resumed, sharded or re-rendered run sees exactly what was stored.
+"""The runner: every attack of a plan (audit/plan/) over the samples, batch by batch, stored as it goes; the result
+is read back from the store as `Outcomes`, so a resumed, sharded or re-rendered run sees exactly what was stored.
 
 Modes: `full` runs every attack on every clean-correct sample (what the comparisons need); `cascade` sends only
 the samples still robust to the next attack (the fast path to the worst-case number). An attack with
@@ -25,6 +25,7 @@ from attacks.threat_model import ThreatModel
 from audit.distributed import Shard
 from audit.evidence import write_batch
 from audit.outcomes import BROKEN, HELD, Outcomes
+from audit.plan.types import Plan
 from audit.store import ResultStore
 from defenses.protocol import Defense
 
@@ -142,12 +143,12 @@ def clean_row(defense: Defense, images: torch.Tensor, labels: torch.Tensor, seed
             "draws_correct": correct.tolist(), "draws": draws if defense.random_forward else 1}
 
 
-def run_suite(
+def run_plan(
     defense: Defense,
     images: torch.Tensor,
     labels: torch.Tensor,
     threat: ThreatModel,
-    attacks: list[Attack],
+    plan: Plan,
     seed: int,
     store: ResultStore,
     mode: str = "full",
@@ -157,9 +158,10 @@ def run_suite(
     keep_examples: bool = False,
     precision: str = "float32",
 ) -> Outcomes:
-    """`keep_examples`: write each batch's broken points to the store's evidence (audit/evidence.py) before its
-    record, so a stored "broken" always has its adversarial example. `precision`: of the attacks' proposals
-    (attacks/precision.py); the judge scores in float32."""
+    """Run `plan.planned` in order, after reading back `plan.finished` from the store. `keep_examples`: write each
+    batch's broken points to the store's evidence (audit/evidence.py) before its record, so a stored "broken" always
+    has its adversarial example. `precision`: of the attacks' proposals (attacks/precision.py); the judge scores in
+    float32."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
     if not store.done(CLEAN, 0) and shard.is_main:
@@ -171,7 +173,10 @@ def run_suite(
     robust = torch.tensor([c == clean["draws"] for c in clean["draws_correct"]])
     clean_correct = robust.clone()
     order: list[str] = []
-    for attack in attacks:
+    for label in plan.finished:  # `audit extend`: what the run did, read back, so `+survivors` sees what it left
+        order.append(label)
+        robust &= _not_broken(Outcomes.from_rows(clean, store.records(), order, mode), label)
+    for attack in plan.attacks:
         # Full mode attacks every clean-correct sample, cascade mode only those still robust. Samples with a
         # stored result are not attacked again, and a batch is named by its first sample: what an earlier attack
         # left robust may differ on resume (its damaged or failed batches re-run on another device), so batch
@@ -193,11 +198,16 @@ def run_suite(
         shard.barrier()  # all ranks have written this attack; everyone reads everything
         order.append(attack.label)
         outcomes = Outcomes.from_rows(clean, store.records(), order, mode)
-        missing = outcomes.status[attack.label].count("not_run:missing")
-        if missing:
-            raise RuntimeError(f"{attack.label}: {missing} samples have no results")
-        robust &= torch.tensor([s != BROKEN for s in outcomes.status[attack.label]])
+        robust &= _not_broken(outcomes, attack.label)
         counts = outcomes.counts(attack.label)
         log.info("%-32s broke %d of the %d samples it ran on (worst case so far %.2f%%) in %.1f s", attack.label,
                  counts["broken"], counts["ran"], 100 * robust.float().mean(), outcomes.cost[attack.label]["seconds"])
     return Outcomes.from_rows(clean, store.records(), order, mode)
+
+
+def _not_broken(outcomes: Outcomes, label: str) -> torch.Tensor:
+    """Per sample, whether `label` left it unbroken; every sample must have a stored result."""
+    missing = outcomes.status[label].count("not_run:missing")
+    if missing:
+        raise RuntimeError(f"{label}: {missing} samples have no results")
+    return torch.tensor([s != BROKEN for s in outcomes.status[label]])
