@@ -90,16 +90,15 @@ def run_audit(config: AuditConfig, out: str | Path, data_dir: str | None = None,
 
         config = dataclasses.replace(config, batch_size=find_batch_size(defense, test.images))
     identity = config.identity(fingerprint(config, defense, test.images, test.labels))
-    plan = make_plan(config, defense, device)  # a refused plan stops here, before any warning is printed
+    randomness = _randomness(defense, test.images, test.labels, threat, config.seed)
+    found = randomness["observed"] and not defense.randomized
+    # Undeclared randomness: the plan keeps the attacks without EOT and adds their EOT versions.
+    plan = make_plan(config, defense, device, randomness_found=found)  # a refused plan stops before any warning
     for warning in warnings:
         log.warning("warning: %s", warning)
-    randomness = _randomness(defense, test.images, test.labels, threat, config.seed)
-    if randomness["observed"] and not defense.randomized:
-        # Undeclared randomness: the plan keeps the attacks without EOT and adds their EOT versions; every point
-        # is scored on common draws.
-        defense.randomness_found = True
+    if found:
+        defense.randomness_found = True  # every point is scored on common draws (attacks/judge.py)
         log.warning("warning: the forward is random but the model does not declare it; adding EOT attacks")
-        plan = make_plan(config, defense, device, randomness_found=True)
     if base_run is not None:  # refused now, not after hours of attacks
         check_base_run(identity, plan.labels, base_run, defense, test.images, config.batch_size)
     out = Path(out)
@@ -108,8 +107,8 @@ def run_audit(config: AuditConfig, out: str | Path, data_dir: str | None = None,
     with log_file(out, shard):
         start = time.perf_counter()
         run_plan(defense, test.images, test.labels, threat, plan, config.seed, store=store,
-                  mode=config.mode, batch_size=config.batch_size, progress=progress and shard.is_main, shard=shard,
-                  keep_examples=config.keep_examples != "none", precision=config.proposal_precision)
+                 mode=config.mode, batch_size=config.batch_size, progress=progress and shard.is_main, shard=shard,
+                 keep_examples=config.keep_examples != "none", precision=config.proposal_precision)
         if base_run is None and audit_base:
             _audit_base(defense, test.images, test.labels, threat, plan, config, identity, out / BASE_DIR,
                         progress and shard.is_main, shard)
@@ -187,7 +186,7 @@ def _audit_base(defense: Defense, images: torch.Tensor, labels: torch.Tensor, th
     store = open_store(out, identity | {"base_of": config.model}, shard)
     log.info("auditing the base model (MeanSparse off) on the same images for the gain table")
     run_plan(base_defense, images, labels, threat, attacks, config.seed, store=store, mode=config.mode,
-              batch_size=config.batch_size, progress=progress, shard=shard, precision=config.proposal_precision)
+             batch_size=config.batch_size, progress=progress, shard=shard, precision=config.proposal_precision)
     if shard.is_main and not store.done(FACTS, 0):
         store.append({"attack": FACTS, "batch": 0, "order": attacks.labels, "mode": config.mode,
                       "defense": base_defense.description})

@@ -172,10 +172,11 @@ def run_plan(
     clean = next(r for r in stored if r["attack"] == CLEAN)
     robust = torch.tensor([c == clean["draws"] for c in clean["draws_correct"]])
     clean_correct = robust.clone()
-    order: list[str] = []
-    for label in plan.finished:  # `audit extend`: what the run did, read back, so `+survivors` sees what it left
-        order.append(label)
-        robust &= _not_broken(Outcomes.from_rows(clean, store.records(), order, mode), label)
+    order = list(plan.finished)  # `audit extend`: what the run did, read back, so `+survivors` sees what it left
+    if order:
+        finished = Outcomes.from_rows(clean, stored, order, mode)
+        for label in order:
+            robust &= _not_broken(finished, label)
     for attack in plan.attacks:
         # Full mode attacks every clean-correct sample, cascade mode only those still robust. Samples with a
         # stored result are not attacked again, and a batch is named by its first sample: what an earlier attack
