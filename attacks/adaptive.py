@@ -51,6 +51,7 @@ import torch
 from torch import nn
 
 from attacks.base import Attack, AttackOutput
+from attacks.catalog import register
 from attacks.losses import margin
 from attacks.threat_model import ThreatModel
 from defenses.meansparse import MeanSparse, channel_view, meansparse_layers
@@ -166,6 +167,7 @@ class StagedAPGD(Attack):
     """APGD run stage by stage (see the module docstring); subclasses say what the stages are."""
 
     handles_eot = True  # pyautoattack's APGD averages gradients over eot_iter draws itself
+    role = "follows MeanSparse's mechanism (attacks/adaptive.py)"
 
     def __init__(self, n_stages: int = 5, n_iter: int = 20, n_restarts: int = 1, rho: float = 0.75,
                  **kwargs: Any) -> None:
@@ -233,10 +235,18 @@ class StagedAPGD(Attack):
         return AttackOutput(best, extra={"stage_broke": stage_broke})
 
 
+STAGED = {"stages": "n_stages", "iters": "n_iter", "restarts": "n_restarts"}
+
+
+@register("apgd-continuation-linear", {**STAGED, "finish": "n_finish"}, from_zero=("finish",), schedule="linear")
+@register("apgd-continuation-geometric", {**STAGED, "finish": "n_finish"}, from_zero=("finish",),
+          schedule="geometric")
 class ThresholdContinuation(StagedAPGD):
     """Threshold continuation (homotopy) in MeanSparse's own parameter: APGD-CE with every threshold scaled from 0
     (the base model) to 1 (the defense), one warm-started stage per scale, then `n_finish` stages at the real
     thresholds with the straight-through backward (exact forward), warm-started from the continuation's point."""
+
+    own_gradients = True
 
     def __init__(self, schedule: str = "linear", n_finish: int = 50, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -302,10 +312,12 @@ class ThresholdContinuation(StagedAPGD):
                                      "straight-through", self.n_finish)]
 
 
+@register("apgd-anneal", STAGED)
 class AnnealedSurrogate(StagedAPGD):
     """APGD-CE through the smooth surrogate, its temperature lowered from T_START to T_END over the stages."""
 
     name = "apgd-anneal"
+    own_gradients = True
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -325,6 +337,7 @@ class AnnealedSurrogate(StagedAPGD):
                 for t in anneal_temperatures(self.n_stages)]
 
 
+@register("apgd-escape", {**STAGED, "weight": "weight"}, fractional=("weight",))
 class DeadZoneEscape(StagedAPGD):
     """APGD on the margin loss plus `weight` x (how far, on average, MeanSparse's inputs sit inside their dead
     zone, in units of the zone's half-width, between -1 and 0), the weight lowered linearly to 0 at the last

@@ -14,6 +14,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from attacks.base import Attack, AttackOutput
+from attacks.catalog import register
 from attacks.threat_model import ThreatModel
 
 log = logging.getLogger(__name__)
@@ -25,6 +26,13 @@ def _device(x: torch.Tensor) -> str:
     return str(x.device)
 
 
+ITERS = {"iters": "n_iter", "restarts": "n_restarts"}
+TARGETS = {"iters": "n_iter", "restarts": "n_restarts", "targets": "n_target_classes"}
+
+
+@register("apgd-ce", ITERS, loss="ce")
+@register("apgd-dlr", ITERS, loss="dlr")
+@register("apgd-t", TARGETS, targeted=True)
 class APGD(Attack):
     """APGD (Croce & Hein 2020) with cross-entropy (`ce`), DLR (`dlr`) or targeted DLR (`targeted=True`)."""
 
@@ -52,6 +60,8 @@ class APGD(Attack):
         return AttackOutput(self.build(model, threat, seed, _device(x)).perturb(x, y))
 
 
+@register("fab", ITERS, targeted=False)
+@register("fab-t", TARGETS, targeted=True)
 class FAB(Attack):
     """FAB (Croce & Hein 2020), minimum-norm; `targeted=True` is AutoAttack's FAB-T."""
 
@@ -72,6 +82,8 @@ class FAB(Attack):
         return AttackOutput(fab.perturb(x, y))
 
 
+@register("square", {"queries": "n_queries", "restarts": "n_restarts", "probe": "n_probe",
+                     "probe_queries": "probe_queries"})
 class Square(Attack):
     """Square (Andriushchenko et al. 2020): score-based black-box search; no gradients. Records queries per sample.
 
@@ -84,6 +96,7 @@ class Square(Attack):
     question the full run would answer, on fewer samples."""
 
     name = "square"
+    role = "black-box: the model's outputs only"
     gradient_free = True
     PROBE_QUERIES = 500  # the probe only decides whether the full budget is worth spending
 
@@ -167,6 +180,9 @@ STANDARD = {
 }
 
 
+@register("autoattack-standard", version="standard")
+@register("autoattack-plus", version="plus")
+@register("autoattack-rand", version="rand")
 class AutoAttack(Attack):
     """The AutoAttack cascade (`standard`, `plus`, `rand`, or `custom` with `attacks=[...]`)."""
 
@@ -182,6 +198,7 @@ class AutoAttack(Attack):
         self.name = f"autoattack-{version}" if version != "custom" else "autoattack-" + "+".join(self.attacks)
 
     handles_eot = True
+    role = "AutoAttack verbatim, the figure papers report"
     seed_as_given = True  # pyautoattack's run_standard_evaluation gives every batch the seed as given
 
     def config(self) -> dict[str, Any]:

@@ -43,6 +43,8 @@ class Attack:
     name: str = "attack"
     threat_kind: str = "lp"  # lp | spatial | flow
     gradient_free: bool = False
+    own_gradients: bool = False  # it sets its own backward at every stage, so a +bpda modifier is refused
+    role: str | None = None  # what it is for, in a few words, where its gradient does not say it (audit/plan/roles.py)
     single_step: bool = False
     handles_eot: bool = False  # the attack averages gradients over `eot` draws itself (else the judge wraps EOT)
     # The run's seed as given for every batch, as its library's own evaluation does (AutoAttack), instead of one

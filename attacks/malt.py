@@ -17,8 +17,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from attacks.autoattack import APGD, _device
+from attacks.autoattack import APGD, TARGETS, _device
 from attacks.base import AttackOutput
+from attacks.catalog import register
 from attacks.threat_model import ThreatModel
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,7 @@ def malt_targets(model: nn.Module, x: torch.Tensor, y: torch.Tensor, norm: str, 
     return distances.topk(min(k, distances.shape[1] - 1), dim=1, largest=False).indices
 
 
+@register("apgd-malt", TARGETS)
 class MaltAPGD(APGD):
     """Targeted APGD (AutoAttack's APGD-T loss and step, 100 iterations) on the `n_target_classes` targets MALT
     ranks nearest, each target only on the samples the earlier ones left robust."""

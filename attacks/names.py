@@ -13,8 +13,9 @@
 attack only on the samples that every attack before it in the plan left robust (the others are `not_run:cascade`),
 whatever the suite's mode: a last search on what is left.
 
-BASE is one of `BUDGETS` (ours) or `torchattacks:<Class>` / `foolbox:<Class>`. `@KEY=VALUE` sets a budget; each of
-our attacks accepts the keys in its `BUDGETS` row, which map to constructor arguments (`iters` -> `n_iter`). For a
+BASE is one of ours (`attacks.catalog.entries()`, each registered where it is defined) or `torchattacks:<Class>` /
+`foolbox:<Class>`. `@KEY=VALUE` sets a budget; each of our attacks accepts the keys it registered, which map to
+constructor arguments (`iters` -> `n_iter`). For a
 library attack the keys are the class's own constructor arguments. `format_name(parse_name(s))` is the canonical
 spelling of `s` (modifiers in the order above, budget keys in table order, defaults left out), and
 `Attack.label` is that spelling, so `make_attack(a.label).label == a.label`.
@@ -30,44 +31,11 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from attacks.catalog import entries
 from attacks.libraries import LIBRARIES
 from defenses.errors import UserError
 
 TRANSFER_PREFIX = "transfer-base:"
-# Our attacks, each with its budget keys -> constructor argument. Every count is a positive integer.
-BUDGETS: dict[str, dict[str, str]] = {
-    "apgd-ce": {"iters": "n_iter", "restarts": "n_restarts"},
-    "apgd-dlr": {"iters": "n_iter", "restarts": "n_restarts"},
-    "apgd-t": {"iters": "n_iter", "restarts": "n_restarts", "targets": "n_target_classes"},
-    "apgd-malt": {"iters": "n_iter", "restarts": "n_restarts", "targets": "n_target_classes"},
-    "fab": {"iters": "n_iter", "restarts": "n_restarts"},
-    "fab-t": {"iters": "n_iter", "restarts": "n_restarts", "targets": "n_target_classes"},
-    "square": {"queries": "n_queries", "restarts": "n_restarts", "probe": "n_probe", "probe_queries": "probe_queries"},
-    "fgsm": {},
-    "autoattack-standard": {},
-    "autoattack-plus": {},
-    "autoattack-rand": {},
-    "spatial-grid": {"angles": "n_angles", "translations": "n_translations", "random": "random"},
-    "stadv": {"iters": "steps", "stages": "stages"},
-    # MeanSparse-specific attacks (attacks/adaptive.py): iters are APGD iterations per stage.
-    "apgd-continuation-linear": {"stages": "n_stages", "iters": "n_iter", "restarts": "n_restarts",
-                                 "finish": "n_finish"},
-    "apgd-continuation-geometric": {"stages": "n_stages", "iters": "n_iter", "restarts": "n_restarts",
-                                    "finish": "n_finish"},
-    "apgd-anneal": {"stages": "n_stages", "iters": "n_iter", "restarts": "n_restarts"},
-    "apgd-escape": {"stages": "n_stages", "iters": "n_iter", "restarts": "n_restarts", "weight": "weight"},
-}
-# Budget keys that take any positive number, not only a whole one.
-FRACTIONAL: dict[str, set[str]] = {"apgd-escape": {"weight"}}
-# Whole-number budget keys for which 0 is a real choice (finish=0: the continuation without its last stages).
-FROM_ZERO: dict[str, set[str]] = {"apgd-continuation-linear": {"finish"}, "apgd-continuation-geometric": {"finish"}}
-# Attacks that choose their own gradients (a continuation in the thresholds, an annealed surrogate): a +bpda
-# modifier would contradict them, so it is refused.
-OWN_GRADIENTS = {"apgd-continuation-linear", "apgd-continuation-geometric", "apgd-anneal"}
-# Attacks that take no gradients: a surrogate backward (+bpda) would change nothing, so it is refused.
-GRADIENT_FREE = {"square", "spatial-grid"}
-# Attacks whose threat is a transformation (the runner re-applies their parameters), not an Lp ball.
-TRANSFORMATION = {"spatial-grid", "stadv"}
 _MODIFIER = re.compile(r"bpda-identity|bpda-ensemble|bpda-smooth(?:-T(?P<t>.*))?|unrolled|eot(?P<k>.*)|survivors")
 UNROLLED = "unrolled"  # the surrogate name of `+unrolled` (defenses/test_time.py)
 _KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -105,7 +73,8 @@ class AttackName:
             kwargs["eot"] = self.eot
         if self.survivors:
             kwargs["on_survivors"] = True
-        table = BUDGETS.get(self.base, {})
+        entry = entries().get(self.base)
+        table = entry.budget if entry else {}
         for key, value in self.budget:
             kwargs[table.get(key, key)] = value
         return kwargs
@@ -149,7 +118,7 @@ def _library_attacks(library: str) -> list[str]:
 
 
 def _check_base(spec: str, base: str) -> None:
-    if base in BUDGETS:
+    if base in entries():
         return
     if ":" in base:
         library, _, attack = base.partition(":")
@@ -163,8 +132,9 @@ def _check_base(spec: str, base: str) -> None:
                                 f"`audit attacks` lists the names")
         return
     where = "" if base == spec else f" in {spec!r}"
-    raise UnknownAttack(f"unknown attack {base!r}{where}; {_close(base, list(BUDGETS))}"
-                        f"choose one of {', '.join(BUDGETS)}, torchattacks:<Class>, foolbox:<Class>, "
+    ours = list(entries())
+    raise UnknownAttack(f"unknown attack {base!r}{where}; {_close(base, ours)}"
+                        f"choose one of {', '.join(ours)}, torchattacks:<Class>, foolbox:<Class>, "
                         f"transfer-base:<attack>")
 
 
@@ -188,10 +158,11 @@ def _parse_modifiers(spec: str, base: str, modifiers: list[str]) -> dict[str, An
                 raise UnknownAttack(f"attack {spec!r}: +eot{count} must count at least one draw, e.g. +eot10")
             out["eot"] = int(count)
             continue
-        if base in GRADIENT_FREE:
+        entry = entries().get(base)
+        if entry and entry.gradient_free:
             raise UnknownAttack(f"attack {spec!r}: {base} takes no gradients, so +{modifier} would change nothing; "
                                 f"drop it")
-        if base in OWN_GRADIENTS:
+        if entry and entry.own_gradients:
             raise UnknownAttack(f"attack {spec!r}: {base} sets its own gradients at every stage, so +{modifier} "
                                 f"would contradict it; drop it")
         if modifier == UNROLLED:
@@ -267,21 +238,22 @@ def _parse_budget(spec: str, base: str, text: str) -> tuple[tuple[str, int | flo
         items.append((key, value))
     if ":" in base:
         return tuple(_library_budget(spec, base, items).items())
-    table = BUDGETS[base]
+    entry = entries()[base]
+    table = entry.budget
     budget: dict[str, int | float] = {}
     for key, value in items:
         if key not in table:
             accepted = f"its budgets: {', '.join(table)}" if table else "it takes no budget"
             raise UnknownAttack(f"attack {spec!r}: {base} has no budget {key!r}; {_close(key, list(table))}{accepted}")
-        if key in FRACTIONAL.get(base, set()):
+        if key in entry.fractional:
             number = _parse_value(spec, key, value, integer=False)
             if not (math.isfinite(number) and number > 0):
                 raise UnknownAttack(f"attack {spec!r}: budget {key}={value} must be a positive number")
             budget[key] = number
             continue
         number = _parse_value(spec, key, value, integer=True)
-        if number < (0 if key in FROM_ZERO.get(base, set()) else 1):
-            least = "0 or more" if key in FROM_ZERO.get(base, set()) else "a positive whole number"
+        if number < (0 if key in entry.from_zero else 1):
+            least = "0 or more" if key in entry.from_zero else "a positive whole number"
             raise UnknownAttack(f"attack {spec!r}: budget {key}={value} must be {least}")
         budget[key] = number
     return tuple((key, budget[key]) for key in table if key in budget)
@@ -301,7 +273,7 @@ def parse_name(spec: str) -> AttackName:
         if parsed.survivors:
             raise UnknownAttack(f"attack {spec!r}: +survivors does not apply to a transfer attack's inner attack; "
                                 f"drop it")
-        if parsed.base in TRANSFORMATION:
+        if parsed.base in entries() and entries()[parsed.base].transformation:
             raise UnknownAttack(f"attack {spec!r}: transfer-base: takes an Lp attack; {parsed.base} is a "
                                 f"transformation attack (run it on the defense itself)")
         return AttackName(base="transfer-base", inner=parsed)
@@ -330,8 +302,8 @@ def _default(cls: type, argument: str) -> Any:
 def label_of(attack: Any) -> str:
     """The canonical name of a built attack, with every budget that differs from its constructor's default."""
     budget: list[tuple[str, int | float]] = []
-    if attack.name in BUDGETS:
-        for key, argument in BUDGETS[attack.name].items():
+    if attack.name in entries():
+        for key, argument in entries()[attack.name].budget.items():
             value = getattr(attack, argument, None)
             if value is not None and value != _default(type(attack), argument):
                 budget.append((key, value))
@@ -344,7 +316,8 @@ def label_of(attack: Any) -> str:
 
 def budget_of(attack: Any) -> dict[str, int | float]:
     """Every budget of one of our attacks, defaults included (e.g. {"iters": 100, "restarts": 1})."""
-    return {key: getattr(attack, argument) for key, argument in BUDGETS.get(attack.name, {}).items()
+    entry = entries().get(attack.name)
+    return {key: getattr(attack, argument) for key, argument in (entry.budget if entry else {}).items()
             if getattr(attack, argument, None) is not None}
 
 

@@ -10,7 +10,8 @@ its budget, e.g.
     square+eot20, fab-t+eot20     EOT for attacks that query the model: their logits averaged over 20 draws
     square+survivors@restarts=5   run last, only on the samples every other attack left robust
     apgd-malt@targets=3           targeted APGD on the 3 targets MALT ranks nearest (attacks/malt.py)
-    apgd-t@iters=500,restarts=5   a bigger budget (`attacks.names.BUDGETS` lists each attack's keys)
+    apgd-cw                       APGD on the Carlini-Wagner margin loss (attacks/apgd_cw.py)
+    apgd-t@iters=500,restarts=5   a bigger budget (each attack registers its keys: attacks.catalog)
     square@queries=20000          also restarts=
     autoattack-standard           also -plus, -rand
     transfer-base:apgd-ce         crafted on the base model (MeanSparse off), judged on the defense
@@ -24,62 +25,20 @@ re-run: `make_attack(a.label).label == a.label`.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from attacks.autoattack import APGD, FAB, AutoAttack, Square
 from attacks.base import Attack
-from attacks.malt import MaltAPGD
-from attacks.names import BUDGETS, AttackName, UnknownAttack, parse_name
-from attacks.single_step import FGSM
+from attacks.catalog import entries
+from attacks.names import AttackName, UnknownAttack, parse_name
 
 if TYPE_CHECKING:
     from torch import nn
 
-__all__ = ["BASE_ATTACKS", "UnknownAttack", "available", "canonical_name", "make_attack", "build_attack"]
-
-
-def _spatial(name: str) -> Callable[..., Attack]:
-    def build(**kw: Any) -> Attack:  # imported lazily: spatial attacks are rarely used
-        from attacks.spatial import RotationTranslationGrid
-        from attacks.stadv import StAdv
-
-        return RotationTranslationGrid(**kw) if name == "spatial-grid" else StAdv(**kw)
-
-    return build
-
-
-def _adaptive(kind: str, **kw: Any) -> Attack:
-    from attacks.adaptive import AnnealedSurrogate, DeadZoneEscape, ThresholdContinuation
-
-    cls = {"continuation": ThresholdContinuation, "anneal": AnnealedSurrogate, "escape": DeadZoneEscape}[kind]
-    return cls(**kw)
-
-
-BASE_ATTACKS: dict[str, Callable[..., Attack]] = {
-    "apgd-ce": lambda **kw: APGD(loss="ce", **kw),
-    "apgd-dlr": lambda **kw: APGD(loss="dlr", **kw),
-    "apgd-t": lambda **kw: APGD(targeted=True, **kw),
-    "apgd-malt": lambda **kw: MaltAPGD(**kw),
-    "fab": lambda **kw: FAB(targeted=False, **kw),
-    "fab-t": lambda **kw: FAB(targeted=True, **kw),
-    "square": lambda **kw: Square(**kw),
-    "fgsm": lambda **kw: FGSM(**kw),
-    "autoattack-standard": lambda **kw: AutoAttack("standard", **kw),
-    "autoattack-plus": lambda **kw: AutoAttack("plus", **kw),
-    "autoattack-rand": lambda **kw: AutoAttack("rand", **kw),
-    "spatial-grid": _spatial("spatial-grid"),
-    "stadv": _spatial("stadv"),
-    "apgd-continuation-linear": lambda **kw: _adaptive("continuation", schedule="linear", **kw),
-    "apgd-continuation-geometric": lambda **kw: _adaptive("continuation", schedule="geometric", **kw),
-    "apgd-anneal": lambda **kw: _adaptive("anneal", **kw),
-    "apgd-escape": lambda **kw: _adaptive("escape", **kw),
-}
-assert set(BASE_ATTACKS) == set(BUDGETS), "attacks.names.BUDGETS and BASE_ATTACKS must name the same attacks"
+__all__ = ["UnknownAttack", "available", "canonical_name", "make_attack", "build_attack"]
 
 
 def available() -> list[str]:
-    return sorted([*BASE_ATTACKS, "transfer-base:<attack>", "torchattacks:<Name>", "foolbox:<Name>"])
+    return sorted([*entries(), "transfer-base:<attack>", "torchattacks:<Name>", "foolbox:<Name>"])
 
 
 def build_attack(name: AttackName, transfer_source: nn.Module | None = None) -> Attack:
@@ -96,7 +55,8 @@ def build_attack(name: AttackName, transfer_source: nn.Module | None = None) -> 
         from attacks.external import ExternalAttack
 
         return ExternalAttack(name.base, **kwargs)
-    return BASE_ATTACKS[name.base](**kwargs)
+    attack: Attack = entries()[name.base].build(**kwargs)
+    return attack
 
 
 def make_attack(spec: str, transfer_source: nn.Module | None = None) -> Attack:

@@ -7,11 +7,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from attacks.base import Attack, AttackOutput
+from attacks.catalog import register
 from attacks.threat_model import ThreatModel
 
 
+@register("fgsm")
 class FGSM(Attack):
     name = "fgsm"
+    role = "the single step the diagnostics compare with"
     single_step = True
 
     def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel,

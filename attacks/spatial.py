@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from attacks.base import AttackOutput
+from attacks.catalog import register
 from attacks.losses import margin as logit_margin
 from attacks.threat_model import ThreatModel
 from attacks.transform import TransformAttack
@@ -52,6 +53,7 @@ def rotation_translation(x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
     return out.to(x.dtype)
 
 
+@register("spatial-grid", {"angles": "n_angles", "translations": "n_translations", "random": "random"})
 class RotationTranslationGrid(TransformAttack):
     """Grid (or worst-of-k random) search over rotations and translations (Engstrom et al. 2019).
 

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from attacks.base import AttackOutput
+from attacks.catalog import register
 from attacks.losses import margin as margins
 from attacks.threat_model import ThreatModel
 from attacks.transform import TransformAttack
@@ -56,6 +57,7 @@ def flow_total_variation(flow: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     return 2 * tv
 
 
+@register("stadv", {"iters": "steps", "stages": "stages"})
 class StAdv(TransformAttack):
     """stAdv (Xiao et al. 2018): per-pixel flow, C&W margin loss + tau * TV(flow), Adam, projected on the budget.
 

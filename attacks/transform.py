@@ -28,6 +28,7 @@ class TransformAttack(Attack, ABC):
     """
 
     threat_kind: str = "transform"
+    role = "a spatial threat model, reported apart from Lp"
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

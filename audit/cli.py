@@ -101,7 +101,7 @@ def _cmd_sparsify(args: argparse.Namespace) -> None:
 
 
 def _cmd_attacks(args: argparse.Namespace) -> None:
-    from attacks.names import BUDGETS
+    from attacks.catalog import entries
     from attacks.registry import available
     from audit.config import SUITES
 
@@ -109,7 +109,7 @@ def _cmd_attacks(args: argparse.Namespace) -> None:
           " attack that queries the model, +survivors to run it last on what the others left, and @key=value"
           " budgets, e.g. apgd-t+bpda-smooth-T0.03@iters=500,restarts=5, square+survivors@restarts=5):")
     for name in available():
-        budgets = BUDGETS.get(name)
+        budgets = entries()[name].budget if name in entries() else None
         print(f"  {name:24s} budgets: {', '.join(budgets)}" if budgets else f"  {name}")
     print("suites:", ", ".join(SUITES))
 

@@ -6,7 +6,7 @@ import pytest
 
 from audit.checks import verdict
 from audit.checks.finding import Finding
-from audit.checks.registry import BY_ID
+from audit.checks.registry import checks
 from audit.outcomes import Outcomes
 from benchmarks.calibration_set import EVALUATE, FAMILIES, FIT, MODELS, SPLIT, models_in
 from benchmarks.calibration_thresholds import STATISTICS, Row, derive, flags, rate_text, score
@@ -114,7 +114,7 @@ def test_scoring_counts_both_sides_of_the_threshold_and_the_intervals_are_exact(
     assert low == pytest.approx(0.0126, abs=1e-3) and high == pytest.approx(0.9874, abs=1e-3)  # CP for 1 of 2
     assert rate_text(0, 6) == "0 of 6 (0 - 46%)"  # Clopper-Pearson upper bound for 0 of 6: 45.9%
     assert rate_text(0, 0) == "none measured"
-    assert {s.check for s in STATISTICS} <= set(BY_ID)
+    assert {s.check for s in STATISTICS} <= {c.id for c in checks()}
 
 
 # --------------------------------------------------------------------------------------------------------------

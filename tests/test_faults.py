@@ -269,7 +269,7 @@ def test_a_probe_that_raised_runs_again_on_resume(tmp_path, monkeypatch, standar
             raise RuntimeError("CUDA error: device busy")
         return {"value": 1.0}
 
-    monkeypatch.setattr(probes, "PROBES", (probes.Probe("flaky", flaky),))
+    monkeypatch.setattr(probes, "all_probes", lambda: (probes.Probe("flaky", flaky),))
     defense = as_defense(standard_model, 10, "demo-standard")
     store = ResultStore(tmp_path, {"a": 1})
     x, y = fmnist_test.images[:2], fmnist_test.labels[:2]
@@ -489,7 +489,7 @@ def test_killed_during_the_probes_resumes_to_the_same_results(tmp_path, monkeypa
     def steady(defense, x, y, threat, seed, config):
         return {"value": float(x.sum())}
 
-    monkeypatch.setattr(probes, "PROBES", tuple(probes.Probe(name, steady) for name in ("one", "two", "three")))
+    monkeypatch.setattr(probes, "all_probes", lambda: tuple(probes.Probe(n, steady) for n in ("one", "two", "three")))
     reference, out = tmp_path / "reference", tmp_path / "killed"
     assert main(argv(reference, "--diagnostics-n", "2")) == 0  # the later --diagnostics-n counts
     with monkeypatch.context() as killed:

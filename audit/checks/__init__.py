@@ -1,6 +1,6 @@
 """Checks: pure functions over the store (attack outcomes, probe measurements, facts about the run) that return
 findings; `verdict` turns them into the answer. Nothing here needs the model. The table of every check is
-`registry.CHECKS`.
+`registry.checks()`.
 
     findings = run_checks(outcomes, measurements, facts)
     answer = verdict(findings, outcomes, facts)["summary"]
@@ -13,28 +13,29 @@ from audit.checks import multiplicity
 from audit.checks.comparisons import COMPARISONS, beyond_autoattack
 from audit.checks.convergence import check_convergence
 from audit.checks.finding import Finding, skipped
-from audit.checks.registry import CHECKS, JUDGES, OUTCOMES
+from audit.checks.registry import OUTCOMES, checks, judges
 from audit.checks.test_time import check_static_model_gain
-from audit.checks.verdict import MASKING, OTHER, verdict
+from audit.checks.verdict import verdict
 from audit.outcomes import Outcomes
 
-__all__ = ["CHECKS", "Finding", "MASKING", "OTHER", "judge_measurements", "run_checks", "verdict"]
+__all__ = ["Finding", "checks", "judge_measurements", "run_checks", "verdict"]
 
 
 def judge_measurements(measurements: dict[str, dict[str, Any]]) -> list[Finding]:
     """Findings from probe measurements ({probe name: measurement}), in the order of the check table."""
     findings: list[Finding] = []
-    for source in dict.fromkeys(check.source for check in CHECKS if check.source != OUTCOMES):
+    table, judge = checks(), judges()
+    for source in dict.fromkeys(check.source for check in table if check.source != OUTCOMES):
         if source not in measurements:
             continue
         measurement = measurements[source]
-        ids = [check.id for check in CHECKS if check.source == source]
+        ids = [check.id for check in table if check.source == source]
         if "error" in measurement:
             findings += [skipped(i, measurement["error"], error=True) for i in ids]
         elif measurement.get("no_samples"):
             findings += [skipped(i, measurement["skipped"], not_run=True) for i in ids]
         else:
-            findings += JUDGES[source](measurement)
+            findings += judge[source](measurement)
     return findings
 
 

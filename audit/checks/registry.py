@@ -11,7 +11,11 @@ the mechanism, and a sound model at published settings can sit on either side of
 """
 from __future__ import annotations
 
+import importlib
+import pkgutil
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from audit.checks import attribution, convergence, ioaf, sanity
 from audit.checks import comparisons as cmp
@@ -22,6 +26,7 @@ from audit.checks.alpha import judge_alpha
 from audit.checks.binarization import FAIL_RATE as BINARIZATION_FAIL
 from audit.checks.binarization import PASS_RATE as BINARIZATION_PASS
 from audit.checks.binarization import judge_binarization
+from audit.checks.finding import Finding
 
 OUTCOMES = "outcomes"  # the comparisons read the stored attack outcomes, not a probe
 
@@ -174,7 +179,6 @@ CHECKS: tuple[Check, ...] = (
           "(the masking family), or the claim above the static model's",
           "Croce et al. 2022: no test-time defense beat its static model"),
 )
-BY_ID = {check.id: check for check in CHECKS}
 JUDGES = {
     "gradient-path": path.judge_gradient_path,
     "gradients": grad.judge_gradients, "dead-zone": grad.judge_dead_zone, "surrogates": grad.judge_surrogates,
@@ -189,10 +193,61 @@ JUDGES = {
 }
 
 
+@dataclass(frozen=True)
+class Diagnostic:
+    """A diagnostic in one module of `audit/diagnostics/`: the probe that measures the model (stored as the row
+    `probe:<probe>`), the function that judges its measurement, and the rows it adds to the check table."""
+
+    probe: str
+    measure: Callable[..., dict[str, Any]]  # (defense, x, y, threat, *, seed, config) -> plain-JSON measurement
+    judge: Callable[[dict[str, Any]], list[Finding]]
+    checks: tuple[Check, ...]
+
+
+_REGISTERED: dict[str, Diagnostic] = {}
+_discovered = False
+
+
+def register(diagnostic: Diagnostic) -> Diagnostic:
+    """Add a diagnostic; its module calls this at import (see `diagnostics`)."""
+    taken = {c.source for c in CHECKS} | {c.id for c in CHECKS}
+    if diagnostic.probe in taken or {c.id for c in diagnostic.checks} & taken:
+        raise ValueError(f"diagnostic {diagnostic.probe!r} reuses a probe name or check id of the built-in table")
+    if any(c.source != diagnostic.probe for c in diagnostic.checks):
+        raise ValueError(f"diagnostic {diagnostic.probe!r}: each of its checks must have it as source")
+    _REGISTERED[diagnostic.probe] = diagnostic
+    return diagnostic
+
+
+def diagnostics() -> tuple[Diagnostic, ...]:
+    """The diagnostics of `audit/diagnostics/`: every module there is imported once, and registers itself by being
+    there, so adding a diagnostic is one file (plus its test and its docs section). By probe name."""
+    global _discovered
+    if not _discovered:
+        # A plugin lookup, by name: the registry needs no diagnostic module's contents, they need its `register`.
+        package = importlib.import_module("audit.diagnostics")
+        for module in pkgutil.iter_modules(package.__path__):
+            importlib.import_module(f"audit.diagnostics.{module.name}")
+        _discovered = True
+    return tuple(_REGISTERED[name] for name in sorted(_REGISTERED))
+
+
+def checks() -> tuple[Check, ...]:
+    """Every check: the built-in table with the registered diagnostics' rows before the comparisons'."""
+    added = [c for d in diagnostics() for c in d.checks]
+    first_comparison = next(i for i, c in enumerate(CHECKS) if c.source == OUTCOMES)
+    return (*CHECKS[:first_comparison], *added, *CHECKS[first_comparison:])
+
+
+def judges() -> dict[str, Callable[[dict[str, Any]], list[Finding]]]:
+    """Probe name -> the function that judges its measurement."""
+    return {**JUDGES, **{d.probe: d.judge for d in diagnostics()}}
+
+
 def markdown_table() -> str:
     """The table as docs/findings.md shows it (a test keeps the two identical)."""
     rows = ["| id | decides | statistic | threshold | why |", "|---|---|---|---|---|"]
-    for c in CHECKS:
+    for c in checks():
         cells = [f"[`{c.id}`](#{c.id})", c.decides, c.statistic, c.threshold, c.why]
         rows.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
     return "\n".join(rows)

@@ -1,10 +1,11 @@
 """From findings to a plain answer to two questions a reviewer keeps apart:
 
-1. Are the exact gradients unreliable, in a way that matters?  `gradient_masking`. A symptom (`SYMPTOMS`: e.g.
-   finite differences disagree with the gradient, so the forward is not smooth) does not decide it alone: a
-   straight-through quantizer whose author wrote the right backward shows the same symptom and hides nothing.
+1. Are the exact gradients unreliable, in a way that matters?  `gradient_masking`. A symptom
+   (`meanings("symptom")`: e.g. finite differences disagree with the gradient, so the forward is not smooth) does
+   not decide it alone: a straight-through quantizer whose author wrote the right backward shows the same symptom
+   and hides nothing.
    What decides is whether the attacks that use the model's own gradient fall short:
-   - `suspected` iff an attack gap failed (`MASKING`: a paired comparison where gradient-free, transfer,
+   - `suspected` iff an attack gap failed (`meanings("masking")`: a paired comparison where gradient-free, transfer,
      single-step or surrogate-gradient attacks break significantly more than the exact-gradient ones, Holm-
      corrected), or a symptom failed and the binarization test failed too (the exact-gradient attack misses
      adversarial examples that provably exist), or no gradient reaches the input (`no-gradient-path`) and the
@@ -33,17 +34,18 @@ from typing import Any
 from audit.checks.comparisons import beyond_autoattack
 from audit.checks.finding import Finding
 from audit.checks.multiplicity import BEYOND_AUTOATTACK, deciding_tests, masking_tests
-from audit.checks.registry import CHECKS
+from audit.checks.registry import checks
 from audit.outcomes import Outcomes
 from audit.stats import holm, mcnemar_one_sided
 
 MIN_SAMPLES = 20
 P_AT_RISK = 0.01
 
-# What a failure of each deciding check means, from the one table of checks.
-MASKING: dict[str, str] = {c.id: c.meaning for c in CHECKS if c.decides == "masking"}
-SYMPTOMS: dict[str, str] = {c.id: c.meaning for c in CHECKS if c.decides == "symptom"}
-OTHER: dict[str, str] = {c.id: c.meaning for c in CHECKS if c.decides == "other"}
+
+
+def meanings(decides: str) -> dict[str, str]:
+    """What a failure of each check that `decides` this (masking | symptom | other) means, from the check table."""
+    return {c.id: c.meaning for c in checks() if c.decides == decides}
 
 
 def no_path_gap(outcomes: Outcomes, family_size: int) -> dict[str, Any]:
@@ -60,20 +62,21 @@ def verdict(findings: list[Finding], outcomes: Outcomes | None = None,
             facts: dict[str, Any] | None = None) -> dict[str, Any]:
     """A JSON-able verdict: gradient_masking, claim_at_risk, randomized, the number to report, drivers, summary."""
     facts = facts or {}
-    gaps = [{"id": f.id, "why": f"{MASKING[f.id]} ({f.message})"} for f in findings
-            if f.status == "fail" and f.id in MASKING]
-    symptoms = [{"id": f.id, "why": f"{SYMPTOMS[f.id]} ({f.message})"} for f in findings
-                if f.status == "fail" and f.id in SYMPTOMS]
+    gap_meaning, symptom_meaning, other_meaning = meanings("masking"), meanings("symptom"), meanings("other")
+    gaps = [{"id": f.id, "why": f"{gap_meaning[f.id]} ({f.message})"} for f in findings
+            if f.status == "fail" and f.id in gap_meaning]
+    symptoms = [{"id": f.id, "why": f"{symptom_meaning[f.id]} ({f.message})"} for f in findings
+                if f.status == "fail" and f.id in symptom_meaning]
     binarization_failed = any(f.id == "binarization-test" and f.status == "fail" for f in findings)
     no_path = any(f.id == "no-gradient-path" and f.status == "fail" for f in findings)
-    other_failures = [{"id": f.id, "why": f"{OTHER[f.id]} ({f.message})"} for f in findings
-                      if f.status == "fail" and f.id in OTHER]
+    other_failures = [{"id": f.id, "why": f"{other_meaning[f.id]} ({f.message})"} for f in findings
+                      if f.status == "fail" and f.id in other_meaning]
     warnings = [f.id for f in findings if f.status == "warn"]
     skipped = [f.id for f in findings if f.status == "skipped"]
+    deciding = {**gap_meaning, **symptom_meaning}
     undecided = [f"{f.id} could not run ({f.message})" for f in findings
-                 if f.status == "skipped" and (f.id in MASKING or f.id in SYMPTOMS) and f.evidence.get("error")]
-    not_run = [f.id for f in findings if f.status == "skipped" and (f.id in MASKING or f.id in SYMPTOMS)
-               and f.evidence.get("not_run")]
+                 if f.status == "skipped" and f.id in deciding and f.evidence.get("error")]
+    not_run = [f.id for f in findings if f.status == "skipped" and f.id in deciding and f.evidence.get("not_run")]
     if not_run:
         undecided.append(f"{len(not_run)} masking checks were not run (--diagnostics-n 0)")
     # Convergence is judged on the suite's own budgets (`attack-convergence`), not on `more-steps-help`, whose

@@ -1,26 +1,24 @@
 """Why an attack is in a plan, in words for the report: the stage that asked for it (suite, budget, found
-randomness, ...) and what the attack is for, read from its name (attacks/names.py)."""
+randomness, ...) and what the attack is for: its registered class's `role` (attacks/catalog.py), else read from
+its name."""
 from __future__ import annotations
 
+from attacks.catalog import entries
+from attacks.libraries import GRADIENT_FREE
 from attacks.names import TRANSFER_PREFIX, parse_name
-
-MECHANISM_BASES = ("apgd-continuation", "apgd-anneal", "apgd-escape")
 
 
 def role(name: str) -> str:
-    """What the attack named `name` contributes, in a few words."""
+    """What the attack named `name` contributes, in a few words: its class's own `role`, else where its gradients
+    come from."""
     parsed = parse_name(name)
+    entry = entries().get(parsed.base)
+    library, _, library_attack = parsed.base.partition(":")
     if parsed.inner is not None:
         what = f"{role(name[len(TRANSFER_PREFIX):])}, crafted on the base model (MeanSparse off) and judged here"
-    elif parsed.base.startswith("autoattack"):
-        what = "AutoAttack verbatim, the figure papers report"
-    elif parsed.base.startswith(MECHANISM_BASES):
-        what = "follows MeanSparse's mechanism (attacks/adaptive.py)"
-    elif parsed.base in ("spatial-grid", "stadv"):
-        what = "a spatial threat model, reported apart from Lp"
-    elif parsed.base == "fgsm":
-        what = "the single step the diagnostics compare with"
-    elif parsed.base == "square" or parsed.library is not None and not parsed.base.startswith("apgd"):
+    elif entry is not None and entry.role is not None:
+        what = entry.role
+    elif parsed.library is not None and library_attack in GRADIENT_FREE[library]:
         what = "black-box: the model's outputs only"
     elif parsed.surrogate == "unrolled":
         what = "the gradient through the forward's own optimisation steps"

@@ -22,6 +22,7 @@ from attacks.counting import count_calls
 from attacks.judge import derive_seed
 from attacks.threat_model import ThreatModel
 from audit.checks.finding import plain
+from audit.checks.registry import diagnostics
 from audit.probes import attribution, binarization, gradient_path, gradients, ioaf, landscape, sanity
 from audit.probes.alpha import measure_alpha
 from audit.probes.config import DiagnosticsConfig
@@ -61,7 +62,11 @@ PROBES: tuple[Probe, ...] = (
     Probe("binarization", binarization.measure_binarization),
     Probe("layer-attribution", attribution.measure_attribution),
 )
-BY_NAME = {probe.name: probe for probe in PROBES}
+
+
+def all_probes() -> tuple[Probe, ...]:
+    """The built-in probes, then those of the one-module diagnostics (`audit.checks.registry.diagnostics`)."""
+    return (*PROBES, *(Probe(d.probe, d.measure) for d in diagnostics()))
 
 
 def measure(probe: Probe, defense: Defense, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, seed: int,
@@ -85,7 +90,7 @@ def run_probes(defense: Defense, images: torch.Tensor, labels: torch.Tensor, thr
     """Run every probe not yet stored, and store its measurement (one row per probe)."""
     diagnostics = diagnostics or DiagnosticsConfig()
     x, y = images[:n].to(defense.device), labels[:n].to(defense.device)
-    todo = [p for p in PROBES if not store.done(PREFIX + p.name, 0)]
+    todo = [p for p in all_probes() if not store.done(PREFIX + p.name, 0)]
     bar = tqdm(todo, desc="probes", unit="probe", disable=not progress, leave=False)
     for probe in bar:
         bar.set_postfix_str(probe.name)
@@ -109,7 +114,8 @@ def measure_all(defense: Defense, x: torch.Tensor, y: torch.Tensor, threat: Thre
                 ) -> dict[str, dict[str, Any]]:
     """Every probe (or the `only` ones) without a store, for notebooks and tests: {probe name: measurement}."""
     config = config or DiagnosticsConfig()
-    return {p.name: measure(p, defense, x, y, threat, seed, config) for p in PROBES if only is None or p.name in only}
+    return {p.name: measure(p, defense, x, y, threat, seed, config) for p in all_probes()
+            if only is None or p.name in only}
 
 
 def diagnose(defense: Defense, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, outcomes: Any = None,  # Outcomes
