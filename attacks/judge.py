@@ -67,7 +67,7 @@ def exact_logits(defense: Defense, x: torch.Tensor, indices: list[int] | None = 
     index)`: the common draws described in the module docstring (one sample per forward is the price of draws that
     do not depend on how samples were batched).
     """
-    if not defense.random_forward:
+    if not defense.randomized:
         return torch.cat([defense(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]).unsqueeze(0)
     indices = list(range(len(x))) if indices is None else list(indices)
     outputs = []
@@ -142,7 +142,7 @@ def judge(
 
     with float32_scoring(device):
         correct, margin = score_logits(exact_logits(defense, x_adv, indices, seed, draws), y)
-    n_draws = draws if defense.random_forward else 1
+    n_draws = draws if defense.randomized else 1
     n = max(len(x), 1)
     return AttackRecord(
         attack=attack.label,
@@ -165,4 +165,4 @@ def score(defense: Defense, x: torch.Tensor, y: torch.Tensor, indices: list[int]
           draws: int = DEFAULT_DRAWS) -> tuple[torch.Tensor, torch.Tensor]:
     """(misclassified on some draw, worst margin over draws) per sample, on the common draws."""
     correct, margin = score_logits(exact_logits(defense, x, indices, seed, draws), y)
-    return correct < (draws if defense.random_forward else 1), margin
+    return correct < (draws if defense.randomized else 1), margin

@@ -34,6 +34,7 @@ from audit.pipeline import (
 from audit.plan import Plan, make_plan
 from audit.runner import CLEAN, run_plan
 from audit.store import ResultStore
+from defenses.protocol import declared_random
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,8 @@ def extend_audit(out: str | Path, attacks: list[str], data_dir: str | None = Non
     _check_complete(rows, facts, config.mode, out)
     defense = build_defense(config, progress)
     defense.to(device)
+    if facts.get("randomness_found"):  # the run found it random: attack and score on draws, as it did
+        defense = declared_random(defense)
     test = load_dataset(config.dataset, "test", data_dir).subset(config.n, config.seed)
     # Other weights, images or versions than the run's are refused here, naming what changed (audit/fingerprint.py).
     store = open_store(out, config.identity(fingerprint(config, defense, test.images, test.labels)), shard)

@@ -28,7 +28,7 @@ from audit.probes import PREFIX as PROBE_PREFIX
 from audit.results import assemble_results, write_outputs
 from audit.runner import CLEAN, failed_batches, run_plan
 from audit.store import ResultStore
-from defenses.protocol import Defense, Undefended
+from defenses.protocol import Defense, Undefended, declared_random
 
 log = logging.getLogger(__name__)
 FACTS = "facts"  # the store row with what the checks need to know about the defense and the run
@@ -97,7 +97,7 @@ def run_audit(config: AuditConfig, out: str | Path, data_dir: str | None = None,
     for warning in warnings:
         log.warning("warning: %s", warning)
     if found:
-        defense.randomness_found = True  # every point is scored on common draws (attacks/judge.py)
+        defense = declared_random(defense)  # every point is scored on common draws (attacks/judge.py)
         log.warning("warning: the forward is random but the model does not declare it; adding EOT attacks")
     if base_run is not None:  # refused now, not after hours of attacks
         check_base_run(identity, plan.labels, base_run, defense, test.images, config.batch_size)
@@ -115,9 +115,9 @@ def run_audit(config: AuditConfig, out: str | Path, data_dir: str | None = None,
         if not shard.is_main:
             return None
         collect_evidence(out, config.keep_examples, test, plan.labels, config.seed,
-                         defense.random_forward, broken_pairs(store.records()))
+                         defense.randomized, broken_pairs(store.records()))
         if not store.done(FACTS, 0):
-            store.append(_facts(config, identity, defense, plan, warnings, device))
+            store.append(_facts(config, identity, defense, plan, warnings, device, found))
         if not store.done(PROBE_PREFIX + "randomized", 0):
             measurement = {k: v for k, v in randomness.items() if k != "observed"}
             store.append({"attack": PROBE_PREFIX + "randomized", "batch": 0, "seconds": 0.0,
@@ -288,12 +288,12 @@ def reuse_base(out: str | Path, base_run: str | Path) -> None:
 
 
 def _facts(config: AuditConfig, identity: dict[str, Any], defense: Defense, plan: Plan, warnings: list[str],
-           device: str) -> dict[str, Any]:
+           device: str, randomness_found: bool) -> dict[str, Any]:
     # Where to load the model from again (extend, verify) is recorded beside the identity, not part of it.
     where = {"claim": config.claim, "checkpoint": config.checkpoint, "robustbench_dir": config.robustbench_dir}
     return {"attack": FACTS, "batch": 0, "config": identity | where,
-            "defense": defense.description, "randomized": bool(defense.random_forward),
-            "randomness_found": bool(defense.randomness_found),
+            "defense": defense.description, "randomized": bool(defense.randomized),
+            "randomness_found": randomness_found,
             "surrogates": list(defense.surrogates), "order": plan.labels, "why": plan.why(),
             "skipped": [list(s) for s in plan.skipped], "warnings": warnings, "environment": environment(device),
             "test_time": _test_time_facts(defense)}

@@ -140,7 +140,7 @@ def clean_row(defense: Defense, images: torch.Tensor, labels: torch.Tensor, seed
     logits = exact_logits(defense, images.to(defense.device), list(range(len(labels))), seed, draws)
     correct, _ = score_logits(logits, labels.to(defense.device))
     return {"attack": CLEAN, "batch": 0, "labels": labels.tolist(), "prediction": logits[0].argmax(1).tolist(),
-            "draws_correct": correct.tolist(), "draws": draws if defense.random_forward else 1}
+            "draws_correct": correct.tolist(), "draws": draws if defense.randomized else 1}
 
 
 def run_plan(

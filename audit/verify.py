@@ -26,7 +26,7 @@ from audit.fingerprint import data_sha256, state_sha256
 from audit.inputs import validate_config
 from audit.pipeline import build_defense, finished_facts, stored_config
 from audit.stats import accuracy_json
-from defenses.protocol import Defense
+from defenses.protocol import Defense, declared_random
 
 log = logging.getLogger(__name__)
 FRESH = "fresh-draws"
@@ -95,7 +95,8 @@ def verify_run(out: str | Path, model: str | None = None, checkpoint: str | None
         failures.append("the stored clean images and labels are not the audited ones (their hash differs)")
     defense = build_defense(config, progress)
     defense.to(device).eval()
-    defense.randomness_found = bool(facts.get("randomness_found"))  # the run found it random: score on draws
+    if facts.get("randomness_found"):  # the run found it random: score on draws, as it did
+        defense = declared_random(defense)
     same_model = state_sha256(defense) == facts["config"].get("model_state_sha256")
     if not same_model:
         notes.append("note: this model's weights differ from the audited model's (model_state_sha256)")

@@ -10,6 +10,7 @@ own module, with automatic BPDA).
 """
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
@@ -24,8 +25,7 @@ class Defense(nn.Module):
     """Base adapter. Subclasses set `surrogates`, `randomized`, and describe themselves."""
 
     surrogates: tuple[str, ...] = ("exact",)
-    randomized: bool = False  # declared by the defense
-    randomness_found: bool = False  # set by the audit when the forward turns out random though undeclared
+    randomized: bool = False  # declared by the defense (or by `declared_random` for the audit): EOT, several draws
     bounds: tuple[float, float] = (0.0, 1.0)
 
     def __init__(self, model: nn.Module, num_classes: int = 10, name: str = "model") -> None:
@@ -84,13 +84,8 @@ class Defense(nn.Module):
     def reseed(self, seed: int) -> None:
         """Fix the randomness of the next forwards. A randomized defense with a generator of its own overrides
         this; one declared randomized without one is assumed to draw from torch's global generator."""
-        if self.random_forward:
+        if self.randomized:
             torch.manual_seed(seed)
-
-    @property
-    def random_forward(self) -> bool:
-        """Whether attacks need EOT and scoring needs several draws: declared, or found by the audit."""
-        return self.randomized or self.randomness_found
 
     def base_model(self) -> nn.Module | None:
         """The same model without its defense, for transfer attacks and the gain table; None when there is none."""
@@ -103,3 +98,12 @@ class Defense(nn.Module):
 
 class Undefended(Defense):
     """A plain model: exact gradients only."""
+
+
+def declared_random(defense: Defense) -> Defense:
+    """The same defense (its modules, weights and generators shared) declared randomized: what the audit attacks and
+    scores once it finds the forward random though the model does not say so. A shallow copy, so the object the
+    caller built keeps what its author declared."""
+    found = copy.copy(defense)
+    found.randomized = True
+    return found

@@ -102,6 +102,13 @@ def test_undeclared_randomness_is_found_and_gets_eot_attacks(tmp_path):
     assert randomized["status"] == "fail" and randomized["evidence"]["declared"] is False
     assert results["verdict"]["gradient_masking"] == "inconclusive"
     assert results["verdict"]["unbacked_symptoms"] == ["randomized"] and results["verdict"]["drivers"] == []
+    # `audit extend` builds the model again, which does not declare its noise: the run's finding does, so the added
+    # attack is scored on the same draws as the others (the model object is never marked).
+    assert main(["extend", str(out), "--attacks", "fgsm", "--quiet"]) == 0
+    from audit.store import ResultStore
+
+    draws = {r["attack"]: r["draws"] for r in ResultStore.open_existing(out).records() if "draws" in r}
+    assert draws["fgsm"] == draws["apgd-ce@iters=5"] == 10
 
 
 @pytest.mark.slow

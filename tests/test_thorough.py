@@ -27,7 +27,7 @@ from defenses.calibrate import calibrate
 from defenses.ensemble import ENSEMBLE, members
 from defenses.models.demo_cnn import DemoCNN
 from defenses.opaque import OpaqueModel
-from defenses.protocol import Undefended
+from defenses.protocol import Undefended, declared_random
 from defenses.sparsify import sparsify
 from defenses.toys import HiddenNoise, QuantizedInput
 from tests.conftest import require_shipped
@@ -278,8 +278,7 @@ def test_survivors_attack_with_nothing_left_is_not_run_not_missing(standard_mode
 @pytest.mark.parametrize("spec", ["square+eot20@queries=30", "fab-t+eot20@iters=3,targets=2"])
 def test_eot_square_and_fab_run_on_a_randomized_toy_and_are_scored_on_common_draws(spec, standard_model,
                                                                                     fmnist_test):
-    defense = Undefended(HiddenNoise(standard_model, sigma=0.1))
-    defense.randomness_found = True  # what the audit sets when its randomness probe sees the noise
+    defense = declared_random(Undefended(HiddenNoise(standard_model, sigma=0.1)))  # as the audit, finding the noise
     data = fmnist_test.subset(12, 5)
     indices = list(range(100, 112))
     attack = make_attack(spec)

@@ -89,7 +89,7 @@ def pgd(defense: Defense, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel,
         trace = attack_pgd(defense, x[s], y[s], threat, steps, step_size, record=True)
         traces.append(trace)
         with torch.no_grad():
-            last.append(defense(trace.x_last).argmax(1) != y[s] if defense.random_forward else trace.adversarial[-1])
+            last.append(defense(trace.x_last).argmax(1) != y[s] if defense.randomized else trace.adversarial[-1])
     return (PGDTrace(torch.cat([t.x_last for t in traces]), torch.cat([t.losses for t in traces], 1),
                      torch.cat([t.adversarial for t in traces], 1)), torch.cat(last))
 

@@ -138,7 +138,7 @@ def measure_train_mode(defense: Defense, x: torch.Tensor, y: torch.Tensor, threa
     training = [name or "<root>" for name, module in defense.named_modules() if module.training]
     probe = x[: min(len(x), BATCH_PROBE)]
     difference = None
-    if not defense.random_forward and len(probe) > 1:
+    if not defense.randomized and len(probe) > 1:
         together = defense(probe).float()
         alone = torch.cat([defense(probe[i : i + 1]) for i in range(len(probe))]).float()
         difference = float((together - alone).abs().max() / together.abs().max().clamp_min(1.0))
