@@ -38,6 +38,7 @@ exact forward) and the best per sample is proposed; the judge re-scores it on th
 Thresholds changed by a continuation stage are restored bit for bit when the stage ends, also on an exception
 (`scaled_thresholds`): the judge, which scores after the attack returns, only ever sees the real ones.
 """
+
 from __future__ import annotations
 
 import functools
@@ -169,8 +170,9 @@ class StagedAPGD(Attack):
     handles_eot = True  # pyautoattack's APGD averages gradients over eot_iter draws itself
     role = "follows MeanSparse's mechanism (attacks/adaptive.py)"
 
-    def __init__(self, n_stages: int = 5, n_iter: int = 20, n_restarts: int = 1, rho: float = 0.75,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self, n_stages: int = 5, n_iter: int = 20, n_restarts: int = 1, rho: float = 0.75, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         if n_stages < 1 or n_iter < 1 or n_restarts < 1:
             raise ValueError("stages, iters and restarts must be positive")
@@ -183,23 +185,36 @@ class StagedAPGD(Attack):
         """A context held for the whole attack (e.g. feature hooks)."""
         return nullcontext()
 
-    def warm_start(self, model: nn.Module, k: int, start: torch.Tensor, x: torch.Tensor,
-                   threat: ThreatModel) -> torch.Tensor:
+    def warm_start(
+        self, model: nn.Module, k: int, start: torch.Tensor, x: torch.Tensor, threat: ThreatModel
+    ) -> torch.Tensor:
         """Stage k's starting point from the previous stage's (the random start for stage 0); as is by default."""
         return start
 
     def _apgd(self, model: nn.Module, stage: Stage, threat: ThreatModel, seed: int, x: torch.Tensor) -> Any:
         from pyautoattack.autopgd_base import APGDAttack
 
-        apgd = APGDAttack(_LossModel(model, stage.loss), n_iter=stage.n_iter or self.n_iter, norm=threat.norm,
-                          n_restarts=1,
-                          eps=threat.eps, seed=seed, loss="ce", eot_iter=self.eot, rho=self.rho, verbose=False,
-                          device=x.device, is_tf_model=True, logger=logging.getLogger("auto-attack"))
+        apgd = APGDAttack(
+            _LossModel(model, stage.loss),
+            n_iter=stage.n_iter or self.n_iter,
+            norm=threat.norm,
+            n_restarts=1,
+            eps=threat.eps,
+            seed=seed,
+            loss="ce",
+            eot_iter=self.eot,
+            rho=self.rho,
+            verbose=False,
+            device=x.device,
+            is_tf_model=True,
+            logger=logging.getLogger("auto-attack"),
+        )
         apgd.init_hyperparam(x)
         return apgd
 
-    def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel,
-                seed: int) -> AttackOutput:
+    def perturb(
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, seed: int
+    ) -> AttackOutput:
         if threat.unbounded:
             raise ValueError(f"{self.name} runs APGD, which needs a finite eps")
         generator = torch.Generator().manual_seed(seed)
@@ -230,8 +245,14 @@ class StagedAPGD(Attack):
                         best[index[better]] = candidate[better]
                         best_margin[index[better]] = m[better]
                     start = x_best.detach()
-                    log.debug("%s restart %d %s: %d of %d broken", self.name, restart, stage.describe,
-                              int((best_margin[index] < 0).sum()), index.numel())
+                    log.debug(
+                        "%s restart %d %s: %d of %d broken",
+                        self.name,
+                        restart,
+                        stage.describe,
+                        int((best_margin[index] < 0).sum()),
+                        index.numel(),
+                    )
         return AttackOutput(best, extra={"stage_broke": stage_broke})
 
 
@@ -239,8 +260,7 @@ STAGED = {"stages": "n_stages", "iters": "n_iter", "restarts": "n_restarts"}
 
 
 @register("apgd-continuation-linear", {**STAGED, "finish": "n_finish"}, from_zero=("finish",), schedule="linear")
-@register("apgd-continuation-geometric", {**STAGED, "finish": "n_finish"}, from_zero=("finish",),
-          schedule="geometric")
+@register("apgd-continuation-geometric", {**STAGED, "finish": "n_finish"}, from_zero=("finish",), schedule="geometric")
 class ThresholdContinuation(StagedAPGD):
     """Threshold continuation (homotopy) in MeanSparse's own parameter: APGD-CE with every threshold scaled from 0
     (the base model) to 1 (the defense), one warm-started stage per scale, then `n_finish` stages at the real
@@ -264,8 +284,9 @@ class ThresholdContinuation(StagedAPGD):
     def gradient(self) -> str:
         return f"adaptive-continuation-{self.schedule}"
 
-    def warm_start(self, model: nn.Module, k: int, start: torch.Tensor, x: torch.Tensor,
-                   threat: ThreatModel) -> torch.Tensor:
+    def warm_start(
+        self, model: nn.Module, k: int, start: torch.Tensor, x: torch.Tensor, threat: ThreatModel
+    ) -> torch.Tensor:
         """Before continuation stage k, every input pixel that the grown dead zone newly swallows (inside it at
         scale s_k, outside it at s_(k-1)) is moved to the zone's nearest edge, where the forward is (almost) the
         value the previous stage left it at: the exact gradient inside the zone is 0, so nothing else would pull it
@@ -297,8 +318,10 @@ class ThresholdContinuation(StagedAPGD):
     def stages(self, model: nn.Module) -> list[Stage]:
         if not meansparse_layers(model):
             raise TypeError(f"{self.name} needs a model with MeanSparse layers (thresholds to continue in)")
-        continuation = [Stage(functools.partial(scaled_thresholds, model, s), cross_entropy, f"thresholds x{s:g}")
-                        for s in threshold_scales(self.schedule, self.n_stages)]
+        continuation = [
+            Stage(functools.partial(scaled_thresholds, model, s), cross_entropy, f"thresholds x{s:g}")
+            for s in threshold_scales(self.schedule, self.n_stages)
+        ]
         if not self.n_finish:
             return continuation
         # Where the dead zone swallowed a feature the continuation had moved (on input pixels it does: measured in
@@ -306,10 +329,13 @@ class ThresholdContinuation(StagedAPGD):
         # backward can, from the continuation's point instead of a random one.
         defense = defense_in(model)
         if "identity" not in defense.surrogates:
-            raise TypeError(f"{self.name}@finish needs a straight-through surrogate; {defense.description} offers "
-                            f"{defense.surrogates} (finish=0 runs the continuation alone)")
-        return continuation + [Stage(functools.partial(defense.surrogate, "identity"), cross_entropy,
-                                     "straight-through", self.n_finish)]
+            raise TypeError(
+                f"{self.name}@finish needs a straight-through surrogate; {defense.description} offers "
+                f"{defense.surrogates} (finish=0 runs the continuation alone)"
+            )
+        return continuation + [
+            Stage(functools.partial(defense.surrogate, "identity"), cross_entropy, "straight-through", self.n_finish)
+        ]
 
 
 @register("apgd-anneal", STAGED)
@@ -331,10 +357,11 @@ class AnnealedSurrogate(StagedAPGD):
     def stages(self, model: nn.Module) -> list[Stage]:
         defense = defense_in(model)
         if "smooth" not in defense.surrogates:
-            raise TypeError(f"{self.name} needs a smooth surrogate; {defense.description} offers "
-                            f"{defense.surrogates}")
-        return [Stage(functools.partial(defense.surrogate, "smooth", t), cross_entropy, f"T={t:.3g}")
-                for t in anneal_temperatures(self.n_stages)]
+            raise TypeError(f"{self.name} needs a smooth surrogate; {defense.description} offers {defense.surrogates}")
+        return [
+            Stage(functools.partial(defense.surrogate, "smooth", t), cross_entropy, f"T={t:.3g}")
+            for t in anneal_temperatures(self.n_stages)
+        ]
 
 
 @register("apgd-escape", {**STAGED, "weight": "weight"}, fractional=("weight",))
@@ -393,10 +420,20 @@ class DeadZoneEscape(StagedAPGD):
             def loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
                 escape = self.escape(len(y)).to(logits)
                 return -margin(logits, y) + weight * escape
+
             return loss
 
         return [Stage(nullcontext, loss_with(w), f"escape weight {w:g}") for w in self.weights()]
 
 
-__all__ = ["AnnealedSurrogate", "DeadZoneEscape", "SCHEDULES", "StagedAPGD",
-           "ThresholdContinuation", "anneal_temperatures", "defense_in", "scaled_thresholds", "threshold_scales"]
+__all__ = [
+    "AnnealedSurrogate",
+    "DeadZoneEscape",
+    "SCHEDULES",
+    "StagedAPGD",
+    "ThresholdContinuation",
+    "anneal_temperatures",
+    "defense_in",
+    "scaled_thresholds",
+    "threshold_scales",
+]

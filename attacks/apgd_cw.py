@@ -8,6 +8,7 @@ third logit, so it also runs on two-class models. No library we depend on pairs 
 so it is APGD's own loop (one stage of `attacks.adaptive.StagedAPGD`, which hands pyautoattack a loss of ours)
 with this loss. Takes +bpda and +eot modifiers like APGD-CE.
 """
+
 from __future__ import annotations
 
 from contextlib import nullcontext

@@ -4,6 +4,7 @@
 points still robust), with the sub-attacks configured by pyautoattack itself for the chosen version, but keeps
 what upstream throws away: which sub-attack broke each sample.
 """
+
 from __future__ import annotations
 
 import logging
@@ -38,8 +39,16 @@ class APGD(Attack):
 
     handles_eot = True  # pyautoattack averages gradients over eot_iter draws itself
 
-    def __init__(self, loss: str = "ce", targeted: bool = False, n_iter: int = 100, n_restarts: int = 1,
-                 n_target_classes: int = 9, rho: float = 0.75, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        loss: str = "ce",
+        targeted: bool = False,
+        n_iter: int = 100,
+        n_restarts: int = 1,
+        n_target_classes: int = 9,
+        rho: float = 0.75,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.loss, self.targeted = loss, targeted
         self.n_iter, self.n_restarts, self.n_target_classes, self.rho = n_iter, n_restarts, n_target_classes, rho
@@ -48,15 +57,25 @@ class APGD(Attack):
     def build(self, model: nn.Module, threat: ThreatModel, seed: int, device: str) -> Any:  # a pyautoattack APGD
         from pyautoattack.autopgd_base import APGDAttack, APGDAttack_targeted
 
-        common = dict(n_iter=self.n_iter, norm=threat.norm, n_restarts=self.n_restarts, eps=threat.eps, seed=seed,
-                      eot_iter=self.eot, rho=self.rho, verbose=False, device=device,
-                      logger=logging.getLogger("auto-attack"))
+        common = dict(
+            n_iter=self.n_iter,
+            norm=threat.norm,
+            n_restarts=self.n_restarts,
+            eps=threat.eps,
+            seed=seed,
+            eot_iter=self.eot,
+            rho=self.rho,
+            verbose=False,
+            device=device,
+            logger=logging.getLogger("auto-attack"),
+        )
         if self.targeted:
             return APGDAttack_targeted(model, n_target_classes=self.n_target_classes, **common)
         return APGDAttack(model, loss=self.loss, **common)
 
-    def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel,
-                seed: int) -> AttackOutput:
+    def perturb(
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, seed: int
+    ) -> AttackOutput:
         return AttackOutput(self.build(model, threat, seed, _device(x)).perturb(x, y))
 
 
@@ -65,25 +84,37 @@ class APGD(Attack):
 class FAB(Attack):
     """FAB (Croce & Hein 2020), minimum-norm; `targeted=True` is AutoAttack's FAB-T."""
 
-    def __init__(self, targeted: bool = False, n_iter: int = 100, n_restarts: int = 1, n_target_classes: int = 9,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self, targeted: bool = False, n_iter: int = 100, n_restarts: int = 1, n_target_classes: int = 9, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.targeted, self.n_iter = targeted, n_iter
         self.n_restarts, self.n_target_classes = n_restarts, n_target_classes
         self.name = "fab-t" if targeted else "fab"
 
-    def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel,
-                seed: int) -> AttackOutput:
+    def perturb(
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, seed: int
+    ) -> AttackOutput:
         from pyautoattack.fab_pt import FABAttack_PT
 
-        fab = FABAttack_PT(model, norm=threat.norm, n_restarts=self.n_restarts, n_iter=self.n_iter, eps=threat.eps,
-                           seed=seed, targeted=self.targeted, n_target_classes=self.n_target_classes,
-                           verbose=False, device=_device(x))
+        fab = FABAttack_PT(
+            model,
+            norm=threat.norm,
+            n_restarts=self.n_restarts,
+            n_iter=self.n_iter,
+            eps=threat.eps,
+            seed=seed,
+            targeted=self.targeted,
+            n_target_classes=self.n_target_classes,
+            verbose=False,
+            device=_device(x),
+        )
         return AttackOutput(fab.perturb(x, y))
 
 
-@register("square", {"queries": "n_queries", "restarts": "n_restarts", "probe": "n_probe",
-                     "probe_queries": "probe_queries"})
+@register(
+    "square", {"queries": "n_queries", "restarts": "n_restarts", "probe": "n_probe", "probe_queries": "probe_queries"}
+)
 class Square(Attack):
     """Square (Andriushchenko et al. 2020): score-based black-box search; no gradients. Records queries per sample.
 
@@ -100,14 +131,22 @@ class Square(Attack):
     gradient_free = True
     PROBE_QUERIES = 500  # the probe only decides whether the full budget is worth spending
 
-    def __init__(self, n_queries: int = 5000, n_restarts: int = 1, p_init: float = 0.8, n_probe: int | None = None,
-                 probe_queries: int | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        n_queries: int = 5000,
+        n_restarts: int = 1,
+        p_init: float = 0.8,
+        n_probe: int | None = None,
+        probe_queries: int | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.n_queries, self.n_restarts, self.p_init, self.n_probe = n_queries, n_restarts, p_init, n_probe
         self.probe_queries = probe_queries
 
-    def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel,
-                seed: int) -> AttackOutput:
+    def perturb(
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, seed: int
+    ) -> AttackOutput:
         if self.n_probe is None or len(x) <= self.n_probe:
             adv, queries = self._search(model, x, y, threat, seed, self.n_queries, self.n_restarts)
             return AttackOutput(adv, extra={"queries": queries.cpu()})
@@ -118,25 +157,53 @@ class Square(Attack):
         with torch.no_grad():
             evidence = int((model(first).argmax(1) != y[probe]).sum())
         if evidence:
-            log.info("square: the probe broke %d of %d samples; running %d queries x %d restarts on all %d",
-                     evidence, len(probe), self.n_queries, self.n_restarts, len(x))
+            log.info(
+                "square: the probe broke %d of %d samples; running %d queries x %d restarts on all %d",
+                evidence,
+                len(probe),
+                self.n_queries,
+                self.n_restarts,
+                len(x),
+            )
             adv, queries = self._search(model, x, y, threat, seed, self.n_queries, self.n_restarts)
             queries[probe] += first_queries
             return AttackOutput(adv, extra={"queries": queries.cpu(), "queried": [True] * len(x)})
-        log.info("square: the probe broke none of %d samples at %d queries; the other %d samples are not queried",
-                 len(probe), probe_queries, len(x) - len(probe))
+        log.info(
+            "square: the probe broke none of %d samples at %d queries; the other %d samples are not queried",
+            len(probe),
+            probe_queries,
+            len(x) - len(probe),
+        )
         adv, queries = x.clone(), torch.zeros(len(x), device=x.device)
         adv[probe], queries[probe] = first, first_queries
         queried = torch.zeros(len(x), dtype=torch.bool)
         queried[probe.cpu()] = True
         return AttackOutput(adv, extra={"queries": queries.cpu(), "queried": queried.tolist()})
 
-    def _search(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, seed: int,
-                n_queries: int, n_restarts: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def _search(
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        threat: ThreatModel,
+        seed: int,
+        n_queries: int,
+        n_restarts: int,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         from pyautoattack.square import SquareAttack
 
-        square = SquareAttack(model, norm=threat.norm, n_queries=n_queries, eps=threat.eps, p_init=self.p_init,
-                              n_restarts=1, seed=seed, verbose=False, resc_schedule=False, device=_device(x))
+        square = SquareAttack(
+            model,
+            norm=threat.norm,
+            n_queries=n_queries,
+            eps=threat.eps,
+            p_init=self.p_init,
+            n_restarts=1,
+            seed=seed,
+            verbose=False,
+            resc_schedule=False,
+            device=_device(x),
+        )
         # pyautoattack's perturb() drops the per-sample query counts; this is its loop, keeping them.
         square.init_hyperparam(x)
         adv, queries = x.clone(), torch.zeros(len(x), device=x.device)
@@ -209,8 +276,9 @@ class AutoAttack(Attack):
         parts = {name: part.attributes() for name, part in zip(self.attacks, self.parts)}
         return {**super().attributes(), "parts": parts}
 
-    def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel,
-                seed: int) -> AttackOutput:
+    def perturb(
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, seed: int
+    ) -> AttackOutput:
         adv = x.clone()
         broken_by = ["" for _ in range(len(x))]
         with torch.no_grad():

@@ -3,6 +3,7 @@
 An attack gets a model that is already wrapped for it (call counting, the defense's surrogate backward set, EOT
 if asked) and a seed; it returns an `AttackOutput` with its raw proposals. It never grades itself.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -51,8 +52,9 @@ class Attack:
     # derived per batch: then it reproduces that evaluation per sample (benchmarks/audit_vs_autoattack.py).
     seed_as_given: bool = False
 
-    def __init__(self, surrogate: str = "exact", temperature: float | None = None, eot: int = 1,
-                 on_survivors: bool = False) -> None:
+    def __init__(
+        self, surrogate: str = "exact", temperature: float | None = None, eot: int = 1, on_survivors: bool = False
+    ) -> None:
         self.surrogate = surrogate
         self.temperature = temperature
         self.eot = eot
@@ -81,11 +83,18 @@ class Attack:
         """What the store records about this attack next to its results."""
         from attacks.names import budget_of, family_of
 
-        return {"threat_kind": self.threat_kind, "gradient": self.gradient, "single_step": self.single_step,
-                "family": family_of(self), "budget": budget_of(self), "on_survivors": self.on_survivors}
+        return {
+            "threat_kind": self.threat_kind,
+            "gradient": self.gradient,
+            "single_step": self.single_step,
+            "family": family_of(self),
+            "budget": budget_of(self),
+            "on_survivors": self.on_survivors,
+        }
 
-    def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel,
-                seed: int) -> AttackOutput:
+    def perturb(
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, seed: int
+    ) -> AttackOutput:
         raise NotImplementedError
 
     def config(self) -> dict[str, Any]:

@@ -11,6 +11,7 @@ of the package once, and the module registers its attacks by being there.
 
 A leaf: it imports nothing of ours at module level, so the grammar and every attack module can import it.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -57,8 +58,14 @@ _ENTRIES: dict[str, Entry] = {}
 _discovered = False
 
 
-def register(name: str, budget: Mapping[str, str] | None = None, *, fractional: tuple[str, ...] = (),
-             from_zero: tuple[str, ...] = (), **fixed: Any) -> Callable[[T], T]:
+def register(
+    name: str,
+    budget: Mapping[str, str] | None = None,
+    *,
+    fractional: tuple[str, ...] = (),
+    from_zero: tuple[str, ...] = (),
+    **fixed: Any,
+) -> Callable[[T], T]:
     """Class decorator: `name` builds `cls(**fixed, **kwargs)`; `budget` maps its `@KEY=VALUE` keys to constructor
     arguments. Stack it to give one class several names (APGD with each loss)."""
 

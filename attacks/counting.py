@@ -5,6 +5,7 @@ through the logits of a forward call (a hook on the output), whichever loss or l
 model through `CountingModel`; probes, which need the defense itself, are counted with `count_calls` (hooks on
 the module, removed on exit).
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator

@@ -1,6 +1,7 @@
 """Expectation over Transformation (Athalye et al. 2018) for randomized defenses: the logits averaged over K draws,
 whose gradient is the average of the draws' gradients. Attacks that do EOT themselves (pyautoattack's APGD with
 eot_iter) get the plain model instead."""
+
 from __future__ import annotations
 
 import torch

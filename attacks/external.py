@@ -6,6 +6,7 @@ model and re-scores it on the exact forward, as for every other attack. Both lib
 torch's global generator, so the adapter seeds it inside `torch.random.fork_rng`, leaving the caller's global state
 untouched.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -29,6 +30,7 @@ from attacks.threat_model import ThreatModel
 
 log = logging.getLogger(__name__)
 
+
 def _accepted(cls: type) -> tuple[set[str], bool]:
     """Keyword arguments the constructor accepts, and whether it takes **kwargs."""
     constructor = cls.__init__  # type: ignore[misc]  # cls is the class itself, not an instance
@@ -51,10 +53,15 @@ class ExternalAttack(Attack):
         record = judge(ExternalAttack("foolbox:LinfPGD", steps=20), defense, x, y, ThreatModel("Linf", 0.1), 0)
     """
 
-
-
-    def __init__(self, spec: str, surrogate: str = "exact", temperature: float | None = None, eot: int = 1,
-                 on_survivors: bool = False, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        spec: str,
+        surrogate: str = "exact",
+        temperature: float | None = None,
+        eot: int = 1,
+        on_survivors: bool = False,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(surrogate, temperature, eot, on_survivors)
         library, _, attack_name = spec.partition(":")
         if library not in LIBRARIES or not attack_name:
@@ -70,8 +77,10 @@ class ExternalAttack(Attack):
         self.gradient_free = attack_name in GRADIENT_FREE[library]
         reserved = {"model", "eps", "epsilons"} & set(kwargs)
         if reserved:
-            raise UnknownAttack(f"{spec}: do not pass {', '.join(sorted(reserved))}; the model comes from the judge "
-                             f"and eps from the threat model")
+            raise UnknownAttack(
+                f"{spec}: do not pass {', '.join(sorted(reserved))}; the model comes from the judge "
+                f"and eps from the threat model"
+            )
         self.kwargs = dict(kwargs)
         names, var_keyword = _accepted(self._class())
         unknown = set(self.kwargs) - names
@@ -85,17 +94,24 @@ class ExternalAttack(Attack):
 
     def config(self) -> dict[str, Any]:
         config = super().config()
-        config.update({f"kwarg_{key}": value for key, value in self.kwargs.items()
-                       if isinstance(value, (int, float, str, bool, type(None)))})
+        config.update(
+            {
+                f"kwarg_{key}": value
+                for key, value in self.kwargs.items()
+                if isinstance(value, (int, float, str, bool, type(None)))
+            }
+        )
         return config
 
-    def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel,
-                seed: int) -> AttackOutput:
+    def perturb(
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, seed: int
+    ) -> AttackOutput:
         """x: (n, C, H, W) within threat.bounds; y: (n,). Returns the library's adversarial images."""
         norm = declared_norm(self.library, self.attack_name)
         if norm is not None and norm != threat.norm:
-            log.warning("%s works in %s but the threat model is %s; the judge projects its output", self.name,
-                        norm, threat)
+            log.warning(
+                "%s works in %s but the threat model is %s; the judge projects its output", self.name, norm, threat
+            )
         # torchattacks puts a model found in training mode back into it afterwards and foolbox warns about one;
         # the counting wrapper starts in training mode (the defense inside is always in eval).
         model.eval()

@@ -10,6 +10,7 @@ So a point an attack left unchanged is judged exactly as the clean input was, an
 nothing changes nothing. A sample counts as robust only when it is correct on every draw; the number of correct
 draws is kept, for the mean-over-draws accuracy.
 """
+
 from __future__ import annotations
 
 import logging
@@ -59,8 +60,14 @@ def derive_seed(seed: int, *parts: object) -> int:
 
 
 @torch.no_grad()
-def exact_logits(defense: Defense, x: torch.Tensor, indices: list[int] | None = None, seed: int = 0,
-                 draws: int = DEFAULT_DRAWS, batch_size: int = 1000) -> torch.Tensor:
+def exact_logits(
+    defense: Defense,
+    x: torch.Tensor,
+    indices: list[int] | None = None,
+    seed: int = 0,
+    draws: int = DEFAULT_DRAWS,
+    batch_size: int = 1000,
+) -> torch.Tensor:
     """Exact forward as (draws, n, classes); one draw for a deterministic defense.
 
     For a randomized defense, draw m of sample `indices[i]` is computed alone after `defense.reseed(seed, m,
@@ -103,13 +110,16 @@ def judge(
     `precision`: what the attack's own passes run in (attacks/precision.py); the judge scores in float32 always.
     """
     if attack.threat_kind != "lp" and not isinstance(attack, TransformAttack):  # refused before it spends anything
-        raise TypeError(f"{attack.label} declares threat_kind {attack.threat_kind!r} but is not a TransformAttack "
-                        f"(attacks.transform): the judge can only score an Lp attack or a TransformAttack's params")
+        raise TypeError(
+            f"{attack.label} declares threat_kind {attack.threat_kind!r} but is not a TransformAttack "
+            f"(attacks.transform): the judge can only score an Lp attack or a TransformAttack's params"
+        )
     device = defense.device
     x, y = x.to(device), y.to(device)
     indices = list(range(len(x))) if indices is None else list(indices)
-    batch_seed = seed if attack.seed_as_given else derive_seed(seed, attack.label, indices[0] if indices else 0,
-                                                               len(indices))
+    batch_seed = (
+        seed if attack.seed_as_given else derive_seed(seed, attack.label, indices[0] if indices else 0, len(indices))
+    )
     defense.reseed(batch_seed)
     counter = CountingModel(defense)
     model = counter if attack.handles_eot or attack.eot == 1 else EOT(counter, attack.eot)
@@ -161,8 +171,14 @@ def judge(
     )
 
 
-def score(defense: Defense, x: torch.Tensor, y: torch.Tensor, indices: list[int] | None = None, seed: int = 0,
-          draws: int = DEFAULT_DRAWS) -> tuple[torch.Tensor, torch.Tensor]:
+def score(
+    defense: Defense,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    indices: list[int] | None = None,
+    seed: int = 0,
+    draws: int = DEFAULT_DRAWS,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(misclassified on some draw, worst margin over draws) per sample, on the common draws."""
     correct, margin = score_logits(exact_logits(defense, x, indices, seed, draws), y)
     return correct < (draws if defense.randomized else 1), margin

@@ -3,6 +3,7 @@
 A leaf module (it imports nothing of ours), so the name grammar (`attacks.names`) can check library names without
 importing the adapter (`attacks.external`), which itself needs the grammar's error type.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -14,14 +15,29 @@ LIBRARIES = ("torchattacks", "foolbox")
 GRADIENT_FREE = {
     "torchattacks": {"VANILA", "GN", "Square", "OnePixel", "Pixle", "SPSA"},
     "foolbox": {
-        "BoundaryAttack", "HopSkipJumpAttack", "GenAttack", "SaltAndPepperNoiseAttack", "PointwiseAttack",
-        "DatasetAttack", "InversionAttack", "GaussianBlurAttack", "LinearSearchBlendedUniformNoiseAttack",
-        "L2ContrastReductionAttack", "BinarySearchContrastReductionAttack", "LinearSearchContrastReductionAttack",
-        "L2AdditiveGaussianNoiseAttack", "L2AdditiveUniformNoiseAttack", "L2ClippingAwareAdditiveGaussianNoiseAttack",
-        "L2ClippingAwareAdditiveUniformNoiseAttack", "LinfAdditiveUniformNoiseAttack",
-        "L2RepeatedAdditiveGaussianNoiseAttack", "L2RepeatedAdditiveUniformNoiseAttack",
-        "L2ClippingAwareRepeatedAdditiveGaussianNoiseAttack", "L2ClippingAwareRepeatedAdditiveUniformNoiseAttack",
-        "LinfRepeatedAdditiveUniformNoiseAttack", "SpatialAttack",
+        "BoundaryAttack",
+        "HopSkipJumpAttack",
+        "GenAttack",
+        "SaltAndPepperNoiseAttack",
+        "PointwiseAttack",
+        "DatasetAttack",
+        "InversionAttack",
+        "GaussianBlurAttack",
+        "LinearSearchBlendedUniformNoiseAttack",
+        "L2ContrastReductionAttack",
+        "BinarySearchContrastReductionAttack",
+        "LinearSearchContrastReductionAttack",
+        "L2AdditiveGaussianNoiseAttack",
+        "L2AdditiveUniformNoiseAttack",
+        "L2ClippingAwareAdditiveGaussianNoiseAttack",
+        "L2ClippingAwareAdditiveUniformNoiseAttack",
+        "LinfAdditiveUniformNoiseAttack",
+        "L2RepeatedAdditiveGaussianNoiseAttack",
+        "L2RepeatedAdditiveUniformNoiseAttack",
+        "L2ClippingAwareRepeatedAdditiveGaussianNoiseAttack",
+        "L2ClippingAwareRepeatedAdditiveUniformNoiseAttack",
+        "LinfRepeatedAdditiveUniformNoiseAttack",
+        "SpatialAttack",
     },
 }
 # Attacks whose norm is plain from the name, so a mismatch with the threat model can be warned about.
@@ -59,8 +75,12 @@ def available_attacks(library: str) -> list[str]:
     else:
         raise ValueError(f"unknown attack library {library!r}; choose one of {', '.join(LIBRARIES)}")
     return sorted(
-        name for name, obj in vars(module).items()
-        if inspect.isclass(obj) and issubclass(obj, Base) and not inspect.isabstract(obj) and obj is not Base
+        name
+        for name, obj in vars(module).items()
+        if inspect.isclass(obj)
+        and issubclass(obj, Base)
+        and not inspect.isabstract(obj)
+        and obj is not Base
         and not name.startswith("_")
     )
 

@@ -1,4 +1,5 @@
 """The losses attacks, probes and the judge share: the logit margin and per-sample CE."""
+
 from __future__ import annotations
 
 import torch

@@ -8,6 +8,7 @@ matched AutoAttack's APGD-T at a fraction of its cost. The ranking costs one bac
 attack itself is pyautoattack's APGD-T step (`APGDAttack_targeted.attack_single_run`, the upstream code), given
 the ranked targets instead of the logit order.
 """
+
 from __future__ import annotations
 
 import logging
@@ -66,8 +67,9 @@ class MaltAPGD(APGD):
         super().__init__(targeted=True, n_target_classes=n_target_classes, **kwargs)
         self.name = "apgd-malt"
 
-    def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel,
-                seed: int) -> AttackOutput:
+    def perturb(
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, seed: int
+    ) -> AttackOutput:
         apgd = self.build(model, threat, seed, _device(x))
         apgd.init_hyperparam(x)
         targets = malt_targets(model, x, y, threat.norm, self.n_target_classes)

@@ -22,6 +22,7 @@ spelling of `s` (modifiers in the order above, budget keys in table order, defau
 
 Every mistake is an `UnknownAttack` (a `UserError`) whose one-line message names the attack and the fix.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -123,19 +124,25 @@ def _check_base(spec: str, base: str) -> None:
     if ":" in base:
         library, _, attack = base.partition(":")
         if library not in LIBRARIES:
-            raise UnknownAttack(f"attack {spec!r}: unknown attack library {library!r}; "
-                                f"{_close(library, list(LIBRARIES))}"
-                                f"use torchattacks:<Class> or foolbox:<Class>")
+            raise UnknownAttack(
+                f"attack {spec!r}: unknown attack library {library!r}; "
+                f"{_close(library, list(LIBRARIES))}"
+                f"use torchattacks:<Class> or foolbox:<Class>"
+            )
         available = _library_attacks(library)
         if attack not in available:
-            raise UnknownAttack(f"attack {spec!r}: {library} has no attack {attack!r}; {_close(attack, available)}"
-                                f"`audit attacks` lists the names")
+            raise UnknownAttack(
+                f"attack {spec!r}: {library} has no attack {attack!r}; {_close(attack, available)}"
+                f"`audit attacks` lists the names"
+            )
         return
     where = "" if base == spec else f" in {spec!r}"
     ours = list(entries())
-    raise UnknownAttack(f"unknown attack {base!r}{where}; {_close(base, ours)}"
-                        f"choose one of {', '.join(ours)}, torchattacks:<Class>, foolbox:<Class>, "
-                        f"transfer-base:<attack>")
+    raise UnknownAttack(
+        f"unknown attack {base!r}{where}; {_close(base, ours)}"
+        f"choose one of {', '.join(ours)}, torchattacks:<Class>, foolbox:<Class>, "
+        f"transfer-base:<attack>"
+    )
 
 
 def _parse_modifiers(spec: str, base: str, modifiers: list[str]) -> dict[str, Any]:
@@ -143,8 +150,10 @@ def _parse_modifiers(spec: str, base: str, modifiers: list[str]) -> dict[str, An
     for modifier in modifiers:
         match = _MODIFIER.fullmatch(modifier)
         if not match:
-            raise UnknownAttack(f"attack {spec!r}: unknown modifier +{modifier}; use +bpda-identity, "
-                                f"+bpda-smooth-T<temperature>, +bpda-ensemble, +unrolled, +eot<K> or +survivors")
+            raise UnknownAttack(
+                f"attack {spec!r}: unknown modifier +{modifier}; use +bpda-identity, "
+                f"+bpda-smooth-T<temperature>, +bpda-ensemble, +unrolled, +eot<K> or +survivors"
+            )
         kind = "survivors" if modifier == "survivors" else "eot" if modifier.startswith("eot") else "surrogate"
         if kind in out:
             shown = {"eot": "+eot", "survivors": "+survivors"}.get(kind, "+bpda")
@@ -160,15 +169,18 @@ def _parse_modifiers(spec: str, base: str, modifiers: list[str]) -> dict[str, An
             continue
         entry = entries().get(base)
         if entry and entry.gradient_free:
-            raise UnknownAttack(f"attack {spec!r}: {base} takes no gradients, so +{modifier} would change nothing; "
-                                f"drop it")
+            raise UnknownAttack(
+                f"attack {spec!r}: {base} takes no gradients, so +{modifier} would change nothing; drop it"
+            )
         if entry and entry.own_gradients:
-            raise UnknownAttack(f"attack {spec!r}: {base} sets its own gradients at every stage, so +{modifier} "
-                                f"would contradict it; drop it")
+            raise UnknownAttack(
+                f"attack {spec!r}: {base} sets its own gradients at every stage, so +{modifier} "
+                f"would contradict it; drop it"
+            )
         if modifier == UNROLLED:
             out["surrogate"] = UNROLLED
             continue
-        out["surrogate"] = modifier[len("bpda-"):].partition("-")[0]  # identity | smooth | ensemble
+        out["surrogate"] = modifier[len("bpda-") :].partition("-")[0]  # identity | smooth | ensemble
         if match.group("t") is not None:
             out["temperature"] = _temperature(spec, match.group("t"))
     return out
@@ -180,8 +192,10 @@ def _temperature(spec: str, text: str) -> float:
     except ValueError:
         value = math.nan
     if not (math.isfinite(value) and value > 0):
-        raise UnknownAttack(f"attack {spec!r}: the smooth surrogate's temperature must be a positive number, not "
-                            f"{text!r} (e.g. +bpda-smooth-T0.03)")
+        raise UnknownAttack(
+            f"attack {spec!r}: the smooth surrogate's temperature must be a positive number, not "
+            f"{text!r} (e.g. +bpda-smooth-T0.03)"
+        )
     return value
 
 
@@ -208,13 +222,21 @@ def _library_budget(spec: str, base: str, items: list[tuple[str, str]]) -> dict[
     budget: dict[str, int | float] = {}
     for key, text in items:
         if key in ("model", "eps", "epsilons"):
-            raise UnknownAttack(f"attack {spec!r}: {key} is not a budget: the model comes from the audit and eps "
-                                f"from --eps")
+            raise UnknownAttack(
+                f"attack {spec!r}: {key} is not a budget: the model comes from the audit and eps from --eps"
+            )
         if key not in parameters or key == "self":
-            numeric = [p for p, v in parameters.items() if isinstance(v.default, (int, float))
-                       and not isinstance(v.default, bool) and p not in ("eps", "epsilons")]
-            raise UnknownAttack(f"attack {spec!r}: {base} has no budget {key!r}; {_close(key, numeric)}"
-                                f"its numeric arguments: {', '.join(numeric) or 'none'}")
+            numeric = [
+                p
+                for p, v in parameters.items()
+                if isinstance(v.default, (int, float))
+                and not isinstance(v.default, bool)
+                and p not in ("eps", "epsilons")
+            ]
+            raise UnknownAttack(
+                f"attack {spec!r}: {base} has no budget {key!r}; {_close(key, numeric)}"
+                f"its numeric arguments: {', '.join(numeric) or 'none'}"
+            )
         default = parameters[key].default
         if isinstance(default, bool) or not isinstance(default, (int, float, type(None))):
             raise UnknownAttack(f"attack {spec!r}: {base}'s argument {key!r} is not a number; set it from Python")
@@ -265,17 +287,22 @@ def parse_name(spec: str) -> AttackName:
         raise UnknownAttack("empty attack name; `audit attacks` lists the names")
     spec = spec.strip()
     if spec.startswith(TRANSFER_PREFIX):
-        inner = spec[len(TRANSFER_PREFIX):]
+        inner = spec[len(TRANSFER_PREFIX) :]
         if not inner or inner.startswith(TRANSFER_PREFIX):
-            raise UnknownAttack(f"attack {spec!r}: transfer-base: takes one attack to craft on the base model, "
-                                f"e.g. transfer-base:apgd-ce")
+            raise UnknownAttack(
+                f"attack {spec!r}: transfer-base: takes one attack to craft on the base model, "
+                f"e.g. transfer-base:apgd-ce"
+            )
         parsed = parse_name(inner)
         if parsed.survivors:
-            raise UnknownAttack(f"attack {spec!r}: +survivors does not apply to a transfer attack's inner attack; "
-                                f"drop it")
+            raise UnknownAttack(
+                f"attack {spec!r}: +survivors does not apply to a transfer attack's inner attack; drop it"
+            )
         if parsed.base in entries() and entries()[parsed.base].transformation:
-            raise UnknownAttack(f"attack {spec!r}: transfer-base: takes an Lp attack; {parsed.base} is a "
-                                f"transformation attack (run it on the defense itself)")
+            raise UnknownAttack(
+                f"attack {spec!r}: transfer-base: takes an Lp attack; {parsed.base} is a "
+                f"transformation attack (run it on the defense itself)"
+            )
         return AttackName(base="transfer-base", inner=parsed)
     head, at, budget_text = spec.partition("@")
     base, *modifiers = head.split("+")
@@ -309,23 +336,34 @@ def label_of(attack: Any) -> str:
                 budget.append((key, value))
     elif isinstance(getattr(attack, "kwargs", None), dict):  # a library attack: every argument it was given
         budget = sorted(attack.kwargs.items())
-    return format_name(AttackName(base=attack.name, surrogate=attack.surrogate, temperature=attack.temperature,
-                                  eot=attack.eot, survivors=getattr(attack, "on_survivors", False),
-                                  budget=tuple(budget)))
+    return format_name(
+        AttackName(
+            base=attack.name,
+            surrogate=attack.surrogate,
+            temperature=attack.temperature,
+            eot=attack.eot,
+            survivors=getattr(attack, "on_survivors", False),
+            budget=tuple(budget),
+        )
+    )
 
 
 def budget_of(attack: Any) -> dict[str, int | float]:
     """Every budget of one of our attacks, defaults included (e.g. {"iters": 100, "restarts": 1})."""
     entry = entries().get(attack.name)
-    return {key: getattr(attack, argument) for key, argument in (entry.budget if entry else {}).items()
-            if getattr(attack, argument, None) is not None}
+    return {
+        key: getattr(attack, argument)
+        for key, argument in (entry.budget if entry else {}).items()
+        if getattr(attack, argument, None) is not None
+    }
 
 
 def family_of(attack: Any) -> str:
     """The attack's name without its budget or `+survivors`: attacks of one family differ only in how much they
     spend (which samples they run on is scheduling, not what the attack is)."""
-    return format_name(AttackName(base=attack.name, surrogate=attack.surrogate, temperature=attack.temperature,
-                                  eot=attack.eot))
+    return format_name(
+        AttackName(base=attack.name, surrogate=attack.surrogate, temperature=attack.temperature, eot=attack.eot)
+    )
 
 
 def split_attack_list(text: str) -> list[str]:

@@ -6,6 +6,7 @@ the libraries' implementations instead.
 It works on the perturbation: the forward sees clamp(x + delta) to the input bounds, delta is clipped to the ball
 after every signed (Linf) or normalised (L2) gradient step of CE, and the returned point is clamp(x + delta).
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -26,8 +27,16 @@ class PGDTrace:
     adversarial: torch.Tensor  # (steps + 1, n) bool: misclassified at that iterate (the same forward as the loss)
 
 
-def pgd(model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, y: torch.Tensor, threat: ThreatModel,
-        steps: int, step_size: float, generator: torch.Generator | None = None, record: bool = False) -> PGDTrace:
+def pgd(
+    model: Callable[[torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    threat: ThreatModel,
+    steps: int,
+    step_size: float,
+    generator: torch.Generator | None = None,
+    record: bool = False,
+) -> PGDTrace:
     """PGD on CE from x (or from a uniform random start drawn from `generator`), returning its last iterate.
 
     A sample whose loss has no gradient (graph interrupted) simply does not move.
@@ -55,5 +64,6 @@ def pgd(model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, y: torch
         losses.append(F.cross_entropy(logits, y, reduction="none"))
         adversarial.append(logits.argmax(1) != y)
     empty = torch.empty(0, len(x), device=x.device)
-    return PGDTrace(x_last, torch.stack(losses) if record else empty,
-                    torch.stack(adversarial) if record else empty.bool())
+    return PGDTrace(
+        x_last, torch.stack(losses) if record else empty, torch.stack(adversarial) if record else empty.bool()
+    )

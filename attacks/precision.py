@@ -5,6 +5,7 @@ A cheaper proposal can only make the attack weaker, never inflate its success: t
 with the defense's exact forward in float32, TF32 off (`float32_scoring`). So `--proposal-precision` trades attack
 strength for speed, and what it buys is measured on the same images (benchmarks/proposal_precision.py).
 """
+
 from __future__ import annotations
 
 import contextlib

@@ -23,6 +23,7 @@ its budget, e.g.
 `Attack.label` produces these names (`attacks.names.label_of`), so every stored result names an attack that can be
 re-run: `make_attack(a.label).label == a.label`.
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -47,8 +48,10 @@ def build_attack(name: AttackName, transfer_source: nn.Module | None = None) -> 
         from attacks.transfer import Transfer
 
         if transfer_source is None:
-            raise UnknownAttack(f"{name.base}:{name.inner.base}: this defense has no base model to transfer from "
-                                f"(it has no MeanSparse layers to switch off)")
+            raise UnknownAttack(
+                f"{name.base}:{name.inner.base}: this defense has no base model to transfer from "
+                f"(it has no MeanSparse layers to switch off)"
+            )
         return Transfer(build_attack(name.inner), transfer_source)
     kwargs = name.constructor_kwargs()
     if name.library is not None:

@@ -1,5 +1,6 @@
 """FGSM (Goodfellow et al. 2015): one signed-gradient step of size eps. Kept for one diagnostic: a single step
 that beats an iterative attack is a classic symptom of masked gradients (Athalye et al. 2018)."""
+
 from __future__ import annotations
 
 import torch
@@ -17,8 +18,9 @@ class FGSM(Attack):
     role = "the single step the diagnostics compare with"
     single_step = True
 
-    def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel,
-                seed: int) -> AttackOutput:
+    def perturb(
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, seed: int
+    ) -> AttackOutput:
         x = x.clone().requires_grad_(True)
         loss = F.cross_entropy(model(x), y)
         (grad,) = torch.autograd.grad(loss, x)

@@ -10,6 +10,7 @@ model wrapper and returns only images; ours is batched over the samples with `af
 (torchvision cannot be imported here), runs on the suite's counting wrapper, and returns the parameters, which
 the judge clips to the limits and re-applies itself with `apply`, so the attack never grades its own output.
 """
+
 from __future__ import annotations
 
 import logging
@@ -72,9 +73,16 @@ class RotationTranslationGrid(TransformAttack):
     gradient_free = True
     threat_kind = "spatial"
 
-    def __init__(self, max_angle: float = 30.0, max_translation: float = 3.0, n_angles: int = 31,
-                 n_translations: int = 5, random: int | None = None, eot: int = 1,
-                 on_survivors: bool = False) -> None:
+    def __init__(
+        self,
+        max_angle: float = 30.0,
+        max_translation: float = 3.0,
+        n_angles: int = 31,
+        n_translations: int = 5,
+        random: int | None = None,
+        eot: int = 1,
+        on_survivors: bool = False,
+    ) -> None:
         super().__init__(surrogate="exact", eot=eot, on_survivors=on_survivors)
         if max_angle < 0 or max_translation < 0:
             raise ValueError("max_angle and max_translation must be >= 0")
@@ -118,8 +126,9 @@ class RotationTranslationGrid(TransformAttack):
         return grid[order]
 
     @torch.no_grad()
-    def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel,
-                seed: int) -> AttackOutput:
+    def perturb(
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, seed: int
+    ) -> AttackOutput:
         """Try each transform on all not-yet-broken samples (one forward per transform).
 
         x: (n, C, H, W) in [0, 1]; y: (n,). `threat` (an Lp ball) does not apply to this attack.

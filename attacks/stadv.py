@@ -5,6 +5,7 @@ minimises the C&W margin loss plus tau times the total variation of the flow, so
 threat model is a flow budget: every flow vector has Linf norm <= `max_flow` pixels. The attack returns the flow;
 the judge clips it to the budget and re-applies it with `apply`, so what is scored is what the budget allows.
 """
+
 from __future__ import annotations
 
 import logging
@@ -82,9 +83,20 @@ class StAdv(TransformAttack):
 
     threat_kind = "flow"
 
-    def __init__(self, max_flow: float = 1.0, steps: int = 100, lr: float = 0.05, tau: float = 0.05,
-                 kappa: float = 0.0, tau_decay: float = 0.1, stages: int = 5, surrogate: str = "exact",
-                 temperature: float | None = None, eot: int = 1, on_survivors: bool = False) -> None:
+    def __init__(
+        self,
+        max_flow: float = 1.0,
+        steps: int = 100,
+        lr: float = 0.05,
+        tau: float = 0.05,
+        kappa: float = 0.0,
+        tau_decay: float = 0.1,
+        stages: int = 5,
+        surrogate: str = "exact",
+        temperature: float | None = None,
+        eot: int = 1,
+        on_survivors: bool = False,
+    ) -> None:
         super().__init__(surrogate, temperature, eot, on_survivors)
         if not max_flow > 0:
             raise ValueError(f"max_flow must be > 0, not {max_flow}")
@@ -113,8 +125,9 @@ class StAdv(TransformAttack):
         return params.flatten(1).abs().amax(dim=1)
 
     # -- the attack -----------------------------------------------------------------------------------------
-    def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel,
-                seed: int) -> AttackOutput:
+    def perturb(
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, seed: int
+    ) -> AttackOutput:
         """x: (n, C, H, W) in [0, 1]; y: (n,). `threat` (an Lp ball) does not apply; the budget is `max_flow`."""
         n, _, height, width = x.shape
         x = x.detach()

@@ -1,5 +1,6 @@
 """Threat models are value objects: they own projection, distance, the steepest-ascent step and random draws for
 their norm, so no attack, probe or training loop branches on the norm itself."""
+
 from __future__ import annotations
 
 import math

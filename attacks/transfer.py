@@ -3,6 +3,7 @@
 For MeanSparse the natural surrogate is the base model (every threshold set to 0): if points made on it beat
 white-box attacks on the defended model, the defended model's gradients are hiding its weakness.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -29,8 +30,9 @@ class Transfer(Attack):
     def gradient(self) -> str:
         return f"transfer:{self.source_name}"
 
-    def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel,
-                seed: int) -> AttackOutput:  # model: the judge's counter on the defense, unused
+    def perturb(
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, seed: int
+    ) -> AttackOutput:  # model: the judge's counter on the defense, unused
         source = CountingModel(self.source)
         output = self.inner.perturb(source, x, y, threat, seed)
         # Whether each point also fails on the source: the source's own robustness on these samples, which the

@@ -11,6 +11,7 @@ never the attack's own image), and `param_distance` measures the result in the a
 Its own file, beside `threat_model.py` rather than inside `base.py`: `base.py` is the protocol every attack
 follows, and the judge's Lp path needs nothing more; this is the second kind of threat, with its own contract.
 """
+
 from __future__ import annotations
 
 from abc import ABC, abstractmethod

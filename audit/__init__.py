@@ -6,14 +6,21 @@
 
 Names are imported on first use, so `audit --help` and the modules that only need a part stay light.
 """
+
 from __future__ import annotations
 
 from typing import Any
 
 _EXPORTS = {
-    "AuditConfig": "audit.config", "run_audit": "audit.pipeline", "derive_results": "audit.pipeline",
-    "load_dataset": "audit.data", "diagnose": "audit.probes", "DiagnosticsConfig": "audit.probes.config",
-    "verdict": "audit.checks", "run_checks": "audit.checks", "Outcomes": "audit.outcomes",
+    "AuditConfig": "audit.config",
+    "run_audit": "audit.pipeline",
+    "derive_results": "audit.pipeline",
+    "load_dataset": "audit.data",
+    "diagnose": "audit.probes",
+    "DiagnosticsConfig": "audit.probes.config",
+    "verdict": "audit.checks",
+    "run_checks": "audit.checks",
+    "Outcomes": "audit.outcomes",
     "compare": "audit.comparison",
 }
 __all__ = sorted(_EXPORTS)

@@ -6,6 +6,7 @@ tiled up to the candidate size: from the number of images down, halving on out-o
 recorded in the results (`config.batch_size`, `config.batch_size_auto`). A batch that still runs out of memory in
 an attack is split again by the runner (audit/runner.py), so the choice is a speed setting, never a correctness one.
 """
+
 from __future__ import annotations
 
 import logging
@@ -20,7 +21,8 @@ log = logging.getLogger(__name__)
 def out_of_memory(error: BaseException) -> bool:
     """CUDA's out-of-memory error, or the CPU allocator's."""
     return isinstance(error, torch.cuda.OutOfMemoryError) or (
-        isinstance(error, RuntimeError) and ("out of memory" in str(error) or "can't allocate memory" in str(error)))
+        isinstance(error, RuntimeError) and ("out of memory" in str(error) or "can't allocate memory" in str(error))
+    )
 
 
 def _step_fits(defense: Defense, x: torch.Tensor) -> bool:

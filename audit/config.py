@@ -1,4 +1,5 @@
 """The settings of one audit, frozen: everything a run needs to be reproduced, and what must match to resume."""
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
@@ -39,10 +40,30 @@ class AuditConfig:
     def identity(self, content: dict[str, Any]) -> dict[str, Any]:
         """What must match for a resumed run to reuse stored results: the settings, and what was audited by
         content (`audit.fingerprint`: model state, checkpoint file, images, versions), never paths alone."""
-        keep = ("model", "dataset", "norm", "eps", "n", "suite", "budget", "seed", "mode", "batch_size",
-                "diagnostics_n", "meansparse_alpha", "attacks", "transfer_from", "keep_examples", "static_model")
+        keep = (
+            "model",
+            "dataset",
+            "norm",
+            "eps",
+            "n",
+            "suite",
+            "budget",
+            "seed",
+            "mode",
+            "batch_size",
+            "diagnostics_n",
+            "meansparse_alpha",
+            "attacks",
+            "transfer_from",
+            "keep_examples",
+            "static_model",
+        )
         # Lower-precision proposals change what the attacks propose: named only when chosen, so runs made before
         # the option resume as they were.
         precision = {"proposal_precision": self.proposal_precision} if self.proposal_precision != "float32" else {}
-        return {"store_format": STORE_FORMAT, **{k: v for k, v in asdict(self).items() if k in keep}, **precision,
-                **content}
+        return {
+            "store_format": STORE_FORMAT,
+            **{k: v for k, v in asdict(self).items() if k in keep},
+            **precision,
+            **content,
+        }

@@ -3,6 +3,7 @@
 Every loader returns float32 NCHW images in [0, 1] and int64 labels. Bad files raise `DataError` with a message
 that names the file and the problem, never a bare traceback from deep inside numpy.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -88,8 +89,9 @@ def load_idx_dataset(directory: str | Path, split: str, name: str) -> Dataset:
     return Dataset(tensor, torch.from_numpy(labels.astype(np.int64)), name)
 
 
-def _read_cifar_batch(path: Path, label_key: bytes, num_classes: int, folder: str,
-                      kind: str) -> tuple[np.ndarray, np.ndarray]:
+def _read_cifar_batch(
+    path: Path, label_key: bytes, num_classes: int, folder: str, kind: str
+) -> tuple[np.ndarray, np.ndarray]:
     """One python-pickle batch of the CIFAR authors, read with the restricted unpickler (data and labels only)."""
     if not path.is_file():
         raise DataError(f"{path} not found; pass --data-dir pointing at {folder}")
@@ -129,13 +131,13 @@ def load_cifar100(directory: str | Path, split: str = "test") -> Dataset:
         try:
             with open(meta, "rb") as handle:
                 names = _DataOnlyUnpickler(handle, encoding="bytes").load()[b"fine_label_names"]
-        except (pickle.UnpicklingError, EOFError, KeyError, TypeError, ValueError, IndexError,
-                AttributeError) as error:
+        except (pickle.UnpicklingError, EOFError, KeyError, TypeError, ValueError, IndexError, AttributeError) as error:
             raise DataError(f"{meta}: not the cifar-100-python meta file ({error})") from None
         if len(names) != 100:
             raise DataError(f"{meta}: {len(names)} fine label names, expected 100; is this CIFAR-100?")
-    images, labels = _read_cifar_batch(directory / ("test" if split == "test" else "train"), b"fine_labels", 100,
-                                       "cifar-100-python", "CIFAR-100")
+    images, labels = _read_cifar_batch(
+        directory / ("test" if split == "test" else "train"), b"fine_labels", 100, "cifar-100-python", "CIFAR-100"
+    )
     return Dataset(torch.from_numpy(images.astype(np.float32) / 255.0), torch.from_numpy(labels), "cifar100", 100)
 
 
@@ -143,10 +145,15 @@ def load_cifar100(directory: str | Path, split: str = "test") -> Dataset:
 # Protocol 2 written by Python 3 encodes bytes with `_codecs.encode`; protocol 5 rebuilds arrays with
 # `_frombuffer`; numpy integer labels pickle as `scalar`. None of these can run code.
 _NUMPY_CLASSES = {
-    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
-    ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
-    ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"),
+    ("numpy._core.multiarray", "scalar"),
+    ("numpy.core.numeric", "_frombuffer"),
+    ("numpy._core.numeric", "_frombuffer"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("_codecs", "encode"),
 }
 
 
@@ -166,9 +173,7 @@ def load_foolbox_samples(dataset: str = "cifar10") -> Dataset:
 
     folder = Path(foolbox.__file__).parent / "data"
     pattern = re.compile(rf"^{dataset}_(\d+)_(\d+)\.(?:png|jpg)$")
-    found = sorted(
-        (int(m.group(1)), int(m.group(2)), p) for p in folder.iterdir() if (m := pattern.match(p.name))
-    )
+    found = sorted((int(m.group(1)), int(m.group(2)), p) for p in folder.iterdir() if (m := pattern.match(p.name)))
     if not found:
         raise DataError(f"no foolbox sample images for {dataset!r} in {folder}")
     arrays, labels = [], []
@@ -186,8 +191,16 @@ def load_foolbox_samples(dataset: str = "cifar10") -> Dataset:
     return Dataset(torch.from_numpy(np.stack(arrays)), torch.tensor(labels), f"foolbox-{dataset}", classes)
 
 
-DATASETS = ("fashion-mnist", "mnist", "cifar10", "cifar100", "imagenet", "foolbox-cifar10", "foolbox-cifar100",
-            "foolbox-imagenet")
+DATASETS = (
+    "fashion-mnist",
+    "mnist",
+    "cifar10",
+    "cifar100",
+    "imagenet",
+    "foolbox-cifar10",
+    "foolbox-cifar100",
+    "foolbox-imagenet",
+)
 
 
 def num_classes(dataset: str) -> int:
@@ -222,8 +235,10 @@ def load_dataset(name: str, split: str = "test", data_dir: str | Path | None = N
         from audit.imagenet import load_imagenet
 
         if data_dir is None:
-            raise DataError("ImageNet is not bundled: pass --data-dir pointing at the validation images (a folder of "
-                            "class folders, or a flat folder with a labels file)")
+            raise DataError(
+                "ImageNet is not bundled: pass --data-dir pointing at the validation images (a folder of "
+                "class folders, or a flat folder with a labels file)"
+            )
         if split != "test":
             raise DataError("only the ImageNet validation split is supported (RobustBench evaluates on it)")
         return load_imagenet(data_dir)  # type: ignore[return-value]  # duck-types Dataset, decoding lazily

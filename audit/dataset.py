@@ -2,6 +2,7 @@
 
 Its own module so the loaders (`audit.data`, `audit.imagenet`) can share it without importing each other.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -39,5 +40,10 @@ class Dataset:
         return Dataset(self.images[index], self.labels[index], self.name, self.num_classes, self.dataset_index[index])
 
     def slice(self, start: int, stop: int) -> Dataset:
-        return Dataset(self.images[start:stop], self.labels[start:stop], self.name, self.num_classes,
-                       self.dataset_index[start:stop])
+        return Dataset(
+            self.images[start:stop],
+            self.labels[start:stop],
+            self.name,
+            self.num_classes,
+            self.dataset_index[start:stop],
+        )

@@ -7,6 +7,7 @@ demo-adversarial's logits bit for bit (checked here first), so the adversarial a
 base audit for the gain table: the same attacks on the same images with the same seeds would give the same
 per-sample results, and reusing them saves a third AutoAttack run.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -27,15 +28,17 @@ DEMO_N = 100  # test samples per model: both audits fit in a few minutes on 2 CP
 DEMO_MODELS = ("demo-adversarial", "demo-meansparse")
 
 
-def _audit_one(model: str, directory: Path, n: int, data_dir: str | None, progress: bool,
-               threads: int) -> dict[str, Any]:
+def _audit_one(
+    model: str, directory: Path, n: int, data_dir: str | None, progress: bool, threads: int
+) -> dict[str, Any]:
     import torch
 
     if threads:
         torch.set_num_threads(threads)
     with contextlib.nullcontext() if progress else progress_bars_off():  # two workers' bars would interleave
-        results = run_audit(AuditConfig(model=model, n=n), directory, data_dir=data_dir, progress=progress,
-                            audit_base=False)  # the MeanSparse model's base audit is the adversarial model's
+        results = run_audit(
+            AuditConfig(model=model, n=n), directory, data_dir=data_dir, progress=progress, audit_base=False
+        )  # the MeanSparse model's base audit is the adversarial model's
     assert results is not None  # one process, so rank 0
     return results
 
@@ -52,8 +55,10 @@ def _check_base_is_adversarial(n: int, data_dir: str | None) -> None:
     base = as_defense(load_shipped(DEMO_MODELS[1]), 10, DEMO_MODELS[1]).base_model()
     with torch.no_grad():
         if base is None or not torch.equal(base(images), load_shipped(DEMO_MODELS[0])(images)):
-            raise RuntimeError(f"{DEMO_MODELS[1]} with MeanSparse off is not {DEMO_MODELS[0]}: the shipped "
-                               f"checkpoints no longer match; rebuild them with `audit sparsify`")
+            raise RuntimeError(
+                f"{DEMO_MODELS[1]} with MeanSparse off is not {DEMO_MODELS[0]}: the shipped "
+                f"checkpoints no longer match; rebuild them with `audit sparsify`"
+            )
 
 
 def run_demo(out: Path, n: int | None = None, data_dir: str | None = None, progress: bool = True) -> str:
@@ -74,6 +79,8 @@ def run_demo(out: Path, n: int | None = None, data_dir: str | None = None, progr
     all_results[1] = derive_results(directories[1])
     lines = [line for results in all_results for line in summary_lines(results)]
     comparison = compare(directories[0], directories[1], out / "comparison.md")
-    reports = (f"reports: {directories[0] / 'report.html'}, {directories[1] / 'report.html'}; "
-               f"comparison: {out / 'comparison.md'}")
+    reports = (
+        f"reports: {directories[0] / 'report.html'}, {directories[1] / 'report.html'}; "
+        f"comparison: {out / 'comparison.md'}"
+    )
     return "\n".join([*lines, "", comparison, reports])

@@ -5,6 +5,7 @@ its own file; after every attack the ranks meet (barrier) and re-read all record
 robust set everywhere and rank 0 writes one output directory identical to a single-process run with the same seed
 (bit-identical when each process uses the same number of threads as the single run; torchrun sets one).
 """
+
 from __future__ import annotations
 
 import os

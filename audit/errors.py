@@ -4,6 +4,7 @@ Every error the user can fix subclasses `defenses.errors.UserError`; this module
 `UsageError` and the few OS errors that are the user's to fix too (a full disk, an unwritable directory). It
 imports nothing from `audit.cli`, so the CLI can import it at the top.
 """
+
 from __future__ import annotations
 
 from defenses.errors import UserError

@@ -13,6 +13,7 @@ example furthest across the boundary, so float noise of another batch size canno
 Why safetensors: no pickle (loading evidence never runs code), and every framework reads it. It cannot be
 appended to, hence one file per batch until the end.
 """
+
 from __future__ import annotations
 
 import json
@@ -90,8 +91,12 @@ def write_batch(directory: Path, attack: Attack, batch: int, record: AttackRecor
     broken = record.success.nonzero().flatten()
     if not len(broken):
         return
-    tensors = {"x_adv": record.x_adv[broken].float(), "sample": torch.tensor(record.indices)[broken],
-               "margin": record.margin[broken].float(), "distance": record.distance[broken].float()}
+    tensors = {
+        "x_adv": record.x_adv[broken].float(),
+        "sample": torch.tensor(record.indices)[broken],
+        "margin": record.margin[broken].float(),
+        "distance": record.distance[broken].float(),
+    }
     params = record.extra.get("params")
     if isinstance(params, torch.Tensor):
         tensors["params"] = params[broken].float()
@@ -106,28 +111,47 @@ def _examples(evidence: Evidence | None, directory: Path) -> tuple[dict[tuple[in
     if evidence is not None:
         for j in range(evidence.k):
             found[int(evidence.sample[j]), evidence.attack[j]] = {
-                "x_adv": evidence.x_adv[j], "margin": float(evidence.margin[j]),
-                "distance": float(evidence.distance[j]), "threat_kind": evidence.threat_kind[j],
-                "params": evidence.params[j]}
+                "x_adv": evidence.x_adv[j],
+                "margin": float(evidence.margin[j]),
+                "distance": float(evidence.distance[j]),
+                "threat_kind": evidence.threat_kind[j],
+                "params": evidence.params[j],
+            }
     files = sorted((directory / EXAMPLES_DIR).glob("*.safetensors"))
     for path in files:
         tensors, metadata = _read(path)
         for position, sample in enumerate(tensors["sample"].tolist()):
             found[sample, metadata["attack"]] = {
-                "x_adv": tensors["x_adv"][position], "margin": float(tensors["margin"][position]),
-                "distance": float(tensors["distance"][position]), "threat_kind": metadata["threat_kind"],
-                "params": tensors["params"][position] if "params" in tensors else None}
+                "x_adv": tensors["x_adv"][position],
+                "margin": float(tensors["margin"][position]),
+                "distance": float(tensors["distance"][position]),
+                "threat_kind": metadata["threat_kind"],
+                "params": tensors["params"][position] if "params" in tensors else None,
+            }
     return found, files
 
 
 def broken_pairs(rows: Iterable[dict[str, Any]]) -> set[tuple[int, str]]:
     """(sample, attack) pairs the store records as broken."""
-    return {(i, r["attack"]) for r in rows if "status" in r and "error" not in r
-            for i, s in zip(r["indices"], r["status"]) if s == "broken"}
+    return {
+        (i, r["attack"])
+        for r in rows
+        if "status" in r and "error" not in r
+        for i, s in zip(r["indices"], r["status"])
+        if s == "broken"
+    }
 
 
-def collect_evidence(out: str | Path, keep: str, data: Dataset, order: list[str], seed: int,
-                     randomized: bool, broken: set[tuple[int, str]], draws: int = DEFAULT_DRAWS) -> Path | None:
+def collect_evidence(
+    out: str | Path,
+    keep: str,
+    data: Dataset,
+    order: list[str],
+    seed: int,
+    randomized: bool,
+    broken: set[tuple[int, str]],
+    draws: int = DEFAULT_DRAWS,
+) -> Path | None:
     """Fold the batch files into `evidence.safetensors` (see the module docstring); None with keep `none`.
     `order` (the attacks in run order) breaks ties between equal margins. Only the pairs the store records as
     `broken` are kept: a batch file of an attempt that never reached the store (killed before its record, then
@@ -150,29 +174,42 @@ def collect_evidence(out: str | Path, keep: str, data: Dataset, order: list[str]
     n_draws = draws if randomized else 1
     samples = [key[0] for key in chosen]
     tensors = {
-        "clean": data.images.float(), "labels": data.labels.long(), "dataset_index": data.dataset_index,
+        "clean": data.images.float(),
+        "labels": data.labels.long(),
+        "dataset_index": data.dataset_index,
         "x_adv": torch.stack([found[key]["x_adv"] for key in chosen]) if chosen else data.images[:0].float(),
         "sample": torch.tensor(samples, dtype=torch.long),
         "margin": torch.tensor([found[key]["margin"] for key in chosen], dtype=torch.float32),
         "distance": torch.tensor([found[key]["distance"] for key in chosen], dtype=torch.float32),
         # The common draws of attacks.judge: draw m of sample i is seeded with derive_seed(seed, "draw", m, i).
-        "draw_seeds": torch.tensor([[derive_seed(seed, "draw", m, i) for m in range(n_draws)] for i in samples],
-                                   dtype=torch.long).reshape(len(samples), n_draws),
+        "draw_seeds": torch.tensor(
+            [[derive_seed(seed, "draw", m, i) for m in range(n_draws)] for i in samples], dtype=torch.long
+        ).reshape(len(samples), n_draws),
     }
     for j, key in enumerate(chosen):
         if found[key]["params"] is not None:
             tensors[f"params/{j}"] = found[key]["params"]
-    metadata = {"format": FORMAT, "attack": json.dumps([key[1] for key in chosen]),
-                "threat_kind": json.dumps([found[key]["threat_kind"] for key in chosen]),
-                "seed": str(seed), "draws": str(n_draws), "keep": keep}
+    metadata = {
+        "format": FORMAT,
+        "attack": json.dumps([key[1] for key in chosen]),
+        "threat_kind": json.dumps([found[key]["threat_kind"] for key in chosen]),
+        "seed": str(seed),
+        "draws": str(n_draws),
+        "keep": keep,
+    }
     path = out / EVIDENCE_FILE
     _atomic_save(tensors, metadata, path)
     for file in files:  # folded: the evidence file holds them now
         file.unlink()
     if (out / EXAMPLES_DIR).is_dir() and not any((out / EXAMPLES_DIR).iterdir()):
         (out / EXAMPLES_DIR).rmdir()
-    log.info("evidence: %d adversarial examples of %d samples kept in %s (%.1f MB)", len(chosen), len(data),
-             path, path.stat().st_size / 1e6)
+    log.info(
+        "evidence: %d adversarial examples of %d samples kept in %s (%.1f MB)",
+        len(chosen),
+        len(data),
+        path,
+        path.stat().st_size / 1e6,
+    )
     return path
 
 
@@ -187,18 +224,30 @@ def _read(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
 def load_evidence(out: str | Path) -> Evidence:
     path = Path(out) / EVIDENCE_FILE
     if not path.exists():
-        raise EvidenceError(f"{out} has no {EVIDENCE_FILE}: the run kept no adversarial examples "
-                            "(--keep-examples none), or has not finished; re-run its command to finish it")
+        raise EvidenceError(
+            f"{out} has no {EVIDENCE_FILE}: the run kept no adversarial examples "
+            "(--keep-examples none), or has not finished; re-run its command to finish it"
+        )
     tensors, metadata = _read(path)
     if metadata.get("format") != FORMAT:
         raise EvidenceError(f"{path} is not an evidence file of this suite (format {metadata.get('format')!r})")
     attack = json.loads(metadata["attack"])
     return Evidence(
-        clean=tensors["clean"], labels=tensors["labels"], dataset_index=tensors["dataset_index"],
-        x_adv=tensors["x_adv"], sample=tensors["sample"], margin=tensors["margin"], distance=tensors["distance"],
-        attack=attack, threat_kind=json.loads(metadata["threat_kind"]),
-        params=[tensors.get(f"params/{j}") for j in range(len(attack))], draw_seeds=tensors["draw_seeds"],
-        seed=int(metadata["seed"]), draws=int(metadata["draws"]), keep=metadata["keep"])
+        clean=tensors["clean"],
+        labels=tensors["labels"],
+        dataset_index=tensors["dataset_index"],
+        x_adv=tensors["x_adv"],
+        sample=tensors["sample"],
+        margin=tensors["margin"],
+        distance=tensors["distance"],
+        attack=attack,
+        threat_kind=json.loads(metadata["threat_kind"]),
+        params=[tensors.get(f"params/{j}") for j in range(len(attack))],
+        draw_seeds=tensors["draw_seeds"],
+        seed=int(metadata["seed"]),
+        draws=int(metadata["draws"]),
+        keep=metadata["keep"],
+    )
 
 
 def evidence_summary(out: str | Path) -> dict[str, Any] | None:
@@ -212,6 +261,11 @@ def evidence_summary(out: str | Path) -> dict[str, Any] | None:
             n = handle.get_slice("labels").get_shape()[0]
     except (SafetensorError, OSError) as error:
         raise EvidenceError(f"{path}: cannot read ({error}); the file is damaged") from None
-    return {"file": EVIDENCE_FILE, "bytes": path.stat().st_size, "keep": metadata.get("keep"),
-            "examples": len(json.loads(metadata.get("attack", "[]"))), "samples": n,
-            "verify": f"audit verify {out}"}
+    return {
+        "file": EVIDENCE_FILE,
+        "bytes": path.stat().st_size,
+        "keep": metadata.get("keep"),
+        "examples": len(json.loads(metadata.get("attack", "[]"))),
+        "samples": n,
+        "verify": f"audit verify {out}",
+    }

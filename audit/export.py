@@ -8,6 +8,7 @@
 - `npz`: `examples.npz`, every kept example with its sample, attack, threat kind, distance and margin, and the
   clean images, labels and test-set indices: for numpy, JAX or any other framework.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -44,14 +45,21 @@ def export_run(out: str | Path, fmt: str, destination: str | Path | None = None)
     except OSError as error:
         raise EvidenceError(f"cannot write {path} ({error.strerror or error}); choose another --out") from None
     if fmt == "robustbench":
-        torch.save({"adv_complete": adv_complete(evidence), "labels": evidence.labels,
-                    "indices": evidence.dataset_index}, path)
+        torch.save(
+            {"adv_complete": adv_complete(evidence), "labels": evidence.labels, "indices": evidence.dataset_index}, path
+        )
     else:
         with open(path, "wb") as handle:  # a file handle, so numpy does not append .npz to a name without it
-            np.savez_compressed(handle, x_adv=evidence.x_adv.numpy(), sample=evidence.sample.numpy(),
-                                attack=np.array(evidence.attack, dtype=str),
-                                threat_kind=np.array(evidence.threat_kind, dtype=str),
-                                distance=evidence.distance.numpy(), margin=evidence.margin.numpy(),
-                                clean=evidence.clean.numpy(), labels=evidence.labels.numpy(),
-                                indices=evidence.dataset_index.numpy())
+            np.savez_compressed(
+                handle,
+                x_adv=evidence.x_adv.numpy(),
+                sample=evidence.sample.numpy(),
+                attack=np.array(evidence.attack, dtype=str),
+                threat_kind=np.array(evidence.threat_kind, dtype=str),
+                distance=evidence.distance.numpy(),
+                margin=evidence.margin.numpy(),
+                clean=evidence.clean.numpy(),
+                labels=evidence.labels.numpy(),
+                indices=evidence.dataset_index.numpy(),
+            )
     return path

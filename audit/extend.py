@@ -6,6 +6,7 @@ point up the curve on the same images and seeds. The finished attacks are replay
 the added attacks' labels go into an `extension` row, and the findings, verdict and reports are derived again.
 Interrupted, the same command resumes (batches already stored are kept).
 """
+
 from __future__ import annotations
 
 import logging
@@ -39,9 +40,15 @@ from defenses.protocol import declared_random
 log = logging.getLogger(__name__)
 
 
-def extend_audit(out: str | Path, attacks: list[str], data_dir: str | None = None, device: str = "cpu",
-                 progress: bool = True, trust_checkpoint: bool = False,
-                 shard: Shard = Shard()) -> dict[str, Any] | None:  # noqa: B008 - Shard is a frozen dataclass, immutable
+def extend_audit(
+    out: str | Path,
+    attacks: list[str],
+    data_dir: str | None = None,
+    device: str = "cpu",
+    progress: bool = True,
+    trust_checkpoint: bool = False,
+    shard: Shard = Shard(),  # noqa: B008 - Shard is a frozen dataclass, immutable
+) -> dict[str, Any] | None:
     """Run `attacks` on the finished audit in `out` after everything it ran; under torchrun only rank 0 returns."""
     out = Path(out)
     facts = finished_facts(out)
@@ -62,23 +69,51 @@ def extend_audit(out: str | Path, attacks: list[str], data_dir: str | None = Non
     # no gradient reaches is listed as not applicable (with the stronger Square added).
     asked = make_plan(replace(config, attacks=tuple(a.label for a in added), transfer_from=()), defense, device)
     # The finished attacks are read back from the store first, so a `+survivors` attack runs on what they left.
-    plan = Plan([p for p in asked.planned if p.attack.label not in ran],
-                [s for s in asked.skipped if s.attack not in ran], finished=facts["order"])
+    plan = Plan(
+        [p for p in asked.planned if p.attack.label not in ran],
+        [s for s in asked.skipped if s.attack not in ran],
+        finished=facts["order"],
+    )
     with log_file(out, shard):
         start = time.perf_counter()
         if not plan.planned and not plan.skipped:
             log.info("every attack asked for has run already (%s)", ", ".join(a.label for a in added))
-        run_plan(defense, test.images, test.labels, ThreatModel(config.norm, config.eps), plan, config.seed,
-                 store=store, mode=config.mode, batch_size=config.batch_size, progress=progress and shard.is_main,
-                 shard=shard, keep_examples=config.keep_examples != "none")
+        run_plan(
+            defense,
+            test.images,
+            test.labels,
+            ThreatModel(config.norm, config.eps),
+            plan,
+            config.seed,
+            store=store,
+            mode=config.mode,
+            batch_size=config.batch_size,
+            progress=progress and shard.is_main,
+            shard=shard,
+            keep_examples=config.keep_examples != "none",
+        )
         if not shard.is_main:
             return None
-        collect_evidence(out, config.keep_examples, test, [*facts["order"], *plan.labels], config.seed,
-                         bool(facts["randomized"]), broken_pairs(store.records()))
+        collect_evidence(
+            out,
+            config.keep_examples,
+            test,
+            [*facts["order"], *plan.labels],
+            config.seed,
+            bool(facts["randomized"]),
+            broken_pairs(store.records()),
+        )
         if plan.planned or plan.skipped:
-            store.append({"attack": EXTENSION, "batch": sum(r["attack"] == EXTENSION for r in rows),
-                          "order": plan.labels, "skipped": [list(s) for s in plan.skipped], "why": plan.why(),
-                          "seconds": 0.0})
+            store.append(
+                {
+                    "attack": EXTENSION,
+                    "batch": sum(r["attack"] == EXTENSION for r in rows),
+                    "order": plan.labels,
+                    "skipped": [list(s) for s in plan.skipped],
+                    "why": plan.why(),
+                    "seconds": 0.0,
+                }
+            )
         results = derive_results(out)
     log.info("extension finished in %.1f s", time.perf_counter() - start)
     return results
@@ -88,10 +123,18 @@ def _check_complete(rows: list[dict[str, Any]], facts: dict[str, Any], mode: str
     """Refuse to extend a run whose stored results lack samples (a damaged record): the finished attacks are only
     read here, so `audit run` must run what is missing first."""
     clean = next((r for r in rows if r["attack"] == CLEAN), None)
-    missing = [] if clean is None else [
-        label for label, status in Outcomes.from_rows(clean, rows, facts["order"], mode).status.items()
-        if "not_run:missing" in status]
+    missing = (
+        []
+        if clean is None
+        else [
+            label
+            for label, status in Outcomes.from_rows(clean, rows, facts["order"], mode).status.items()
+            if "not_run:missing" in status
+        ]
+    )
     if clean is None or missing:
-        raise AuditInputError(f"{out} lacks stored results of {', '.join(missing) or 'the clean inputs'} (a damaged "
-                              f"record?); run the audit's `audit run` command with this --out first (it re-runs only "
-                              f"what is missing), then extend")
+        raise AuditInputError(
+            f"{out} lacks stored results of {', '.join(missing) or 'the clean inputs'} (a damaged "
+            f"record?); run the audit's `audit run` command with this --out first (it re-runs only "
+            f"what is missing), then extend"
+        )

@@ -2,6 +2,7 @@
 the versions that decide the numbers. Part of a run's identity (`AuditConfig.identity`), so a resume with other
 weights at the same path, other images under the same `--data-dir`, or another torch is refused, naming what
 changed; shown in results.json and the report, so two reviewers can tell they audited the same thing."""
+
 from __future__ import annotations
 
 import hashlib

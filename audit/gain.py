@@ -5,6 +5,7 @@ of the gain survives. The base is the same network with every threshold at 0, at
 evaluation, as in RobustBench's re-evaluation), or a whole finished audit of the base given with `--base-run`, whose
 attacks all count towards the base's worst case. This module only reads the two stores' per-sample outcomes.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -67,7 +68,8 @@ def gain_table(defense: Outcomes, base: Outcomes) -> dict[str, Any]:
     base_worst = base.worst_case_robust("lp")
     n = defense.n
     return {
-        "autoattack_source": autoattack_source(defense.order), "base_autoattack_source": autoattack_source(base.order),
+        "autoattack_source": autoattack_source(defense.order),
+        "base_autoattack_source": autoattack_source(base.order),
         "base_autoattack": accuracy_json(sum(base_aa), n),
         "base_worst_case": accuracy_json(sum(base_worst), n),
         "base_attacks": [a for a in base.order if base.info[a].threat_kind == "lp"],  # what base_worst_case is over

@@ -12,6 +12,7 @@ Only the images an audit uses are decoded: `subset(n, seed)` picks the same samp
 `Resize(256, bicubic)` (shorter side to 256, longer `int(256 * long / short)`), `CenterCrop(224)`, `ToTensor()`,
 written with Pillow directly (torchvision's PIL path calls the same `Image.resize` and `Image.crop`).
 """
+
 from __future__ import annotations
 
 import csv
@@ -72,8 +73,14 @@ def decode(path: Path, preprocessing: str = "BicubicRes256Crop224") -> np.ndarra
 class ImageFolderDataset:
     """Image paths and labels; images are decoded only for the samples that are asked for."""
 
-    def __init__(self, paths: list[Path], labels: list[int], name: str = "imagenet",
-                 preprocessing: str = "BicubicRes256Crop224", num_classes: int = NUM_CLASSES) -> None:
+    def __init__(
+        self,
+        paths: list[Path],
+        labels: list[int],
+        name: str = "imagenet",
+        preprocessing: str = "BicubicRes256Crop224",
+        num_classes: int = NUM_CLASSES,
+    ) -> None:
         self.paths, self.name, self.num_classes, self.preprocessing = paths, name, num_classes, preprocessing
         self.labels = torch.tensor(labels, dtype=torch.int64)
 
@@ -81,8 +88,10 @@ class ImageFolderDataset:
         return len(self.paths)
 
     def _decode(self, index: torch.Tensor) -> Dataset:
-        arrays = [decode(self.paths[i], self.preprocessing)
-                  for i in tqdm(index.tolist(), desc="decoding images", unit="img", leave=False)]
+        arrays = [
+            decode(self.paths[i], self.preprocessing)
+            for i in tqdm(index.tolist(), desc="decoding images", unit="img", leave=False)
+        ]
         images = torch.from_numpy(np.stack(arrays)) if arrays else torch.empty(0, 3, 224, 224)
         return Dataset(images, self.labels[index], self.name, self.num_classes, index)
 
@@ -108,8 +117,10 @@ def _images_in(folder: Path) -> list[Path]:
 def _class_folders(directory: Path) -> ImageFolderDataset:
     classes = sorted(p for p in directory.iterdir() if p.is_dir())
     if len(classes) != NUM_CLASSES:
-        raise DataError(f"{directory}: {len(classes)} class folders, expected {NUM_CLASSES} (the label of an image is "
-                        f"its folder's index among the sorted 1000 wnids, so all of them must be there)")
+        raise DataError(
+            f"{directory}: {len(classes)} class folders, expected {NUM_CLASSES} (the label of an image is "
+            f"its folder's index among the sorted 1000 wnids, so all of them must be there)"
+        )
     paths, labels = [], []
     for index, folder in enumerate(classes):
         for path in _images_in(folder):
@@ -142,8 +153,10 @@ def _labels_file(directory: Path, labels_path: Path) -> ImageFolderDataset:
     else:
         wnids = sorted({label for _, label in entries})
         if len(wnids) != NUM_CLASSES:
-            raise DataError(f"{labels_path}: {len(wnids)} distinct wnids, expected {NUM_CLASSES} to map them to "
-                            f"class indices; use integer labels instead")
+            raise DataError(
+                f"{labels_path}: {len(wnids)} distinct wnids, expected {NUM_CLASSES} to map them to "
+                f"class indices; use integer labels instead"
+            )
         index = {wnid: i for i, wnid in enumerate(wnids)}
         labels = [index[label] for _, label in entries]
     if max(labels) >= NUM_CLASSES:
@@ -168,5 +181,7 @@ def load_imagenet(directory: str | Path) -> ImageFolderDataset:
     base = directory / "val" if (directory / "val").is_dir() else directory
     if any(p.is_dir() for p in base.iterdir()):
         return _class_folders(base)
-    raise DataError(f"{directory}: neither class folders (val/<wnid>/*.JPEG) nor images with a labels file "
-                    f"({', '.join(LABEL_FILES)})")
+    raise DataError(
+        f"{directory}: neither class folders (val/<wnid>/*.JPEG) nor images with a labels file "
+        f"({', '.join(LABEL_FILES)})"
+    )

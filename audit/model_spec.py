@@ -1,4 +1,5 @@
 """Turn `--model SPEC` into a Defense: a shipped demo model, `PATH.py:FACTORY`, or a RobustBench checkpoint."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -55,23 +56,45 @@ def load_factory(spec: str, checkpoint: str | None = None, trust_checkpoint: boo
     return model.eval()
 
 
-def resolve_model(spec: str, *, num_classes: int = 10, checkpoint: str | None = None,
-                  robustbench_dir: str | None = None, trust_checkpoint: bool = False, dataset: str | None = None,
-                  threat: str | None = None) -> tuple[Defense, str]:
+def resolve_model(
+    spec: str,
+    *,
+    num_classes: int = 10,
+    checkpoint: str | None = None,
+    robustbench_dir: str | None = None,
+    trust_checkpoint: bool = False,
+    dataset: str | None = None,
+    threat: str | None = None,
+) -> tuple[Defense, str]:
     """Returns (defense, kind) where kind is `shipped`, `factory` or `robustbench`. `dataset` and `threat` pick
     among RobustBench entries that share a name.
 
     A float16/bfloat16 model is converted to float32 here (`audit.inputs.to_float32`, which says why)."""
-    defense, kind = _resolve(spec, num_classes=num_classes, checkpoint=checkpoint, robustbench_dir=robustbench_dir,
-                             trust_checkpoint=trust_checkpoint, dataset=dataset, threat=threat)
+    defense, kind = _resolve(
+        spec,
+        num_classes=num_classes,
+        checkpoint=checkpoint,
+        robustbench_dir=robustbench_dir,
+        trust_checkpoint=trust_checkpoint,
+        dataset=dataset,
+        threat=threat,
+    )
     from audit.inputs import to_float32
 
     to_float32(defense.model)
     return defense, kind
 
 
-def _resolve(spec: str, *, num_classes: int, checkpoint: str | None, robustbench_dir: str | None,
-             trust_checkpoint: bool, dataset: str | None, threat: str | None) -> tuple[Defense, str]:
+def _resolve(
+    spec: str,
+    *,
+    num_classes: int,
+    checkpoint: str | None,
+    robustbench_dir: str | None,
+    trust_checkpoint: bool,
+    dataset: str | None,
+    threat: str | None,
+) -> tuple[Defense, str]:
     if robustbench_dir is not None:
         model, entry = robustbench.load(robustbench_dir, spec, dataset, threat, trust_checkpoint)
         return as_defense(model, entry.num_classes, spec), "robustbench"

@@ -13,6 +13,7 @@ AutoAttack is one attack in the store; its parts (APGD-CE, APGD-T, FAB-T, Square
 per-sample `broken_by`, as attacks of their own (`autoattack-standard/square`), with the attributes of the part, so
 the checks can tell its gradient-free Square from its gradient attacks.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -58,8 +59,14 @@ class Outcomes:
     def from_rows(cls, clean: dict[str, Any], rows: Iterable[dict[str, Any]], order: list[str], mode: str) -> Outcomes:
         """From the store's clean row and attack rows; `order` lists the attacks of the plan in run order."""
         n = len(clean["labels"])
-        outcomes = cls(list(clean["labels"]), list(clean["prediction"]), list(clean["draws_correct"]),
-                       int(clean["draws"]), mode, list(order))
+        outcomes = cls(
+            list(clean["labels"]),
+            list(clean["prediction"]),
+            list(clean["draws_correct"]),
+            int(clean["draws"]),
+            mode,
+            list(order),
+        )
         by_attack: dict[str, list[dict[str, Any]]] = {label: [] for label in order}
         for row in rows:
             if row.get("attack") in by_attack:
@@ -96,10 +103,15 @@ class Outcomes:
                 if correct[i] and not seen[i]:
                     skipped = (mode == "cascade" or on_survivors) and broken_before[i]
                     status[i] = "not_run:cascade" if skipped else "not_run:missing"
-            outcomes.info[label] = AttackInfo(label, attributes.get("threat_kind", "lp"),
-                                              attributes.get("gradient", "exact"), bool(attributes.get("single_step")),
-                                              family=attributes.get("family", label),
-                                              budget=dict(attributes.get("budget", {})), on_survivors=on_survivors)
+            outcomes.info[label] = AttackInfo(
+                label,
+                attributes.get("threat_kind", "lp"),
+                attributes.get("gradient", "exact"),
+                bool(attributes.get("single_step")),
+                family=attributes.get("family", label),
+                budget=dict(attributes.get("budget", {})),
+                on_survivors=on_survivors,
+            )
             outcomes.status[label], outcomes.distance[label] = status, distance
             outcomes.margin[label], outcomes.draws_correct[label] = margin, draws_correct
             outcomes.cost[label], outcomes.extra[label] = cost, extra
@@ -117,10 +129,15 @@ class Outcomes:
             attributes = parts[name]
             # A part keeps its family and budget, so AutoAttack's APGD-CE is the 100-iteration point of a plain
             # APGD-CE strength curve (checks/convergence.py) without running it a second time.
-            self.info[part] = AttackInfo(part, attributes.get("threat_kind", "lp"), attributes.get("gradient", "exact"),
-                                         bool(attributes.get("single_step")), part_of=label,
-                                         family=attributes.get("family", part),
-                                         budget=dict(attributes.get("budget", {})))
+            self.info[part] = AttackInfo(
+                part,
+                attributes.get("threat_kind", "lp"),
+                attributes.get("gradient", "exact"),
+                bool(attributes.get("single_step")),
+                part_of=label,
+                family=attributes.get("family", part),
+                budget=dict(attributes.get("budget", {})),
+            )
             status = []
             for i, whole in enumerate(self.status[label]):
                 if whole.startswith("not_run"):
@@ -174,8 +191,11 @@ class Outcomes:
 
     def counts(self, label: str) -> dict[str, int]:
         status = self.status[label]
-        return {"ran": sum(s in (BROKEN, HELD) for s in status), "broken": status.count(BROKEN),
-                "held": status.count(HELD)}
+        return {
+            "ran": sum(s in (BROKEN, HELD) for s in status),
+            "broken": status.count(BROKEN),
+            "held": status.count(HELD),
+        }
 
     def robust_alone(self, label: str) -> int | None:
         """Robust samples under this attack alone, or None when it did not run on every clean-correct sample

@@ -1,6 +1,7 @@
 """`audit run`, orchestrated: check the input, build the defense, plan (audit/plan/), run the plan into the store,
 run the probes into the store, then derive findings, verdict and reports from the store alone (`derive_results`),
 which is also what `audit report DIR` does, so a report can be rebuilt without the model."""
+
 from __future__ import annotations
 
 import contextlib
@@ -39,10 +40,15 @@ LOGGERS = ("audit", "attacks", "defenses", "auto-attack")
 
 
 def build_defense(config: AuditConfig, progress: bool = True) -> Defense:
-    defense, _ = resolve_model(config.model, num_classes=num_classes(config.dataset), checkpoint=config.checkpoint,
-                               robustbench_dir=config.robustbench_dir,
-                                trust_checkpoint=config.trust_checkpoint,
-                                dataset=config.dataset, threat=config.norm)  # picks among same-named zoo entries
+    defense, _ = resolve_model(
+        config.model,
+        num_classes=num_classes(config.dataset),
+        checkpoint=config.checkpoint,
+        robustbench_dir=config.robustbench_dir,
+        trust_checkpoint=config.trust_checkpoint,
+        dataset=config.dataset,
+        threat=config.norm,
+    )  # picks among same-named zoo entries
     if config.meansparse_alpha is not None:
         from defenses import as_defense, calibrate, sparsify
 
@@ -62,18 +68,26 @@ def _set_static_model(defense: Defense, config: AuditConfig) -> None:
     from defenses.test_time import submodule
 
     if not isinstance(defense, OpaqueModel) or config.static_model is None:
-        raise AuditInputError(f"--static-model applies to a user's model (PATH.py:FACTORY) whose forward optimises "
-                              f"its input, not to {defense.description}")
+        raise AuditInputError(
+            f"--static-model applies to a user's model (PATH.py:FACTORY) whose forward optimises "
+            f"its input, not to {defense.description}"
+        )
     try:
         defense.static_model = submodule(defense.model, config.static_model)
     except KeyError:
         defense.static_model = resolve_model(config.static_model, trust_checkpoint=config.trust_checkpoint)[0].model
 
 
-def run_audit(config: AuditConfig, out: str | Path, data_dir: str | None = None, device: str = "cpu",
-              progress: bool = True,
-              shard: Shard = Shard(),  # noqa: B008 - Shard is a frozen dataclass, immutable
-              audit_base: bool = True, base_run: str | Path | None = None) -> dict[str, Any] | None:
+def run_audit(
+    config: AuditConfig,
+    out: str | Path,
+    data_dir: str | None = None,
+    device: str = "cpu",
+    progress: bool = True,
+    shard: Shard = Shard(),  # noqa: B008 - Shard is a frozen dataclass, immutable
+    audit_base: bool = True,
+    base_run: str | Path | None = None,
+) -> dict[str, Any] | None:
     """Run the audit and write its outputs; under torchrun only rank 0 returns the results (others None).
 
     `base_run`: a finished audit of the model's base (same images, seed and attack settings; its clean predictions
@@ -106,28 +120,61 @@ def run_audit(config: AuditConfig, out: str | Path, data_dir: str | None = None,
     _check_claim(config, store, out)
     with log_file(out, shard):
         start = time.perf_counter()
-        run_plan(defense, test.images, test.labels, threat, plan, config.seed, store=store,
-                 mode=config.mode, batch_size=config.batch_size, progress=progress and shard.is_main, shard=shard,
-                 keep_examples=config.keep_examples != "none", precision=config.proposal_precision)
+        run_plan(
+            defense,
+            test.images,
+            test.labels,
+            threat,
+            plan,
+            config.seed,
+            store=store,
+            mode=config.mode,
+            batch_size=config.batch_size,
+            progress=progress and shard.is_main,
+            shard=shard,
+            keep_examples=config.keep_examples != "none",
+            precision=config.proposal_precision,
+        )
         if base_run is None and audit_base:
-            _audit_base(defense, test.images, test.labels, threat, plan, config, identity, out / BASE_DIR,
-                        progress and shard.is_main, shard)
+            _audit_base(
+                defense,
+                test.images,
+                test.labels,
+                threat,
+                plan,
+                config,
+                identity,
+                out / BASE_DIR,
+                progress and shard.is_main,
+                shard,
+            )
         if not shard.is_main:
             return None
-        collect_evidence(out, config.keep_examples, test, plan.labels, config.seed,
-                         defense.randomized, broken_pairs(store.records()))
+        collect_evidence(
+            out, config.keep_examples, test, plan.labels, config.seed, defense.randomized, broken_pairs(store.records())
+        )
         if not store.done(FACTS, 0):
             store.append(_facts(config, identity, defense, plan, warnings, device, found))
         if not store.done(PROBE_PREFIX + "randomized", 0):
             measurement = {k: v for k, v in randomness.items() if k != "observed"}
-            store.append({"attack": PROBE_PREFIX + "randomized", "batch": 0, "seconds": 0.0,
-                          "measurement": measurement})
+            store.append(
+                {"attack": PROBE_PREFIX + "randomized", "batch": 0, "seconds": 0.0, "measurement": measurement}
+            )
         if base_run is not None:
             reuse_base(out, base_run)
         from audit.probes import run_probes
 
-        run_probes(defense, test.images, test.labels, threat, store, seed=config.seed, n=config.diagnostics_n,
-                   model_spec=config.model, progress=progress)
+        run_probes(
+            defense,
+            test.images,
+            test.labels,
+            threat,
+            store,
+            seed=config.seed,
+            n=config.diagnostics_n,
+            model_spec=config.model,
+            progress=progress,
+        )
         results = derive_results(out)
     log.info("audit finished in %.1f s", time.perf_counter() - start)
     return results
@@ -139,11 +186,14 @@ def _check_claim(config: AuditConfig, store: ResultStore, out: Path) -> None:
     facts = facts_of(list(store.records()))
     stored = facts["config"].get("claim") if facts else config.claim
     if stored != config.claim:
+
         def text(claim: float | None) -> str:
             return "no --claim" if claim is None else f"--claim {claim:g}"
 
-        raise AuditInputError(f"{out} was audited with {text(stored)}, not {text(config.claim)}; resume with "
-                              f"{text(stored)}, or audit again into a new --out to judge another claim")
+        raise AuditInputError(
+            f"{out} was audited with {text(stored)}, not {text(config.claim)}; resume with "
+            f"{text(stored)}, or audit again into a new --out to judge another claim"
+        )
 
 
 def open_store(out: Path, identity: dict[str, Any], shard: Shard) -> ResultStore:
@@ -153,8 +203,9 @@ def open_store(out: Path, identity: dict[str, Any], shard: Shard) -> ResultStore
     return store or ResultStore(out, identity, shard.rank, shard.world_size)
 
 
-def _randomness(defense: Defense, images: torch.Tensor, labels: torch.Tensor, threat: ThreatModel,
-                seed: int) -> dict[str, Any]:
+def _randomness(
+    defense: Defense, images: torch.Tensor, labels: torch.Tensor, threat: ThreatModel, seed: int
+) -> dict[str, Any]:
     """The `randomized` probe (AutoAttack's check: repeated forwards of the same batch) run before any attack is
     planned, so undeclared randomness gets EOT attacks; stored as the probe's measurement, with `observed`."""
     from attacks.judge import derive_seed
@@ -164,13 +215,29 @@ def _randomness(defense: Defense, images: torch.Tensor, labels: torch.Tensor, th
 
     config = DiagnosticsConfig()
     n = min(len(images), config.batch_size)
-    measurement = measure_randomized(defense, images[:n].to(defense.device), labels[:n].to(defense.device), threat,
-                                     seed=derive_seed(seed, "diagnostics", "randomized"), config=config)
+    measurement = measure_randomized(
+        defense,
+        images[:n].to(defense.device),
+        labels[:n].to(defense.device),
+        threat,
+        seed=derive_seed(seed, "diagnostics", "randomized"),
+        config=config,
+    )
     return {**measurement, "observed": bool(judge_randomized(measurement)[0].evidence["observed"])}
 
 
-def _audit_base(defense: Defense, images: torch.Tensor, labels: torch.Tensor, threat: ThreatModel, plan: Plan,
-                config: AuditConfig, identity: dict[str, Any], out: Path, progress: bool, shard: Shard) -> None:
+def _audit_base(
+    defense: Defense,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    threat: ThreatModel,
+    plan: Plan,
+    config: AuditConfig,
+    identity: dict[str, Any],
+    out: Path,
+    progress: bool,
+    shard: Shard,
+) -> None:
     """For a MeanSparse model, AutoAttack on its base (every threshold 0) on the same images and seeds, in
     `<out>/base`, for the gain table: the comparison RobustBench's re-evaluation makes (base AutoAttack against the
     defense's adaptive result). The base has nothing to bypass, so AutoAttack is its strong evaluation."""
@@ -185,11 +252,30 @@ def _audit_base(defense: Defense, images: torch.Tensor, labels: torch.Tensor, th
     base_defense = Undefended(base.to(defense.device), defense.num_classes, f"{config.model} base (alpha 0)")
     store = open_store(out, identity | {"base_of": config.model}, shard)
     log.info("auditing the base model (MeanSparse off) on the same images for the gain table")
-    run_plan(base_defense, images, labels, threat, attacks, config.seed, store=store, mode=config.mode,
-             batch_size=config.batch_size, progress=progress, shard=shard, precision=config.proposal_precision)
+    run_plan(
+        base_defense,
+        images,
+        labels,
+        threat,
+        attacks,
+        config.seed,
+        store=store,
+        mode=config.mode,
+        batch_size=config.batch_size,
+        progress=progress,
+        shard=shard,
+        precision=config.proposal_precision,
+    )
     if shard.is_main and not store.done(FACTS, 0):
-        store.append({"attack": FACTS, "batch": 0, "order": attacks.labels, "mode": config.mode,
-                      "defense": base_defense.description})
+        store.append(
+            {
+                "attack": FACTS,
+                "batch": 0,
+                "order": attacks.labels,
+                "mode": config.mode,
+                "defense": base_defense.description,
+            }
+        )
 
 
 def facts_of(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -208,8 +294,13 @@ def stored_config(facts: dict[str, Any]) -> AuditConfig:
     """The AuditConfig a finished run was made with (its identity's content hashes aside)."""
     fields = {f.name for f in dataclasses.fields(AuditConfig)}
     stored = {k: v for k, v in facts["config"].items() if k in fields}
-    return AuditConfig(**stored | {"attacks": tuple(stored["attacks"]) if stored.get("attacks") else None,
-                                   "transfer_from": tuple(stored.get("transfer_from", ()))})
+    return AuditConfig(
+        **stored
+        | {
+            "attacks": tuple(stored["attacks"]) if stored.get("attacks") else None,
+            "transfer_from": tuple(stored.get("transfer_from", ())),
+        }
+    )
 
 
 def finished_facts(run: str | Path) -> dict[str, Any]:
@@ -222,16 +313,33 @@ def finished_facts(run: str | Path) -> dict[str, Any]:
 def _base_run_problems(config: dict[str, Any], attacks: list[str], facts: dict[str, Any]) -> list[str]:
     """How the base audit with these facts differs from one made with `config` and `attacks` in what the gain table
     compares: images, seed, threat, batches, mode, and the AutoAttack run."""
-    same = ("n", "seed", "dataset", "norm", "eps", "batch_size", "mode",
-            "data_sha256", "torch_version", "pyautoattack_version", "suite_version")
+    same = (
+        "n",
+        "seed",
+        "dataset",
+        "norm",
+        "eps",
+        "batch_size",
+        "mode",
+        "data_sha256",
+        "torch_version",
+        "pyautoattack_version",
+        "suite_version",
+    )
     problems = [key for key in same if config.get(key) != facts["config"].get(key)]
     from audit.gain import autoattack_labels
 
     return problems + [f"attack {a} not run" for a in autoattack_labels(attacks) if a not in facts["order"]]
 
 
-def check_base_run(identity: dict[str, Any], attacks: list[str], base_run: str | Path, defense: Defense,
-                   images: torch.Tensor, batch_size: int) -> None:
+def check_base_run(
+    identity: dict[str, Any],
+    attacks: list[str],
+    base_run: str | Path,
+    defense: Defense,
+    images: torch.Tensor,
+    batch_size: int,
+) -> None:
     """Refuse a `base_run` that cannot be this defense's base audit: different settings, or a model whose clean
     predictions on these images are not those of the defense with MeanSparse off."""
     base = defense.base_model()
@@ -247,12 +355,14 @@ def check_base_run(identity: dict[str, Any], attacks: list[str], base_run: str |
         raise AuditInputError(f"{base_run} cannot serve as the base audit: it differs in {', '.join(problems)}")
 
 
-def clean_predictions(model: torch.nn.Module, images: torch.Tensor, batch_size: int,
-                      device: torch.device) -> list[int]:
+def clean_predictions(model: torch.nn.Module, images: torch.Tensor, batch_size: int, device: torch.device) -> list[int]:
     """The model's predicted classes, in the audit's batches (all images at once may not fit on a GPU)."""
     with torch.no_grad():
-        return [p for start in range(0, len(images), batch_size)
-                for p in model(images[start : start + batch_size].to(device)).argmax(1).tolist()]
+        return [
+            p
+            for start in range(0, len(images), batch_size)
+            for p in model(images[start : start + batch_size].to(device)).argmax(1).tolist()
+        ]
 
 
 def reuse_base(out: str | Path, base_run: str | Path) -> None:
@@ -271,8 +381,10 @@ def reuse_base(out: str | Path, base_run: str | Path) -> None:
     if not attacks:  # as `_audit_base`: the gain table compares AutoAttack, so with none there is no base audit
         return
     problems = _base_run_problems(ours["config"], attacks, theirs)
-    clean = {name: next(r for r in rows if r["attack"] == CLEAN) for name, rows in
-             (("audit", defense_rows), ("base", base_rows))}
+    clean = {
+        name: next(r for r in rows if r["attack"] == CLEAN)
+        for name, rows in (("audit", defense_rows), ("base", base_rows))
+    }
     if clean["audit"]["labels"] != clean["base"]["labels"]:
         problems.append("images (labels differ)")
     if problems:
@@ -283,20 +395,43 @@ def reuse_base(out: str | Path, base_run: str | Path) -> None:
         if (row["attack"] == CLEAN or row["attack"] in theirs["order"]) and not store.done(row["attack"], row["batch"]):
             store.append(row)
     if not store.done(FACTS, 0):
-        store.append({"attack": FACTS, "batch": 0, "order": theirs["order"], "mode": config["mode"],
-                      "defense": f"{theirs['defense']} (the audit in {base_run})"})
+        store.append(
+            {
+                "attack": FACTS,
+                "batch": 0,
+                "order": theirs["order"],
+                "mode": config["mode"],
+                "defense": f"{theirs['defense']} (the audit in {base_run})",
+            }
+        )
 
 
-def _facts(config: AuditConfig, identity: dict[str, Any], defense: Defense, plan: Plan, warnings: list[str],
-           device: str, randomness_found: bool) -> dict[str, Any]:
+def _facts(
+    config: AuditConfig,
+    identity: dict[str, Any],
+    defense: Defense,
+    plan: Plan,
+    warnings: list[str],
+    device: str,
+    randomness_found: bool,
+) -> dict[str, Any]:
     # Where to load the model from again (extend, verify) is recorded beside the identity, not part of it.
     where = {"claim": config.claim, "checkpoint": config.checkpoint, "robustbench_dir": config.robustbench_dir}
-    return {"attack": FACTS, "batch": 0, "config": identity | where,
-            "defense": defense.description, "randomized": bool(defense.randomized),
-            "randomness_found": randomness_found,
-            "surrogates": list(defense.surrogates), "order": plan.labels, "why": plan.why(),
-            "skipped": [list(s) for s in plan.skipped], "warnings": warnings, "environment": environment(device),
-            "test_time": _test_time_facts(defense)}
+    return {
+        "attack": FACTS,
+        "batch": 0,
+        "config": identity | where,
+        "defense": defense.description,
+        "randomized": bool(defense.randomized),
+        "randomness_found": randomness_found,
+        "surrogates": list(defense.surrogates),
+        "order": plan.labels,
+        "why": plan.why(),
+        "skipped": [list(s) for s in plan.skipped],
+        "warnings": warnings,
+        "environment": environment(device),
+        "test_time": _test_time_facts(defense),
+    }
 
 
 def _test_time_facts(defense: Defense) -> dict[str, Any] | None:
@@ -324,7 +459,7 @@ def derive_results(out: str | Path) -> dict[str, Any]:
     # One row per probe: a probe that raised and was retried by a resume is read from its retry.
     probes: dict[str, dict[str, Any]] = {}
     for r in rows:
-        name = r["attack"][len(PROBE_PREFIX):]
+        name = r["attack"][len(PROBE_PREFIX) :]
         if r["attack"].startswith(PROBE_PREFIX) and "error" in probes.get(name, {"error": True}):
             probes[name] = r
     measurements = {name: r["measurement"] for name, r in probes.items()}
@@ -334,15 +469,32 @@ def derive_results(out: str | Path) -> dict[str, Any]:
     gain = _gain(out / BASE_DIR, outcomes)
     # Time spent in attacks and probes, summed from the store (a resumed run adds up its pieces).
     seconds = sum(float(r.get("seconds", 0.0)) for r in rows)
-    results = assemble_results(config, facts["defense"], threat, outcomes, [tuple(s) for s in facts["skipped"]],
-                               [f.to_json() for f in findings], result_verdict, facts["warnings"],
-                               facts["environment"], seconds)
+    results = assemble_results(
+        config,
+        facts["defense"],
+        threat,
+        outcomes,
+        [tuple(s) for s in facts["skipped"]],
+        [f.to_json() for f in findings],
+        result_verdict,
+        facts["warnings"],
+        facts["environment"],
+        seconds,
+    )
     # What each probe cost, like the attacks' rows (calls through the defense itself; null in older stores).
-    results["probes"] = [{"name": name, "seconds": float(r.get("seconds", 0.0)), "n_forward": r.get("n_forward"),
-                          "n_backward": r.get("n_backward")} for name, r in probes.items()]
+    results["probes"] = [
+        {
+            "name": name,
+            "seconds": float(r.get("seconds", 0.0)),
+            "n_forward": r.get("n_forward"),
+            "n_backward": r.get("n_backward"),
+        }
+        for name, r in probes.items()
+    ]
     # The defense kind and its static model, and what the black-box attacks spent and skipped, when test-time.
-    results["test_time"] = ({**facts["test_time"], "black_box": _black_box_spend(outcomes)}
-                            if facts.get("test_time") else None)
+    results["test_time"] = (
+        {**facts["test_time"], "black_box": _black_box_spend(outcomes)} if facts.get("test_time") else None
+    )
     for row in results["attacks"]:  # why the planner chose it (audit/plan/roles.py); null in older stores
         row["why"] = facts["why"].get(row["name"])
     results["extended_with"] = facts["extended_with"]  # attacks `audit extend` added after the run (in `attacks`)
@@ -365,9 +517,13 @@ def _black_box_spend(outcomes: Outcomes) -> dict[str, Any]:
             continue
         queries = outcomes.extra[label]["queries"]
         queried = outcomes.extra[label].get("queried", {i: True for i in queries})
-        spend[label] = {"ran_on": len(queries), "queried": sum(bool(q) for q in queried.values()),
-                        "not_queried": sum(not q for q in queried.values()),
-                        "queries": float(sum(queries.values())), "forward_images": outcomes.cost[label]["n_forward"]}
+        spend[label] = {
+            "ran_on": len(queries),
+            "queried": sum(bool(q) for q in queried.values()),
+            "not_queried": sum(not q for q in queried.values()),
+            "queries": float(sum(queries.values())),
+            "forward_images": outcomes.cost[label]["n_forward"],
+        }
     return spend
 
 
@@ -398,8 +554,9 @@ def log_file(out: Path, shard: Shard) -> Iterator[None]:
     levels = [logger.level for logger in loggers]
     for logger in loggers:
         logger.addHandler(handler)
-        logger.setLevel(logging.DEBUG if logger.name == "auto-attack" else min(logger.level or logging.INFO,
-                                                                               logging.INFO))
+        logger.setLevel(
+            logging.DEBUG if logger.name == "auto-attack" else min(logger.level or logging.INFO, logging.INFO)
+        )
     try:
         yield
     finally:

@@ -1,4 +1,5 @@
 """One switch for every progress bar, ours and the libraries' (`--quiet`, the demo's parallel workers)."""
+
 from __future__ import annotations
 
 import os

@@ -1,5 +1,6 @@
 """results.json and samples.csv: views of the stored outcomes, findings and verdict (the schema is in
 docs/results-schema.md). Nothing here runs a model."""
+
 from __future__ import annotations
 
 import csv
@@ -25,17 +26,23 @@ def attack_rows(outcomes: Outcomes) -> list[dict[str, Any]]:
         info = outcomes.info[label]
         robust = outcomes.robust_alone(label)
         row: dict[str, Any] = {
-            "name": label, "threat_kind": info.threat_kind, "gradient": info.gradient,
-            "single_step": info.single_step, "family": info.family, "budget": info.budget,
+            "name": label,
+            "threat_kind": info.threat_kind,
+            "gradient": info.gradient,
+            "single_step": info.single_step,
+            "family": info.family,
+            "budget": info.budget,
             "on_survivors": info.on_survivors,
             **outcomes.counts(label),
             "robust_accuracy": None if robust is None else robust / max(outcomes.n, 1),
             "robust": None if robust is None else accuracy_json(robust, outcomes.n),
-            **outcomes.cost[label]}
+            **outcomes.cost[label],
+        }
         parts = outcomes.parts(label)
         if parts:
-            row["parts"] = [{"name": part, "gradient": outcomes.info[part].gradient, **outcomes.counts(part)}
-                            for part in parts]
+            row["parts"] = [
+                {"name": part, "gradient": outcomes.info[part].gradient, **outcomes.counts(part)} for part in parts
+            ]
         rows.append(row)
     return rows
 
@@ -46,8 +53,10 @@ def worst_cases(outcomes: Outcomes) -> dict[str, dict[str, Any]]:
     cases = {}
     for kind in outcomes.threat_kinds() or ["lp"]:
         robust = sum(outcomes.worst_case_robust(kind))
-        cases[kind] = {**accuracy_json(robust, outcomes.n),
-                       "mean_over_draws": outcomes.worst_case_mean_over_draws(kind)}
+        cases[kind] = {
+            **accuracy_json(robust, outcomes.n),
+            "mean_over_draws": outcomes.worst_case_mean_over_draws(kind),
+        }
     return cases
 
 
@@ -60,9 +69,18 @@ def claim_position(claim: float, interval: list[float]) -> str:
     return "inside"
 
 
-def assemble_results(config: AuditConfig, description: str, threat: ThreatModel, outcomes: Outcomes,
-                     skipped: list[tuple[str, str]], findings: list[dict[str, Any]], verdict: dict[str, Any],
-                     warnings: list[str], environment: dict[str, Any], seconds: float) -> dict[str, Any]:
+def assemble_results(
+    config: AuditConfig,
+    description: str,
+    threat: ThreatModel,
+    outcomes: Outcomes,
+    skipped: list[tuple[str, str]],
+    findings: list[dict[str, Any]],
+    verdict: dict[str, Any],
+    warnings: list[str],
+    environment: dict[str, Any],
+    seconds: float,
+) -> dict[str, Any]:
     cases = worst_cases(outcomes)
     headline_kind = "lp" if "lp" in cases else next(iter(cases))
     worst = cases[headline_kind]
@@ -86,10 +104,12 @@ def assemble_results(config: AuditConfig, description: str, threat: ThreatModel,
         "skipped_attacks": [{"name": n, "reason": r} for n, r in skipped],
         "worst_case_robust_accuracy": worst["accuracy"],
         "worst_case": cases,
-        "worst_case_rule": ("a sample is robust only if it is correct on every one of the common draws, clean and "
-                            "under every attack of the same threat kind" if outcomes.draws > 1 else
-                            "a sample is robust only if it is clean-correct and no attack of the same threat kind "
-                            "broke it"),
+        "worst_case_rule": (
+            "a sample is robust only if it is correct on every one of the common draws, clean and "
+            "under every attack of the same threat kind"
+            if outcomes.draws > 1
+            else "a sample is robust only if it is clean-correct and no attack of the same threat kind broke it"
+        ),
         "findings": findings,
         "verdict": verdict,
         "warnings": warnings,
@@ -98,10 +118,14 @@ def assemble_results(config: AuditConfig, description: str, threat: ThreatModel,
     }
     if config.claim is not None:
         position = claim_position(config.claim, worst["ci95"])
-        results["claim"] = {"claimed_robust_accuracy": config.claim, "worst_case_robust_accuracy": worst["accuracy"],
-                            "worst_case_ci95": worst["ci95"], "position": position,
-                            "survives": position != "above",
-                            "shortfall_points": max(0.0, 100 * (config.claim - worst["accuracy"]))}
+        results["claim"] = {
+            "claimed_robust_accuracy": config.claim,
+            "worst_case_robust_accuracy": worst["accuracy"],
+            "worst_case_ci95": worst["ci95"],
+            "position": position,
+            "survives": position != "above",
+            "shortfall_points": max(0.0, 100 * (config.claim - worst["accuracy"])),
+        }
     return results
 
 
@@ -122,8 +146,11 @@ def samples_csv(outcomes: Outcomes) -> str:
         row: list[Any] = [i, label_value, outcomes.clean_prediction[i], outcomes.clean_draws_correct[i]]
         for label in outcomes.order:
             distance, margin = outcomes.distance[label][i], outcomes.margin[label][i]
-            row += [outcomes.status[label][i], "" if distance is None else f"{distance:.6g}",
-                    "" if margin is None else f"{margin:.6g}"]
+            row += [
+                outcomes.status[label][i],
+                "" if distance is None else f"{distance:.6g}",
+                "" if margin is None else f"{margin:.6g}",
+            ]
             if outcomes.parts(label):
                 row.append(outcomes.extra[label].get("broken_by", {}).get(i, ""))
         writer.writerow(row + [int(worst[kind][i]) for kind in kinds])

@@ -10,6 +10,7 @@ A batch whose attack fails (it raises, runs out of memory even in smaller pieces
 logits on the attacked points) is stored as `not_run:error` for its samples, with the message in the row's `error`;
 the run goes on, the report lists it, and a resume runs it again (`audit run --strict` exits non-zero on it).
 """
+
 from __future__ import annotations
 
 import logging
@@ -45,32 +46,70 @@ def record_row(record: AttackRecord, batch: int, attack: Attack) -> dict[str, An
     # `queried`: those samples were not attacked, so they are not_run, never `held`.
     queried = extra.get("queried") or [True] * len(record.indices)
     return {
-        "attack": record.attack, "batch": batch, "indices": record.indices, "attributes": attack.attributes(),
+        "attack": record.attack,
+        "batch": batch,
+        "indices": record.indices,
+        "attributes": attack.attributes(),
         "status": [BROKEN if s else HELD if q else NOT_QUERIED for s, q in zip(record.success.tolist(), queried)],
-        "distance": record.distance.tolist(), "margin": record.margin.tolist(),
-        "draws_correct": record.draws_correct.tolist(), "draws": record.draws,
-        "n_forward": float(record.n_forward.sum()), "n_backward": float(record.n_backward.sum()),
-        "seconds": float(record.seconds.sum()), "violations": record.violations, "extra": extra,
+        "distance": record.distance.tolist(),
+        "margin": record.margin.tolist(),
+        "draws_correct": record.draws_correct.tolist(),
+        "draws": record.draws,
+        "n_forward": float(record.n_forward.sum()),
+        "n_backward": float(record.n_backward.sum()),
+        "seconds": float(record.seconds.sum()),
+        "violations": record.violations,
+        "extra": extra,
     }
 
 
 def empty_row(attack: Attack) -> dict[str, Any]:
     """The row of an attack that had no sample to run on (all broken before it), so its attributes are stored."""
-    return {"attack": attack.label, "batch": 0, "indices": [], "attributes": attack.attributes(), "status": [],
-            "distance": [], "margin": [], "draws_correct": [], "draws": 1, "n_forward": 0.0, "n_backward": 0.0,
-            "seconds": 0.0, "violations": 0, "extra": {}}
+    return {
+        "attack": attack.label,
+        "batch": 0,
+        "indices": [],
+        "attributes": attack.attributes(),
+        "status": [],
+        "distance": [],
+        "margin": [],
+        "draws_correct": [],
+        "draws": 1,
+        "n_forward": 0.0,
+        "n_backward": 0.0,
+        "seconds": 0.0,
+        "violations": 0,
+        "extra": {},
+    }
 
 
 def error_row(attack: Attack, batch: int, indices: list[int], message: str) -> dict[str, Any]:
     """The row of a batch the attack failed on: its samples are `not_run:error`, and a resume retries it."""
     n = len(indices)
-    return {**empty_row(attack), "batch": batch, "indices": indices, "status": [ERROR] * n,
-            "distance": [None] * n, "margin": [None] * n, "draws_correct": [None] * n, "error": message}
+    return {
+        **empty_row(attack),
+        "batch": batch,
+        "indices": indices,
+        "status": [ERROR] * n,
+        "distance": [None] * n,
+        "margin": [None] * n,
+        "draws_correct": [None] * n,
+        "error": message,
+    }
 
 
-def judge_batch(attack: Attack, defense: Defense, images: torch.Tensor, labels: torch.Tensor, threat: ThreatModel,
-                seed: int, index: torch.Tensor, batch: int, evidence: Path | None = None,
-                precision: str = "float32") -> dict[str, Any]:
+def judge_batch(
+    attack: Attack,
+    defense: Defense,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    threat: ThreatModel,
+    seed: int,
+    index: torch.Tensor,
+    batch: int,
+    evidence: Path | None = None,
+    precision: str = "float32",
+) -> dict[str, Any]:
     """The store row of one batch: judged, or, when the attack fails on it, an error row. Out of memory is retried
     on the two halves of the batch (each judged on its own, down to one sample) before it counts as a failure.
     With `evidence` (the store's directory), the judged points of the broken samples are written there first
@@ -83,22 +122,53 @@ def judge_batch(attack: Attack, defense: Defense, images: torch.Tensor, labels: 
             if defense.device.type == "cuda":
                 torch.cuda.empty_cache()
             half = len(indices) // 2
-            log.warning("%s ran out of memory on %d samples (batch %d); trying %d and %d", attack.label,
-                        len(indices), batch, half, len(indices) - half)
-            return merge_rows([judge_batch(attack, defense, images, labels, threat, seed, part, batch, evidence,
-                                           precision)
-                               for part in (index[:half], index[half:])])
-        log.warning("warning: %s failed on batch %d (%d samples): %s: %s; stored as %s, a resume retries it",
-                    attack.label, batch, len(indices), type(error).__name__, error, ERROR, exc_info=True)
+            log.warning(
+                "%s ran out of memory on %d samples (batch %d); trying %d and %d",
+                attack.label,
+                len(indices),
+                batch,
+                half,
+                len(indices) - half,
+            )
+            return merge_rows(
+                [
+                    judge_batch(attack, defense, images, labels, threat, seed, part, batch, evidence, precision)
+                    for part in (index[:half], index[half:])
+                ]
+            )
+        log.warning(
+            "warning: %s failed on batch %d (%d samples): %s: %s; stored as %s, a resume retries it",
+            attack.label,
+            batch,
+            len(indices),
+            type(error).__name__,
+            error,
+            ERROR,
+            exc_info=True,
+        )
         first = (str(error).splitlines() or [""])[0][:200]
         return error_row(attack, batch, indices, f"{type(error).__name__}: {first}")
     row = record_row(record, batch, attack)
     unscored = int((~torch.isfinite(record.margin)).sum())
     if unscored:  # NaN/Inf logits on the attacked points: broken or held would be made up
-        log.warning("warning: %s: the model returned NaN or Inf logits on %d of the %d attacked points of batch %d; "
-                    "stored as %s", attack.label, unscored, len(indices), batch, ERROR)
-        return {**error_row(attack, batch, indices, f"the model returned NaN or Inf logits on {unscored} of the "
-                            f"{len(indices)} attacked points"), **{k: row[k] for k in COSTS}}
+        log.warning(
+            "warning: %s: the model returned NaN or Inf logits on %d of the %d attacked points of batch %d; "
+            "stored as %s",
+            attack.label,
+            unscored,
+            len(indices),
+            batch,
+            ERROR,
+        )
+        return {
+            **error_row(
+                attack,
+                batch,
+                indices,
+                f"the model returned NaN or Inf logits on {unscored} of the {len(indices)} attacked points",
+            ),
+            **{k: row[k] for k in COSTS},
+        }
     if evidence is not None:  # named by its first sample, as the batch is: the pieces of a split batch differ
         write_batch(evidence, attack, indices[0], record)
     return row
@@ -106,15 +176,22 @@ def judge_batch(attack: Attack, defense: Defense, images: torch.Tensor, labels: 
 
 def _out_of_memory(error: Exception) -> bool:
     return isinstance(error, torch.cuda.OutOfMemoryError) or (
-        isinstance(error, RuntimeError) and ("out of memory" in str(error) or "can't allocate memory" in str(error)))
+        isinstance(error, RuntimeError) and ("out of memory" in str(error) or "can't allocate memory" in str(error))
+    )
 
 
 def merge_rows(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """One row from the rows of the pieces of a batch (in order); an error in any piece marks the whole row."""
-    merged = {**rows[0], **{k: [v for r in rows for v in r[k]] for k in PER_SAMPLE},
-              **{k: sum(r[k] for r in rows) for k in COSTS}}
-    merged["extra"] = {key: [v for r in rows for v in r["extra"][key]] for key in rows[0]["extra"]
-                       if all(isinstance(r["extra"].get(key), list) for r in rows)}  # per-sample extras only
+    merged = {
+        **rows[0],
+        **{k: [v for r in rows for v in r[k]] for k in PER_SAMPLE},
+        **{k: sum(r[k] for r in rows) for k in COSTS},
+    }
+    merged["extra"] = {
+        key: [v for r in rows for v in r["extra"][key]]
+        for key in rows[0]["extra"]
+        if all(isinstance(r["extra"].get(key), list) for r in rows)
+    }  # per-sample extras only
     errors = [r["error"] for r in rows if "error" in r]
     merged.pop("error", None)
     if errors:
@@ -134,13 +211,20 @@ def failed_batches(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return failed
 
 
-def clean_row(defense: Defense, images: torch.Tensor, labels: torch.Tensor, seed: int,
-              draws: int = DEFAULT_DRAWS) -> dict[str, Any]:
+def clean_row(
+    defense: Defense, images: torch.Tensor, labels: torch.Tensor, seed: int, draws: int = DEFAULT_DRAWS
+) -> dict[str, Any]:
     """The clean inputs scored once, on the same common draws as every attack."""
     logits = exact_logits(defense, images.to(defense.device), list(range(len(labels))), seed, draws)
     correct, _ = score_logits(logits, labels.to(defense.device))
-    return {"attack": CLEAN, "batch": 0, "labels": labels.tolist(), "prediction": logits[0].argmax(1).tolist(),
-            "draws_correct": correct.tolist(), "draws": draws if defense.randomized else 1}
+    return {
+        "attack": CLEAN,
+        "batch": 0,
+        "labels": labels.tolist(),
+        "prediction": logits[0].argmax(1).tolist(),
+        "draws_correct": correct.tolist(),
+        "draws": draws if defense.randomized else 1,
+    }
 
 
 def run_plan(
@@ -192,8 +276,20 @@ def run_plan(
         bar.update(len(candidates) - len(todo))
         for position, index in enumerate(batches):
             if shard.owns(position):  # every rank forms the same batches from the same stored rows
-                store.append(judge_batch(attack, defense, images, labels, threat, seed, index, int(index[0]),
-                                         store.directory if keep_examples else None, precision))
+                store.append(
+                    judge_batch(
+                        attack,
+                        defense,
+                        images,
+                        labels,
+                        threat,
+                        seed,
+                        index,
+                        int(index[0]),
+                        store.directory if keep_examples else None,
+                        precision,
+                    )
+                )
             bar.update(len(index))
         bar.close()
         shard.barrier()  # all ranks have written this attack; everyone reads everything
@@ -201,8 +297,14 @@ def run_plan(
         outcomes = Outcomes.from_rows(clean, store.records(), order, mode)
         robust &= _not_broken(outcomes, attack.label)
         counts = outcomes.counts(attack.label)
-        log.info("%-32s broke %d of the %d samples it ran on (worst case so far %.2f%%) in %.1f s", attack.label,
-                 counts["broken"], counts["ran"], 100 * robust.float().mean(), outcomes.cost[attack.label]["seconds"])
+        log.info(
+            "%-32s broke %d of the %d samples it ran on (worst case so far %.2f%%) in %.1f s",
+            attack.label,
+            counts["broken"],
+            counts["ran"],
+            100 * robust.float().mean(),
+            outcomes.cost[attack.label]["seconds"],
+        )
     return Outcomes.from_rows(clean, store.records(), order, mode)
 
 

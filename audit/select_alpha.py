@@ -3,6 +3,7 @@
 The paper ran this sweep on the *test* set, against the very attack whose gradients the operator masks. We
 record which split was used, so a report can flag test-set tuning; the demo uses a held-out validation split.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -55,8 +56,14 @@ def select_alpha(
         wrong, _ = score(defense, images, labels)
         success = torch.zeros(len(labels), dtype=torch.bool)
         for start in range(0, len(labels), batch_size):
-            record = judge(APGD(loss="ce", n_iter=n_iter), defense, images[start : start + batch_size],
-                                labels[start : start + batch_size], threat, seed)
+            record = judge(
+                APGD(loss="ce", n_iter=n_iter),
+                defense,
+                images[start : start + batch_size],
+                labels[start : start + batch_size],
+                threat,
+                seed,
+            )
             success[start : start + batch_size] = record.success
         clean.append(1 - wrong.float().mean().item())
         robust.append(1 - (success | wrong.cpu()).float().mean().item())

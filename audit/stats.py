@@ -3,6 +3,7 @@
 scipy has both; these wrappers only fix the conventions the suite uses everywhere (95%, one-sided McNemar). The
 paired difference's interval (Tango's score interval) is in no library we use, so it is written here.
 """
+
 from __future__ import annotations
 
 import math

@@ -10,6 +10,7 @@ the configuration: resuming with a different one is refused, so results of diffe
 A row with an `error` key is an (attack, batch) that failed (audit/runner.py): it is kept and shown, but not `done`,
 so a resume runs it again.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -36,8 +37,9 @@ class ConfigMismatch(UserError, ValueError):
 
 
 class ResultStore:
-    def __init__(self, directory: str | Path, config: dict[str, Any], rank: int = 0, world_size: int = 1,
-                 repair: bool = True) -> None:
+    def __init__(
+        self, directory: str | Path, config: dict[str, Any], rank: int = 0, world_size: int = 1, repair: bool = True
+    ) -> None:
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         config_path = self.directory / CONFIG_FILE
@@ -82,14 +84,21 @@ class ResultStore:
             return
         for number in sorted(damaged):
             cut = number == len(lines) and not lines[-1].endswith(b"\n")
-            log.warning("warning: %s line %d is %s; moved to %s%s, and what it held will be run again", self.path,
-                        number, "cut short (its writer was killed)" if cut else "damaged (checksum)",
-                        self.path.name, DAMAGED_SUFFIX)
+            log.warning(
+                "warning: %s line %d is %s; moved to %s%s, and what it held will be run again",
+                self.path,
+                number,
+                "cut short (its writer was killed)" if cut else "damaged (checksum)",
+                self.path.name,
+                DAMAGED_SUFFIX,
+            )
         with open(self.path.with_name(self.path.name + DAMAGED_SUFFIX), "ab") as handle:
-            handle.writelines(line if line.endswith(b"\n") else line + b"\n"
-                              for number, line in enumerate(lines, 1) if number in damaged)
-        _atomic_write_bytes(self.path, b"".join(line for number, line in enumerate(lines, 1)
-                                                if number not in damaged))
+            handle.writelines(
+                line if line.endswith(b"\n") else line + b"\n"
+                for number, line in enumerate(lines, 1)
+                if number in damaged
+            )
+        _atomic_write_bytes(self.path, b"".join(line for number, line in enumerate(lines, 1) if number not in damaged))
 
     def records(self) -> Iterator[dict[str, Any]]:
         """Every intact record in this directory, whichever process (or earlier run) wrote it. A damaged line
@@ -163,11 +172,14 @@ def read_config(path: Path) -> dict[str, Any]:
     try:
         config = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ConfigMismatch(f"{path} is damaged ({error}); its records cannot be matched to a configuration: "
-                             f"restore it from a copy, or audit again into a new --out") from None
+        raise ConfigMismatch(
+            f"{path} is damaged ({error}); its records cannot be matched to a configuration: "
+            f"restore it from a copy, or audit again into a new --out"
+        ) from None
     if not isinstance(config, dict):
-        raise ConfigMismatch(f"{path} is damaged (not a JSON object); restore it from a copy, or audit again "
-                             f"into a new --out")
+        raise ConfigMismatch(
+            f"{path} is damaged (not a JSON object); restore it from a copy, or audit again into a new --out"
+        )
     return config
 
 

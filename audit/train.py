@@ -4,6 +4,7 @@ Adversarial training is FGSM with a random start ("fast is better than free", Wo
 (Madry et al. 2018). FGSM-RS can overfit catastrophically; each epoch is checked with PGD on held-out
 validation images and the best epoch is kept, as Wong et al. recommend.
 """
+
 from __future__ import annotations
 
 import copy
@@ -38,8 +39,9 @@ class TrainConfig:
     width: int = 16
 
 
-def perturb(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: TrainConfig,
-            generator: torch.Generator) -> torch.Tensor:
+def perturb(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: TrainConfig, generator: torch.Generator
+) -> torch.Tensor:
     """The training-time attack: FGSM-RS (one step) or PGD-AT (pgd_steps steps), Linf, inside [0, 1]."""
     eps = config.eps
     steps, step = (

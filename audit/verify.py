@@ -8,6 +8,7 @@ bound on the robust accuracy, whatever else the run did; nothing about the run's
 For a randomized defense the same examples are also scored on fresh draws, reported apart: a randomized claim
 is about new draws, and an example that fools only the recorded ones proves less.
 """
+
 from __future__ import annotations
 
 import json
@@ -53,17 +54,22 @@ class Verification:
             low, high = bound["ci95"]
             reported = self.reported.get(kind)
             said = "" if reported is None else f"; the run reported {100 * reported:.2f}%"
-            lines.append(f"robust accuracy ({kind}) at most {100 * bound['accuracy']:.2f}% "
-                         f"(95% interval {100 * low:.1f} - {100 * high:.1f}){said}")
+            lines.append(
+                f"robust accuracy ({kind}) at most {100 * bound['accuracy']:.2f}% "
+                f"(95% interval {100 * low:.1f} - {100 * high:.1f}){said}"
+            )
         if self.fresh is not None:
-            lines.append(f"on {self.fresh['draws']} fresh draws: {self.fresh['still_adversarial']} of "
-                         f"{self.fresh['examples']} examples still misclassified on some draw, "
-                         f"{100 * self.fresh['mean_misclassified']:.1f}% of draws misclassified on average")
+            lines.append(
+                f"on {self.fresh['draws']} fresh draws: {self.fresh['still_adversarial']} of "
+                f"{self.fresh['examples']} examples still misclassified on some draw, "
+                f"{100 * self.fresh['mean_misclassified']:.1f}% of draws misclassified on average"
+            )
         return lines + self.notes + [f"FAILED: {line}" for line in self.failures]
 
 
-def _transform_ok(label: str, clean: torch.Tensor, x_adv: torch.Tensor, params: torch.Tensor | None,
-                  bounds: tuple[float, float]) -> str | None:
+def _transform_ok(
+    label: str, clean: torch.Tensor, x_adv: torch.Tensor, params: torch.Tensor | None, bounds: tuple[float, float]
+) -> str | None:
     from attacks.registry import make_attack
 
     attack = make_attack(label)
@@ -78,8 +84,14 @@ def _transform_ok(label: str, clean: torch.Tensor, x_adv: torch.Tensor, params: 
     return None
 
 
-def verify_run(out: str | Path, model: str | None = None, checkpoint: str | None = None, device: str = "cpu",
-               trust_checkpoint: bool = False, progress: bool = False) -> Verification:
+def verify_run(
+    out: str | Path,
+    model: str | None = None,
+    checkpoint: str | None = None,
+    device: str = "cpu",
+    trust_checkpoint: bool = False,
+    progress: bool = False,
+) -> Verification:
     """Check the evidence in `out` on the run's own model, or on `model` (and `checkpoint`) instead."""
     out = Path(out)
     facts = finished_facts(out)
@@ -104,8 +116,10 @@ def verify_run(out: str | Path, model: str | None = None, checkpoint: str | None
     device_ = defense.device
     clean = evidence.clean.to(device_)
     draws = evidence.draws
-    clean_correct = (exact_logits(defense, clean, list(range(len(clean))), evidence.seed, draws,
-                                  config.batch_size).argmax(2) == evidence.labels.to(device_).view(1, -1)).all(0)
+    clean_correct = (
+        exact_logits(defense, clean, list(range(len(clean))), evidence.seed, draws, config.batch_size).argmax(2)
+        == evidence.labels.to(device_).view(1, -1)
+    ).all(0)
     broken = {kind: torch.zeros(len(clean), dtype=torch.bool) for kind in ("lp", *evidence.threat_kind)}
     confirmed = 0
     misclassified = _misclassified(defense, evidence, evidence.seed, config.batch_size)
@@ -115,8 +129,14 @@ def verify_run(out: str | Path, model: str | None = None, checkpoint: str | None
         if kind == "lp":
             inside = bool(threat.contains(x_adv.unsqueeze(0), clean[sample].unsqueeze(0))[0])
             distance = float(threat.distance(x_adv.unsqueeze(0), clean[sample].unsqueeze(0))[0])
-            problem = None if inside else (f"distance {distance:.6g} beyond eps {config.eps:g} ({config.norm}) or "
-                                           f"outside the input box {list(threat.bounds)}")
+            problem = (
+                None
+                if inside
+                else (
+                    f"distance {distance:.6g} beyond eps {config.eps:g} ({config.norm}) or "
+                    f"outside the input box {list(threat.bounds)}"
+                )
+            )
         else:
             problem = _transform_ok(label, clean[sample], x_adv, evidence.params[j], threat.bounds)
         if problem is None and not misclassified[j]:
@@ -127,8 +147,11 @@ def verify_run(out: str | Path, model: str | None = None, checkpoint: str | None
         else:
             failures.append(f"sample {sample} ({label}): {problem}")
     n = len(clean)
-    upper = {kind: accuracy_json(int((clean_correct.cpu() & ~hit).sum()), n) for kind, hit in broken.items()
-             if kind == "lp" or hit.any()}
+    upper = {
+        kind: accuracy_json(int((clean_correct.cpu() & ~hit).sum()), n)
+        for kind, hit in broken.items()
+        if kind == "lp" or hit.any()
+    }
     results_path = out / "results.json"
     reported = {}
     if results_path.exists():
@@ -137,13 +160,18 @@ def verify_run(out: str | Path, model: str | None = None, checkpoint: str | None
     fresh = None
     if draws > 1 and evidence.k:  # other seeds, so other draws than the judge's (derive_seed mixes the seed in)
         again = _misclassified(defense, evidence, evidence.seed + 1_000_003, config.batch_size, fraction=True)
-        fresh = {"draws": draws, "examples": evidence.k, "still_adversarial": int((again > 0).sum()),
-                 "mean_misclassified": float(again.mean())}
+        fresh = {
+            "draws": draws,
+            "examples": evidence.k,
+            "still_adversarial": int((again > 0).sum()),
+            "mean_misclassified": float(again.mean()),
+        }
     return Verification(confirmed, evidence.k, failures, upper, reported, same_model, fresh, notes)
 
 
-def _misclassified(defense: Defense, evidence: Evidence, seed: int, batch_size: int,
-                   fraction: bool = False) -> torch.Tensor:
+def _misclassified(
+    defense: Defense, evidence: Evidence, seed: int, batch_size: int, fraction: bool = False
+) -> torch.Tensor:
     """Per example: misclassified on some draw (or the fraction of draws misclassified), on the common draws
     of its sample (`attacks.judge.exact_logits`, seeded by `seed`: the run's own, or another for fresh draws)."""
     if not evidence.k:

@@ -2,6 +2,7 @@
 the same seed (the judge's per-batch seed is handed to the direct call), target <= 1.0. The two must propose the
 same points (checked), so the ratio is the judge's own cost: counting, projection, and re-scoring on the exact
 forward. Medians of interleaved runs (benchmarks.common.interleaved_medians)."""
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -27,10 +28,28 @@ def _direct(name: str, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
     if name == "apgd-ce":
         return APGDAttack(model, n_iter=100, norm="Linf", eps=0.1, seed=seed, loss="ce", device="cpu").perturb(x, y)
     if name == "fab-t":
-        return FABAttack_PT(model, norm="Linf", n_restarts=1, n_iter=100, eps=0.1, seed=seed, targeted=True,
-                            n_target_classes=2, device="cpu").perturb(x, y)
-    square = SquareAttack(model, norm="Linf", n_queries=1000, eps=0.1, p_init=0.8, n_restarts=1, seed=seed,
-                          resc_schedule=False, device="cpu")
+        return FABAttack_PT(
+            model,
+            norm="Linf",
+            n_restarts=1,
+            n_iter=100,
+            eps=0.1,
+            seed=seed,
+            targeted=True,
+            n_target_classes=2,
+            device="cpu",
+        ).perturb(x, y)
+    square = SquareAttack(
+        model,
+        norm="Linf",
+        n_queries=1000,
+        eps=0.1,
+        p_init=0.8,
+        n_restarts=1,
+        seed=seed,
+        resc_schedule=False,
+        device="cpu",
+    )
     return square.perturb(x, y)
 
 
@@ -50,13 +69,25 @@ def main(n: int = 100, repeat: int = 3) -> list[dict]:
     for name, make in OURS.items():
         attack = make()
         seed = derive_seed(0, attack.label, 0, n)  # the judge's seed for this batch
-        same = torch.equal(judge(attack, defense, x, y, threat, seed=0).x_adv,
-                           threat.project(_direct(name, model, x, y, seed), x))
-        times = interleaved_medians({"ours": lambda make=make: judge(make(), defense, x, y, threat, seed=0),
-                                     "direct": lambda name=name, seed=seed: _direct(name, model, x, y, seed)},
-                                    repeat=repeat, warmup=0)
-        rows.append(row(f"{name} through the judge / called directly", times["ours"] / times["direct"], "<= 1.0",
-                        f"n={n}: {times['ours']:.2f}s vs {times['direct']:.2f}s; same proposals: {same}"))
+        same = torch.equal(
+            judge(attack, defense, x, y, threat, seed=0).x_adv, threat.project(_direct(name, model, x, y, seed), x)
+        )
+        times = interleaved_medians(
+            {
+                "ours": lambda make=make: judge(make(), defense, x, y, threat, seed=0),
+                "direct": lambda name=name, seed=seed: _direct(name, model, x, y, seed),
+            },
+            repeat=repeat,
+            warmup=0,
+        )
+        rows.append(
+            row(
+                f"{name} through the judge / called directly",
+                times["ours"] / times["direct"],
+                "<= 1.0",
+                f"n={n}: {times['ours']:.2f}s vs {times['direct']:.2f}s; same proposals: {same}",
+            )
+        )
     return rows
 
 

@@ -6,6 +6,7 @@ Prints a markdown table: clean accuracy, plain APGD-CE (exact gradients), and th
 APGD (CE and DLR straight-through, CE smooth at T = 1 and 0.3), Linf 0.1, on the first n Fashion-MNIST test images;
 then the binarization test of APGD-CE on demo-standard, demo-adversarial and a gradient-killing wrapper.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,8 +40,11 @@ def main() -> None:
     x, y = test.images[: args.n], test.labels[: args.n]
     print("| toy (standard-trained) | replaced by automatic BPDA | clean | plain APGD-CE | automatic BPDA worst case |")
     print("|---|---|---:|---:|---:|")
-    for name, build in (("input quantizer, 8 levels", lambda: QuantizedInput(8)),
-                        ("thermometer, 16 levels", lambda: Thermometer(16)), ("k-WTA, 10%", lambda: KWTA(0.1))):
+    for name, build in (
+        ("input quantizer, 8 levels", lambda: QuantizedInput(8)),
+        ("thermometer, 16 levels", lambda: Thermometer(16)),
+        ("k-WTA, 10%", lambda: KWTA(0.1)),
+    ):
         defense = as_defense(train_toy(build(), train.images, train.labels, steps=args.steps, seed=0), opaque=True)
         with torch.no_grad():
             clean = float((defense(x).argmax(1) == y).float().mean())
@@ -56,18 +60,26 @@ def main() -> None:
         robust = 1 - float(broken.float().mean())
         print(f"| {name} | {defense.scan().summary()} | {clean:.0%} | {plain} | {robust:.0%} |")
     print()
-    print("| binarization test, APGD-CE, 20 points | valid | attack finds the guaranteed example "
-          "| random attacker | finding |")
+    print(
+        "| binarization test, APGD-CE, 20 points | valid | attack finds the guaranteed example "
+        "| random attacker | finding |"
+    )
     print("|---|---:|---:|---:|---|")
-    for name, model in (("demo-standard", load_shipped("demo-standard")),
-                        ("demo-adversarial", load_shipped("demo-adversarial")),
-                        ("demo-adversarial behind a zero backward", KillGradients(load_shipped("demo-adversarial")))):
+    for name, model in (
+        ("demo-standard", load_shipped("demo-standard")),
+        ("demo-adversarial", load_shipped("demo-adversarial")),
+        ("demo-adversarial behind a zero backward", KillGradients(load_shipped("demo-adversarial"))),
+    ):
         defense = as_defense(model, opaque=isinstance(model, KillGradients))
-        finding = check_binarization(run_binarization_probe(defense, test.images[:40], test.labels[:40], threat,
-                                                            "apgd-ce", n_samples=20, progress=False))
+        finding = check_binarization(
+            run_binarization_probe(
+                defense, test.images[:40], test.labels[:40], threat, "apgd-ce", n_samples=20, progress=False
+            )
+        )
         e = finding.evidence
-        print(f"| {name} | {e['n_valid']} | {e['success_rate']:.0%} | {e['random_success_rate']:.0%} "
-              f"| {finding.status} |")
+        print(
+            f"| {name} | {e['n_valid']} | {e['success_rate']:.0%} | {e['random_success_rate']:.0%} | {finding.status} |"
+        )
 
 
 if __name__ == "__main__":

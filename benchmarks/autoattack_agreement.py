@@ -3,6 +3,7 @@ pyautoattack's own `run_standard_evaluation`? Same model, samples and seed; prin
 
     OMP_NUM_THREADS=1 python benchmarks/autoattack_agreement.py --model demo-adversarial --n 500
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,8 +34,9 @@ def main() -> None:
     data = load_dataset("fashion-mnist", "test").subset(args.n, args.seed)
     start = time.perf_counter()
     if args.which == "ours":
-        record = judge(AutoAttack("standard"), as_defense(model), data.images, data.labels,
-                            ThreatModel("Linf", 0.1), args.seed)
+        record = judge(
+            AutoAttack("standard"), as_defense(model), data.images, data.labels, ThreatModel("Linf", 0.1), args.seed
+        )
         robust = (~record.success).float().mean().item()
     else:
         from pyautoattack import AutoAttack as Upstream
@@ -43,8 +45,10 @@ def main() -> None:
         x_adv, _ = attack.run_standard_evaluation(data.images, data.labels, batch_size=args.n)
         with torch.no_grad():
             robust = (model(x_adv).argmax(1) == data.labels).float().mean().item()
-    print(f"{args.which}: {args.model} n={args.n} seed={args.seed} AutoAttack standard robust accuracy "
-          f"{100 * robust:.2f}% in {time.perf_counter() - start:.0f} s")
+    print(
+        f"{args.which}: {args.model} n={args.n} seed={args.seed} AutoAttack standard robust accuracy "
+        f"{100 * robust:.2f}% in {time.perf_counter() - start:.0f} s"
+    )
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ intervals. `--rederive` recomputes findings and verdicts from the stored runs wi
 runs; about half a minute a model, the reports included), so a change to a check or the verdict is re-scored
 without attacking again; `--stored` only re-tabulates the results.json files already there.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,8 +44,14 @@ def audit_one(model: CalibrationModel, args: argparse.Namespace) -> dict:
         return json.loads((args.out / model.key / "results.json").read_text())
     if args.rederive:
         return derive_results(args.out / model.key)
-    config = AuditConfig(model=f"{FACTORIES}:{model.factory}", norm=model.norm, eps=model.eps, n=args.n,
-                         diagnostics_n=args.diagnostics_n, attacks=attacks_for(model))
+    config = AuditConfig(
+        model=f"{FACTORIES}:{model.factory}",
+        norm=model.norm,
+        eps=model.eps,
+        n=args.n,
+        diagnostics_n=args.diagnostics_n,
+        attacks=attacks_for(model),
+    )
     return run_audit(config, args.out / model.key, progress=False)  # type: ignore[return-value]  # not torchrun
 
 
@@ -52,16 +59,32 @@ def summarise(model: CalibrationModel, results: dict, seconds: float) -> dict:
     """What the tables need from one run: truth, split, verdict, each finding's status and tunable statistics."""
     by_id = {f["id"]: f for f in results["findings"]}
     worst = results["worst_case"]["lp"]
-    return {"key": model.key, "family": model.family, "split": split_of(model), "truth": model.truth,
-            "meaning": model.meaning, "norm": model.norm, "eps": model.eps,
-            "clean": results["clean_accuracy"], "worst": worst["accuracy"], "worst_ci95": worst["ci95"],
-            "verdict": results["verdict"]["gradient_masking"], "claim_at_risk": results["verdict"]["claim_at_risk"],
-            "backed_by": results["verdict"].get("backed_by", []),
-            "symptoms": results["verdict"].get("unbacked_symptoms", []),
-            "statuses": {i: f["status"] for i, f in by_id.items()},
-            "statistics": {s.check: (s.read(by_id[s.check]["evidence"]) if s.check in by_id
-                                     and by_id[s.check]["status"] != "skipped" else None) for s in STATISTICS},
-            "seconds": seconds}
+    return {
+        "key": model.key,
+        "family": model.family,
+        "split": split_of(model),
+        "truth": model.truth,
+        "meaning": model.meaning,
+        "norm": model.norm,
+        "eps": model.eps,
+        "clean": results["clean_accuracy"],
+        "worst": worst["accuracy"],
+        "worst_ci95": worst["ci95"],
+        "verdict": results["verdict"]["gradient_masking"],
+        "claim_at_risk": results["verdict"]["claim_at_risk"],
+        "backed_by": results["verdict"].get("backed_by", []),
+        "symptoms": results["verdict"].get("unbacked_symptoms", []),
+        "statuses": {i: f["status"] for i, f in by_id.items()},
+        "statistics": {
+            s.check: (
+                s.read(by_id[s.check]["evidence"])
+                if s.check in by_id and by_id[s.check]["status"] != "skipped"
+                else None
+            )
+            for s in STATISTICS
+        },
+        "seconds": seconds,
+    }
 
 
 def main() -> None:
@@ -70,10 +93,16 @@ def main() -> None:
     parser.add_argument("--diagnostics-n", type=int, default=50)
     parser.add_argument("--out", type=Path, default=Path("runs/calibration"))
     parser.add_argument("--only", default="", help="comma-separated model keys (default: all)")
-    parser.add_argument("--rederive", action="store_true",
-                        help="recompute findings and verdicts from the stored runs in --out (no model runs)")
-    parser.add_argument("--stored", action="store_true",
-                        help="only re-tabulate the results.json files already in --out (no recomputation)")
+    parser.add_argument(
+        "--rederive",
+        action="store_true",
+        help="recompute findings and verdicts from the stored runs in --out (no model runs)",
+    )
+    parser.add_argument(
+        "--stored",
+        action="store_true",
+        help="only re-tabulate the results.json files already in --out (no recomputation)",
+    )
     args = parser.parse_args()
     rows = []
     for model in MODELS:
@@ -82,8 +111,11 @@ def main() -> None:
         start = time.perf_counter()
         results = audit_one(model, args)
         rows.append(summarise(model, results, time.perf_counter() - start))
-        print(f"{model.key}: {rows[-1]['verdict']}, claim at risk {rows[-1]['claim_at_risk']} "
-              f"({rows[-1]['seconds']:.0f} s)", flush=True)
+        print(
+            f"{model.key}: {rows[-1]['verdict']}, claim at risk {rows[-1]['claim_at_risk']} "
+            f"({rows[-1]['seconds']:.0f} s)",
+            flush=True,
+        )
     print(render(rows, args))
     (args.out / "calibration.json").write_text(json.dumps(rows, indent=1))
 
@@ -94,25 +126,38 @@ def _pct(value: float) -> str:
 
 def render(rows: list[dict], args: argparse.Namespace) -> str:
     command = f"python -m benchmarks.calibration --n {args.n} --diagnostics-n {args.diagnostics_n}"
-    lines = [f"Held-out calibration (`{command}`).", "",
-             "Fitting families: " + ", ".join(f.name for f in FAMILIES if f.split == FIT) + ".",
-             "Evaluation families (none of them in the fitting set): "
-             + ", ".join(f.name for f in FAMILIES if f.split == EVALUATE) + ".", "",
-             "| model | family | split | truth | threat | clean | worst case (95%) | gradient masking | backed by "
-             "| unbacked symptoms | claim at risk |", "|---|---|---|---|---|---:|---:|---|---|---|---|"]
+    lines = [
+        f"Held-out calibration (`{command}`).",
+        "",
+        "Fitting families: " + ", ".join(f.name for f in FAMILIES if f.split == FIT) + ".",
+        "Evaluation families (none of them in the fitting set): "
+        + ", ".join(f.name for f in FAMILIES if f.split == EVALUATE)
+        + ".",
+        "",
+        "| model | family | split | truth | threat | clean | worst case (95%) | gradient masking | backed by "
+        "| unbacked symptoms | claim at risk |",
+        "|---|---|---|---|---|---:|---:|---|---|---|---|",
+    ]
     for r in rows:
-        lines.append(f"| {r['key']} ({r['meaning']}) | {r['family']} | {r['split']} | {r['truth']} | "
-                     f"{r['norm']} {r['eps']:g} | {_pct(r['clean'])} | {_pct(r['worst'])} "
-                     f"({_pct(r['worst_ci95'][0])} - {_pct(r['worst_ci95'][1])}) | {r['verdict']} | "
-                     f"{', '.join(r['backed_by']) or '-'} | {', '.join(r['symptoms']) or '-'} | "
-                     f"{r['claim_at_risk']} |")
+        lines.append(
+            f"| {r['key']} ({r['meaning']}) | {r['family']} | {r['split']} | {r['truth']} | "
+            f"{r['norm']} {r['eps']:g} | {_pct(r['clean'])} | {_pct(r['worst'])} "
+            f"({_pct(r['worst_ci95'][0])} - {_pct(r['worst_ci95'][1])}) | {r['verdict']} | "
+            f"{', '.join(r['backed_by']) or '-'} | {', '.join(r['symptoms']) or '-'} | "
+            f"{r['claim_at_risk']} |"
+        )
     fit = [r for r in rows if r["split"] == FIT]
     held = [r for r in rows if r["split"] == EVALUATE]
-    lines += ["", "Thresholds fitted on the fitting families only, scored on the evaluation families (false alarms: "
-              "sound models flagged; misses: masked models not flagged; a symptom check need not catch every kind "
-              "of masking, and decides nothing alone, see the rule above):", "",
-              "| check | statistic | code's threshold | fitted threshold | evaluation false alarms (95%) at the "
-              "fitted / code's | evaluation misses (95%) at the fitted / code's |", "|---|---|---:|---:|---|---|"]
+    lines += [
+        "",
+        "Thresholds fitted on the fitting families only, scored on the evaluation families (false alarms: "
+        "sound models flagged; misses: masked models not flagged; a symptom check need not catch every kind "
+        "of masking, and decides nothing alone, see the rule above):",
+        "",
+        "| check | statistic | code's threshold | fitted threshold | evaluation false alarms (95%) at the "
+        "fitted / code's | evaluation misses (95%) at the fitted / code's |",
+        "|---|---|---:|---:|---|---|",
+    ]
     for s in STATISTICS:
         fitted = derive([Row(r["key"], r["truth"], r["statistics"][s.check]) for r in fit], s.higher_is_worse)
         held_rows = [Row(r["key"], r["truth"], r["statistics"][s.check]) for r in held]
@@ -126,12 +171,18 @@ def render(rows: list[dict], args: argparse.Namespace) -> str:
             alarms = rate_text(ours.false_alarms, ours.sound)
             misses = rate_text(ours.masked - ours.catches, ours.masked)
         code_side = side if s.inclusive else side.rstrip("=")
-        lines.append(f"| {s.check} | {s.name} | {code_side} {s.code_threshold:g} | {fitted_text} | {alarms} / "
-                     f"{rate_text(code.false_alarms, code.sound)} | {misses} / "
-                     f"{rate_text(code.masked - code.catches, code.masked)} |")
-    lines += ["", "Per check, as the code stands: fails on sound / masked models, fitting and evaluation sets "
-              "apart:", "", "| check | decides | fit: false alarms | fit: catches | evaluation: false alarms | "
-              "evaluation: catches |", "|---|---|---:|---:|---:|---:|"]
+        lines.append(
+            f"| {s.check} | {s.name} | {code_side} {s.code_threshold:g} | {fitted_text} | {alarms} / "
+            f"{rate_text(code.false_alarms, code.sound)} | {misses} / "
+            f"{rate_text(code.masked - code.catches, code.masked)} |"
+        )
+    lines += [
+        "",
+        "Per check, as the code stands: fails on sound / masked models, fitting and evaluation sets apart:",
+        "",
+        "| check | decides | fit: false alarms | fit: catches | evaluation: false alarms | evaluation: catches |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
     for check in checks():
         cells = []
         for part in (fit, held):
@@ -139,16 +190,23 @@ def render(rows: list[dict], args: argparse.Namespace) -> str:
                 group = [r for r in part if r["truth"] == truth]
                 cells.append(f"{sum(r['statuses'].get(check.id) == 'fail' for r in group)} of {len(group)}")
         lines.append(f"| {check.id} | {check.decides} | " + " | ".join(cells) + " |")
-    lines += ["", "The verdict (a false alarm: `suspected` on a sound model; a miss: `not_detected` on a masked one):",
-              "", "| set | false alarms (95%) | misses (95%) | inconclusive |", "|---|---|---|---:|"]
+    lines += [
+        "",
+        "The verdict (a false alarm: `suspected` on a sound model; a miss: `not_detected` on a masked one):",
+        "",
+        "| set | false alarms (95%) | misses (95%) | inconclusive |",
+        "|---|---|---|---:|",
+    ]
     for name, part in (("fitting", fit), ("evaluation", held)):
         sound = [r for r in part if r["truth"] == "sound"]
         masked = [r for r in part if r["truth"] == "masked"]
         alarms = sum(r["verdict"] == "suspected" for r in sound)
         misses = sum(r["verdict"] == "not_detected" for r in masked)
         inconclusive = sum(r["verdict"] == "inconclusive" for r in sound + masked)
-        lines.append(f"| {name} | {rate_text(alarms, len(sound))} | {rate_text(misses, len(masked))} | "
-                     f"{inconclusive} of {len(sound) + len(masked)} |")
+        lines.append(
+            f"| {name} | {rate_text(alarms, len(sound))} | {rate_text(misses, len(masked))} | "
+            f"{inconclusive} of {len(sound) + len(masked)} |"
+        )
     return "\n".join(lines)
 
 

@@ -5,6 +5,7 @@ is inside, except where a defense declares itself, e.g. declared noise).
 Toys are standard-trained here on the first 55,000 Fashion-MNIST training images (seeded, a few hundred steps);
 the masked wrappers sit around the shipped demo models.
 """
+
 from __future__ import annotations
 
 import functools
@@ -85,6 +86,7 @@ def gradient_step_in_forward() -> nn.Module:
 
 # --- grown for the held-out calibration (benchmarks/calibration_set.py): more instances of each family, and
 # families the fitting set has none of. Toys train for a few hundred seeded steps (seconds each).
+
 
 def _adversarially_trained(eps: float, seed: int, steps: int = 400) -> nn.Module:
     """A SmallCNN trained with FGSM-RS at `eps` (Wong et al. 2020): standard SGD on the perturbed batch."""

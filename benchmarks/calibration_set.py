@@ -9,6 +9,7 @@ combined with rounding), so its rates say something about the next kind of model
 truth: `sound` (nothing hidden from the model's own gradient, by construction), `masked` (the exact gradient is
 useless or misleading by construction) or `open` (the question the suite exists for: MeanSparse, k-WTA).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -64,50 +65,114 @@ MODELS = (
     CalibrationModel("undefended_toy_seed0", "undefended_toy_seed0", "undefended", "sound", "SmallCNN, seed 0"),
     CalibrationModel("undefended_toy_seed1", "undefended_toy_seed1", "undefended", "sound", "SmallCNN, seed 1"),
     CalibrationModel("adversarial", "adversarial", "adversarial training", "sound", "demo-adversarial, eps 0.1"),
-    CalibrationModel("adversarial_toy_eps01", "adversarial_toy_eps01", "adversarial training", "sound",
-                     "SmallCNN, eps 0.1, seed 0"),
-    CalibrationModel("adversarial_toy_eps005", "adversarial_toy_eps005", "adversarial training", "sound",
-                     "SmallCNN, eps 0.05, seed 1"),
+    CalibrationModel(
+        "adversarial_toy_eps01", "adversarial_toy_eps01", "adversarial training", "sound", "SmallCNN, eps 0.1, seed 0"
+    ),
+    CalibrationModel(
+        "adversarial_toy_eps005",
+        "adversarial_toy_eps005",
+        "adversarial training",
+        "sound",
+        "SmallCNN, eps 0.05, seed 1",
+    ),
     CalibrationModel("noise_declared", "noise_declared", "declared noise", "sound", "sigma 0.1 on demo-adversarial"),
-    CalibrationModel("noise_declared_small", "noise_declared_small", "declared noise", "sound",
-                     "sigma 0.05 on demo-adversarial"),
-    CalibrationModel("quantized_input", "quantized_input", "input quantization", "masked",
-                     "3 bits on demo-standard, identity surrogate declared"),
+    CalibrationModel(
+        "noise_declared_small", "noise_declared_small", "declared noise", "sound", "sigma 0.05 on demo-adversarial"
+    ),
+    CalibrationModel(
+        "quantized_input",
+        "quantized_input",
+        "input quantization",
+        "masked",
+        "3 bits on demo-standard, identity surrogate declared",
+    ),
     CalibrationModel("quantized_toy", "quantized_toy", "input quantization", "masked", "8 levels, SmallCNN, opaque"),
     CalibrationModel("logits_times_1e4", "logits_times_1e4", "logit scaling", "masked", "on demo-standard"),
-    CalibrationModel("logits_times_1e4_adversarial", "logits_times_1e4_adversarial", "logit scaling", "masked",
-                     "on demo-adversarial"),
+    CalibrationModel(
+        "logits_times_1e4_adversarial", "logits_times_1e4_adversarial", "logit scaling", "masked", "on demo-adversarial"
+    ),
     CalibrationModel("gradients_killed", "gradients_killed", "gradient killing", "masked", "on demo-standard"),
-    CalibrationModel("gradients_killed_adversarial", "gradients_killed_adversarial", "gradient killing", "masked",
-                     "on demo-adversarial"),
-    CalibrationModel("noise_undeclared", "noise_undeclared", "undeclared noise", "masked",
-                     "sigma 0.1 on demo-adversarial"),
-    CalibrationModel("noise_undeclared_standard", "noise_undeclared_standard", "undeclared noise", "masked",
-                     "sigma 0.1 on demo-standard"),
-    CalibrationModel("ste_quantizer_standard", "ste_quantizer_standard", "straight-through quantizer", "sound",
-                     "3 bits on demo-standard"),
-    CalibrationModel("ste_quantizer_adversarial", "ste_quantizer_adversarial", "straight-through quantizer", "sound",
-                     "4 bits on demo-adversarial"),
-    CalibrationModel("jpeg_identity_standard", "jpeg_identity_standard", "JPEG-like rounding", "sound",
-                     "step 0.1 on demo-standard"),
-    CalibrationModel("jpeg_identity_adversarial", "jpeg_identity_adversarial", "JPEG-like rounding", "sound",
-                     "step 0.1 on demo-adversarial"),
+    CalibrationModel(
+        "gradients_killed_adversarial",
+        "gradients_killed_adversarial",
+        "gradient killing",
+        "masked",
+        "on demo-adversarial",
+    ),
+    CalibrationModel(
+        "noise_undeclared", "noise_undeclared", "undeclared noise", "masked", "sigma 0.1 on demo-adversarial"
+    ),
+    CalibrationModel(
+        "noise_undeclared_standard",
+        "noise_undeclared_standard",
+        "undeclared noise",
+        "masked",
+        "sigma 0.1 on demo-standard",
+    ),
+    CalibrationModel(
+        "ste_quantizer_standard",
+        "ste_quantizer_standard",
+        "straight-through quantizer",
+        "sound",
+        "3 bits on demo-standard",
+    ),
+    CalibrationModel(
+        "ste_quantizer_adversarial",
+        "ste_quantizer_adversarial",
+        "straight-through quantizer",
+        "sound",
+        "4 bits on demo-adversarial",
+    ),
+    CalibrationModel(
+        "jpeg_identity_standard", "jpeg_identity_standard", "JPEG-like rounding", "sound", "step 0.1 on demo-standard"
+    ),
+    CalibrationModel(
+        "jpeg_identity_adversarial",
+        "jpeg_identity_adversarial",
+        "JPEG-like rounding",
+        "sound",
+        "step 0.1 on demo-adversarial",
+    ),
     CalibrationModel("l2_undefended", "undefended", "L2 sound", "sound", "demo-standard, L2 1.5", "L2", L2_EPS),
     CalibrationModel("l2_adversarial", "adversarial", "L2 sound", "sound", "demo-adversarial, L2 1.5", "L2", L2_EPS),
     CalibrationModel("thermometer", "thermometer", "thermometer", "masked", "16 levels, SmallCNN"),
     CalibrationModel("thermometer_8", "thermometer_8", "thermometer", "masked", "8 levels, SmallCNN, seed 1"),
-    CalibrationModel("gradient_step_in_forward", "gradient_step_in_forward", "gradient in forward", "sound",
-                     "on demo-standard"),
-    CalibrationModel("gradient_step_in_forward_adversarial", "gradient_step_in_forward_adversarial",
-                     "gradient in forward", "sound", "on demo-adversarial"),
-    CalibrationModel("noisy_quantized_standard", "noisy_quantized_standard", "noise and rounding", "masked",
-                     "sigma 0.05, 8 levels, demo-standard"),
-    CalibrationModel("noisy_quantized_adversarial", "noisy_quantized_adversarial", "noise and rounding", "masked",
-                     "sigma 0.05, 8 levels, demo-adversarial"),
-    CalibrationModel("l2_gradients_killed", "gradients_killed", "L2 masked", "masked", "demo-standard, L2 1.5", "L2",
-                     L2_EPS),
-    CalibrationModel("l2_logits_times_1e4", "logits_times_1e4_adversarial", "L2 masked", "masked",
-                     "demo-adversarial, L2 1.5", "L2", L2_EPS),
+    CalibrationModel(
+        "gradient_step_in_forward", "gradient_step_in_forward", "gradient in forward", "sound", "on demo-standard"
+    ),
+    CalibrationModel(
+        "gradient_step_in_forward_adversarial",
+        "gradient_step_in_forward_adversarial",
+        "gradient in forward",
+        "sound",
+        "on demo-adversarial",
+    ),
+    CalibrationModel(
+        "noisy_quantized_standard",
+        "noisy_quantized_standard",
+        "noise and rounding",
+        "masked",
+        "sigma 0.05, 8 levels, demo-standard",
+    ),
+    CalibrationModel(
+        "noisy_quantized_adversarial",
+        "noisy_quantized_adversarial",
+        "noise and rounding",
+        "masked",
+        "sigma 0.05, 8 levels, demo-adversarial",
+    ),
+    CalibrationModel(
+        "l2_gradients_killed", "gradients_killed", "L2 masked", "masked", "demo-standard, L2 1.5", "L2", L2_EPS
+    ),
+    CalibrationModel(
+        "l2_logits_times_1e4",
+        "logits_times_1e4_adversarial",
+        "L2 masked",
+        "masked",
+        "demo-adversarial, L2 1.5",
+        "L2",
+        L2_EPS,
+    ),
     CalibrationModel("meansparse_alpha_01", "meansparse_alpha_01", "MeanSparse", "open", "alpha 0.1"),
     CalibrationModel("meansparse_alpha_03", "meansparse_alpha_03", "MeanSparse", "open", "alpha 0.3 (demo-meansparse)"),
     CalibrationModel("meansparse_alpha_10", "meansparse_alpha_10", "MeanSparse", "open", "alpha 1.0"),

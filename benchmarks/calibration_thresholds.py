@@ -13,6 +13,7 @@ masked model lies above every sound one, the check cannot be fitted (`threshold`
 Rates on the evaluation set come with exact Clopper-Pearson 95% intervals (audit/stats.py, scipy's beta).
 Pure over rows: nothing here runs a model.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -36,6 +37,7 @@ def _get(key: str) -> Callable[[dict], float | None]:
     def read(evidence: dict) -> float | None:
         value = evidence.get(key)
         return None if value is None else float(value)
+
     return read
 
 
@@ -47,17 +49,46 @@ def _kept(evidence: dict) -> float | None:
 
 
 STATISTICS = (
-    Statistic("finite-difference-mismatch", "median relative error", _get("median_relative_error"), True,
-              gradients.FD_ERROR_FAIL),
+    Statistic(
+        "finite-difference-mismatch",
+        "median relative error",
+        _get("median_relative_error"),
+        True,
+        gradients.FD_ERROR_FAIL,
+    ),
     Statistic("eps-sweep", "share robust at eps kept at the largest eps", _kept, True, sanity.EPS_KEPT_FAIL),
-    Statistic("unbounded-attack", "survivor fraction", _get("survivor_fraction"), True,
-              sanity.UNBOUNDED_MAX_SURVIVORS, inclusive=False),
-    Statistic("ioaf-unconstrained-failure", "failure fraction", _get("failure_fraction"), True,
-              ioaf.UNCONSTRAINED_MAX_FAILURES, inclusive=False),
-    Statistic("zero-gradients", "share of samples with an all-zero gradient", _get("zero_sample_fraction"), True,
-              gradients.ZERO_SAMPLES_FAIL / 50, inclusive=True),  # 1 sample of the 50 diagnostics samples
-    Statistic("surrogate-disagreement", "median cosine exact vs identity", _get("median_cosine"), False,
-              gradients.COSINE_FAIL, inclusive=False),
+    Statistic(
+        "unbounded-attack",
+        "survivor fraction",
+        _get("survivor_fraction"),
+        True,
+        sanity.UNBOUNDED_MAX_SURVIVORS,
+        inclusive=False,
+    ),
+    Statistic(
+        "ioaf-unconstrained-failure",
+        "failure fraction",
+        _get("failure_fraction"),
+        True,
+        ioaf.UNCONSTRAINED_MAX_FAILURES,
+        inclusive=False,
+    ),
+    Statistic(
+        "zero-gradients",
+        "share of samples with an all-zero gradient",
+        _get("zero_sample_fraction"),
+        True,
+        gradients.ZERO_SAMPLES_FAIL / 50,
+        inclusive=True,
+    ),  # 1 sample of the 50 diagnostics samples
+    Statistic(
+        "surrogate-disagreement",
+        "median cosine exact vs identity",
+        _get("median_cosine"),
+        False,
+        gradients.COSINE_FAIL,
+        inclusive=False,
+    ),
 )
 
 

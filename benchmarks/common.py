@@ -1,4 +1,5 @@
 """Shared timing helpers: best-of-k wall time, and interleaved medians for close comparisons."""
+
 from __future__ import annotations
 
 import statistics

@@ -5,6 +5,7 @@ Square's queries cost) and forward+backward (what APGD's and FAB's steps cost), 
 calls on demo-adversarial at the current thread count, with the largest logit difference from eager (none of
 them is bit for bit, so adopting one would change per-sample results against pyautoattack's).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,32 +28,56 @@ def main(n: int = 250) -> list[dict]:
     test = load_dataset("fashion-mnist", "test").subset(n, seed=0)
     x, y = test.images, test.labels
     variants: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
-        "eager": model, "compiled": torch.compile(model), "bn folded": fuse(model)}
+        "eager": model,
+        "compiled": torch.compile(model),
+        "bn folded": fuse(model),
+    }
 
     def forward(net: Callable[[torch.Tensor], torch.Tensor], mode: type = torch.no_grad) -> Callable[[], torch.Tensor]:
         def call() -> torch.Tensor:
             with mode():
                 return net(x)
+
         return call
 
     def forward_backward(net: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[], torch.Tensor]:
         def call() -> torch.Tensor:
             xr = x.clone().requires_grad_(True)
             return torch.autograd.grad(F.cross_entropy(net(xr), y), xr)[0]
+
         return call
 
     reference = forward(model)()
     differences = {name: (forward(net)() - reference).abs().max().item() for name, net in variants.items()}
-    forwards = interleaved_medians({"inference mode": forward(model, torch.inference_mode),
-                                    **{name: forward(net) for name, net in variants.items()}}, repeat=20)
+    forwards = interleaved_medians(
+        {
+            "inference mode": forward(model, torch.inference_mode),
+            **{name: forward(net) for name, net in variants.items()},
+        },
+        repeat=20,
+    )
     steps = interleaved_medians({name: forward_backward(net) for name, net in variants.items()}, repeat=10)
     threads = f"{torch.get_num_threads()} thread{'s' if torch.get_num_threads() > 1 else ''}"
-    rows = [row(f"forward, {name} / eager ({threads})", seconds / forwards["eager"], "< 1 helps",
-                f"n={n}: {seconds:.4f}s vs {forwards['eager']:.4f}s; max logit difference "
-                f"{differences.get(name, 0.0):.1e}") for name, seconds in forwards.items() if name != "eager"]
-    rows += [row(f"forward+backward, {name} / eager ({threads})", seconds / steps["eager"], "< 1 helps",
-                 f"n={n}: {seconds:.4f}s vs {steps['eager']:.4f}s") for name, seconds in steps.items()
-             if name != "eager"]
+    rows = [
+        row(
+            f"forward, {name} / eager ({threads})",
+            seconds / forwards["eager"],
+            "< 1 helps",
+            f"n={n}: {seconds:.4f}s vs {forwards['eager']:.4f}s; max logit difference {differences.get(name, 0.0):.1e}",
+        )
+        for name, seconds in forwards.items()
+        if name != "eager"
+    ]
+    rows += [
+        row(
+            f"forward+backward, {name} / eager ({threads})",
+            seconds / steps["eager"],
+            "< 1 helps",
+            f"n={n}: {seconds:.4f}s vs {steps['eager']:.4f}s",
+        )
+        for name, seconds in steps.items()
+        if name != "eager"
+    ]
     return rows
 
 
@@ -78,16 +103,27 @@ def autoattack_compiled(n: int = 100, seed: int = 0) -> list[dict]:
             robust[name] = (model(x_adv).argmax(1) == test.labels).tolist()
     graphs = torch._dynamo.utils.counters["stats"]["unique_graphs"]  # reset before the compiled run: its graphs
     same = robust["eager"] == robust["compiled"]
-    return [row("AutoAttack standard, compiled / eager", seconds["compiled"] / seconds["eager"], "< 1 helps",
-                f"n={n}: {seconds['compiled']:.0f}s (compilation included, {graphs} graphs) vs "
-                f"{seconds['eager']:.0f}s; robust {sum(robust['compiled'])} vs {sum(robust['eager'])}; "
-                f"same per-sample results: {same}")]
+    return [
+        row(
+            "AutoAttack standard, compiled / eager",
+            seconds["compiled"] / seconds["eager"],
+            "< 1 helps",
+            f"n={n}: {seconds['compiled']:.0f}s (compilation included, {graphs} graphs) vs "
+            f"{seconds['eager']:.0f}s; robust {sum(robust['compiled'])} vs {sum(robust['eager'])}; "
+            f"same per-sample results: {same}",
+        )
+    ]
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--autoattack", type=int, metavar="N", default=0,
-                        help="also run pyautoattack standard eager and compiled on N images (minutes)")
+    parser.add_argument(
+        "--autoattack",
+        type=int,
+        metavar="N",
+        default=0,
+        help="also run pyautoattack standard eager and compiled on N images (minutes)",
+    )
     args = parser.parse_args()
     rows = main() + (autoattack_compiled(args.autoattack) if args.autoattack else [])
     for r in rows:

@@ -4,6 +4,7 @@ exact backward (<= 1.05).
 Medians of interleaved calls (benchmarks.common.interleaved_medians). MeanSparse runs fused with the ReLU after it
 (defenses/fused.py), so what is left is its compare-and-select inside the activation's own pass.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -23,8 +24,10 @@ def main(n: int = 500, threads: tuple[int, ...] = (1, 2)) -> list[dict]:
         rows = []
         for count in threads:
             torch.set_num_threads(count)
-            rows += [{**r, "benchmark": f"{r['benchmark']} ({count} thread{'s' if count > 1 else ''})"}
-                     for r in _at_current_threads(n)]
+            rows += [
+                {**r, "benchmark": f"{r['benchmark']} ({count} thread{'s' if count > 1 else ''})"}
+                for r in _at_current_threads(n)
+            ]
         return rows
     finally:
         torch.set_num_threads(default)

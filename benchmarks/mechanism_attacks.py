@@ -9,6 +9,7 @@ attacks split over two processes) are read as one: their samples must agree inde
     python -m benchmarks.mechanism_attacks runs/ms28-1000
     python -m benchmarks.mechanism_attacks runs/ms28-1000-a runs/ms28-1000-b
 """
+
 from __future__ import annotations
 
 import argparse
@@ -51,14 +52,21 @@ def report(directories: list[Path]) -> str:
     attacks, robust, n = robust_table(directories)
     new = [a for a in attacks if a.startswith(NEW_PREFIXES)]
     old = [a for a in attacks if a not in new]
-    lines = [f"{n} samples ({', '.join(map(str, directories))})", "", "| attack | robust accuracy (95% interval) |",
-             "|---|---|"]
+    lines = [
+        f"{n} samples ({', '.join(map(str, directories))})",
+        "",
+        "| attack | robust accuracy (95% interval) |",
+        "|---|---|",
+    ]
     for a in attacks:
         k = sum(robust[a])
         low, high = clopper_pearson(k, n)
         lines.append(f"| {a} | {100 * k / n:.1f}% ({100 * low:.1f} - {100 * high:.1f}) |")
-    lines += ["", "| new attack | against | only new broke | only other broke | McNemar p (two-sided) |",
-              "|---|---|---:|---:|---:|"]
+    lines += [
+        "",
+        "| new attack | against | only new broke | only other broke | McNemar p (two-sided) |",
+        "|---|---|---:|---:|---:|",
+    ]
     for a in new:
         for o in old:
             b = sum(ro and not ra for ra, ro in zip(robust[a], robust[o]))  # the new one broke, the other held
@@ -69,12 +77,15 @@ def report(directories: list[Path]) -> str:
     b = sum(w and not x for w, x in zip(without, with_new))
     lows = {name: clopper_pearson(sum(v), n) for name, v in (("without", without), ("with", with_new))}
     low, high = paired_difference_interval(0, b, n)
-    lines += ["", f"worst case over {', '.join(old)}: {100 * sum(without) / n:.1f}% "
-              f"({100 * lows['without'][0]:.1f} - {100 * lows['without'][1]:.1f})",
-              f"worst case with the new attacks too: {100 * sum(with_new) / n:.1f}% "
-              f"({100 * lows['with'][0]:.1f} - {100 * lows['with'][1]:.1f}); the new attacks alone broke {b} more "
-              f"samples (difference {100 * -b / n:+.1f} points, 95% interval {100 * low:+.1f} to {100 * high:+.1f}; "
-              f"exact McNemar p = {two_sided(b, 0):.3g})"]
+    lines += [
+        "",
+        f"worst case over {', '.join(old)}: {100 * sum(without) / n:.1f}% "
+        f"({100 * lows['without'][0]:.1f} - {100 * lows['without'][1]:.1f})",
+        f"worst case with the new attacks too: {100 * sum(with_new) / n:.1f}% "
+        f"({100 * lows['with'][0]:.1f} - {100 * lows['with'][1]:.1f}); the new attacks alone broke {b} more "
+        f"samples (difference {100 * -b / n:+.1f} points, 95% interval {100 * low:+.1f} to {100 * high:+.1f}; "
+        f"exact McNemar p = {two_sided(b, 0):.3g})",
+    ]
     return "\n".join(lines)
 
 

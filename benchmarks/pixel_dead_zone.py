@@ -10,6 +10,7 @@ broke first).
     python -m benchmarks.pixel_dead_zone --model pixel --n 100 --alphas 0.5,0.6 \\
         --attacks "apgd-ce;apgd-ce+bpda-identity;apgd-continuation-linear;apgd-anneal"
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,7 +33,7 @@ log = logging.getLogger(__name__)
 
 def pixel_dead_zone(alpha: float, train_images: torch.Tensor) -> torch.nn.Module:
     model = sparsify(load_shipped("demo-adversarial"), alpha, placement=["stem.0"])
-    calibrate(model, [train_images[i:i + 500] for i in range(0, 5000, 500)], progress=False)
+    calibrate(model, [train_images[i : i + 500] for i in range(0, 5000, 500)], progress=False)
     return model.eval()
 
 
@@ -59,8 +60,10 @@ def main() -> None:
             start = time.time()
             record = judge(make_attack(name), defense, x, y, threat, 0)
             robust = 1 - record.success.float().mean().item()
-            print(f"  {name}: robust {robust:.3f}, first broken per stage {record.extra.get('stage_broke')}, "  # noqa: T201
-                  f"{time.time() - start:.0f} s")
+            print(
+                f"  {name}: robust {robust:.3f}, first broken per stage {record.extra.get('stage_broke')}, "  # noqa: T201
+                f"{time.time() - start:.0f} s"
+            )
 
 
 if __name__ == "__main__":

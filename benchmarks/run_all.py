@@ -8,6 +8,7 @@
 3. MeanSparse's forward against its base model's, at 1 and 2 threads (benchmarks/meansparse_overhead.py);
 4. the same network run faster: inference mode, torch.compile, BatchNorm folded (benchmarks/forward_options.py).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,17 +29,24 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=100, help="test images per model for the audit comparison")
-    parser.add_argument("--models", nargs="+", default=list(audit_vs_autoattack.MODELS),
-                        choices=list(audit_vs_autoattack.MODELS))
+    parser.add_argument(
+        "--models", nargs="+", default=list(audit_vs_autoattack.MODELS), choices=list(audit_vs_autoattack.MODELS)
+    )
     parser.add_argument("--seed", type=int, default=0, help="the images' and attacks' seed")
-    parser.add_argument("--noise-seed", type=int, default=1,
-                        help="a second pyautoattack run with this seed: AutoAttack's own per-sample noise; "
-                             "-1: none (half the time, no noise reference)")
+    parser.add_argument(
+        "--noise-seed",
+        type=int,
+        default=1,
+        help="a second pyautoattack run with this seed: AutoAttack's own per-sample noise; "
+        "-1: none (half the time, no noise reference)",
+    )
     parser.add_argument("--audit-only", action="store_true", help="only the audit against AutoAttack (part 1)")
     args = parser.parse_args()
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-    print(f"commit {commit.stdout.strip() or 'unknown'}; machine: {platform.processor() or platform.machine()}, "
-          f"{os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(
+        f"commit {commit.stdout.strip() or 'unknown'}; machine: {platform.processor() or platform.machine()}, "
+        f"{os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
+    )
     noise_seed = None if args.noise_seed < 0 else args.noise_seed
     rows = audit_vs_autoattack.main(n=args.n, seed=args.seed, models=tuple(args.models), noise_seed=noise_seed)
     if not args.audit_only:

@@ -1,5 +1,6 @@
 """Models the speed benchmark builds itself, loaded by `audit run` through `PATH.py:FACTORY` as a reviewer's own
 file would be (opaque: nothing tells the suite what is inside)."""
+
 from __future__ import annotations
 
 from torch import nn

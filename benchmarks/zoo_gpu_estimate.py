@@ -14,6 +14,7 @@ Nothing here runs on a GPU. Two measured inputs and one assumption:
     OMP_NUM_THREADS=1 .venv/bin/audit run --model demo-meansparse --n 50 --seed 0 --suite full --out runs/full-demo
     .venv/bin/python benchmarks/zoo_gpu_estimate.py runs/full-demo/results.json [--tflops 50]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -50,8 +51,10 @@ def main() -> None:
     n = results["n_samples"]
     forwards = sum(a["n_forward"] for a in results["attacks"]) / n
     backwards = sum(a["n_backward"] for a in results["attacks"]) / n
-    print(f"measured on the CPU ({args.results}, n={n}): {forwards:.0f} forward and {backwards:.0f} backward passes "
-          f"per image; assumed GPU throughput {args.tflops:g} TFLOP/s")
+    print(
+        f"measured on the CPU ({args.results}, n={n}): {forwards:.0f} forward and {backwards:.0f} backward passes "
+        f"per image; assumed GPU throughput {args.tflops:g} TFLOP/s"
+    )
     print("| model | GFLOP per forward | estimated GPU hours per 1000 images |")
     print("|---|---:|---:|")
     for entry in rb.MEANSPARSE_ENTRIES:

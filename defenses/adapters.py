@@ -1,4 +1,5 @@
 """The adapters that fit a known kind of model to the Defense protocol, and `as_defense`, which picks one."""
+
 from __future__ import annotations
 
 import copy
@@ -91,8 +92,9 @@ class RandomNoise(Defense):
 
     randomized = True
 
-    def __init__(self, model: nn.Module, sigma: float = 0.2, seed: int = 0, num_classes: int = 10,
-                 name: str = "model") -> None:
+    def __init__(
+        self, model: nn.Module, sigma: float = 0.2, seed: int = 0, num_classes: int = 10, name: str = "model"
+    ) -> None:
         super().__init__(model, num_classes, name)
         self.sigma = sigma
         self.seed = seed

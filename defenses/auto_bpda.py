@@ -32,6 +32,7 @@ autograd has recorded them, too late to change a backward. The mode is entered o
 replaced, in which module, and how many calls (whether any gradient reaches the input at all is
 defenses/gradient_path.py's question).
 """
+
 from __future__ import annotations
 
 import logging
@@ -54,8 +55,20 @@ AUTO_SURROGATES = ("exact", "identity", "smooth")
 STEPS = {"round", "floor", "ceil", "trunc", "fix"}
 INPLACE_STEPS = {name + "_" for name in STEPS} | {"sign_"}
 SIGNS = {"sign", "sgn"}
-COMPARISONS = {"gt": 1, "greater": 1, "__gt__": 1, "ge": 1, "greater_equal": 1, "__ge__": 1,
-               "lt": -1, "less": -1, "__lt__": -1, "le": -1, "less_equal": -1, "__le__": -1}
+COMPARISONS = {
+    "gt": 1,
+    "greater": 1,
+    "__gt__": 1,
+    "ge": 1,
+    "greater_equal": 1,
+    "__ge__": 1,
+    "lt": -1,
+    "less": -1,
+    "__lt__": -1,
+    "le": -1,
+    "less_equal": -1,
+    "__le__": -1,
+}
 NOTS = {"logical_not", "__invert__", "bitwise_not"}
 ANDS = {"logical_and", "__and__", "__rand__", "bitwise_and"}
 ORS = {"logical_or", "__or__", "__ror__", "bitwise_or"}
@@ -64,8 +77,18 @@ INT_CASTS = {"to", "long", "int", "short", "char", "byte", "type"}
 INDEX_SOURCES = {"topk", "argmax", "max", "argmin", "min"}
 # Operations that never need a surrogate and are too frequent to inspect (the fast path); properties other than
 # `.data` (shape, dtype, grad_fn, ...) are skipped too.
-_NEVER = {"dim", "size", "numel", "__len__", "is_floating_point", "__repr__", "__format__", "__bool__", "item",
-          "tolist"}
+_NEVER = {
+    "dim",
+    "size",
+    "numel",
+    "__len__",
+    "is_floating_point",
+    "__repr__",
+    "__format__",
+    "__bool__",
+    "item",
+    "tolist",
+}
 
 
 def _name(func: Callable[..., Any]) -> str:
@@ -164,15 +187,17 @@ class AutoBPDA(TorchFunctionMode):
 
     def _live(self, value: Any) -> bool:
         return isinstance(value, torch.Tensor) and (
-            value.requires_grad or value in self.shadows or value in self.indices)
+            value.requires_grad or value in self.shadows or value in self.indices
+        )
 
     def _shadow(self, value: Any) -> Any:
         return self.shadows.get(value, value) if isinstance(value, torch.Tensor) else value
 
     # -- the mode -------------------------------------------------------------------------------------------------
 
-    def __torch_function__(self, func: Callable[..., Any], types: Any, args: tuple[Any, ...] = (),
-                           kwargs: dict[str, Any] | None = None) -> Any:
+    def __torch_function__(
+        self, func: Callable[..., Any], types: Any, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None
+    ) -> Any:
         kwargs = kwargs or {}
         name = _name(func)
         if name in _NEVER or (name.startswith(".") and name != ".data") or not torch.is_grad_enabled():
@@ -185,8 +210,9 @@ class AutoBPDA(TorchFunctionMode):
         except _Fallback:
             return func(*args, **kwargs)
 
-    def _handle(self, func: Callable[..., Any], name: str, args: tuple[Any, ...], kwargs: dict[str, Any],
-                flat: list[Any]) -> Any:  # noqa: C901 - one dispatch table
+    def _handle(
+        self, func: Callable[..., Any], name: str, args: tuple[Any, ...], kwargs: dict[str, Any], flat: list[Any]
+    ) -> Any:  # noqa: C901 - one dispatch table
         if name in STEPS and _float_grad(args[0]):
             return self._step(func, name, args, kwargs)
         if name in INPLACE_STEPS and _float_grad(args[0]):
@@ -283,8 +309,9 @@ class AutoBPDA(TorchFunctionMode):
         self.shadows[exact] = self._margin_shadow(exact, z)
         return exact
 
-    def _where(self, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], cond: Any, a: Any,
-               b: Any) -> Any:
+    def _where(
+        self, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], cond: Any, a: Any, b: Any
+    ) -> Any:
         if not self._shadowed(cond):
             return func(*args, **kwargs)
         soft = self.shadows[cond]
@@ -305,8 +332,10 @@ class AutoBPDA(TorchFunctionMode):
 
     def _logic(self, func: Callable[..., Any], name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         exact = func(*args, **kwargs)
-        floats = [self.shadows[v] if self._shadowed(v) else (v.float() if isinstance(v, torch.Tensor) else float(v))
-                  for v in args[:2]]
+        floats = [
+            self.shadows[v] if self._shadowed(v) else (v.float() if isinstance(v, torch.Tensor) else float(v))
+            for v in args[:2]
+        ]
         if name in NOTS:
             shadow = 1 - floats[0]
         elif name in ANDS:
@@ -320,8 +349,13 @@ class AutoBPDA(TorchFunctionMode):
     def _int_cast(self, func: Callable[..., Any], name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         x = args[0]
         exact = func(*args, **kwargs)
-        if not isinstance(exact, torch.Tensor) or exact.is_floating_point() or exact.dtype == torch.bool \
-                or exact.is_complex() or exact.shape != x.shape:
+        if (
+            not isinstance(exact, torch.Tensor)
+            or exact.is_floating_point()
+            or exact.dtype == torch.bool
+            or exact.is_complex()
+            or exact.shape != x.shape
+        ):
             return exact
         self._note(f"cast-to-{str(exact.dtype).replace('torch.', '')}")
         self.shadows[exact] = replace(exact.to(x.dtype), self._step_surrogate("trunc", x))
@@ -364,9 +398,15 @@ class AutoBPDA(TorchFunctionMode):
             if value.numel() == 0 or not bool((value == value.flatten()[0]).all()):
                 return func(*args, **kwargs)
             value = float(value.flatten()[0])
-        usable = (kind in ("topk", "bottomk") and dim % target.dim() == source_dim and target.shape == x.shape
-                  and isinstance(value, (int, float)) and target.is_floating_point() and not target.requires_grad
-                  and bool((target == 0).all()))
+        usable = (
+            kind in ("topk", "bottomk")
+            and dim % target.dim() == source_dim
+            and target.shape == x.shape
+            and isinstance(value, (int, float))
+            and target.is_floating_point()
+            and not target.requires_grad
+            and bool((target == 0).all())
+        )
         if not usable:
             return func(*args, **kwargs)
         with torch.no_grad():
@@ -387,8 +427,11 @@ class AutoBPDA(TorchFunctionMode):
             surrogate = func(*tree_map(self._shadow, args), **tree_map(self._shadow, kwargs))
         except Exception:  # noqa: BLE001 - an operation that has no float version keeps its exact backward
             return exact
-        if not isinstance(surrogate, torch.Tensor) or not surrogate.is_floating_point() \
-                or surrogate.shape != exact.shape:
+        if (
+            not isinstance(surrogate, torch.Tensor)
+            or not surrogate.is_floating_point()
+            or surrogate.shape != exact.shape
+        ):
             return exact
         if exact.is_floating_point():
             return replace(exact, surrogate.to(exact.dtype))
@@ -412,9 +455,11 @@ def _copy_into(target: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
 @contextmanager
 def _module_names(model: nn.Module, mode: AutoBPDA) -> Iterator[None]:
     """Keep `mode.module_stack` on the module currently running (for the scan's "where")."""
+
     def enter(name: str) -> Callable[..., Any]:
         def hook(module: nn.Module, inputs: Any) -> None:
             mode.module_stack.append(name)
+
         return hook
 
     def leave(module: nn.Module, inputs: Any, output: Any) -> None:  # a hook returning a value replaces the output

@@ -5,6 +5,7 @@ unbiased variance. Note that this variance misses the spread *between* batch mea
 counts as much as a full one. `exact` streams the true mean and (unbiased) variance of all the features with
 Chan et al.'s parallel update, which is what "per-channel mean and std" means literally.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -68,8 +69,11 @@ def calibrate(
         try:
             model(x.to(device, dtype))
         except Exception as error:  # noqa: BLE001 - the user's model may raise anything: one line, not a traceback
-            raise SparsifyError(f"calibrating MeanSparse: the model's forward raised {type(error).__name__} on "
-                                f"images of shape {tuple(x.shape)}: {' '.join(str(error).split())[:200]}") from error
+            raise SparsifyError(
+                f"calibrating MeanSparse: the model's forward raised {type(error).__name__} on "
+                f"images of shape {tuple(x.shape)}: {' '.join(str(error).split())[:200]}"
+            ) from error
+
     # Thresholds are set to 0 during the pass, so each layer sees the un-sparsified features, as in the paper.
     saved = {name: layer.threshold.clone() for name, layer in layers}
     for _, layer in layers:

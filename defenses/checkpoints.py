@@ -4,6 +4,7 @@ Default: safetensors, or `torch.load(weights_only=True)` for `.pt/.pth` files, w
 Unpickling a full pickle runs code from the file, so it needs the explicit `trust_checkpoint=True` opt-in
 (`--trust-checkpoint` on the command line).
 """
+
 from __future__ import annotations
 
 import json
@@ -103,7 +104,7 @@ def strip_prefixes(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     for key, value in state.items():
         for prefix in STRIPPED_PREFIXES:
             if key.startswith(prefix):
-                key = key[len(prefix):]
+                key = key[len(prefix) :]
         cleaned[key] = value
     return cleaned
 
@@ -114,7 +115,8 @@ def _optional_keys(model: nn.Module) -> set[str]:
 
     return {
         f"{name}.{buffer}" if name else buffer
-        for name, module in model.named_modules() if isinstance(module, MeanSparse)
+        for name, module in model.named_modules()
+        if isinstance(module, MeanSparse)
         for buffer in MeanSparse.OPTIONAL_BUFFERS
     }
 

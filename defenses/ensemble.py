@@ -24,6 +24,7 @@ of one surrogate, and its seconds show the K-fold cost.
 For a randomized defense the K member forwards are K draws (their values differ); `out` then carries member 1's
 draw, and the gradient averages over both surrogates and draws.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
@@ -100,5 +101,12 @@ def ensemble_forward(defense: D, member_list: list[tuple[str, float | None]] | N
             defense.forward = shadowed  # type: ignore[method-assign]
 
 
-__all__ = ["ENSEMBLE", "MEMBER_SURROGATES", "SMOOTH_TEMPERATURES", "combine", "ensemble_forward", "members",
-           "with_ensemble"]
+__all__ = [
+    "ENSEMBLE",
+    "MEMBER_SURROGATES",
+    "SMOOTH_TEMPERATURES",
+    "combine",
+    "ensemble_forward",
+    "members",
+    "with_ensemble",
+]

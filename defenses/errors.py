@@ -4,6 +4,7 @@ It lives here, in the bottom layer, because `defenses` imports nothing from `att
 those import from `defenses`: every package can raise a UserError without an upward import. The CLI turns any
 UserError into one line on stderr and exit code 2; any other exception is our bug and keeps its traceback.
 """
+
 from __future__ import annotations
 
 

@@ -16,6 +16,7 @@ composition's bit for bit (the same selects, in the same order).
 torch.compile needs a C++ compiler on the CPU (Triton on CUDA); where it fails, the eager code runs instead,
 with one warning. The first call compiles (seconds; cached on disk for later processes).
 """
+
 from __future__ import annotations
 
 import logging

@@ -1,4 +1,5 @@
 """Switch the backward of every MeanSparse layer in a model at run time; forward stays bit-for-bit exact."""
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -30,8 +31,9 @@ def gradient_mode(model: nn.Module, mode: str, temperature: float = DEFAULT_TEMP
 
 
 @contextmanager
-def layer_gradient_modes(model: nn.Module, modes: dict[str, str],
-                         temperature: float = DEFAULT_TEMPERATURE) -> Iterator[nn.Module]:
+def layer_gradient_modes(
+    model: nn.Module, modes: dict[str, str], temperature: float = DEFAULT_TEMPERATURE
+) -> Iterator[nn.Module]:
     """Per-layer backward: MeanSparse layer `name` (as `meansparse_layers` names it) follows `modes[name]` inside
     the block, the others keep theirs; restored on exit. Forward values are unchanged, as with `gradient_mode`."""
     layers = dict(meansparse_layers(model))

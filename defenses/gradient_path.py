@@ -1,5 +1,6 @@
 """Whether any gradient reaches a defense's input under a surrogate: the question automatic BPDA's planner and
 the `gradient-path` probe ask (a model with no gradient path cannot be attacked by gradients at all)."""
+
 from __future__ import annotations
 
 import torch
@@ -12,8 +13,9 @@ def _probe_weights(logits: torch.Tensor) -> torch.Tensor:
     return torch.randn(logits.shape, generator=generator).to(logits.device, logits.dtype)
 
 
-def gradient_reaches_input(defense: Defense, x: torch.Tensor, surrogate: str = "exact",
-                           temperature: float | None = None) -> bool:
+def gradient_reaches_input(
+    defense: Defense, x: torch.Tensor, surrogate: str = "exact", temperature: float | None = None
+) -> bool:
     """True if some non-zero gradient of the logits reaches the input under `surrogate`.
 
     The loss is a fixed random projection of the logits (a sum could have zero gradient, e.g. after a softmax).

@@ -10,6 +10,7 @@ outside. `gradient_mode` picks what backward gives, never what forward gives:
   smooth    the gradient of mean + d * sigmoid((|d| - alpha*std) / (T*std)), d = x - mean: a differentiable
             dead zone whose temperature T (in units of the channel's std) sharpens it as T -> 0.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -52,8 +53,16 @@ class _MeanSparseFunction(torch.autograd.Function):
     asks for, times the ReLU's when fused (each a single fused kernel)."""
 
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, mean: torch.Tensor, crop: torch.Tensor,
-                std: torch.Tensor, temperature: float, mode: str, relu: bool) -> torch.Tensor:
+    def forward(
+        ctx: Any,
+        x: torch.Tensor,
+        mean: torch.Tensor,
+        crop: torch.Tensor,
+        std: torch.Tensor,
+        temperature: float,
+        mode: str,
+        relu: bool,
+    ) -> torch.Tensor:
         ctx.save_for_backward(x, mean, crop, std)
         ctx.temperature, ctx.mode, ctx.relu = temperature, mode, relu
         return dead_zone_relu(x, mean, crop) if relu else dead_zone(x, mean, crop)
@@ -110,8 +119,9 @@ class MeanSparse(nn.Module):
     def extra_repr(self) -> str:
         return f"{self.running_mean.numel()}, alpha={self.alpha:g}, layout={self.layout}"
 
-    def _load_from_state_dict(self, state_dict: dict[str, torch.Tensor], prefix: str, *args: Any,
-                              **kwargs: Any) -> None:
+    def _load_from_state_dict(
+        self, state_dict: dict[str, torch.Tensor], prefix: str, *args: Any, **kwargs: Any
+    ) -> None:
         for name in self.OPTIONAL_BUFFERS:
             state_dict.setdefault(prefix + name, getattr(self, name).clone())
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
@@ -145,8 +155,11 @@ class MeanSparseBefore(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         relu = self.module
         # Exactly ReLU (a subclass may compute something else), and no hooks on it (they would not run).
-        if (type(relu) is nn.ReLU and isinstance(self.meansparse, MeanSparse)
-                and not (relu._forward_hooks or relu._forward_pre_hooks)):
+        if (
+            type(relu) is nn.ReLU
+            and isinstance(self.meansparse, MeanSparse)
+            and not (relu._forward_hooks or relu._forward_pre_hooks)
+        ):
             return self.meansparse(x, relu=True)
         return self.module(self.meansparse(x))
 

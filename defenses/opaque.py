@@ -1,5 +1,6 @@
 """A user's own module the suite knows nothing about: automatic BPDA where it needs one, and the test-time
 defense's unrolled gradient where its forward runs its own optimisation."""
+
 from __future__ import annotations
 
 import logging
@@ -50,8 +51,12 @@ class OpaqueModel(Defense):
             try:
                 self.scan_result = scan_model(self.model, self.example_input)
             except Exception as error:  # noqa: BLE001 - a model the mode cannot run keeps its exact gradients
-                log.warning("automatic BPDA cannot scan %s (%s: %s); exact gradients only", type(self.model).__name__,
-                            type(error).__name__, error)
+                log.warning(
+                    "automatic BPDA cannot scan %s (%s: %s); exact gradients only",
+                    type(self.model).__name__,
+                    type(error).__name__,
+                    error,
+                )
                 self.scan_result = ScanResult([], error=f"{type(error).__name__}: {error}")
         return self.scan_result
 
@@ -61,8 +66,9 @@ class OpaqueModel(Defense):
             try:
                 self.trace_result = trace_forward(self.model, self.example_input)
             except Exception as error:  # noqa: BLE001 - a forward the hooks cannot follow is treated as static
-                log.warning("cannot trace the forward of %s (%s: %s)", type(self.model).__name__,
-                            type(error).__name__, error)
+                log.warning(
+                    "cannot trace the forward of %s (%s: %s)", type(self.model).__name__, type(error).__name__, error
+                )
                 self.trace_result = ForwardTrace(0, None, 0)
         return self.trace_result
 
@@ -88,8 +94,10 @@ class OpaqueModel(Defense):
         trace = self.trace()
         if trace is not None and trace.test_time:
             static = "given" if self.static_model is not None else (trace.static_path or "not found")
-            text += (f"; {KIND}: {trace.autograd_calls} autograd call(s) per forward, static model {static}, "
-                     f"~{trace.passes_per_forward:g} passes of it per forward")
+            text += (
+                f"; {KIND}: {trace.autograd_calls} autograd call(s) per forward, static model {static}, "
+                f"~{trace.passes_per_forward:g} passes of it per forward"
+            )
         return text
 
     def base_model(self) -> nn.Module | None:

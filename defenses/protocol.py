@@ -8,6 +8,7 @@ The adapters that fit a model to it live beside it and depend on it, never the o
 defenses/adapters.py (MeanSparse, input quantization, input noise, `as_defense`) and defenses/opaque.py (a user's
 own module, with automatic BPDA).
 """
+
 from __future__ import annotations
 
 import copy

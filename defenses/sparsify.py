@@ -1,4 +1,5 @@
 """`sparsify`: a copy of a model with MeanSparse inserted, where the paper puts it or where you say."""
+
 from __future__ import annotations
 
 import copy
@@ -25,8 +26,11 @@ def _activation_paths(model: nn.Module) -> list[str]:
 def _wrn_paths(model: nn.Module) -> list[str]:
     """The official WRN placement: our WRN's empty `meansparse_*` slots (both BN/act pairs of each block, after
     the residual add, and before the final activation)."""
-    paths = [name for name, m in model.named_modules() if name.split(".")[-1].startswith("meansparse_")
-             and isinstance(m, nn.Identity)]
+    paths = [
+        name
+        for name, m in model.named_modules()
+        if name.split(".")[-1].startswith("meansparse_") and isinstance(m, nn.Identity)
+    ]
     if not paths:
         raise SparsifyError("placement='wrn' needs a model with meansparse_* slots (defenses.models.DMWideResNet)")
     return paths
@@ -44,8 +48,9 @@ def _channel_counts(model: nn.Module, paths: Sequence[str], layout: str | dict[s
     for path in paths:
         path_layout = layout if isinstance(layout, str) else layout[path]
 
-        def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...], path: str = path,
-                 layout: str = path_layout) -> None:
+        def hook(
+            module: nn.Module, inputs: tuple[torch.Tensor, ...], path: str = path, layout: str = path_layout
+        ) -> None:
             x = inputs[0]
             if path in counts:
                 reused.append(path)

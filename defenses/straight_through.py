@@ -10,6 +10,7 @@ sound by construction, the calibration's test that a symptom alone does not deci
     JPEGRounding   JPEG-like compression: orthonormal 2-D DCT of each 28x28 channel, coefficients rounded to a
                    step, inverse DCT; identity backward
 """
+
 from __future__ import annotations
 
 import math

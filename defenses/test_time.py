@@ -23,6 +23,7 @@ model's own forward (`OpaqueModel.forward`), never around the attack, whose own 
 Memory grows with the number of steps (each step's double-backward graph is kept); checkpointing is left to a
 defense that needs it.
 """
+
 from __future__ import annotations
 
 import logging
@@ -63,9 +64,13 @@ class ForwardTrace:
         return float(max(self.static_calls, 1) + self.autograd_calls)
 
     def to_json(self) -> dict[str, Any]:
-        return {"kind": KIND if self.test_time else None, "autograd_calls": self.autograd_calls,
-                "static_model": self.static_path, "static_calls": self.static_calls,
-                "passes_per_forward": self.passes_per_forward}
+        return {
+            "kind": KIND if self.test_time else None,
+            "autograd_calls": self.autograd_calls,
+            "static_model": self.static_path,
+            "static_calls": self.static_calls,
+            "passes_per_forward": self.passes_per_forward,
+        }
 
 
 class _CountAutograd(TorchFunctionMode):
@@ -73,8 +78,9 @@ class _CountAutograd(TorchFunctionMode):
         super().__init__()
         self.calls = 0
 
-    def __torch_function__(self, func: Callable[..., Any], types: Any, args: tuple[Any, ...] = (),
-                           kwargs: dict[str, Any] | None = None) -> Any:
+    def __torch_function__(
+        self, func: Callable[..., Any], types: Any, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None
+    ) -> Any:
         if getattr(func, "__name__", "") in _GRADS:
             self.calls += 1
         return func(*args, **(kwargs or {}))
@@ -96,6 +102,7 @@ def trace_forward(model: nn.Module, x: torch.Tensor) -> ForwardTrace:
             calls[name] = calls.get(name, 0) + 1
             shape = inputs[0].shape if inputs and isinstance(inputs[0], torch.Tensor) else None
             last[name] = (shape, output.detach() if isinstance(output, torch.Tensor) else None)
+
         return record
 
     handles = [module.register_forward_hook(hook(name)) for name, module in model.named_modules() if name]
@@ -107,9 +114,15 @@ def trace_forward(model: nn.Module, x: torch.Tensor) -> ForwardTrace:
         for handle in handles:
             handle.remove()
     final = out.detach() if isinstance(out, torch.Tensor) else None
-    matches = [name for name, (shape, value) in last.items()
-               if final is not None and value is not None and shape == x.shape and value.shape == final.shape
-               and torch.equal(value, final)]
+    matches = [
+        name
+        for name, (shape, value) in last.items()
+        if final is not None
+        and value is not None
+        and shape == x.shape
+        and value.shape == final.shape
+        and torch.equal(value, final)
+    ]
     static = min(matches, key=lambda name: (name.count("."), name), default=None)
     top = {name: count for name, count in calls.items() if "." not in name}
     return ForwardTrace(counter.calls, static, calls.get(static, 0) if static else 0, top)
@@ -128,8 +141,9 @@ class Unrolled(TorchFunctionMode):
     """`with Unrolled():` around a forward that optimises its input: inner gradients keep their graph, detaches keep
     their history, so autograd differentiates through every step. Forward values are those of the plain forward."""
 
-    def __torch_function__(self, func: Callable[..., Any], types: Any, args: tuple[Any, ...] = (),
-                           kwargs: dict[str, Any] | None = None) -> Any:
+    def __torch_function__(
+        self, func: Callable[..., Any], types: Any, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None
+    ) -> Any:
         kwargs = dict(kwargs or {})
         name = getattr(func, "__name__", "")
         if name == "__get__" and getattr(getattr(func, "__self__", None), "__name__", "") == "data":

@@ -21,6 +21,7 @@ benchmarks/calibration.py):
     GradientInForward  a test-time defense: one gradient step of purification inside forward
     HiddenNoise        Gaussian input noise from torch's global generator, declared nowhere
 """
+
 from __future__ import annotations
 
 import copy
@@ -38,8 +39,9 @@ log = logging.getLogger(__name__)
 class SmallCNN(nn.Module):
     """conv-act-pool twice, then a linear classifier: small enough to train in seconds on Fashion-MNIST."""
 
-    def __init__(self, in_channels: int = 1, num_classes: int = 10, width: int = 16,
-                 activation: nn.Module | None = None) -> None:
+    def __init__(
+        self, in_channels: int = 1, num_classes: int = 10, width: int = 16, activation: nn.Module | None = None
+    ) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(in_channels, width, 3, padding=1)
         self.act1 = copy.deepcopy(activation) if activation is not None else nn.ReLU()
@@ -213,8 +215,16 @@ class HiddenNoise(nn.Module):
 TOYS = {"quantized": QuantizedInput, "thermometer": Thermometer, "kwta": KWTA}
 
 
-def train_toy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, steps: int = 300, batch_size: int = 64,
-              lr: float = 0.05, seed: int = 0, progress: bool = False) -> nn.Module:
+def train_toy(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    steps: int = 300,
+    batch_size: int = 64,
+    lr: float = 0.05,
+    seed: int = 0,
+    progress: bool = False,
+) -> nn.Module:
     """Standard training (SGD with Nesterov momentum, cosine schedule) on random batches; returns eval().
 
     Seeded throughout: the weights are re-initialised from `seed` first, so the result does not depend on the
@@ -238,6 +248,19 @@ def train_toy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, step
     return model.eval()
 
 
-__all__ = ["GradientInForward", "HiddenNoise", "KWTA", "KWTAActivation", "KillGradients", "QuantizedInput",
-           "ScaledLogits", "SmallCNN", "Softmaxed", "Thermometer", "TOYS", "WhereDeadZone", "plain_dead_zones",
-           "train_toy"]
+__all__ = [
+    "GradientInForward",
+    "HiddenNoise",
+    "KWTA",
+    "KWTAActivation",
+    "KillGradients",
+    "QuantizedInput",
+    "ScaledLogits",
+    "SmallCNN",
+    "Softmaxed",
+    "Thermometer",
+    "TOYS",
+    "WhereDeadZone",
+    "plain_dead_zones",
+    "train_toy",
+]

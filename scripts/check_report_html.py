@@ -19,6 +19,7 @@ samples). A MeanSparse defense must have its dead-zone plot.
 
 Prints the screenshot path. Exit status 2: no report, or Chromium is missing or does not start.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,8 +41,15 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync")
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+)
 LOGGING_FLAGS = ("--enable-logging=stderr", "--v=0")
 WINDOW = "1200,5000"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -96,21 +104,25 @@ def expected_plots(directory: Path, results: dict) -> list[str]:
     if _ran(results, "attack-convergence") and ((convergence or {}).get("data") or {}).get("curves"):
         expected.append(TITLES["strength"])
     binarized = _finding(results, "binarization-test")
-    if _ran(results, "binarization-test") and any(r.get("valid") for r in ((binarized or {}).get("data") or {})
-                                                    .get("samples", [])):
+    if _ran(results, "binarization-test") and any(
+        r.get("valid") for r in ((binarized or {}).get("data") or {}).get("samples", [])
+    ):
         expected.append(TITLES["binarization"])
     if _ran(results, "dead-zone-occupancy"):
         expected.append(TITLES["deadzone"])
     if _ran(results, "layer-attribution") and ((_finding(results, "layer-attribution") or {}).get("data") or {}).get(
-            "rows"):
+        "rows"
+    ):
         expected.append(TITLES["attribution"])
     return expected
 
 
 def meansparse_problems(results: dict) -> list[str]:
     if "meansparse" in str(results.get("defense", "")).lower() and not _ran(results, "dead-zone-occupancy"):
-        return ["the defense is MeanSparse but its dead-zone-occupancy finding is missing or skipped: "
-                "the report cannot show the dead-zone plot"]
+        return [
+            "the defense is MeanSparse but its dead-zone-occupancy finding is missing or skipped: "
+            "the report cannot show the dead-zone plot"
+        ]
     return []
 
 
@@ -149,8 +161,11 @@ def static_problems(text: str) -> list[str]:
     """What the file itself would fetch: any src/href to another host or file, a script or stylesheet link."""
     parser = _Dom()
     parser.feed(text)
-    problems = [f"report.html references <{tag} {name}={value[:80]!r}>: it must be self-contained"
-                for tag, name, value in parser.references if EXTERNAL.match(value)]
+    problems = [
+        f"report.html references <{tag} {name}={value[:80]!r}>: it must be self-contained"
+        for tag, name, value in parser.references
+        if EXTERNAL.match(value)
+    ]
     if parser.scripts_loaded:
         problems.append("report.html loads a script (<script src=...>): it must be self-contained")
     if parser.stylesheets:
@@ -169,7 +184,7 @@ def dom_problems(dom: str, expected: list[str]) -> tuple[list[str], int]:
             problems.append(f"<img alt={alt!r}> has no embedded PNG (src starts {src[:40]!r})")
             continue
         try:
-            data = base64.b64decode(src[len(prefix):], validate=True)
+            data = base64.b64decode(src[len(prefix) :], validate=True)
         except (binascii.Error, ValueError):
             problems.append(f"<img alt={alt!r}> has invalid base64 data")
             continue
@@ -195,8 +210,7 @@ def run_chromium(chromium: str, page: Path, extra: list[str], timeout: float) ->
     with tempfile.TemporaryDirectory(prefix="check-report-profile-", ignore_cleanup_errors=True) as profile:
         command = [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *LOGGING_FLAGS, *extra, page.as_uri()]
         try:
-            process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                       start_new_session=True)
+            process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
         except OSError as error:
             raise CheckError(f"cannot start {chromium}: {error}") from None
         try:
@@ -215,8 +229,13 @@ def console_errors(stderr: str) -> list[str]:
     return [line.strip() for line in stderr.splitlines() if CONSOLE.search(line)]
 
 
-def check(directory: Path, chromium: str = CHROMIUM, screenshot: Path | None = None, window: str = WINDOW,
-          timeout: float = 180.0) -> tuple[list[str], Path, dict]:
+def check(
+    directory: Path,
+    chromium: str = CHROMIUM,
+    screenshot: Path | None = None,
+    window: str = WINDOW,
+    timeout: float = 180.0,
+) -> tuple[list[str], Path, dict]:
     """(problems, screenshot path, facts) for the report in `directory`; raises CheckError if it cannot check."""
     directory = directory.resolve()
     page = directory / "report.html"
@@ -246,14 +265,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("directory", type=Path, help="an `audit run` output directory (holds report.html)")
     parser.add_argument("--chromium", default=CHROMIUM, help=f"the browser binary (default {CHROMIUM})")
-    parser.add_argument("--screenshot", type=Path,
-                        help="where to write the PNG (default <directory>/report-screenshot.png)")
+    parser.add_argument(
+        "--screenshot", type=Path, help="where to write the PNG (default <directory>/report-screenshot.png)"
+    )
     parser.add_argument("--window-size", default=WINDOW, help=f"WIDTH,HEIGHT of the screenshot (default {WINDOW})")
     parser.add_argument("--timeout", type=float, default=180.0, help="seconds per Chromium run (default 180)")
     args = parser.parse_args(argv)
     try:
-        problems, screenshot, facts = check(args.directory, args.chromium, args.screenshot, args.window_size,
-                                            args.timeout)
+        problems, screenshot, facts = check(
+            args.directory, args.chromium, args.screenshot, args.window_size, args.timeout
+        )
     except CheckError as error:
         print(f"check_report_html: cannot check: {error}", file=sys.stderr)
         return 2

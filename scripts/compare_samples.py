@@ -14,6 +14,7 @@ others (distance, margin) are numeric. Columns only one file has (a schema chang
 are listed, not compared. Exit status: 0 if every compared column is identical, 1 if one differs (with
 --outcomes-only: if an outcome column differs), 2 if the files cannot be compared at all.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,8 +37,11 @@ def read_samples(path: Path) -> tuple[list[str], dict[str, dict[str, str]]]:
 
 def is_outcome(column: str) -> bool:
     """Whether a column is a per-sample outcome (what was decided), not a measured number."""
-    return (column in ("clean_prediction", "clean_draws_correct") or column.startswith("worst_case_robust:")
-            or column.endswith((":status", ":broken_by")))
+    return (
+        column in ("clean_prediction", "clean_draws_correct")
+        or column.startswith("worst_case_robust:")
+        or column.endswith((":status", ":broken_by"))
+    )
 
 
 def largest_difference(old: list[str], new: list[str]) -> str:
@@ -92,14 +96,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("old", type=Path, help="audit output directory (or samples.csv) before the change")
     parser.add_argument("new", type=Path, help="audit output directory (or samples.csv) after the change")
-    parser.add_argument("--outcomes-only", action="store_true",
-                        help="exit 0 when only numeric columns (distance, margin) differ")
+    parser.add_argument(
+        "--outcomes-only", action="store_true", help="exit 0 when only numeric columns (distance, margin) differ"
+    )
     args = parser.parse_args(argv)
     for path in (args.old, args.new):
         csv_path = path / "samples.csv" if path.is_dir() else path
         if not csv_path.is_file():
-            print(f"error: {csv_path} not found (expected an `audit run --out` directory or a samples.csv)",
-                  file=sys.stderr)
+            print(
+                f"error: {csv_path} not found (expected an `audit run --out` directory or a samples.csv)",
+                file=sys.stderr,
+            )
             return 2
     return compare(args.old, args.new, args.outcomes_only)
 

@@ -7,6 +7,7 @@ same per-sample results, and whether a run killed after its first stored batch a
 labels are the model's own clean predictions, so every image is attacked (with random weights the true labels
 would leave ~10% clean-correct). `--small` builds a WRN-10-1 instead, for the CPU (tests/test_device_check.py).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -57,8 +58,12 @@ def tiled(samples: torch.Tensor, n: int) -> torch.Tensor:
 
 def labelled(defense: Defense, images: torch.Tensor, batch_size: int) -> torch.Tensor:
     with torch.no_grad():
-        return torch.cat([defense(images[i : i + batch_size].to(defense.device)).argmax(1).cpu()
-                          for i in range(0, len(images), batch_size)])
+        return torch.cat(
+            [
+                defense(images[i : i + batch_size].to(defense.device)).argmax(1).cpu()
+                for i in range(0, len(images), batch_size)
+            ]
+        )
 
 
 def cascade(square_queries: int) -> list[str]:
@@ -66,19 +71,44 @@ def cascade(square_queries: int) -> list[str]:
     if square_queries == 5000:
         return list(CASCADE)
     return [n for n in CASCADE if n != CASCADE_SQUARE] + [
-        f"square+survivors@queries={square_queries},probe={PROBE},probe_queries={square_queries}"]
+        f"square+survivors@queries={square_queries},probe={PROBE},probe_queries={square_queries}"
+    ]
 
 
-def audit(defense: Defense, images: torch.Tensor, labels: torch.Tensor, directory: Path, batch_size: int,
-          precision: str, square_queries: int = 5000) -> dict:
+def audit(
+    defense: Defense,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    directory: Path,
+    batch_size: int,
+    precision: str,
+    square_queries: int = 5000,
+) -> dict:
     """The cascade over the images into the store in `directory`; per attack: samples, seconds, status."""
     attacks = [make_attack(name) for name in cascade(square_queries)]
-    store = ResultStore(directory, {"device_check": True, "n": len(images), "batch_size": batch_size,
-                                    "precision": precision})
-    outcomes = run_plan(defense, images, labels, THREAT, Plan.of(attacks), seed=0, store=store,
-                        batch_size=batch_size, progress=False, precision=precision)
-    return {label: {"ran": outcomes.counts(label)["ran"], "seconds": outcomes.cost[label]["seconds"],
-                    "status": outcomes.status[label]} for label in outcomes.order}
+    store = ResultStore(
+        directory, {"device_check": True, "n": len(images), "batch_size": batch_size, "precision": precision}
+    )
+    outcomes = run_plan(
+        defense,
+        images,
+        labels,
+        THREAT,
+        Plan.of(attacks),
+        seed=0,
+        store=store,
+        batch_size=batch_size,
+        progress=False,
+        precision=precision,
+    )
+    return {
+        label: {
+            "ran": outcomes.counts(label)["ran"],
+            "seconds": outcomes.cost[label]["seconds"],
+            "status": outcomes.status[label],
+        }
+        for label in outcomes.order
+    }
 
 
 def peak_memory_gib(device: str) -> float:
@@ -95,12 +125,26 @@ def kill_and_resume(args: argparse.Namespace, batch_size: int) -> bool:
     images = tiled(samples, args.n)
     labels = labelled(defense, images, batch_size)
     with tempfile.TemporaryDirectory() as tmp:
-        reference = audit(defense, images, labels, Path(tmp) / "uninterrupted", batch_size, args.precision,
-                          args.square_queries)
+        reference = audit(
+            defense, images, labels, Path(tmp) / "uninterrupted", batch_size, args.precision, args.square_queries
+        )
         directory = Path(tmp) / "killed"
-        command = [sys.executable, __file__, "--worker", str(directory), "--n", str(args.n), "--device", args.device,
-                   "--batch-size", str(batch_size), "--precision", args.precision,
-                   "--square-queries", str(args.square_queries)] + (["--small"] if args.small else [])
+        command = [
+            sys.executable,
+            __file__,
+            "--worker",
+            str(directory),
+            "--n",
+            str(args.n),
+            "--device",
+            args.device,
+            "--batch-size",
+            str(batch_size),
+            "--precision",
+            args.precision,
+            "--square-queries",
+            str(args.square_queries),
+        ] + (["--small"] if args.small else [])
         child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         records = directory / "records.jsonl"
         while child.poll() is None and (not records.exists() or len(records.read_text().splitlines()) < 2):
@@ -111,8 +155,10 @@ def kill_and_resume(args: argparse.Namespace, batch_size: int) -> bool:
         stored = len(records.read_text().splitlines()) if records.exists() else 0
         resumed = audit(defense, images, labels, directory, batch_size, args.precision, args.square_queries)
         same = all(resumed[label]["status"] == reference[label]["status"] for label in reference)
-    print(f"kill-and-resume: killed mid-run: {killed} (after {stored} stored rows, batches of {batch_size}); resumed "
-          f"results identical to an uninterrupted run: {same}")
+    print(
+        f"kill-and-resume: killed mid-run: {killed} (after {stored} stored rows, batches of {batch_size}); resumed "
+        f"results identical to an uninterrupted run: {same}"
+    )
     return same and killed
 
 
@@ -123,31 +169,47 @@ def main() -> int:
     parser.add_argument("--small", action="store_true", help="a WRN-10-1 instead of WRN-94-16 (for a CPU)")
     parser.add_argument("--batch-size", default="auto", help="a number, or auto (audit/batch_size.py)")
     parser.add_argument("--precision", default="float32", help="of the proposals: float32, tf32 or bfloat16")
-    parser.add_argument("--square-queries", type=int, default=5000,
-                        help="the cascade's Square budget (5000, as AutoAttack's; fewer for a quick CPU check)")
+    parser.add_argument(
+        "--square-queries",
+        type=int,
+        default=5000,
+        help="the cascade's Square budget (5000, as AutoAttack's; fewer for a quick CPU check)",
+    )
     parser.add_argument("--worker", type=Path, default=None, help=argparse.SUPPRESS)  # the child of kill_and_resume
     args = parser.parse_args()
     defense, samples = build(args.small, args.device)
     images = tiled(samples, args.n)
     if args.worker is not None:
-        audit(defense, images, labelled(defense, images, int(args.batch_size)), args.worker, int(args.batch_size),
-              args.precision, args.square_queries)
+        audit(
+            defense,
+            images,
+            labelled(defense, images, int(args.batch_size)),
+            args.worker,
+            int(args.batch_size),
+            args.precision,
+            args.square_queries,
+        )
         return 0
     from audit.batch_size import find_batch_size
 
     batch_size = find_batch_size(defense, images) if args.batch_size == "auto" else int(args.batch_size)
     labels = labelled(defense, images, batch_size)
     name = "WRN-10-1" if args.small else "WRN-94-16"
-    print(f"MeanSparse {name} (random weights), {args.n} CIFAR-shaped images, {args.device}, proposals in "
-          f"{args.precision}; batch size {batch_size} ({args.batch_size})")
+    print(
+        f"MeanSparse {name} (random weights), {args.n} CIFAR-shaped images, {args.device}, proposals in "
+        f"{args.precision}; batch size {batch_size} ({args.batch_size})"
+    )
     with tempfile.TemporaryDirectory() as tmp:
-        runs = [audit(defense, images, labels, Path(tmp) / f"run{k}", batch_size, args.precision, args.square_queries)
-                for k in (1, 2)]
+        runs = [
+            audit(defense, images, labels, Path(tmp) / f"run{k}", batch_size, args.precision, args.square_queries)
+            for k in (1, 2)
+        ]
     for label, result in runs[0].items():
         rate = result["ran"] / result["seconds"] if result["seconds"] else float("nan")
         broken = result["status"].count("broken")
-        print(f"  {label:48} {result['ran']:5d} images  {result['seconds']:8.1f} s  {rate:8.1f} images/s  "
-              f"broke {broken}")
+        print(
+            f"  {label:48} {result['ran']:5d} images  {result['seconds']:8.1f} s  {rate:8.1f} images/s  broke {broken}"
+        )
     same = all(runs[0][label]["status"] == runs[1][label]["status"] for label in runs[0])
     print(f"peak memory: {peak_memory_gib(args.device):.2f} GiB")
     print(f"two runs, same per-sample results: {same}")

@@ -9,6 +9,7 @@ itself never imports timm this way.
     .venv/bin/pip download --no-deps timm==1.0.31 -d .venv/reference-wheels   # scripts/setup.sh does this
     .venv/bin/python scripts/timm_reference.py                                # rewrites tests/fixtures/timm_keys
 """
+
 from __future__ import annotations
 
 import importlib.abc
@@ -94,8 +95,9 @@ def main() -> None:
             model = timm.create_model(name, pretrained=False)
         path = KEYS_DIR / f"{name}.json"
         lines = [f"  {json.dumps(key)}: {json.dumps(shape)}" for key, shape in key_shapes(model).items()]
-        path.write_text(f'{{"timm_version": "{timm.__version__}", "model": "{name}", "keys": {{\n'
-                        + ",\n".join(lines) + "\n}}\n")
+        path.write_text(
+            f'{{"timm_version": "{timm.__version__}", "model": "{name}", "keys": {{\n' + ",\n".join(lines) + "\n}}\n"
+        )
         print(f"wrote {path} ({len(model.state_dict())} keys, timm {timm.__version__})")
 
 

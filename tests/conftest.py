@@ -1,4 +1,5 @@
 """Shared fixtures: the shipped demo models and small seeded slices of real Fashion-MNIST."""
+
 from __future__ import annotations
 
 import os
@@ -20,8 +21,10 @@ torch.set_flush_denormal(os.environ.get("AUDIT_TEST_FLUSH_DENORMAL") == "1")
 
 # A third of the suite audits real Fashion-MNIST images. Without them those tests fail with this message rather
 # than skip: a green run that silently left out the audits would claim what it never checked.
-MISSING_FASHION_MNIST = (f"Fashion-MNIST is not installed at {FASHION_MNIST_DIR}: `make setup` installs the "
-                         "Debian package dataset-fashion-mnist (apt-get); elsewhere put its four IDX files there")
+MISSING_FASHION_MNIST = (
+    f"Fashion-MNIST is not installed at {FASHION_MNIST_DIR}: `make setup` installs the "
+    "Debian package dataset-fashion-mnist (apt-get); elsewhere put its four IDX files there"
+)
 
 
 def require_fashion_mnist() -> None:
@@ -59,8 +62,10 @@ def require_shipped(name: str):
     from defenses.models.registry import CHECKPOINT_DIR, SHIPPED, load_shipped
 
     if not (CHECKPOINT_DIR / SHIPPED[name]).is_file():
-        pytest.fail(f"{name}: {CHECKPOINT_DIR / SHIPPED[name]} is missing (it is committed; `git status` shows why)",
-                    pytrace=False)
+        pytest.fail(
+            f"{name}: {CHECKPOINT_DIR / SHIPPED[name]} is missing (it is committed; `git status` shows why)",
+            pytrace=False,
+        )
     return load_shipped(name)
 
 
@@ -85,5 +90,9 @@ def tiny_checkpoints(tmp_path_factory) -> dict[str, str]:
     save_checkpoint(model, directory / "small_cnn.safetensors")
     save_checkpoint(sparse, directory / "meansparse.safetensors", {"alpha": ALPHA})
     fixture = Path(__file__).parent / "fixtures" / "tiny_models.py"
-    return {"small_cnn": f"{fixture}:small_cnn", "small_cnn_checkpoint": str(directory / "small_cnn.safetensors"),
-            "meansparse": f"{fixture}:meansparse", "meansparse_checkpoint": str(directory / "meansparse.safetensors")}
+    return {
+        "small_cnn": f"{fixture}:small_cnn",
+        "small_cnn_checkpoint": str(directory / "small_cnn.safetensors"),
+        "meansparse": f"{fixture}:meansparse",
+        "meansparse_checkpoint": str(directory / "meansparse.safetensors"),
+    }

@@ -1,4 +1,5 @@
 """Small seeded models shared by several test files."""
+
 from __future__ import annotations
 
 import torch

@@ -1,6 +1,7 @@
 """MeanSparse-specific attacks (attacks/adaptive.py) and the per-layer attribution (audit/probes/attribution.py):
 names, schedules, exact forwards left untouched, thresholds restored, a continuation stage at alpha 0 being the
 base model exactly, continuation against BPDA on a masked model, and the attribution's account."""
+
 from __future__ import annotations
 
 import copy
@@ -39,6 +40,7 @@ def cheap(name: str) -> str:
     """`name` at the default run's cheap budgets (the continuation's straight-through stage too)."""
     return name + SMALL + (",finish=4" if name.startswith("apgd-continuation") else "")
 
+
 NEW = ["apgd-continuation-linear", "apgd-continuation-geometric", "apgd-anneal", "apgd-escape"]
 
 
@@ -61,29 +63,42 @@ def modes(model: torch.nn.Module) -> list[tuple[str, float]]:
 
 
 # -- names and schedules ------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("spec, canonical", [
-    ("apgd-continuation-linear", "apgd-continuation-linear"),
-    ("apgd-continuation-geometric@iters=10,stages=4", "apgd-continuation-geometric@stages=4,iters=10"),
-    ("apgd-anneal@restarts=2", "apgd-anneal@restarts=2"),
-    ("apgd-continuation-linear@finish=0", "apgd-continuation-linear@finish=0"),
-    ("apgd-continuation-linear@finish=50", "apgd-continuation-linear"),
-    ("apgd-escape@weight=0.5", "apgd-escape@weight=0.5"),
-    ("apgd-escape@weight=1", "apgd-escape"),
-    ("apgd-escape+bpda-identity@weight=2.5,stages=3", "apgd-escape+bpda-identity@stages=3,weight=2.5"),
-    ("apgd-continuation-linear+eot5", "apgd-continuation-linear+eot5"),
-    ("apgd-anneal+survivors@iters=30", "apgd-anneal+survivors@iters=30"),
-])
+@pytest.mark.parametrize(
+    "spec, canonical",
+    [
+        ("apgd-continuation-linear", "apgd-continuation-linear"),
+        ("apgd-continuation-geometric@iters=10,stages=4", "apgd-continuation-geometric@stages=4,iters=10"),
+        ("apgd-anneal@restarts=2", "apgd-anneal@restarts=2"),
+        ("apgd-continuation-linear@finish=0", "apgd-continuation-linear@finish=0"),
+        ("apgd-continuation-linear@finish=50", "apgd-continuation-linear"),
+        ("apgd-escape@weight=0.5", "apgd-escape@weight=0.5"),
+        ("apgd-escape@weight=1", "apgd-escape"),
+        ("apgd-escape+bpda-identity@weight=2.5,stages=3", "apgd-escape+bpda-identity@stages=3,weight=2.5"),
+        ("apgd-continuation-linear+eot5", "apgd-continuation-linear+eot5"),
+        ("apgd-anneal+survivors@iters=30", "apgd-anneal+survivors@iters=30"),
+    ],
+)
 def test_names_round_trip(spec, canonical):
     attack = make_attack(spec)
     assert attack.label == canonical and make_attack(attack.label).label == canonical
     assert format_name(parse_name(canonical)) == canonical
 
 
-@pytest.mark.parametrize("spec", ["apgd-continuation-linear+bpda-identity", "apgd-anneal+bpda-smooth-T0.1",
-                                  "apgd-escape@weight=0", "apgd-escape@weight=-1", "apgd-anneal@stages=0",
-                                  "apgd-continuation-linear@iters=2.5", "apgd-continuation-linear@schedule=1",
-                                  "apgd-continuation-linear@finish=-1", "apgd-anneal@finish=0",
-                                  "apgd-continuation-geometric@stages=0"])
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "apgd-continuation-linear+bpda-identity",
+        "apgd-anneal+bpda-smooth-T0.1",
+        "apgd-escape@weight=0",
+        "apgd-escape@weight=-1",
+        "apgd-anneal@stages=0",
+        "apgd-continuation-linear@iters=2.5",
+        "apgd-continuation-linear@schedule=1",
+        "apgd-continuation-linear@finish=-1",
+        "apgd-anneal@finish=0",
+        "apgd-continuation-geometric@stages=0",
+    ],
+)
 def test_bad_names_are_refused(spec):
     with pytest.raises(UnknownAttack):
         make_attack(spec)
@@ -93,7 +108,11 @@ def test_the_continuation_ends_with_its_straight_through_stages(meansparse):
     defense = MeanSparseDefense(copy.deepcopy(meansparse))
     stages = make_attack("apgd-continuation-linear@stages=3,iters=7,finish=30").stages(defense)
     assert [(stage.describe, stage.n_iter) for stage in stages] == [
-        ("thresholds x0", None), ("thresholds x0.5", None), ("thresholds x1", None), ("straight-through", 30)]
+        ("thresholds x0", None),
+        ("thresholds x0.5", None),
+        ("thresholds x1", None),
+        ("straight-through", 30),
+    ]
     alone = make_attack("apgd-continuation-linear@stages=3,finish=0").stages(defense)
     assert [stage.describe for stage in alone] == [stage.describe for stage in stages[:3]]
     finish = make_attack("apgd-continuation-linear@stages=2").stages(defense)[-1]
@@ -201,8 +220,11 @@ def test_judged_scores_are_the_plain_models_and_the_defense_is_left_as_it_was(na
 def test_attacks_refuse_models_they_cannot_follow(standard_model, small):
     x, y = small
     plain = Undefended(standard_model)
-    for attack in (ThresholdContinuation(n_stages=2, n_iter=2), AnnealedSurrogate(n_stages=2, n_iter=2),
-                   DeadZoneEscape(n_stages=2, n_iter=2)):
+    for attack in (
+        ThresholdContinuation(n_stages=2, n_iter=2),
+        AnnealedSurrogate(n_stages=2, n_iter=2),
+        DeadZoneEscape(n_stages=2, n_iter=2),
+    ):
         with pytest.raises(TypeError):
             judge(attack, plain, x, y, THREAT, seed=0)
 
@@ -233,7 +255,7 @@ def pixel_dead_zone(fmnist_train, alpha: float) -> torch.nn.Module:
     """demo-adversarial with a MeanSparse dead zone on its input pixels, calibrated on 5000 training images: the
     exact gradient of every pixel inside the band is 0, and a pixel the attack moves into it jumps to the mean."""
     model = sparsify(require_shipped("demo-adversarial"), alpha, placement=["stem.0"])
-    calibrate(model, [fmnist_train.images[i:i + 500] for i in range(0, 5000, 500)], progress=False)
+    calibrate(model, [fmnist_train.images[i : i + 500] for i in range(0, 5000, 500)], progress=False)
     return model.eval()
 
 
@@ -241,8 +263,10 @@ def pixel_dead_zone(fmnist_train, alpha: float) -> torch.nn.Module:
 def test_mechanism_attacks_against_bpda_on_a_masked_model(fmnist_train, fmnist_test):
     x, y = fmnist_test.images[:200], fmnist_test.labels[:200]
     defense = MeanSparseDefense(pixel_dead_zone(fmnist_train, 0.5))
-    robust = {name: int((~judge(make_attack(name), defense, x, y, THREAT, seed=0).success).sum())
-              for name in ("apgd-ce", "apgd-ce+bpda-identity", "apgd-continuation-linear", "apgd-anneal")}
+    robust = {
+        name: int((~judge(make_attack(name), defense, x, y, THREAT, seed=0).success).sum())
+        for name in ("apgd-ce", "apgd-ce+bpda-identity", "apgd-continuation-linear", "apgd-anneal")
+    }
     exact, identity = robust["apgd-ce"], robust["apgd-ce+bpda-identity"]
     # Masking beyond doubt: exact APGD-CE far above BPDA (measured 149 against 128 of 200).
     assert exact >= identity + 10
@@ -288,10 +312,17 @@ def _measurement(exact: int, straight: int, only: list[int], all_but: list[int],
         return [True] * k + [False] * (n - k)
 
     names = [f"layer{i}" for i in range(len(only))]
-    return {"attack": "apgd-ce@iters=50", "n": n, "layers": names, "alphas": [0.3] * len(names),
-            "groups": [{"name": name, "layers": [name]} for name in names], "robust_exact": robust(exact),
-            "robust_straight_through": robust(straight), "robust_only": [robust(k) for k in only],
-            "robust_all_but": [robust(k) for k in all_but]}
+    return {
+        "attack": "apgd-ce@iters=50",
+        "n": n,
+        "layers": names,
+        "alphas": [0.3] * len(names),
+        "groups": [{"name": name, "layers": [name]} for name in names],
+        "robust_exact": robust(exact),
+        "robust_straight_through": robust(straight),
+        "robust_only": [robust(k) for k in only],
+        "robust_all_but": [robust(k) for k in all_but],
+    }
 
 
 def test_the_account_adds_up():
@@ -315,9 +346,17 @@ def test_the_report_shows_the_attribution_table_and_plot(tmp_path):
     from audit.report.plots import layer_attribution
 
     (finding,) = judge_attribution(_measurement(exact=40, straight=30, only=[34, 39, 40], all_but=[36, 30, 31]))
-    results = {"findings": [finding.to_json()], "model": "m", "threat_model": {"norm": "Linf", "eps": 0.1},
-               "worst_case_robust_accuracy": 0.6, "attacks": [], "dataset": "d", "n_samples": 50, "seed": 0,
-               "clean_accuracy": 0.8}
+    results = {
+        "findings": [finding.to_json()],
+        "model": "m",
+        "threat_model": {"norm": "Linf", "eps": 0.1},
+        "worst_case_robust_accuracy": 0.6,
+        "attacks": [],
+        "dataset": "d",
+        "n_samples": 50,
+        "seed": 0,
+        "clean_accuracy": 0.8,
+    }
     assert layer_attribution(results, [], tmp_path / "a.png") is not None and (tmp_path / "a.png").stat().st_size
     html = render_html(results, [("Per-layer attribution of the masking", tmp_path / "a.png")])
     assert "Per-layer attribution of the masking" in html and "layer0" in html and "+12.0 (+6)" in html
@@ -338,9 +377,16 @@ def test_they_reach_the_worst_case_the_comparisons_and_the_curves(meansparse, sm
     x, y = small
     low, high = "apgd-continuation-linear@stages=2,iters=2", "apgd-continuation-linear@stages=2,iters=4"
     names = ["apgd-ce@iters=4", low, high]
-    outcomes = run_plan(MeanSparseDefense(copy.deepcopy(meansparse)), x, y, THREAT,
-                        Plan.of([make_attack(n) for n in names]), seed=0, store=ResultStore(tmp_path, {"test": 1}),
-                        progress=False)
+    outcomes = run_plan(
+        MeanSparseDefense(copy.deepcopy(meansparse)),
+        x,
+        y,
+        THREAT,
+        Plan.of([make_attack(n) for n in names]),
+        seed=0,
+        store=ResultStore(tmp_path, {"test": 1}),
+        progress=False,
+    )
     worst = outcomes.worst_case_robust("lp")
     for label in names:  # each attack's breaks count in the per-sample worst case
         assert all(not w for w, s in zip(worst, outcomes.status[label]) if s == "broken")

@@ -1,4 +1,5 @@
 """The report says how a MeanSparse model's alpha was chosen, and flags tuning on the test set."""
+
 from audit.checks.alpha import judge_alpha
 from audit.probes.alpha import measure_alpha
 from defenses import as_defense

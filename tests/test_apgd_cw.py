@@ -1,5 +1,6 @@
 """APGD on the Carlini-Wagner margin loss (attacks/apgd_cw.py): registered by its own module, and exact where the
 answer is known: on a linear two-class model every sample within eps of the boundary breaks, and none beyond."""
+
 from __future__ import annotations
 
 import torch
@@ -39,8 +40,9 @@ def test_breaks_exactly_the_samples_within_eps_of_a_linear_boundary():
     diff = x @ w + b
     y = (diff > 0).long()  # every sample clean-correct
     distance = diff.abs() / w.abs().sum()
-    record = judge(make_attack("apgd-cw@iters=50"), Undefended(model.eval(), num_classes=2), x, y,
-                   ThreatModel("Linf", EPS), seed=0)
+    record = judge(
+        make_attack("apgd-cw@iters=50"), Undefended(model.eval(), num_classes=2), x, y, ThreatModel("Linf", EPS), seed=0
+    )
     near, far = distance < 0.8 * EPS, distance > EPS
     assert near.sum() >= 20 and far.sum() >= 20  # both sides of the line are tested
     assert bool(record.success[near].all()), f"{int((~record.success[near]).sum())} reachable samples kept"

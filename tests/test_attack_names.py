@@ -1,5 +1,6 @@
 """The attack-name grammar (attacks/names.py): every built attack's label parses back to the same attack, budgets
 reach the constructors, and every malformed name is one UnknownAttack naming what is wrong."""
+
 from __future__ import annotations
 
 import pytest
@@ -15,14 +16,36 @@ from defenses.errors import UserError
 SOURCE = torch.nn.Identity()  # a stand-in base model for transfer attacks
 
 ROUND_TRIP = [
-    "apgd-ce", "apgd-dlr", "apgd-t", "fab", "fab-t", "square", "fgsm", "autoattack-standard", "autoattack-plus",
-    "autoattack-rand", "spatial-grid", "stadv",
-    "apgd-t+bpda-smooth-T0.03@iters=500,restarts=5", "square@queries=20000,restarts=3", "apgd-ce+eot20",
-    "apgd-ce+bpda-identity", "apgd-ce+bpda-smooth", "apgd-ce+bpda-smooth-T1", "apgd-ce+bpda-smooth-T0.123456789",
-    "apgd-t+bpda-identity+eot5@targets=3", "fab-t@iters=7,targets=2", "spatial-grid@angles=3,translations=1",
-    "stadv+bpda-smooth-T0.1@iters=20,stages=2", "transfer-base:apgd-ce", "transfer-base:apgd-t@iters=50",
-    "torchattacks:PGD", "torchattacks:PGD@alpha=0.01,steps=20", "foolbox:LinfPGD@rel_stepsize=0.1,steps=5",
-    "square+eot4@queries=100", "spatial-grid@random=10",
+    "apgd-ce",
+    "apgd-dlr",
+    "apgd-t",
+    "fab",
+    "fab-t",
+    "square",
+    "fgsm",
+    "autoattack-standard",
+    "autoattack-plus",
+    "autoattack-rand",
+    "spatial-grid",
+    "stadv",
+    "apgd-t+bpda-smooth-T0.03@iters=500,restarts=5",
+    "square@queries=20000,restarts=3",
+    "apgd-ce+eot20",
+    "apgd-ce+bpda-identity",
+    "apgd-ce+bpda-smooth",
+    "apgd-ce+bpda-smooth-T1",
+    "apgd-ce+bpda-smooth-T0.123456789",
+    "apgd-t+bpda-identity+eot5@targets=3",
+    "fab-t@iters=7,targets=2",
+    "spatial-grid@angles=3,translations=1",
+    "stadv+bpda-smooth-T0.1@iters=20,stages=2",
+    "transfer-base:apgd-ce",
+    "transfer-base:apgd-t@iters=50",
+    "torchattacks:PGD",
+    "torchattacks:PGD@alpha=0.01,steps=20",
+    "foolbox:LinfPGD@rel_stepsize=0.1,steps=5",
+    "square+eot4@queries=100",
+    "spatial-grid@random=10",
 ]
 
 
@@ -128,12 +151,15 @@ def test_transfer_without_a_base_model_is_a_user_error():
         make_attack("transfer-base:apgd-ce")
 
 
-@pytest.mark.parametrize("text, names", [
-    ("apgd-ce,square", ["apgd-ce", "square"]),
-    ("apgd-ce,square@queries=20000,restarts=3,fgsm", ["apgd-ce", "square@queries=20000,restarts=3", "fgsm"]),
-    ("apgd-t@iters=5,restarts=2", ["apgd-t@iters=5,restarts=2"]),
-    (" apgd-ce , fgsm ", ["apgd-ce", "fgsm"]),
-])
+@pytest.mark.parametrize(
+    "text, names",
+    [
+        ("apgd-ce,square", ["apgd-ce", "square"]),
+        ("apgd-ce,square@queries=20000,restarts=3,fgsm", ["apgd-ce", "square@queries=20000,restarts=3", "fgsm"]),
+        ("apgd-t@iters=5,restarts=2", ["apgd-t@iters=5,restarts=2"]),
+        (" apgd-ce , fgsm ", ["apgd-ce", "fgsm"]),
+    ],
+)
 def test_attack_lists_split_between_names_not_budgets(text, names):
     assert split_attack_list(text) == names
 

@@ -1,4 +1,5 @@
 """The attack zoo: attacks work, the judge judges, seeds reproduce, nothing leaves its threat model."""
+
 from __future__ import annotations
 
 import pytest

@@ -1,4 +1,5 @@
 """`audit run` end to end on small n: outputs, schema, determinism, resume, and refusing to mix configurations."""
+
 from __future__ import annotations
 
 import csv
@@ -10,13 +11,40 @@ import pytest
 from audit.cli import main
 
 FIXTURE = Path(__file__).parent / "fixtures" / "user_model.py"
-REQUIRED = {"schema_version", "model", "dataset", "threat_model", "n_samples", "seed", "clean_accuracy", "attacks",
-            "worst_case_robust_accuracy", "findings", "verdict", "environment"}
+REQUIRED = {
+    "schema_version",
+    "model",
+    "dataset",
+    "threat_model",
+    "n_samples",
+    "seed",
+    "clean_accuracy",
+    "attacks",
+    "worst_case_robust_accuracy",
+    "findings",
+    "verdict",
+    "environment",
+}
 
 
 def run(out: Path, *extra: str, model: str = f"{FIXTURE}:build") -> int:
-    return main(["run", "--model", model, "--n", "30", "--suite", "quick", "--diagnostics-n", "16", "--quiet",
-                 "--out", str(out), *extra])
+    return main(
+        [
+            "run",
+            "--model",
+            model,
+            "--n",
+            "30",
+            "--suite",
+            "quick",
+            "--diagnostics-n",
+            "16",
+            "--quiet",
+            "--out",
+            str(out),
+            *extra,
+        ]
+    )
 
 
 @pytest.fixture(scope="module")
@@ -93,8 +121,25 @@ def test_undeclared_randomness_is_found_and_gets_eot_attacks(tmp_path):
     to back it (and the diagnostics not run) masking is inconclusive, never a clean bill."""
     out = tmp_path / "noisy"
     model = f"{Path(__file__).parent / 'fixtures' / 'noisy_model.py'}:build"
-    assert main(["run", "--model", model, "--n", "20", "--attacks", "apgd-ce@iters=5", "--diagnostics-n", "0",
-                 "--quiet", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "--model",
+                model,
+                "--n",
+                "20",
+                "--attacks",
+                "apgd-ce@iters=5",
+                "--diagnostics-n",
+                "0",
+                "--quiet",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     results = json.loads((out / "results.json").read_text())
     assert [a["name"] for a in results["attacks"]] == ["apgd-ce@iters=5", "apgd-ce+eot20@iters=5"]
     assert results["draws"] == 10 and results["verdict"]["randomized"] is True
@@ -115,8 +160,25 @@ def test_undeclared_randomness_is_found_and_gets_eot_attacks(tmp_path):
 def test_eot_attacks_end_lower_than_plain_ones_on_undeclared_noise(tmp_path):
     out = tmp_path / "noisy"
     model = f"{Path(__file__).parent / 'fixtures' / 'noisy_model.py'}:build"
-    assert main(["run", "--model", model, "--n", "200", "--attacks", "apgd-ce", "--diagnostics-n", "0",
-                 "--quiet", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "--model",
+                model,
+                "--n",
+                "200",
+                "--attacks",
+                "apgd-ce",
+                "--diagnostics-n",
+                "0",
+                "--quiet",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     attacks = {a["name"]: a for a in json.loads((out / "results.json").read_text())["attacks"]}
     plain, eot = attacks["apgd-ce"], attacks["apgd-ce+eot20"]
     assert plain["ran"] == eot["ran"] and eot["broken"] >= plain["broken"] + 5
@@ -125,8 +187,27 @@ def test_eot_attacks_end_lower_than_plain_ones_on_undeclared_noise(tmp_path):
 def test_transfer_from_a_reviewers_own_model(tmp_path):
     """--transfer-from: points crafted on another model the reviewer has, judged on the audited one."""
     out = tmp_path / "transfer"
-    assert main(["run", "--model", f"{FIXTURE}:build", "--n", "20", "--attacks", "apgd-ce@iters=5",
-                 "--transfer-from", "demo-standard", "--diagnostics-n", "0", "--quiet", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "--model",
+                f"{FIXTURE}:build",
+                "--n",
+                "20",
+                "--attacks",
+                "apgd-ce@iters=5",
+                "--transfer-from",
+                "demo-standard",
+                "--diagnostics-n",
+                "0",
+                "--quiet",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     results = json.loads((out / "results.json").read_text())
     transfer = next(a for a in results["attacks"] if a["name"] == "transfer-demo-standard:apgd-ce")
     assert transfer["gradient"] == "transfer:demo-standard" and transfer["ran"] > 0
@@ -182,12 +263,18 @@ AA = ("--attacks", "fgsm,autoattack-standard")
 def test_base_run_from_the_command_line_is_refused_before_any_attack(tmp_path, fmnist_test, capsys):
     """`audit run --base-run DIR`: a finished base audit of other images, of another model, or without the
     AutoAttack run is refused before the run writes anything."""
-    for model, seed, out in (("demo-adversarial", "1", "seed1"), ("demo-standard", "0", "standard"),
-                             ("demo-adversarial", "0", "fgsm-only")):
+    for model, seed, out in (
+        ("demo-adversarial", "1", "seed1"),
+        ("demo-standard", "0", "standard"),
+        ("demo-adversarial", "0", "fgsm-only"),
+    ):
         assert _run(tmp_path / out, "--model", model, "--seed", seed, "--attacks", "fgsm") == 0
     capsys.readouterr()
-    for base, reason in (("seed1", "differs in seed"), ("standard", "clean predictions"),
-                         ("fgsm-only", "attack autoattack-standard not run")):
+    for base, reason in (
+        ("seed1", "differs in seed"),
+        ("standard", "clean predictions"),
+        ("fgsm-only", "attack autoattack-standard not run"),
+    ):
         assert _run(tmp_path / "refused", "--model", "demo-meansparse", *AA, "--base-run", str(tmp_path / base)) != 0
         err = capsys.readouterr().err
         assert reason in err and ("clean predictions" in err) == (base == "standard")  # same model: predictions pass
@@ -199,13 +286,18 @@ def test_base_run_from_the_command_line_gives_the_gain_table(tmp_path, fmnist_te
     import json
 
     assert _run(tmp_path / "adversarial", "--model", "demo-adversarial", *AA) == 0
-    assert _run(tmp_path / "meansparse", "--model", "demo-meansparse", *AA,
-                "--base-run", str(tmp_path / "adversarial")) == 0
+    assert (
+        _run(tmp_path / "meansparse", "--model", "demo-meansparse", *AA, "--base-run", str(tmp_path / "adversarial"))
+        == 0
+    )
     config = json.loads((tmp_path / "meansparse" / "base" / "config.json").read_text())
     assert config["base_run"] == str(tmp_path / "adversarial")
     copied = (tmp_path / "meansparse" / "base" / "records.jsonl").read_text().splitlines()
-    assert copied[:-1] == [line for line in (tmp_path / "adversarial" / "records.jsonl").read_text().splitlines()
-                           if json.loads(line)["attack"] in ("clean", "fgsm", "autoattack-standard")]
+    assert copied[:-1] == [
+        line
+        for line in (tmp_path / "adversarial" / "records.jsonl").read_text().splitlines()
+        if json.loads(line)["attack"] in ("clean", "fgsm", "autoattack-standard")
+    ]
     results = json.loads((tmp_path / "meansparse" / "results.json").read_text())
     assert results["gain"]["base_autoattack"]["n"] == 10
 
@@ -222,7 +314,8 @@ def test_extending_a_finished_audit_equals_having_planned_the_attack(tmp_path, f
     assert extended["extended_with"] == [extra] and planned["extended_with"] == []
     for report in ("report.md", "report.html"):  # the reader sees that the run was extended, and by what
         assert f"added by `audit extend`: {extra}" in (tmp_path / "extended" / report).read_text().replace(
-            "<code>", "`").replace("</code>", "`")
+            "<code>", "`"
+        ).replace("</code>", "`")
 
     def outcome(results: dict) -> list:
         return [{k: v for k, v in a.items() if k not in ("seconds",)} for a in results["attacks"]]
@@ -253,11 +346,24 @@ def test_base_run_reuse_equals_a_fresh_base_audit_on_a_tiny_meansparse_model(tmp
     audit gives, the same gain table, samples.csv and verdict (the slow tests above check it on the demo models)."""
     tiny = tiny_checkpoints
     eps = ("--eps", "0.12")
-    assert _run(tmp_path / "base", "--model", tiny["small_cnn"], "--checkpoint", tiny["small_cnn_checkpoint"], *AA,
-                *eps) == 0
+    assert (
+        _run(tmp_path / "base", "--model", tiny["small_cnn"], "--checkpoint", tiny["small_cnn_checkpoint"], *AA, *eps)
+        == 0
+    )
     for out, extra in (("fresh", ()), ("reused", ("--base-run", str(tmp_path / "base")))):
-        assert _run(tmp_path / out, "--model", tiny["meansparse"], "--checkpoint", tiny["meansparse_checkpoint"], *AA,
-                    *eps, *extra) == 0
+        assert (
+            _run(
+                tmp_path / out,
+                "--model",
+                tiny["meansparse"],
+                "--checkpoint",
+                tiny["meansparse_checkpoint"],
+                *AA,
+                *eps,
+                *extra,
+            )
+            == 0
+        )
 
     def records(directory: Path, attack: str) -> list[dict]:
         from audit.store import ResultStore

@@ -1,6 +1,7 @@
 """Automatic BPDA: exact forward bit for bit, a surrogate backward for every operation it claims, the scan, the
 suite's hook, and (slow) the acceptance numbers on toy defenses that are opaque to the suite.
 """
+
 from __future__ import annotations
 
 import json
@@ -101,9 +102,30 @@ class Op(nn.Module):
         return self.head(self.body(x).flatten(1))
 
 
-OPS = ["round", "round-decimals", "floor", "ceil", "trunc", "round_", "sign", "gt-float", "le-to", "mask-mul",
-       "stack-masks", "not-and-or", "where-binarize", "where-dead-zone", "tensor-where", "masked-fill", "int-cast",
-       "long-cast", "detach", "data", "one-hot-argmax", "topk-scatter"]
+OPS = [
+    "round",
+    "round-decimals",
+    "floor",
+    "ceil",
+    "trunc",
+    "round_",
+    "sign",
+    "gt-float",
+    "le-to",
+    "mask-mul",
+    "stack-masks",
+    "not-and-or",
+    "where-binarize",
+    "where-dead-zone",
+    "tensor-where",
+    "masked-fill",
+    "int-cast",
+    "long-cast",
+    "detach",
+    "data",
+    "one-hot-argmax",
+    "topk-scatter",
+]
 
 
 def op_input() -> torch.Tensor:
@@ -169,8 +191,16 @@ def test_forward_bit_identical_on_shipped_models(name, fmnist_test):
         assert torch.equal(bits(out), bits(exact)), (name, surrogate)
 
 
-@pytest.mark.parametrize("build", [lambda: QuantizedInput(8), lambda: Thermometer(16), lambda: KWTA(0.1),
-                                   lambda: SmallCNN(), lambda: DemoCNN(width=8)])
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda: QuantizedInput(8),
+        lambda: Thermometer(16),
+        lambda: KWTA(0.1),
+        lambda: SmallCNN(),
+        lambda: DemoCNN(width=8),
+    ],
+)
 def test_forward_bit_identical_on_toy_models(build, fmnist_test):
     torch.manual_seed(0)
     model = build().eval()
@@ -205,8 +235,9 @@ def test_dead_zone_in_a_user_module_matches_meansparse(dead_zone_pair, fmnist_te
     assert theirs.surrogates == ours.surrogates == ("exact", "identity", "smooth", "ensemble")
     assert {r.op for r in theirs.scan().replacements} == {"lt", "where"}
     # Same suite: the same adaptive attack names, nothing refused.
-    assert [a.label for a in plan_suite("adaptive", theirs).attacks if "bpda" in a.label] == \
-        [a.label for a in plan_suite("adaptive", ours).attacks if "bpda" in a.label]
+    assert [a.label for a in plan_suite("adaptive", theirs).attacks if "bpda" in a.label] == [
+        a.label for a in plan_suite("adaptive", ours).attacks if "bpda" in a.label
+    ]
     grads = {}
     for name, defense in (("ours", ours), ("theirs", theirs)):
         xg = x.clone().requires_grad_(True)
@@ -255,16 +286,21 @@ def test_planner_marks_gradient_attacks_not_applicable_without_a_gradient_path(f
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["quantized", "thermometer", "kwta"])
 def test_automatic_bpda_breaks_toy_defenses(name, fmnist_train, fmnist_test):
-    build = {"quantized": lambda: QuantizedInput(8), "thermometer": lambda: Thermometer(16),
-             "kwta": lambda: KWTA(0.1)}[name]
+    build = {"quantized": lambda: QuantizedInput(8), "thermometer": lambda: Thermometer(16), "kwta": lambda: KWTA(0.1)}[
+        name
+    ]
     model = train_toy(build(), fmnist_train.images, fmnist_train.labels, steps=1000, seed=0)
     defense = as_defense(model, opaque=True)
     x, y = fmnist_test.images[:100], fmnist_test.labels[:100]
     clean = float((defense(x).argmax(1) == y).float().mean())
     assert clean >= 0.75
     broken = torch.zeros(100, dtype=torch.bool)
-    for attack in ("apgd-ce+bpda-identity", "apgd-dlr+bpda-identity", "apgd-ce+bpda-smooth-T1",
-                   "apgd-ce+bpda-smooth-T0.3"):
+    for attack in (
+        "apgd-ce+bpda-identity",
+        "apgd-dlr+bpda-identity",
+        "apgd-ce+bpda-smooth-T1",
+        "apgd-ce+bpda-smooth-T0.3",
+    ):
         broken |= judge(make_attack(attack), defense, x, y, THREAT, seed=0).success
     worst = 1 - float(broken.float().mean())
     assert worst <= 0.10, worst
@@ -286,8 +322,9 @@ def test_gradient_path_finding(fmnist_test):
     x, y = fmnist_test.images[:8], fmnist_test.labels[:8]
 
     def check(defense):  # noqa: ANN001, ANN202 - untyped by design in this script/test
-        (finding,) = judge_gradient_path(json.loads(json.dumps(
-            measure_gradient_path(defense, x, y, THREAT, seed=0, config=DiagnosticsConfig()))))
+        (finding,) = judge_gradient_path(
+            json.loads(json.dumps(measure_gradient_path(defense, x, y, THREAT, seed=0, config=DiagnosticsConfig())))
+        )
         return finding
 
     torch.manual_seed(0)

@@ -2,6 +2,7 @@
 comparisons, as published): it never crashes, gradient attacks get automatic BPDA or are not applicable with the
 reason, Square runs harder, and the verdict is `suspected` with the finding that says no gradient reaches the input.
 """
+
 from __future__ import annotations
 
 import json
@@ -25,8 +26,27 @@ def audit_thermometer(tmp_path: Path, spec: str, model, n: int, diagnostics_n: i
     checkpoint = tmp_path / "thermometer.safetensors"
     save_checkpoint(train_toy(model, train.images, train.labels, steps=200, seed=0), checkpoint)
     out = tmp_path / "run"
-    assert main(["run", "--model", spec, "--checkpoint", str(checkpoint), "--n", str(n), "--suite", "full",
-                 "--diagnostics-n", str(diagnostics_n), "--quiet", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "--model",
+                spec,
+                "--checkpoint",
+                str(checkpoint),
+                "--n",
+                str(n),
+                "--suite",
+                "full",
+                "--diagnostics-n",
+                str(diagnostics_n),
+                "--quiet",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     return json.loads((out / "results.json").read_text())
 
 
@@ -43,19 +63,20 @@ def check_no_gradient_path_audit(results: dict) -> None:
     assert results["verdict"]["gradient_masking"] == "suspected"
     finding = next(f for f in results["findings"] if f["id"] == "no-gradient-path")
     assert finding["status"] == "fail" and "no gradient reaches the input" in finding["message"]
-    assert finding["evidence"]["reaches_input"] == {"exact": False, "identity": True, "smooth": True,
-                                                   "ensemble": True}
+    assert finding["evidence"]["reaches_input"] == {"exact": False, "identity": True, "smooth": True, "ensemble": True}
     assert "no-gradient-path" in [d["id"] for d in results["verdict"]["drivers"]]
 
 
 def test_audit_of_a_tiny_model_without_gradient_path(tmp_path, fmnist_test):
     """The same audit in the default run: a 4-channel network behind the thermometer, 12 images, 8 for the
     diagnostics."""
-    check_no_gradient_path_audit(audit_thermometer(tmp_path, f"{TINY}:thermometer", Thermometer(levels=16, width=4),
-                                                   n=12, diagnostics_n=8))
+    check_no_gradient_path_audit(
+        audit_thermometer(tmp_path, f"{TINY}:thermometer", Thermometer(levels=16, width=4), n=12, diagnostics_n=8)
+    )
 
 
 @pytest.mark.slow  # ~30 s: training, then the full suite and every diagnostic
 def test_audit_of_a_model_without_gradient_path(tmp_path, fmnist_test):
-    check_no_gradient_path_audit(audit_thermometer(tmp_path, f"{FIXTURE}:build", Thermometer(levels=16), n=20,
-                                                   diagnostics_n=20))
+    check_no_gradient_path_audit(
+        audit_thermometer(tmp_path, f"{FIXTURE}:build", Thermometer(levels=16), n=20, diagnostics_n=20)
+    )

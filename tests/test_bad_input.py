@@ -4,6 +4,7 @@ nothing written to --out, and loses no finished results.
 The table is also the source of docs/refused-inputs.md: `test_docs_list_every_refusal` renders the real messages
 and compares them with the file (AUDIT_WRITE_DOCS=1 rewrites it), so the docs cannot drift from the code.
 """
+
 from __future__ import annotations
 
 import errno
@@ -47,8 +48,11 @@ CASES = [
     # (case, argv after `run`, words the message must contain)
     ("checkpoint missing", ["--model", f"{BAD}:linear", "--checkpoint", "/nonexistent/w.safetensors"], ["not found"]),
     ("checkpoint corrupt", ["--model", f"{BAD}:linear", "--checkpoint", "{garbage.safetensors}"], ["corrupt"]),
-    ("checkpoint with a shipped model", ["--model", "demo-standard", "--checkpoint", "{garbage.safetensors}"],
-     ["--checkpoint", "demo-standard loads its own", "drop --checkpoint"]),
+    (
+        "checkpoint with a shipped model",
+        ["--model", "demo-standard", "--checkpoint", "{garbage.safetensors}"],
+        ["--checkpoint", "demo-standard loads its own", "drop --checkpoint"],
+    ),
     ("untrusted pickle", ["--model", f"{BAD}:linear", "--checkpoint", "{evil.pt}"], ["--trust-checkpoint"]),
     ("state-dict keys", ["--model", f"{BAD}:linear", "--checkpoint", "{wrong_keys.pt}"], ["missing keys"]),
     ("state-dict shapes", ["--model", f"{BAD}:linear", "--checkpoint", "{wrong_shape.pt}"], ["shape"]),
@@ -58,8 +62,11 @@ CASES = [
     ("eps <= 0", ["--model", "demo-standard", "--eps", "0"], ["--eps"]),
     ("eps absurd", ["--model", "demo-standard", "--eps", "3"], ["absurd"]),
     ("unknown attack", ["--model", "demo-standard", "--attacks", "apgd-ce,pgd-magic"], ["unknown attack"]),
-    ("BPDA with nothing to bypass", ["--model", "demo-standard", "--attacks", "apgd-ce+bpda-identity"],
-     ["apgd-ce+bpda-identity", "no layer to bypass"]),
+    (
+        "BPDA with nothing to bypass",
+        ["--model", "demo-standard", "--attacks", "apgd-ce+bpda-identity"],
+        ["apgd-ce+bpda-identity", "no layer to bypass"],
+    ),
     ("unknown suite", ["--model", "demo-standard", "--suite", "everything"], ["unknown suite"]),
     ("unknown dataset", ["--model", "demo-standard", "--dataset", "svhn"], ["unknown dataset"]),
     ("unknown model", ["--model", "resnet-9000"], ["unknown model"]),
@@ -68,54 +75,89 @@ CASES = [
     ("data dir malformed", ["--model", "demo-standard", "--data-dir", "{bad_idx}"], ["truncated"]),
     ("out not writable", ["--model", "demo-standard", "--out", "{a_file}/sub"], ["not writable"]),
     # --- the model contract (audit/inputs.py), checked on a batch of one and of eight before anything runs -----
-    ("first conv expects 3 channels", ["--model", f"{BAD}:three_channels"],
-     ["Conv2d(3, 4", "expects 3-channel", "1-channel"]),
+    (
+        "first conv expects 3 channels",
+        ["--model", f"{BAD}:three_channels"],
+        ["Conv2d(3, 4", "expects 3-channel", "1-channel"],
+    ),
     ("first linear expects other sizes", ["--model", f"{BAD}:wide_linear"], ["Linear(3072, 10)", "784"]),
-    ("1-channel model on 3-channel data", ["--model", "demo-standard", "--dataset", "foolbox-cifar10"],
-     ["expects 1-channel", "3-channel (3x32x32)", "--dataset"]),
+    (
+        "1-channel model on 3-channel data",
+        ["--model", "demo-standard", "--dataset", "foolbox-cifar10"],
+        ["expects 1-channel", "3-channel (3x32x32)", "--dataset"],
+    ),
     ("output is a tuple", ["--model", f"{BAD}:tuple_out"], ["tuple of 2", "(1, 10)", "model(x)[0]"]),
     ("output is a dict", ["--model", f"{BAD}:dict_out"], ["dict", "'logits'", "model(x)['logits']"]),
     ("output is class indices", ["--model", f"{BAD}:int_out"], ["int64", "before argmax"]),
     ("one output per sample", ["--model", f"{BAD}:one_output"], ["1 output per sample", "at least 2 classes"]),
     ("output on another device", ["--model", f"{BAD}:other_device"], ["on meta", "input's device"]),
     ("output with Inf", ["--model", f"{BAD}:inf_logits"], ["NaN or Inf"]),
-    ("forward raises", ["--model", f"{BAD}:raises"],
-     ["forward raised ValueError", "expected a normalised tensor", "batch of 1", "(1, 1, 28, 28)", "--debug"]),
+    (
+        "forward raises",
+        ["--model", f"{BAD}:raises"],
+        ["forward raised ValueError", "expected a normalised tensor", "batch of 1", "(1, 1, 28, 28)", "--debug"],
+    ),
     ("forward switches to training mode", ["--model", f"{BAD}:trains_itself"], ["training mode during forward"]),
     ("model ignores eval()", ["--model", f"{BAD}:stuck_in_training"], ["training mode after .eval()"]),
     ("forward changes the model's state", ["--model", f"{BAD}:counts_calls"], ["changed its buffer calls"]),
     ("CUDA asked for and absent", ["--model", "demo-standard", "--device", "cuda"], ["--device cuda", "--device cpu"]),
     ("device unknown", ["--model", "demo-standard", "--device", "tpu"], ["'tpu'", "cpu, cuda"]),
     # --- the model file ----------------------------------------------------------------------------------------
-    ("model file does not import", ["--model", f"{FIXTURES}/broken_import.py:build"],
-     ["ModuleNotFoundError", "torchvison"]),
+    (
+        "model file does not import",
+        ["--model", f"{FIXTURES}/broken_import.py:build"],
+        ["ModuleNotFoundError", "torchvison"],
+    ),
     ("factory raises", ["--model", f"{BAD}:factory_raises"], ["factory_raises() raised RuntimeError"]),
     ("factory returns no module", ["--model", f"{BAD}:not_a_module"], ["not an nn.Module"]),
     ("factory not callable", ["--model", f"{BAD}:NOT_CALLABLE"], ["no callable 'NOT_CALLABLE'"]),
-    ("--meansparse-alpha on a model without activations",
-     ["--model", f"{BAD}:five_classes", "--meansparse-alpha", "0.2"],
-     ["no insertion points"]),
+    (
+        "--meansparse-alpha on a model without activations",
+        ["--model", f"{BAD}:five_classes", "--meansparse-alpha", "0.2"],
+        ["no insertion points"],
+    ),
     # --- attack names (attacks/names.py), checked before the model is even loaded --------------------------------
     ("+eot0", ["--model", "demo-standard", "--attacks", "apgd-ce+eot0"], ["+eot0", "at least one draw"]),
-    ("temperature not positive", ["--model", "demo-meansparse", "--attacks", "apgd-ce+bpda-smooth-T-1"],
-     ["temperature must be a positive number", "'-1'"]),
-    ("two +bpda modifiers", ["--model", "demo-meansparse", "--attacks", "apgd-ce+bpda-identity+bpda-smooth"],
-     ["more than one +bpda"]),
+    (
+        "temperature not positive",
+        ["--model", "demo-meansparse", "--attacks", "apgd-ce+bpda-smooth-T-1"],
+        ["temperature must be a positive number", "'-1'"],
+    ),
+    (
+        "two +bpda modifiers",
+        ["--model", "demo-meansparse", "--attacks", "apgd-ce+bpda-identity+bpda-smooth"],
+        ["more than one +bpda"],
+    ),
     ("unknown modifier", ["--model", "demo-standard", "--attacks", "apgd-ce+bdpa-identity"], ["unknown modifier"]),
-    ("BPDA on a gradient-free attack", ["--model", "demo-meansparse", "--attacks", "square+bpda-identity"],
-     ["takes no gradients"]),
+    (
+        "BPDA on a gradient-free attack",
+        ["--model", "demo-meansparse", "--attacks", "square+bpda-identity"],
+        ["takes no gradients"],
+    ),
     ("unknown attack, close match", ["--model", "demo-standard", "--attacks", "apgd-cee"], ["did you mean apgd-ce"]),
     ("unknown torchattacks name", ["--model", "demo-standard", "--attacks", "torchattacks:PDG"], ["did you mean PGD"]),
-    ("transfer of a transformation attack", ["--model", "demo-meansparse", "--attacks", "transfer-base:spatial-grid"],
-     ["takes an Lp attack"]),
-    ("the same attack twice", ["--model", "demo-standard", "--attacks", "fgsm,apgd-ce@iters=100,apgd-ce"],
-     ["apgd-ce more than once"]),
+    (
+        "transfer of a transformation attack",
+        ["--model", "demo-meansparse", "--attacks", "transfer-base:spatial-grid"],
+        ["takes an Lp attack"],
+    ),
+    (
+        "the same attack twice",
+        ["--model", "demo-standard", "--attacks", "fgsm,apgd-ce@iters=100,apgd-ce"],
+        ["apgd-ce more than once"],
+    ),
     ("zero budget", ["--model", "demo-standard", "--attacks", "apgd-ce@iters=0"], ["iters=0", "positive"]),
     ("budget not a whole number", ["--model", "demo-standard", "--attacks", "square@queries=1.5"], ["whole number"]),
-    ("budget the attack lacks", ["--model", "demo-standard", "--attacks", "apgd-ce@targets=3"],
-     ["no budget 'targets'", "iters, restarts"]),
-    ("library budget the attack lacks", ["--model", "demo-standard", "--attacks", "torchattacks:PGD@step=5"],
-     ["did you mean steps"]),
+    (
+        "budget the attack lacks",
+        ["--model", "demo-standard", "--attacks", "apgd-ce@targets=3"],
+        ["no budget 'targets'", "iters, restarts"],
+    ),
+    (
+        "library budget the attack lacks",
+        ["--model", "demo-standard", "--attacks", "torchattacks:PGD@step=5"],
+        ["did you mean steps"],
+    ),
     # --- options -----------------------------------------------------------------------------------------------
     ("n not positive", ["--model", "demo-standard", "--n", "0"], ["--n must be positive"]),
     ("batch size not positive", ["--model", "demo-standard", "--batch-size", "-5"], ["--batch-size"]),
@@ -143,7 +185,7 @@ def _refuse(case: str, argv: list[str], tmp_path: Path, capsys, monkeypatch) -> 
 
 def _as_documented(text: str, tmp_path: Path) -> str:
     """Machine-independent: the temporary directory and this checkout's paths replaced by short names."""
-    return (text.replace(str(tmp_path), "TMP").replace(str(FIXTURES), "tests/fixtures").replace(str(ROOT) + "/", ""))
+    return text.replace(str(tmp_path), "TMP").replace(str(FIXTURES), "tests/fixtures").replace(str(ROOT) + "/", "")
 
 
 @pytest.mark.parametrize("case, argv, words", CASES, ids=[c[0] for c in CASES])
@@ -158,6 +200,7 @@ def test_bad_input_gives_one_line_error(case, argv, words, tmp_path, capsys, mon
 
 def render_refusals(refusals: dict[str, str]) -> str:
     """The generated part of docs/refused-inputs.md: one row per case of the table, with its real message."""
+
     def cell(text: str) -> str:
         return text.replace("|", "\\|")
 
@@ -170,8 +213,10 @@ def render_refusals(refusals: dict[str, str]) -> str:
     return "\n".join(rows) + "\n"
 
 
-BEGIN = ("<!-- BEGIN refusals: generated from tests/test_bad_input.py; "
-         "AUDIT_WRITE_DOCS=1 pytest tests/test_bad_input.py rewrites it -->\n")
+BEGIN = (
+    "<!-- BEGIN refusals: generated from tests/test_bad_input.py; "
+    "AUDIT_WRITE_DOCS=1 pytest tests/test_bad_input.py rewrites it -->\n"
+)
 END = "<!-- END refusals -->\n"
 
 
@@ -187,8 +232,9 @@ def test_docs_list_every_refusal(tmp_path_factory, capsys, monkeypatch, fmnist_t
     if os.environ.get("AUDIT_WRITE_DOCS") == "1":
         DOC.write_text(head + BEGIN + table + END + tail)
         documented = table
-    assert documented == table, (f"{DOC} differs from the real messages; rerun with AUDIT_WRITE_DOCS=1 and review "
-                                 f"the diff")
+    assert documented == table, (
+        f"{DOC} differs from the real messages; rerun with AUDIT_WRITE_DOCS=1 and review the diff"
+    )
 
 
 def test_float16_model_is_audited_in_float32(tmp_path, capsys, fmnist_test):
@@ -198,13 +244,28 @@ def test_float16_model_is_audited_in_float32(tmp_path, capsys, fmnist_test):
 
     out = tmp_path / "out"
     for model in ("half", "bfloat16"):
-        code = main(["run", "--model", f"{BAD}:{model}", "--n", "40", "--attacks", "fgsm", "--diagnostics-n", "0",
-                     "--quiet", "--out", str(out / model)])
+        code = main(
+            [
+                "run",
+                "--model",
+                f"{BAD}:{model}",
+                "--n",
+                "40",
+                "--attacks",
+                "fgsm",
+                "--diagnostics-n",
+                "0",
+                "--quiet",
+                "--out",
+                str(out / model),
+            ]
+        )
         assert code == 0, capsys.readouterr().err
         results = json.loads((out / model / "results.json").read_text())
         dtype = model.replace("half", "float16")
-        assert [w for w in results["warnings"] if w.startswith(f"the model's weights are {dtype}: "
-                                                                  f"audited in float32")], results["warnings"]
+        assert [
+            w for w in results["warnings"] if w.startswith(f"the model's weights are {dtype}: audited in float32")
+        ], results["warnings"]
         # The same weights, converted the same way by hand, classify the same 40 images the same way.
         reference = load_shipped("demo-standard").to(getattr(torch, model.replace("half", "float16"))).float()
         test = load_dataset("fashion-mnist", "test").subset(40, 0)
@@ -216,8 +277,22 @@ def test_float16_model_is_audited_in_float32(tmp_path, capsys, fmnist_test):
 
 
 def test_probabilities_are_a_warning_not_an_error(tmp_path, caplog, fmnist_test):
-    code = main(["run", "--model", f"{BAD}:probabilities", "--n", "20", "--attacks", "fgsm", "--diagnostics-n", "8",
-                 "--quiet", "--out", str(tmp_path / "out")])
+    code = main(
+        [
+            "run",
+            "--model",
+            f"{BAD}:probabilities",
+            "--n",
+            "20",
+            "--attacks",
+            "fgsm",
+            "--diagnostics-n",
+            "8",
+            "--quiet",
+            "--out",
+            str(tmp_path / "out"),
+        ]
+    )
     assert code == 0
     assert "probabilities" in caplog.text
     results = json.loads((tmp_path / "out" / "results.json").read_text())
@@ -246,15 +321,46 @@ def test_disk_full_keeps_finished_results(tmp_path, capsys, monkeypatch, fmnist_
 
     monkeypatch.setattr(store.ResultStore, "append", append)
     out = tmp_path / "out"
-    code = main(["run", "--model", "demo-standard", "--n", "20", "--attacks", "fgsm,apgd-ce", "--quiet",
-                 "--diagnostics-n", "8", "--out", str(out)])
+    code = main(
+        [
+            "run",
+            "--model",
+            "demo-standard",
+            "--n",
+            "20",
+            "--attacks",
+            "fgsm,apgd-ce",
+            "--quiet",
+            "--diagnostics-n",
+            "8",
+            "--out",
+            str(out),
+        ]
+    )
     err = capsys.readouterr().err.strip()
     assert code == 2 and "disk full" in err and "Traceback" not in err
     kept = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
     assert [r["attack"] for r in kept] == ["clean", "fgsm"], "the finished attack's results must survive"
     monkeypatch.setattr(store.ResultStore, "append", original)
-    assert main(["run", "--model", "demo-standard", "--n", "20", "--attacks", "fgsm,apgd-ce", "--quiet",
-                 "--diagnostics-n", "8", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "--model",
+                "demo-standard",
+                "--n",
+                "20",
+                "--attacks",
+                "fgsm,apgd-ce",
+                "--quiet",
+                "--diagnostics-n",
+                "8",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     attacks = [json.loads(line)["attack"] for line in (out / "records.jsonl").read_text().splitlines()]
     assert attacks[:3] == ["clean", "fgsm", "apgd-ce"], "resume must not redo fgsm"
     assert attacks.count("fgsm") == 1 and attacks.count("clean") == 1
@@ -269,11 +375,31 @@ def test_ctrl_c_says_how_to_resume_and_keeps_records(tmp_path, fmnist_test):
     import time
 
     out = tmp_path / "out"
-    args = ["run", "--model", "demo-standard", "--n", "40", "--batch-size", "10", "--attacks",
-            "fgsm,apgd-ce@iters=150", "--diagnostics-n", "0", "--quiet", "--out", str(out)]
+    args = [
+        "run",
+        "--model",
+        "demo-standard",
+        "--n",
+        "40",
+        "--batch-size",
+        "10",
+        "--attacks",
+        "fgsm,apgd-ce@iters=150",
+        "--diagnostics-n",
+        "0",
+        "--quiet",
+        "--out",
+        str(out),
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
-    process = subprocess.Popen([sys.executable, "-m", "audit.cli", *args], cwd=ROOT, env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "audit.cli", *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     records = out / "records.jsonl"
     deadline = time.monotonic() + 120
     # Wait for a finished apgd-ce batch, so the interrupt lands in the middle of the run.

@@ -2,6 +2,7 @@
 models - APGD-CE passes on the undefended (and, slow, the adversarially trained) model and fails on a
 gradient-killing one.
 """
+
 from __future__ import annotations
 
 import json
@@ -21,10 +22,24 @@ THREAT = ThreatModel("Linf", 0.1)
 
 
 def rows(successes: list[bool], valid: bool = True) -> dict:
-    return {"attack": "apgd-ce", "samples": [
-        {"index": i, "label": 0, "valid": valid, "attack_success": s, "clean_logit_gap": -0.5,
-         "adversarial_logit_gap": 0.2 if s else -0.3, "train_accuracy": 1.0, "validation_accuracy_inner": 0.9,
-         "validation_accuracy_boundary": 0.4, "random_success": False} for i, s in enumerate(successes)]}
+    return {
+        "attack": "apgd-ce",
+        "samples": [
+            {
+                "index": i,
+                "label": 0,
+                "valid": valid,
+                "attack_success": s,
+                "clean_logit_gap": -0.5,
+                "adversarial_logit_gap": 0.2 if s else -0.3,
+                "train_accuracy": 1.0,
+                "validation_accuracy_inner": 0.9,
+                "validation_accuracy_boundary": 0.4,
+                "random_success": False,
+            }
+            for i, s in enumerate(successes)
+        ],
+    }
 
 
 def test_check_is_pure_and_has_margins_on_both_sides():
@@ -44,8 +59,18 @@ def test_probe_on_a_tiny_model_gives_plain_json_and_a_plot(fmnist_test, tiny_che
     from audit.model_spec import load_factory
 
     defense = as_defense(load_factory(tiny_checkpoints["small_cnn"], tiny_checkpoints["small_cnn_checkpoint"]))
-    data = run_binarization_probe(defense, fmnist_test.images[:6], fmnist_test.labels[:6], THREAT, "fgsm",
-                                  n_samples=2, n_inner=16, n_boundary=16, n_validation=16, progress=False)
+    data = run_binarization_probe(
+        defense,
+        fmnist_test.images[:6],
+        fmnist_test.labels[:6],
+        THREAT,
+        "fgsm",
+        n_samples=2,
+        n_inner=16,
+        n_boundary=16,
+        n_validation=16,
+        progress=False,
+    )
     assert json.loads(json.dumps(data)) == data
     assert data["feature_layer"] == "classifier" and [row["valid"] for row in data["samples"]] == [True, True]
     (finding,) = judge_binarization(data)
@@ -61,12 +86,16 @@ def test_small_probe_passes_on_an_undefended_model_and_fails_on_a_gradient_killi
     APGD-CE finds every guaranteed example on the undefended model (the pass bar is 95%) and none through a
     backward that returns zeros (the fail bar is 50%)."""
     images, labels = fmnist_test.images[:16], fmnist_test.labels[:16]
-    sound = check_binarization(run_binarization_probe(as_defense(require_shipped("demo-standard")), images, labels,
-                                                      THREAT, "apgd-ce", n_samples=8, progress=False))
+    sound = check_binarization(
+        run_binarization_probe(
+            as_defense(require_shipped("demo-standard")), images, labels, THREAT, "apgd-ce", n_samples=8, progress=False
+        )
+    )
     assert sound.evidence["n_valid"] >= 6 and sound.status == "pass" and sound.evidence["success_rate"] == 1.0
     killed = as_defense(KillGradients(require_shipped("demo-adversarial")), opaque=True)
-    masked = check_binarization(run_binarization_probe(killed, images, labels, THREAT, "apgd-ce", n_samples=8,
-                                                       progress=False))
+    masked = check_binarization(
+        run_binarization_probe(killed, images, labels, THREAT, "apgd-ce", n_samples=8, progress=False)
+    )
     assert masked.evidence["n_valid"] >= 6 and masked.status == "fail" and masked.evidence["success_rate"] <= 0.25
 
 
@@ -74,8 +103,9 @@ def test_small_probe_passes_on_an_undefended_model_and_fails_on_a_gradient_killi
 @pytest.mark.parametrize("name", ["demo-standard", "demo-adversarial"])
 def test_apgd_passes_on_the_demo_models(name, fmnist_test):
     defense = as_defense(require_shipped(name))
-    data = run_binarization_probe(defense, fmnist_test.images[:40], fmnist_test.labels[:40], THREAT, "apgd-ce",
-                                  n_samples=20, progress=False)
+    data = run_binarization_probe(
+        defense, fmnist_test.images[:40], fmnist_test.labels[:40], THREAT, "apgd-ce", n_samples=20, progress=False
+    )
     finding = check_binarization(data)
     assert finding.evidence["n_valid"] >= 15
     assert finding.status == "pass" and finding.evidence["success_rate"] >= 0.95
@@ -84,8 +114,9 @@ def test_apgd_passes_on_the_demo_models(name, fmnist_test):
 @pytest.mark.slow
 def test_apgd_fails_on_a_gradient_killing_defense(fmnist_test):
     defense = as_defense(KillGradients(require_shipped("demo-adversarial")), opaque=True)
-    data = run_binarization_probe(defense, fmnist_test.images[:40], fmnist_test.labels[:40], THREAT, "apgd-ce",
-                                  n_samples=20, progress=False)
+    data = run_binarization_probe(
+        defense, fmnist_test.images[:40], fmnist_test.labels[:40], THREAT, "apgd-ce", n_samples=20, progress=False
+    )
     finding = check_binarization(data)
     assert finding.evidence["n_valid"] >= 15
     assert finding.status == "fail" and finding.evidence["success_rate"] <= 0.5

@@ -1,4 +1,5 @@
 """calibrate: the authors' statistic (`official`) and the true per-channel statistic (`exact`), checked with numpy."""
+
 from __future__ import annotations
 
 import numpy as np

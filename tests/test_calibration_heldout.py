@@ -1,5 +1,6 @@
 """The held-out calibration's parts that need no model: the split by family, the threshold rule on synthetic
 rows, and the verdict's rule that a symptom alone does not make masking suspected (fast, offline)."""
+
 from __future__ import annotations
 
 import pytest
@@ -61,8 +62,9 @@ def test_the_gradient_in_forward_toy_has_the_exact_gradient_of_its_forward():
     from defenses.toys import GradientInForward
 
     torch.manual_seed(0)
-    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 8), torch.nn.Tanh(),
-                              torch.nn.Linear(8, 3)).double()
+    net = torch.nn.Sequential(
+        torch.nn.Flatten(), torch.nn.Linear(16, 8), torch.nn.Tanh(), torch.nn.Linear(8, 3)
+    ).double()
     model = GradientInForward(net)
     x = torch.rand(4, 1, 4, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(1)) * 0.5 + 0.25
     direction = torch.randn(x.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
@@ -81,13 +83,15 @@ def test_the_gradient_in_forward_toy_has_the_exact_gradient_of_its_forward():
     (plain,) = torch.autograd.grad((net(z) * weights).sum(), z)
     assert (plain - grad).abs().max() > 1e-4  # the step moves the point the gradient is taken at
 
+
 # --------------------------------------------------------------------------------------------------------------
 # The threshold rule
 
 
 def _rows(sound: list[float | None], masked: list[float | None]) -> list[Row]:
-    return ([Row(f"s{i}", "sound", v) for i, v in enumerate(sound)]
-            + [Row(f"m{i}", "masked", v) for i, v in enumerate(masked)])
+    return [Row(f"s{i}", "sound", v) for i, v in enumerate(sound)] + [
+        Row(f"m{i}", "masked", v) for i, v in enumerate(masked)
+    ]
 
 
 def test_threshold_is_halfway_between_the_highest_sound_and_the_lowest_masked_above_it():
@@ -127,13 +131,33 @@ ATTRIBUTES = {
 
 
 def _outcomes(n: int, broken: dict[str, set[int]]) -> Outcomes:
-    clean = {"attack": "clean", "batch": 0, "labels": [0] * n, "prediction": [0] * n, "draws_correct": [1] * n,
-             "draws": 1}
-    rows = [{"attack": label, "batch": 0, "indices": list(range(n)), "attributes": ATTRIBUTES[label],
-             "status": ["broken" if i in hit else "held" for i in range(n)], "distance": [0.0] * n,
-             "margin": [0.0] * n, "draws_correct": [0 if i in hit else 1 for i in range(n)], "draws": 1,
-             "n_forward": 0.0, "n_backward": 0.0, "seconds": 0.0, "violations": 0, "extra": {}}
-            for label, hit in broken.items()]
+    clean = {
+        "attack": "clean",
+        "batch": 0,
+        "labels": [0] * n,
+        "prediction": [0] * n,
+        "draws_correct": [1] * n,
+        "draws": 1,
+    }
+    rows = [
+        {
+            "attack": label,
+            "batch": 0,
+            "indices": list(range(n)),
+            "attributes": ATTRIBUTES[label],
+            "status": ["broken" if i in hit else "held" for i in range(n)],
+            "distance": [0.0] * n,
+            "margin": [0.0] * n,
+            "draws_correct": [0 if i in hit else 1 for i in range(n)],
+            "draws": 1,
+            "n_forward": 0.0,
+            "n_backward": 0.0,
+            "seconds": 0.0,
+            "violations": 0,
+            "extra": {},
+        }
+        for label, hit in broken.items()
+    ]
     return Outcomes.from_rows(clean, rows, list(broken), "full")
 
 

@@ -1,4 +1,5 @@
 """Checkpoints: RobustBench-style torch files, refusal of code-running pickles, clear mismatch errors, safetensors."""
+
 from __future__ import annotations
 
 import json
@@ -119,8 +120,11 @@ def test_shape_mismatch_is_named():
     model = tiny_wrn(0)
     state = dict(tiny_wrn(1).state_dict())
     state["logits.weight"] = torch.zeros(100, 64)
-    with pytest.raises(CheckpointError, match=r"1 shape mismatches \(e\.g\. logits\.weight: checkpoint \(100, 64\), "
-                                              r"model \(10, 64\)\)"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"1 shape mismatches \(e\.g\. logits\.weight: checkpoint \(100, 64\), "
+        r"model \(10, 64\)\)",
+    ):
         load_into(model, state)
 
 
@@ -171,8 +175,12 @@ def test_safetensors_roundtrip_with_metadata(tmp_path, images):
     for _, module in model.named_modules():
         if hasattr(module, "running_var") and not isinstance(module, nn.BatchNorm2d):
             module.running_var.uniform_(0.5, 2.0)
-    metadata = {"architecture": "dm_wide_resnet", "arch_kwargs": {"depth": 10, "width": 1},
-                "meansparse": {"alpha": 0.2, "placement": "wrn"}, "history": [{"epoch": 1, "acc": 0.5}]}
+    metadata = {
+        "architecture": "dm_wide_resnet",
+        "arch_kwargs": {"depth": 10, "width": 1},
+        "meansparse": {"alpha": 0.2, "placement": "wrn"},
+        "history": [{"epoch": 1, "acc": 0.5}],
+    }
     path = tmp_path / "model.safetensors"
     save_checkpoint(model, path, metadata)
     assert read_metadata(path) == metadata
@@ -195,7 +203,7 @@ def test_foreign_safetensors_metadata_is_kept_as_strings(tmp_path):
 
 def test_save_checkpoint_metadata_is_json(tmp_path):
     path = tmp_path / "m.safetensors"
-    save_checkpoint(DemoCNN(width=2), path, {"note": "a \"quoted\" string", "alpha": 0.25})
+    save_checkpoint(DemoCNN(width=2), path, {"note": 'a "quoted" string', "alpha": 0.25})
     from safetensors import safe_open
 
     with safe_open(str(path), framework="pt") as handle:

@@ -1,5 +1,6 @@
 """scripts/compare_samples.py: identical audits pass, a changed outcome fails, a changed number fails unless only
 outcomes are asked for, and audits of different samples cannot be compared."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -8,11 +9,16 @@ from pathlib import Path
 import pytest
 
 SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "compare_samples.py"
-HEADER = ("index,label,clean_prediction,clean_draws_correct,fgsm:status,fgsm:distance,fgsm:margin,"
-          "autoattack-standard:status,autoattack-standard:distance,autoattack-standard:margin,"
-          "autoattack-standard:broken_by,worst_case_robust:lp")
-ROWS = ["0,3,3,1,held,0.1,2.5,broken,0.1,-0.4,apgd-ce,0", "1,7,7,1,held,0.1,1.25,held,0,3.75,,1",
-        "2,1,4,0,not_run:clean misclassified,,,not_run:clean misclassified,,,,0"]
+HEADER = (
+    "index,label,clean_prediction,clean_draws_correct,fgsm:status,fgsm:distance,fgsm:margin,"
+    "autoattack-standard:status,autoattack-standard:distance,autoattack-standard:margin,"
+    "autoattack-standard:broken_by,worst_case_robust:lp"
+)
+ROWS = [
+    "0,3,3,1,held,0.1,2.5,broken,0.1,-0.4,apgd-ce,0",
+    "1,7,7,1,held,0.1,1.25,held,0,3.75,,1",
+    "2,1,4,0,not_run:clean misclassified,,,not_run:clean misclassified,,,,0",
+]
 
 
 @pytest.fixture(scope="module")

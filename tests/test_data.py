@@ -1,4 +1,5 @@
 """Datasets: real Fashion-MNIST, foolbox's CIFAR-10 samples, and loaders fed with files written here."""
+
 from __future__ import annotations
 
 import gzip
@@ -34,11 +35,20 @@ def idx_bytes(array: np.ndarray, magic: int) -> bytes:
     return header + array.astype(np.uint8).tobytes()
 
 
-def write_idx_dir(directory: Path, images: np.ndarray, labels: np.ndarray, split: str = "test", gz: bool = True,
-                  image_magic: int = 2051, label_magic: int = 2049) -> Path:
+def write_idx_dir(
+    directory: Path,
+    images: np.ndarray,
+    labels: np.ndarray,
+    split: str = "test",
+    gz: bool = True,
+    image_magic: int = 2051,
+    label_magic: int = 2049,
+) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
-    stems = {"test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
-             "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte")}[split]
+    stems = {
+        "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+        "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    }[split]
     for stem, raw in zip(stems, (idx_bytes(images, image_magic), idx_bytes(labels, label_magic))):
         if gz:
             (directory / f"{stem}.gz").write_bytes(gzip.compress(raw))
@@ -245,8 +255,12 @@ def test_idx_missing_file_and_directory(tmp_path):
 
 
 def write_cifar_batch(path: Path, data: np.ndarray, labels: list[int], protocol: int = 2) -> None:
-    batch = {b"batch_label": b"testing batch 1 of 1", b"labels": labels, b"data": data,
-             b"filenames": [f"img_{i}.png".encode() for i in range(len(labels))]}
+    batch = {
+        b"batch_label": b"testing batch 1 of 1",
+        b"labels": labels,
+        b"data": data,
+        b"filenames": [f"img_{i}.png".encode() for i in range(len(labels))],
+    }
     with open(path, "wb") as handle:
         pickle.dump(batch, handle, protocol=protocol)
 

@@ -1,5 +1,6 @@
 """The default budget's cascade in AutoAttack's place (issue 29): what it plans, MALT's target ranking on a model
 whose answer is known, bfloat16 proposals judged in float32, `--batch-size auto` backing off on out-of-memory."""
+
 from __future__ import annotations
 
 import math
@@ -137,15 +138,35 @@ def _cascade_outcomes(broken: dict[str, list[int]], n: int = 40):
     from audit.outcomes import Outcomes
     from audit.plan.suites import CASCADE
 
-    clean = {"attack": "clean", "batch": 0, "labels": [0] * n, "prediction": [0] * n, "draws_correct": [1] * n,
-             "draws": 1}
+    clean = {
+        "attack": "clean",
+        "batch": 0,
+        "labels": [0] * n,
+        "prediction": [0] * n,
+        "draws_correct": [1] * n,
+        "draws": 1,
+    }
     rows, left = [], set(range(n))
     for label in [canonical_name(c) for c in CASCADE] + ["bpda"]:
         on = sorted(left) if "+survivors" in label else list(range(n))
-        rows.append({"attack": label, "batch": 0, "indices": on, "attributes": {"gradient": "exact"},
-                     "status": ["broken" if i in broken.get(label, []) else "held" for i in on],
-                     "distance": [0.0] * len(on), "margin": [0.0] * len(on), "draws_correct": [1] * len(on),
-                     "draws": 1, "n_forward": 0.0, "n_backward": 0.0, "seconds": 0.0, "violations": 0, "extra": {}})
+        rows.append(
+            {
+                "attack": label,
+                "batch": 0,
+                "indices": on,
+                "attributes": {"gradient": "exact"},
+                "status": ["broken" if i in broken.get(label, []) else "held" for i in on],
+                "distance": [0.0] * len(on),
+                "margin": [0.0] * len(on),
+                "draws_correct": [1] * len(on),
+                "draws": 1,
+                "n_forward": 0.0,
+                "n_backward": 0.0,
+                "seconds": 0.0,
+                "violations": 0,
+                "extra": {},
+            }
+        )
         if label != "bpda":
             left -= set(broken.get(label, []))
     return Outcomes.from_rows(clean, rows, [r["attack"] for r in rows], "full")
@@ -155,8 +176,9 @@ def test_gain_table_uses_the_cascade_where_autoattack_did_not_run():
     from audit.gain import autoattack_source, gain_table
 
     base = _cascade_outcomes({"apgd-ce": list(range(20)), "apgd-malt+survivors": [20, 21]})  # 18 of 40 robust
-    defense = _cascade_outcomes({"apgd-ce": list(range(10)), CASCADE_SQUARE: [10, 11],
-                                 "bpda": list(range(30, 40))})  # 28 robust under the cascade, 18 worst case
+    defense = _cascade_outcomes(
+        {"apgd-ce": list(range(10)), CASCADE_SQUARE: [10, 11], "bpda": list(range(30, 40))}
+    )  # 28 robust under the cascade, 18 worst case
     table = gain_table(defense, base)
     assert table["base_autoattack"]["accuracy"] == pytest.approx(18 / 40)
     assert table["defense_autoattack"]["accuracy"] == pytest.approx(28 / 40)  # BPDA is not part of the figure

@@ -4,6 +4,7 @@ One small DemoCNN is trained here (seeded, 200 steps on real Fashion-MNIST) so t
 depend on checkpoints built elsewhere. Budgets are cut down with a small DiagnosticsConfig; the whole file runs
 in well under two minutes on two busy cores.
 """
+
 from __future__ import annotations
 
 import json
@@ -40,9 +41,19 @@ THREAT = ThreatModel("Linf", 0.1)
 N = 64
 SEED = 0
 FAST = DiagnosticsConfig(
-    fd_directions=3, landscape_samples=4, landscape_points=11, landscape_random_directions=1, surface_points=5,
-    apgd_iterations=10, eps_multipliers=(0.5, 1.0, 4.0), more_steps=(5, 25), more_steps_samples=32,
-    unstable_samples=32, unstable_draws=50, pgd_steps=20, unconstrained_steps=20,
+    fd_directions=3,
+    landscape_samples=4,
+    landscape_points=11,
+    landscape_random_directions=1,
+    surface_points=5,
+    apgd_iterations=10,
+    eps_multipliers=(0.5, 1.0, 4.0),
+    more_steps=(5, 25),
+    more_steps_samples=32,
+    unstable_samples=32,
+    unstable_draws=50,
+    pgd_steps=20,
+    unconstrained_steps=20,
 )
 COMPARISON_IDS = ["blackbox-beats-whitebox", "transfer-beats-whitebox", "single-step-beats-iterative", "adaptive-gap"]
 ALL_IDS = [check.id for check in checks() if check.id != "alpha-selection"]
@@ -53,16 +64,35 @@ def probe(name, defense, x, y, config=FAST, seed=SEED):  # noqa: ANN001, ANN201 
     return diagnose(defense, x, y, THREAT, seed=seed, config=config, only=(name,))
 
 
-def run_diagnostics(defense, x, y, threat, outcomes=None, seed=0, n=100, config=None, progress=False,  # noqa: ANN001, ANN201 - untyped by design in this script/test
-                    only=None):
+def run_diagnostics(
+    defense,
+    x,
+    y,
+    threat,
+    outcomes=None,
+    seed=0,
+    n=100,
+    config=None,
+    progress=False,  # noqa: ANN001, ANN201 - untyped by design in this script/test
+    only=None,
+):
     """Every probe on the first n samples, judged, then the comparisons over `outcomes`."""
     return diagnose(defense, x[:n], y[:n], threat, outcomes, seed=seed, config=config, only=only)
 
 
 def suite_outcomes(defense, x, y, attacks, directory, mode="full"):  # noqa: ANN001, ANN201 - untyped by design in this script/test
     """The real suite over a real store, as `audit run` does it."""
-    return run_plan(defense, x, y, THREAT, Plan.of(attacks), seed=SEED, store=ResultStore(directory, {"test": 1}),
-                    mode=mode, progress=False)
+    return run_plan(
+        defense,
+        x,
+        y,
+        THREAT,
+        Plan.of(attacks),
+        seed=SEED,
+        store=ResultStore(directory, {"test": 1}),
+        mode=mode,
+        progress=False,
+    )
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -148,9 +178,13 @@ def statuses(findings: list[Finding]) -> dict[str, str]:
 
 
 def test_finding_is_plain_json_and_round_trips():
-    finding = Finding("zero-gradients", "fail", "one line",
-                      {"count": torch.tensor(3), "values": torch.tensor([1.0, float("nan")]), "nested": {"x": (1, 2)}},
-                      data={"hist": torch.arange(3)})
+    finding = Finding(
+        "zero-gradients",
+        "fail",
+        "one line",
+        {"count": torch.tensor(3), "values": torch.tensor([1.0, float("nan")]), "nested": {"x": (1, 2)}},
+        data={"hist": torch.arange(3)},
+    )
     row = json.loads(json.dumps(finding.to_json()))
     assert row["anchor"] == "docs/findings.md#zero-gradients"
     assert row["evidence"] == {"count": 3, "values": [1.0, None], "nested": {"x": [1, 2]}}
@@ -180,18 +214,34 @@ def test_clean_model_raises_no_masking_failure(model, data, tmp_path):
     unstable = by_id(findings)["ioaf-unstable-predictions"].evidence["metric"]
     assert got == {
         "no-gradient-path": "pass",
-        "zero-gradients": "pass", "nonfinite-gradients": "pass", "dead-zone-occupancy": "skipped",
-        "surrogate-disagreement": "skipped", "finite-difference-mismatch": "pass", "loss-landscape": "pass",
-        "blackbox-beats-whitebox": "skipped", "transfer-beats-whitebox": "skipped",
-        "single-step-beats-iterative": "pass", "adaptive-gap": "skipped", "randomized": "pass",
-        "probabilities-not-logits": "pass", "gradient-in-forward": "pass", "train-mode": "pass",
-        "unbounded-attack": "pass", "eps-sweep": "pass", "more-steps-help": "pass",
+        "zero-gradients": "pass",
+        "nonfinite-gradients": "pass",
+        "dead-zone-occupancy": "skipped",
+        "surrogate-disagreement": "skipped",
+        "finite-difference-mismatch": "pass",
+        "loss-landscape": "pass",
+        "blackbox-beats-whitebox": "skipped",
+        "transfer-beats-whitebox": "skipped",
+        "single-step-beats-iterative": "pass",
+        "adaptive-gap": "skipped",
+        "randomized": "pass",
+        "probabilities-not-logits": "pass",
+        "gradient-in-forward": "pass",
+        "train-mode": "pass",
+        "unbounded-attack": "pass",
+        "eps-sweep": "pass",
+        "more-steps-help": "pass",
         "ioaf-unavailable-gradients": "pass",
         "ioaf-unstable-predictions": "warn" if unstable >= UNSTABLE_WARN else "pass",
-        "ioaf-silent-success": "pass", "ioaf-incomplete-optimization": "pass", "ioaf-transfer-failure": "skipped",
-        "ioaf-unconstrained-failure": "pass", "binarization-test": "pass", "attack-convergence": "skipped",
+        "ioaf-silent-success": "pass",
+        "ioaf-incomplete-optimization": "pass",
+        "ioaf-transfer-failure": "skipped",
+        "ioaf-unconstrained-failure": "pass",
+        "binarization-test": "pass",
+        "attack-convergence": "skipped",
         "static-model-gain": "skipped",
-        "layer-attribution": "skipped", "gradient-repeatability": "pass",
+        "layer-attribution": "skipped",
+        "gradient-repeatability": "pass",
     }
     # A non-robust model's margins do move under noise: the metric is a warning-only reading, asserted as a
     # number well inside (0, 1) rather than as a status on one side of its threshold.
@@ -240,15 +290,21 @@ def test_diagnostics_are_reproducible(model, data):
 def test_input_quantization_has_zero_and_unavailable_gradients(model, data, tmp_path):
     x, y = data
     defense = InputQuantization(model, bits=3)
-    found = by_id(probe("gradients", defense, x, y, config=FAST)
-                  + probe("ioaf-gradients", defense, x, y, config=FAST)
-                  + probe("surrogates", defense, x, y, config=FAST)
-                  + probe("finite-differences", defense, x, y, config=FAST)
-                  + probe("landscape", defense, x, y, config=FAST)
-                  + probe("ioaf-unconstrained", defense, x, y, config=FAST))
+    found = by_id(
+        probe("gradients", defense, x, y, config=FAST)
+        + probe("ioaf-gradients", defense, x, y, config=FAST)
+        + probe("surrogates", defense, x, y, config=FAST)
+        + probe("finite-differences", defense, x, y, config=FAST)
+        + probe("landscape", defense, x, y, config=FAST)
+        + probe("ioaf-unconstrained", defense, x, y, config=FAST)
+    )
     assert statuses(found.values()) == {
-        "zero-gradients": "fail", "nonfinite-gradients": "pass", "ioaf-unavailable-gradients": "fail",
-        "surrogate-disagreement": "fail", "finite-difference-mismatch": "fail", "loss-landscape": "warn",
+        "zero-gradients": "fail",
+        "nonfinite-gradients": "pass",
+        "ioaf-unavailable-gradients": "fail",
+        "surrogate-disagreement": "fail",
+        "finite-difference-mismatch": "fail",
+        "loss-landscape": "warn",
         "ioaf-unconstrained-failure": "fail",
     }
     assert found["zero-gradients"].evidence["zero_sample_count"] == N
@@ -268,13 +324,18 @@ def test_input_quantization_has_zero_and_unavailable_gradients(model, data, tmp_
 def test_gradient_killing_layer(model, data):
     x, y = data
     defense = Undefended(KillGradients(model))
-    found = by_id(probe("gradients", defense, x, y, config=FAST)
-                  + probe("ioaf-gradients", defense, x, y, config=FAST)
-                  + probe("finite-differences", defense, x, y, config=FAST)
-                  + probe("unbounded", defense, x, y, config=FAST))
+    found = by_id(
+        probe("gradients", defense, x, y, config=FAST)
+        + probe("ioaf-gradients", defense, x, y, config=FAST)
+        + probe("finite-differences", defense, x, y, config=FAST)
+        + probe("unbounded", defense, x, y, config=FAST)
+    )
     assert statuses(found.values()) == {
-        "zero-gradients": "fail", "nonfinite-gradients": "pass", "ioaf-unavailable-gradients": "fail",
-        "finite-difference-mismatch": "fail", "unbounded-attack": "fail",
+        "zero-gradients": "fail",
+        "nonfinite-gradients": "pass",
+        "ioaf-unavailable-gradients": "fail",
+        "finite-difference-mismatch": "fail",
+        "unbounded-attack": "fail",
     }
     assert found["finite-difference-mismatch"].evidence["median_relative_error"] == pytest.approx(1.0)
     # Symptoms alone decide nothing: without attack outcomes to back them the verdict cannot be reached.
@@ -286,18 +347,21 @@ def test_gradient_killing_layer(model, data):
 def test_saturated_softmax_underflows_to_zero_gradients(model, data):
     x, y = data
     defense = Undefended(ScaledLogits(model))
-    found = by_id(probe("gradients", defense, x, y, config=FAST)
-                  + probe("probabilities", defense, x, y, config=FAST))
-    assert statuses(found.values()) == {"zero-gradients": "fail", "nonfinite-gradients": "pass",
-                                        "probabilities-not-logits": "pass"}
+    found = by_id(probe("gradients", defense, x, y, config=FAST) + probe("probabilities", defense, x, y, config=FAST))
+    assert statuses(found.values()) == {
+        "zero-gradients": "fail",
+        "nonfinite-gradients": "pass",
+        "probabilities-not-logits": "pass",
+    }
     # A float32 softmax underflows once the scaled margin passes ~87-104 (with or without denormals): samples far
     # beyond that lose their whole gradient, samples far below it (misclassified ones included) keep it. Samples
     # near the edge may go either way on another CPU, so they are not asserted.
     with torch.no_grad():
         logits = model(x)
     top2 = logits.topk(2, 1).values
-    scaled_margin = torch.where(logits.argmax(1) == y, (top2[:, 0] - top2[:, 1]) * 1e4,
-                                torch.full_like(top2[:, 0], -1.0))
+    scaled_margin = torch.where(
+        logits.argmax(1) == y, (top2[:, 0] - top2[:, 1]) * 1e4, torch.full_like(top2[:, 0], -1.0)
+    )
     zero = torch.tensor(found["zero-gradients"].data["l2_norms"]) == 0
     assert zero[scaled_margin > 300].all() and (scaled_margin > 300).sum() >= N // 2
     assert not zero[scaled_margin < 30].any() and (scaled_margin < 30).sum() >= 1
@@ -307,13 +371,18 @@ def test_meansparse_at_large_alpha(model, data, fmnist):
     x, y = data
     train, _ = fmnist
     defense = meansparse(model, train, alpha=1.0)
-    found = by_id(probe("dead-zone", defense, x, y, config=FAST)
-                  + probe("surrogates", defense, x, y, config=FAST)
-                  + probe("finite-differences", defense, x, y, config=FAST)
-                  + probe("gradients", defense, x, y, config=FAST))
+    found = by_id(
+        probe("dead-zone", defense, x, y, config=FAST)
+        + probe("surrogates", defense, x, y, config=FAST)
+        + probe("finite-differences", defense, x, y, config=FAST)
+        + probe("gradients", defense, x, y, config=FAST)
+    )
     assert statuses(found.values()) == {
-        "dead-zone-occupancy": "fail", "surrogate-disagreement": "fail", "finite-difference-mismatch": "fail",
-        "zero-gradients": "pass", "nonfinite-gradients": "pass",
+        "dead-zone-occupancy": "fail",
+        "surrogate-disagreement": "fail",
+        "finite-difference-mismatch": "fail",
+        "zero-gradients": "pass",
+        "nonfinite-gradients": "pass",
     }
     occupancy = found["dead-zone-occupancy"]
     assert occupancy.evidence["mean_occupancy"] > 0.5
@@ -321,8 +390,9 @@ def test_meansparse_at_large_alpha(model, data, fmnist):
     assert set(found["surrogate-disagreement"].evidence["surrogates"]) == {"identity", "smooth"}
     assert verdict(list(found.values()))["gradient_masking"] == "inconclusive"  # symptoms, no attacks to back them
     # Transfer from the base model (alpha = 0) is judged on the defense, through run_diagnostics.
-    (transfer,) = run_diagnostics(defense, x, y, THREAT, seed=SEED, n=N, config=FAST, progress=False,
-                                  only=("ioaf-transfer",))
+    (transfer,) = run_diagnostics(
+        defense, x, y, THREAT, seed=SEED, n=N, config=FAST, progress=False, only=("ioaf-transfer",)
+    )
     assert transfer.status in ("pass", "warn")
     assert transfer.evidence["surrogate"] == "base model (MeanSparse alpha = 0)"
     assert transfer.evidence["adversarial_on_surrogate"] > 0
@@ -333,11 +403,16 @@ def test_meansparse_at_alpha_zero_is_clean(model, data, fmnist):
     x, y = data
     train, _ = fmnist
     defense = meansparse(model, train, alpha=0.0)
-    found = by_id(probe("dead-zone", defense, x, y, config=FAST)
-                  + probe("surrogates", defense, x, y, config=FAST)
-                  + probe("finite-differences", defense, x, y, config=FAST))
-    assert statuses(found.values()) == {"dead-zone-occupancy": "pass", "surrogate-disagreement": "pass",
-                                        "finite-difference-mismatch": "pass"}
+    found = by_id(
+        probe("dead-zone", defense, x, y, config=FAST)
+        + probe("surrogates", defense, x, y, config=FAST)
+        + probe("finite-differences", defense, x, y, config=FAST)
+    )
+    assert statuses(found.values()) == {
+        "dead-zone-occupancy": "pass",
+        "surrogate-disagreement": "pass",
+        "finite-difference-mismatch": "pass",
+    }
     assert found["dead-zone-occupancy"].evidence["mean_occupancy"] == 0.0
     assert found["surrogate-disagreement"].evidence["median_cosine"] == pytest.approx(1.0, abs=1e-6)
 
@@ -349,8 +424,7 @@ def test_random_noise(model, data):
     # warning line with sigma 0.2, on either side depending on the CPU and thread count; sigma 1.0 puts it at
     # 0.7, far above.
     loud = RandomNoise(model, sigma=1.0, seed=1)
-    found = by_id(probe("randomized", declared, x, y, config=FAST)
-                  + probe("ioaf-unstable", loud, x, y, config=FAST))
+    found = by_id(probe("randomized", declared, x, y, config=FAST) + probe("ioaf-unstable", loud, x, y, config=FAST))
     assert statuses(found.values()) == {"randomized": "warn", "ioaf-unstable-predictions": "warn"}
     assert found["randomized"].evidence["observed"] is True
     assert found["randomized"].evidence["prediction_flip_count"] > 0
@@ -397,11 +471,24 @@ def test_probabilities_gradient_in_forward_and_train_mode(model, data):
 def test_a_check_that_raises_becomes_skipped_and_the_others_survive(model, data):
     x, y = data
     defense = Undefended(ExplodingBackward(model))
-    findings = run_diagnostics(defense, x, y, THREAT, seed=SEED, n=8, config=FAST, progress=False,
-                               only=("gradients", "probabilities", "ioaf-gradients"))
+    findings = run_diagnostics(
+        defense,
+        x,
+        y,
+        THREAT,
+        seed=SEED,
+        n=8,
+        config=FAST,
+        progress=False,
+        only=("gradients", "probabilities", "ioaf-gradients"),
+    )
     got = by_id(findings)
-    assert statuses(findings) == {"zero-gradients": "skipped", "nonfinite-gradients": "skipped",
-                                  "probabilities-not-logits": "pass", "ioaf-unavailable-gradients": "fail"}
+    assert statuses(findings) == {
+        "zero-gradients": "skipped",
+        "nonfinite-gradients": "skipped",
+        "probabilities-not-logits": "pass",
+        "ioaf-unavailable-gradients": "fail",
+    }
     assert "RuntimeError" in got["zero-gradients"].evidence["reason"]
     assert got["ioaf-unavailable-gradients"].evidence["exception"] == "RuntimeError"
 
@@ -410,32 +497,55 @@ def test_a_check_that_raises_becomes_skipped_and_the_others_survive(model, data)
 # Comparisons over stored results (pure; hand-made store rows through the real Outcomes)
 
 ATTRIBUTES = {
-    "apgd-ce": {"gradient": "exact"}, "fgsm": {"gradient": "exact", "single_step": True},
-    "square": {"gradient": "none"}, "transfer-base:apgd-ce": {"gradient": "transfer:base"},
+    "apgd-ce": {"gradient": "exact"},
+    "fgsm": {"gradient": "exact", "single_step": True},
+    "square": {"gradient": "none"},
+    "transfer-base:apgd-ce": {"gradient": "transfer:base"},
     "apgd-ce+bpda-identity": {"gradient": "bpda-identity"},
     "apgd-ce+bpda-smooth-T0.1": {"gradient": "bpda-smooth-T0.1"},
-    "autoattack-standard": {"gradient": "exact", "parts": {"apgd-ce": {"gradient": "exact"},
-                                                           "apgd-t": {"gradient": "exact"},
-                                                           "square": {"gradient": "none"}}},
+    "autoattack-standard": {
+        "gradient": "exact",
+        "parts": {"apgd-ce": {"gradient": "exact"}, "apgd-t": {"gradient": "exact"}, "square": {"gradient": "none"}},
+    },
 }
 
 
-def _outcomes(clean_correct: list[bool], attacks: dict[str, list[bool | None]], broken_by: dict | None = None,
-              mode: str = "full") -> Outcomes:
+def _outcomes(
+    clean_correct: list[bool], attacks: dict[str, list[bool | None]], broken_by: dict | None = None, mode: str = "full"
+) -> Outcomes:
     """Outcomes from hand-made store rows: `attacks` maps a label to per-sample success, None = not attacked."""
     n = len(clean_correct)
-    clean = {"attack": "clean", "batch": 0, "labels": [0] * n, "prediction": [0] * n,
-             "draws_correct": [int(c) for c in clean_correct], "draws": 1}
+    clean = {
+        "attack": "clean",
+        "batch": 0,
+        "labels": [0] * n,
+        "prediction": [0] * n,
+        "draws_correct": [int(c) for c in clean_correct],
+        "draws": 1,
+    }
     rows = []
     for label, success in attacks.items():
         index = [i for i in range(n) if clean_correct[i] and success[i] is not None]
         autoattack = broken_by and label.startswith("autoattack")
         extra = {"broken_by": [broken_by.get(i, "") for i in index]} if autoattack else {}
-        rows.append({"attack": label, "batch": 0, "indices": index, "attributes": ATTRIBUTES[label],
-                     "status": ["broken" if success[i] else "held" for i in index], "distance": [0.0] * len(index),
-                     "margin": [0.0] * len(index), "draws_correct": [0 if success[i] else 1 for i in index],
-                     "draws": 1, "n_forward": 0.0, "n_backward": 0.0, "seconds": 0.0, "violations": 0,
-                     "extra": extra})
+        rows.append(
+            {
+                "attack": label,
+                "batch": 0,
+                "indices": index,
+                "attributes": ATTRIBUTES[label],
+                "status": ["broken" if success[i] else "held" for i in index],
+                "distance": [0.0] * len(index),
+                "margin": [0.0] * len(index),
+                "draws_correct": [0 if success[i] else 1 for i in index],
+                "draws": 1,
+                "n_forward": 0.0,
+                "n_backward": 0.0,
+                "seconds": 0.0,
+                "violations": 0,
+                "extra": extra,
+            }
+        )
     return Outcomes.from_rows(clean, rows, list(attacks), mode)
 
 
@@ -461,8 +571,12 @@ def test_blackbox_beats_whitebox_is_a_paired_test():
     balanced = _outcomes(correct, {"apgd-ce": broke(set(range(20, 30))), "square": broke(set(range(3, 13)))})
     assert comparisons.check_blackbox_beats_whitebox(balanced)[0].status == "warn"
     # misclassified-on-clean samples never count
-    assert comparisons.check_blackbox_beats_whitebox(
-        _outcomes(correct, {"apgd-ce": none, "square": broke(set(range(185, 200)))}))[0].status == "pass"
+    assert (
+        comparisons.check_blackbox_beats_whitebox(
+            _outcomes(correct, {"apgd-ce": none, "square": broke(set(range(185, 200)))})
+        )[0].status
+        == "pass"
+    )
     assert comparisons.check_blackbox_beats_whitebox(_outcomes(correct, {"apgd-ce": none}))[0].status == "skipped"
 
 
@@ -535,11 +649,16 @@ def test_adaptive_gap():
 
 def test_verdict_rules():
     n = 100
-    suite = _outcomes([True] * n, {"autoattack-standard": [i < 30 for i in range(n)],
-                                   "apgd-ce+bpda-identity": [i < 50 for i in range(n)]},
-                      {i: "apgd-ce" for i in range(30)})
-    warn_only = [Finding("adaptive-gap", "warn", "one sample"), Finding("train-mode", "fail", "BN in train mode"),
-                 skipped("eps-sweep", "not run")]
+    suite = _outcomes(
+        [True] * n,
+        {"autoattack-standard": [i < 30 for i in range(n)], "apgd-ce+bpda-identity": [i < 50 for i in range(n)]},
+        {i: "apgd-ce" for i in range(30)},
+    )
+    warn_only = [
+        Finding("adaptive-gap", "warn", "one sample"),
+        Finding("train-mode", "fail", "BN in train mode"),
+        skipped("eps-sweep", "not run"),
+    ]
     result = verdict(warn_only, suite)
     # No masking symptom, but 20 samples only the other attack broke (p ~ 1e-6): the claim is at risk.
     assert result["gradient_masking"] == "not_detected" and result["claim_at_risk"] == "yes"

@@ -1,5 +1,6 @@
 """Evidence anyone can re-check: stored adversarial examples, `audit verify`, `audit export`, and runs pinned by
 content (other weights at the same path, other images in the same --data-dir, are refused on resume)."""
+
 from __future__ import annotations
 
 import gzip
@@ -26,16 +27,32 @@ FIXTURES = Path(__file__).parent / "fixtures"
 def _factory(directory: Path) -> str:
     """A user's model file and a safetensors checkpoint beside it: the demo MeanSparse network, so the weights at
     `weights.safetensors` can be swapped for others with the same keys."""
-    (directory / "ms_model.py").write_text("from defenses import load_shipped\n\n\ndef build():\n"
-                                           "    return load_shipped('demo-meansparse')\n")
-    save_file({k: v.contiguous() for k, v in load_shipped("demo-meansparse").state_dict().items()},
-              str(directory / "weights.safetensors"))
+    (directory / "ms_model.py").write_text(
+        "from defenses import load_shipped\n\n\ndef build():\n    return load_shipped('demo-meansparse')\n"
+    )
+    save_file(
+        {k: v.contiguous() for k, v in load_shipped("demo-meansparse").state_dict().items()},
+        str(directory / "weights.safetensors"),
+    )
     return f"{directory / 'ms_model.py'}:build"
 
 
 def _run_args(model: str, out: Path, *extra: str) -> list[str]:
-    return ["run", "--model", model, "--n", "32", "--attacks", ATTACKS, "--diagnostics-n", "8", "--quiet",
-            "--out", str(out), *extra]
+    return [
+        "run",
+        "--model",
+        model,
+        "--n",
+        "32",
+        "--attacks",
+        ATTACKS,
+        "--diagnostics-n",
+        "8",
+        "--quiet",
+        "--out",
+        str(out),
+        *extra,
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -164,8 +181,25 @@ def test_export_is_scored_by_foolbox_as_the_verified_bound(audited, tmp_path, ca
 
 def test_randomized_defense_replays_the_recorded_draws_and_reports_fresh_ones(tmp_path, fmnist_test, capsys):
     out = tmp_path / "noisy"
-    assert main(["run", "--model", f"{FIXTURES / 'noisy_model.py'}:build", "--n", "16", "--attacks", "fgsm",
-                 "--diagnostics-n", "8", "--quiet", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "--model",
+                f"{FIXTURES / 'noisy_model.py'}:build",
+                "--n",
+                "16",
+                "--attacks",
+                "fgsm",
+                "--diagnostics-n",
+                "8",
+                "--quiet",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     evidence = load_evidence(out)
     assert evidence.draws == 10 and evidence.k >= 3
     # The seeds of the common draws each example was judged on, as attacks.judge derives them.
@@ -197,9 +231,19 @@ def test_worst_keeps_the_lowest_margin_and_folding_again_changes_nothing(tmp_pat
 
     def record(label: str, success: list[bool], margin: list[float], fill: float) -> AttackRecord:
         n = len(success)
-        return AttackRecord(label, [0, 1, 2, 3], torch.tensor(success), torch.full((n,), 0.1), torch.tensor(margin),
-                            torch.zeros(n, dtype=torch.long), 1, torch.zeros(n), torch.zeros(n), torch.zeros(n),
-                            torch.full((4, 1, 28, 28), fill))
+        return AttackRecord(
+            label,
+            [0, 1, 2, 3],
+            torch.tensor(success),
+            torch.full((n,), 0.1),
+            torch.tensor(margin),
+            torch.zeros(n, dtype=torch.long),
+            1,
+            torch.zeros(n),
+            torch.zeros(n),
+            torch.zeros(n),
+            torch.full((4, 1, 28, 28), fill),
+        )
 
     fgsm, pgd = make_attack("fgsm"), make_attack("apgd-ce")
     write_batch(tmp_path, fgsm, 0, record("fgsm", [True, True, False, False], [-0.5, -2.0, 1.0, 1.0], 0.25))
@@ -223,8 +267,9 @@ def test_worst_keeps_the_lowest_margin_and_folding_again_changes_nothing(tmp_pat
     assert len(load_evidence(tmp_path).attack) == 5  # every broken (sample, attack) pair
     # A batch file the store never recorded (its attempt was killed before the record) is left out.
     write_batch(tmp_path, pgd, 0, record("apgd-ce", [True, True, True, False], [-1.0, -0.1, -3.0, 1.0], 0.75))
-    collect_evidence(tmp_path, "all", data, ["fgsm", "apgd-ce"], seed=0, randomized=False,
-                     broken=broken - {(2, "apgd-ce")})
+    collect_evidence(
+        tmp_path, "all", data, ["fgsm", "apgd-ce"], seed=0, randomized=False, broken=broken - {(2, "apgd-ce")}
+    )
     kept = load_evidence(tmp_path)
     assert len(kept.attack) == 4 and (2, "apgd-ce") not in set(zip(kept.sample.tolist(), kept.attack))
 
@@ -259,9 +304,20 @@ def test_a_base_run_of_other_images_or_versions_is_refused():
     """`--base-run` compares the content hashes too (the model differs by design: its predictions are checked)."""
     from audit.pipeline import _base_run_problems
 
-    ours = {"n": 100, "seed": 0, "dataset": "fashion-mnist", "norm": "Linf", "eps": 0.1, "batch_size": 250,
-            "mode": "full", "data_sha256": "a", "torch_version": "2.13.0", "pyautoattack_version": "0.2.0",
-            "suite_version": "abc", "model_state_sha256": "defense"}
+    ours = {
+        "n": 100,
+        "seed": 0,
+        "dataset": "fashion-mnist",
+        "norm": "Linf",
+        "eps": 0.1,
+        "batch_size": 250,
+        "mode": "full",
+        "data_sha256": "a",
+        "torch_version": "2.13.0",
+        "pyautoattack_version": "0.2.0",
+        "suite_version": "abc",
+        "model_state_sha256": "defense",
+    }
     theirs = {"config": ours | {"model_state_sha256": "base"}, "order": ["autoattack-standard"]}
     assert _base_run_problems(ours, ["autoattack-standard"], theirs) == []
     other = {"config": theirs["config"] | {"data_sha256": "b", "torch_version": "2.14.1"}, "order": theirs["order"]}

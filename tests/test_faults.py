@@ -5,6 +5,7 @@ what to do. Nothing written before the fault is lost. docs/faults.md lists the f
 Runs are tiny (16 images, FGSM and a 2-iteration APGD-CE, batches of 4, no probes) and in-process, so the whole
 file takes seconds per test.
 """
+
 from __future__ import annotations
 
 import csv
@@ -24,8 +25,23 @@ ATTACKS = "fgsm,apgd-ce@iters=2"
 
 
 def argv(out: Path, *extra: str, model: str = "demo-adversarial", attacks: str = ATTACKS) -> list[str]:
-    return ["run", "--model", model, "--n", "16", "--attacks", attacks, "--batch-size", "4", "--diagnostics-n", "0",
-            "--quiet", "--out", str(out), *extra]
+    return [
+        "run",
+        "--model",
+        model,
+        "--n",
+        "16",
+        "--attacks",
+        attacks,
+        "--batch-size",
+        "4",
+        "--diagnostics-n",
+        "0",
+        "--quiet",
+        "--out",
+        str(out),
+        *extra,
+    ]
 
 
 def lines(out: Path) -> list[str]:
@@ -80,16 +96,18 @@ def test_the_reference_run_is_a_real_test_bed(reference):
 def _flip_digit(line: str) -> str:
     """The same line with one digit changed past its middle: still valid JSON, so only the checksum can tell."""
     i = next(i for i in range(len(line) // 2, len(line)) if line[i].isdigit())
-    return line[:i] + str((int(line[i]) + 1) % 10) + line[i + 1:]
+    return line[:i] + str((int(line[i]) + 1) % 10) + line[i + 1 :]
 
 
 def _garble(line: str) -> str:
-    return line[: len(line) // 2] + "\x00#@" + line[len(line) // 2 + 3:]
+    return line[: len(line) // 2] + "\x00#@" + line[len(line) // 2 + 3 :]
 
 
-@pytest.mark.parametrize("where, damage", [("start", _flip_digit), ("middle", _garble), ("middle", _flip_digit),
-                                           ("end", _flip_digit)], ids=["start-digit", "middle-garbled",
-                                                                       "middle-digit", "end-digit"])
+@pytest.mark.parametrize(
+    "where, damage",
+    [("start", _flip_digit), ("middle", _garble), ("middle", _flip_digit), ("end", _flip_digit)],
+    ids=["start-digit", "middle-garbled", "middle-digit", "end-digit"],
+)
 def test_a_damaged_line_is_found_and_only_its_batch_runs_again(reference, tmp_path, caplog, where, damage):
     out = copy(reference, tmp_path)
     stored = lines(out)
@@ -113,8 +131,11 @@ def test_a_store_written_before_checksums_is_read_and_resumed(reference, tmp_pat
     out = copy(reference, tmp_path)
     rows = [json.loads(line) for line in lines(out)]
     last_apgd = max(i for i, r in enumerate(rows) if r["attack"] == "apgd-ce@iters=2")
-    legacy = [json.dumps({k: v for k, v in r.items() if k != "crc"}, separators=(",", ":")) + "\n"
-              for i, r in enumerate(rows) if i != last_apgd]
+    legacy = [
+        json.dumps({k: v for k, v in r.items() if k != "crc"}, separators=(",", ":")) + "\n"
+        for i, r in enumerate(rows)
+        if i != last_apgd
+    ]
     (out / "records.jsonl").write_text("".join(legacy))
     assert main(argv(out)) == 0
     assert "damaged" not in caplog.text
@@ -204,8 +225,14 @@ def _second_batch(reference: Path, attack: str = "fgsm") -> list[int]:
 
 def test_out_of_memory_at_batch_k_is_retried_on_halves(reference, tmp_path, monkeypatch, capsys):
     batch = _second_batch(reference)
-    calls = _failing_judge(monkeypatch, lambda attack, indices: torch.cuda.OutOfMemoryError("CUDA out of memory")
-                           if attack == "fgsm" and indices[0] == batch[0] and len(indices) > 2 else None)
+    calls = _failing_judge(
+        monkeypatch,
+        lambda attack, indices: (
+            torch.cuda.OutOfMemoryError("CUDA out of memory")
+            if attack == "fgsm" and indices[0] == batch[0] and len(indices) > 2
+            else None
+        ),
+    )
     out = tmp_path / "run"
     assert main(argv(out)) == 0
     assert [batch, batch[:2], batch[2:]] == [c for a, c in calls if a == "fgsm" and set(c) <= set(batch)]
@@ -218,8 +245,14 @@ def test_out_of_memory_at_batch_k_is_retried_on_halves(reference, tmp_path, monk
 
 def test_a_failed_batch_is_not_run_shown_retried_and_strict(reference, tmp_path, monkeypatch, capsys):
     batch = _second_batch(reference, "apgd-ce@iters=2")
-    _failing_judge(monkeypatch, lambda attack, indices: torch.cuda.OutOfMemoryError("CUDA out of memory")
-                   if attack == "apgd-ce@iters=2" and set(indices) <= set(batch) else None)
+    _failing_judge(
+        monkeypatch,
+        lambda attack, indices: (
+            torch.cuda.OutOfMemoryError("CUDA out of memory")
+            if attack == "apgd-ce@iters=2" and set(indices) <= set(batch)
+            else None
+        ),
+    )
     out = tmp_path / "run"
     assert main(argv(out)) == 0, capsys.readouterr().err  # the run goes on
     status = statuses(out, "apgd-ce@iters=2")
@@ -238,7 +271,7 @@ def test_a_failed_batch_is_not_run_shown_retried_and_strict(reference, tmp_path,
     monkeypatch.undo()  # the fault is gone: a resume retries the batch, and only it
     before = keys(out)
     assert main(argv(out, "--strict")) == 0
-    assert keys(out)[len(before):] == [("apgd-ce@iters=2", batch[0])]
+    assert keys(out)[len(before) :] == [("apgd-ce@iters=2", batch[0])]
     assert (out / "samples.csv").read_text() == (reference / "samples.csv").read_text()
     assert json.loads((out / "results.json").read_text())["failed_batches"] == []
 
@@ -274,12 +307,23 @@ def test_a_probe_that_raised_runs_again_on_resume(tmp_path, monkeypatch, standar
     store = ResultStore(tmp_path, {"a": 1})
     x, y = fmnist_test.images[:2], fmnist_test.labels[:2]
     for _ in range(3):  # the run, then two resumes: the second finds it done
-        probes.run_probes(defense, x, y, ThreatModel("Linf", 0.1), ResultStore(tmp_path, {"a": 1}), seed=0, n=2,
-                          model_spec="demo-standard", progress=False)
+        probes.run_probes(
+            defense,
+            x,
+            y,
+            ThreatModel("Linf", 0.1),
+            ResultStore(tmp_path, {"a": 1}),
+            seed=0,
+            n=2,
+            model_spec="demo-standard",
+            progress=False,
+        )
     rows = [r for r in store.records() if r["attack"] == "probe:flaky"]
     assert attempts["n"] == 2
-    assert [r["measurement"] for r in rows] == [{"error": "the flaky probe raised RuntimeError: CUDA error: device "
-                                                          "busy"}, {"value": 1.0}]
+    assert [r["measurement"] for r in rows] == [
+        {"error": "the flaky probe raised RuntimeError: CUDA error: device busy"},
+        {"value": 1.0},
+    ]
 
 
 def test_derive_results_reads_a_probe_from_its_retry(reference, tmp_path):
@@ -293,7 +337,7 @@ def test_derive_results_reads_a_probe_from_its_retry(reference, tmp_path):
     # The error row in a file read after the retry's (a torchrun run, resumed by one process).
     (out / "records.rank0.jsonl").write_text(checksummed(failed))
     results = derive_results(out)
-    name = probe["attack"][len("probe:"):]
+    name = probe["attack"][len("probe:") :]
     assert [p["name"] for p in results["probes"]].count(name) == 1
     assert "raised" not in json.dumps([f for f in results["findings"] if name in json.dumps(f)])
     assert list(ResultStore.open_existing(out).records())  # still a readable store
@@ -331,8 +375,25 @@ def test_cascade_resume_after_an_earlier_attack_changed_runs_each_sample_once(ca
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory, fmnist_test) -> Path:
     out = tmp_path_factory.mktemp("finished") / "run"
-    assert main(["run", "--model", "demo-standard", "--n", "8", "--attacks", "fgsm", "--diagnostics-n", "0",
-                 "--quiet", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "--model",
+                "demo-standard",
+                "--n",
+                "8",
+                "--attacks",
+                "fgsm",
+                "--diagnostics-n",
+                "0",
+                "--quiet",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     return out
 
 
@@ -349,8 +410,9 @@ def test_extend_refuses_a_run_with_a_damaged_record_until_run_repairs_it(finishe
     out = copy(finished, tmp_path)
     stored = lines(out)
     number = next(i for i, r in enumerate(map(json.loads, stored), 1) if r["attack"] == "fgsm")
-    (out / "records.jsonl").write_text("".join(stored[: number - 1]) + _flip_digit(stored[number - 1])
-                                       + "".join(stored[number:]))
+    (out / "records.jsonl").write_text(
+        "".join(stored[: number - 1]) + _flip_digit(stored[number - 1]) + "".join(stored[number:])
+    )
     damaged = (out / "records.jsonl").read_text()
     extend = ["extend", str(out), "--attacks", "apgd-ce@iters=2", "--quiet"]
     capsys.readouterr()
@@ -358,8 +420,25 @@ def test_extend_refuses_a_run_with_a_damaged_record_until_run_repairs_it(finishe
     err = one_line_error(capsys)
     assert "lacks stored results of fgsm" in err and "`audit run`" in err
     assert (out / "records.jsonl").read_text() == damaged
-    assert main(["run", "--model", "demo-standard", "--n", "8", "--attacks", "fgsm", "--diagnostics-n", "0",
-                 "--quiet", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "--model",
+                "demo-standard",
+                "--n",
+                "8",
+                "--attacks",
+                "fgsm",
+                "--diagnostics-n",
+                "0",
+                "--quiet",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert main(extend) == 0
     assert statuses(out, "fgsm") == statuses(finished, "fgsm")
 
@@ -370,8 +449,25 @@ def test_extend_plans_gradient_free_like_run(tmp_path, capsys, monkeypatch, fmni
     monkeypatch.setattr(audit.plan.gradient_free, "STRONG_SQUARE", "square@queries=5")  # the harder Square, cheaply
     out = tmp_path / "run"
     model = f"{FAULTY}:quantized"
-    assert main(["run", "--model", model, "--n", "8", "--attacks", "square@queries=3", "--diagnostics-n", "0",
-                 "--quiet", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "--model",
+                model,
+                "--n",
+                "8",
+                "--attacks",
+                "square@queries=3",
+                "--diagnostics-n",
+                "0",
+                "--quiet",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert main(["extend", str(out), "--attacks", "apgd-ce@iters=2", "--quiet"]) == 0, capsys.readouterr().err
     results = json.loads((out / "results.json").read_text())
     assert [a["name"] for a in results["attacks"]] == ["square@queries=3", "square@queries=5"]
@@ -394,11 +490,14 @@ def test_ctrl_c_in_extend_says_how_to_resume(finished, monkeypatch, capsys):
 
 
 # --- malformed files and entry points -------------------------------------------------------------------------
-@pytest.mark.parametrize("content, words", [
-    ('{"model": "x"}', ["lacks dataset", "threat_model"]),
-    ("[1, 2]", ["lacks model"]),
-    ("{not json", ["not valid JSON"]),
-])
+@pytest.mark.parametrize(
+    "content, words",
+    [
+        ('{"model": "x"}', ["lacks dataset", "threat_model"]),
+        ("[1, 2]", ["lacks model"]),
+        ("{not json", ["not valid JSON"]),
+    ],
+)
 def test_a_malformed_results_json_is_one_line_in_report_and_compare(reference, tmp_path, capsys, content, words):
     bad = tmp_path / "bad"
     bad.mkdir()
@@ -439,8 +538,20 @@ def test_train_and_sparsify_refuse_a_missing_folder_before_the_work(command, tmp
 
 def test_a_changed_claim_on_resume_is_refused(finished, tmp_path, capsys):
     out = copy(finished, tmp_path)
-    base = ["run", "--model", "demo-standard", "--n", "8", "--attacks", "fgsm", "--diagnostics-n", "0", "--quiet",
-            "--out", str(out)]
+    base = [
+        "run",
+        "--model",
+        "demo-standard",
+        "--n",
+        "8",
+        "--attacks",
+        "fgsm",
+        "--diagnostics-n",
+        "0",
+        "--quiet",
+        "--out",
+        str(out),
+    ]
     records = (out / "records.jsonl").read_text()
     capsys.readouterr()
     assert main([*base, "--claim", "0.6"]) == 2
@@ -500,8 +611,9 @@ def test_killed_during_the_probes_resumes_to_the_same_results(tmp_path, monkeypa
     assert [k for k, _ in keys(out) if k.startswith("probe:")] == ["probe:randomized", "probe:one"]
     assert main(argv(out, "--diagnostics-n", "2")) == 0
     assert lines(out)[: len(before)] == before
-    assert [k for k, _ in keys(out) if k.startswith("probe:")] == [k for k, _ in keys(reference)
-                                                                   if k.startswith("probe:")]
+    assert [k for k, _ in keys(out) if k.startswith("probe:")] == [
+        k for k, _ in keys(reference) if k.startswith("probe:")
+    ]
     ours, theirs = (json.loads((d / "results.json").read_text()) for d in (out, reference))
     assert [p["name"] for p in ours["probes"]] == [p["name"] for p in theirs["probes"]]
     assert (out / "samples.csv").read_text() == (reference / "samples.csv").read_text()
@@ -553,13 +665,43 @@ def test_one_rank_of_torchrun_killed_then_resumed_equals_one_process(tmp_path, f
 
     root = Path(__file__).resolve().parent.parent
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONPATH": str(root)}
-    args = ["run", "--model", "demo-adversarial", "--n", "32", "--batch-size", "4", "--attacks",
-            "fgsm,apgd-ce@iters=60", "--diagnostics-n", "0", "--quiet"]
+    args = [
+        "run",
+        "--model",
+        "demo-adversarial",
+        "--n",
+        "32",
+        "--batch-size",
+        "4",
+        "--attacks",
+        "fgsm,apgd-ce@iters=60",
+        "--diagnostics-n",
+        "0",
+        "--quiet",
+    ]
     single, out = tmp_path / "single", tmp_path / "sharded"
-    subprocess.run([sys.executable, "-m", "audit.cli", *args, "--out", str(single)], check=True, env=env, cwd=root,
-                   timeout=600, stdout=subprocess.DEVNULL)
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m",
-                "audit.cli", "--", *args, "--out", str(out)]
+    subprocess.run(
+        [sys.executable, "-m", "audit.cli", *args, "--out", str(single)],
+        check=True,
+        env=env,
+        cwd=root,
+        timeout=600,
+        stdout=subprocess.DEVNULL,
+    )
+    torchrun = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        "-m",
+        "audit.cli",
+        "--",
+        *args,
+        "--out",
+        str(out),
+    ]
     process = subprocess.Popen(torchrun, env=env, cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def rank1() -> int | None:

@@ -25,6 +25,7 @@ refusal; a RobustBench name with a missing checkpoint built a WRN-94-16 (seconds
 not a refusal; `train`/`sparsify`/`compare --out` into a missing folder failed only after the work, in a traceback;
 `report`/`compare` on a results.json without its keys was a KeyError.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -70,10 +71,40 @@ VALID_ATTACKS = st.one_of(
     st.builds("apgd-ce+bpda-smooth-T{}@iters={}".format, st.sampled_from(["0.03", "1", "10", "1e-3"]), small),
     st.just("transfer-base:fgsm"),
 )
-MODIFIERS = ["+eot0", "+eot", "+eot-1", "+eot2", "+bpda-identity", "+bpda-smooth", "+bpda-smooth-T0",
-             "+bpda-smooth-T-1", "+bpda-smooth-Tnan", "+bpda-smooth-Tinf", "+bdpa", "+", "++eot2", "+eot1.5"]
-BUDGETS = ["@", "@iters", "@iters=0", "@iters=-1", "@iters=1.5", "@iters=x", "@foo=1", "@=1", "@iters=1,iters=2",
-           "@queries=5", "@restarts=0", "@steps=1", "@targets=99", "@iters=1,", "@,", "@iters=1e3"]
+MODIFIERS = [
+    "+eot0",
+    "+eot",
+    "+eot-1",
+    "+eot2",
+    "+bpda-identity",
+    "+bpda-smooth",
+    "+bpda-smooth-T0",
+    "+bpda-smooth-T-1",
+    "+bpda-smooth-Tnan",
+    "+bpda-smooth-Tinf",
+    "+bdpa",
+    "+",
+    "++eot2",
+    "+eot1.5",
+]
+BUDGETS = [
+    "@",
+    "@iters",
+    "@iters=0",
+    "@iters=-1",
+    "@iters=1.5",
+    "@iters=x",
+    "@foo=1",
+    "@=1",
+    "@iters=1,iters=2",
+    "@queries=5",
+    "@restarts=0",
+    "@steps=1",
+    "@targets=99",
+    "@iters=1,",
+    "@,",
+    "@iters=1e3",
+]
 PREFIXES = ["transfer-base:", "torchattacks:", "foolbox:", "autoattack-", "transfer-base:transfer-base:", ":"]
 ALPHABET = "apgdcefltsqur-+@=,.:T0123456789 "
 
@@ -91,7 +122,7 @@ def attack_name(draw: st.DrawFn) -> str:
         name = draw(st.sampled_from(PREFIXES)) + name
     elif mutation == "delete":
         i = draw(st.integers(0, len(name) - 1))
-        name = name[:i] + name[i + 1:]
+        name = name[:i] + name[i + 1 :]
     elif mutation == "insert":
         i = draw(st.integers(0, len(name)))
         name = name[:i] + draw(st.sampled_from(ALPHABET)) + name[i:]
@@ -101,13 +132,45 @@ def attack_name(draw: st.DrawFn) -> str:
 
 
 # --- options ------------------------------------------------------------------------------------------------------
-MODELS = ["demo-standard", "demo-standard", "demo-meansparse", "demo-meansparse", "demo-adversarial", "resnet-9000",
-          "x.py:build", f"{BAD}:", f"{BAD}:missing", f"{BAD}:NOT_CALLABLE", f"{BAD}:not_a_module",
-          f"{BAD}:factory_raises", f"{FIXTURES}/broken_import.py:build", f"{FIXTURES}/user_model.py:build",
-          *(f"{BAD}:{name}" for name in ("flat", "nans", "probabilities", "five_classes", "three_channels",
-                                         "wide_linear", "tuple_out", "dict_out", "raises", "int_out", "one_output",
-                                         "trains_itself", "stuck_in_training", "counts_calls", "other_device",
-                                         "inf_logits", "half", "bfloat16"))]
+MODELS = [
+    "demo-standard",
+    "demo-standard",
+    "demo-meansparse",
+    "demo-meansparse",
+    "demo-adversarial",
+    "resnet-9000",
+    "x.py:build",
+    f"{BAD}:",
+    f"{BAD}:missing",
+    f"{BAD}:NOT_CALLABLE",
+    f"{BAD}:not_a_module",
+    f"{BAD}:factory_raises",
+    f"{FIXTURES}/broken_import.py:build",
+    f"{FIXTURES}/user_model.py:build",
+    *(
+        f"{BAD}:{name}"
+        for name in (
+            "flat",
+            "nans",
+            "probabilities",
+            "five_classes",
+            "three_channels",
+            "wide_linear",
+            "tuple_out",
+            "dict_out",
+            "raises",
+            "int_out",
+            "one_output",
+            "trains_itself",
+            "stuck_in_training",
+            "counts_calls",
+            "other_device",
+            "inf_logits",
+            "half",
+            "bfloat16",
+        )
+    ),
+]
 # Each option: (values that are fine, values that are not); a drawn option is bad one time in four. No valid
 # --meansparse-alpha here: it calibrates on the 55,000 training images (~45 s). No --suite without --attacks, but
 # one time in twenty: the default suite (full) runs AutoAttack, seconds per case.
@@ -129,8 +192,15 @@ OPTIONS: dict[str, tuple[list[str], list[str]]] = {
     "--suite": (["quick"], ["nope", "Quick"]),
 }
 FLAGS = ["--trust-checkpoint", "--epsilon", "--bogus", "-n", "--attacks", "--name"]  # --name: a removed alias
-GOOD_MODELS = ["demo-standard", "demo-meansparse", "demo-adversarial", f"{FIXTURES}/user_model.py:build",
-               f"{BAD}:probabilities", f"{BAD}:half", f"{BAD}:bfloat16"]
+GOOD_MODELS = [
+    "demo-standard",
+    "demo-meansparse",
+    "demo-adversarial",
+    f"{FIXTURES}/user_model.py:build",
+    f"{BAD}:probabilities",
+    f"{BAD}:half",
+    f"{BAD}:bfloat16",
+]
 
 
 BAD_MODELS = sorted(set(MODELS) - set(GOOD_MODELS))
@@ -178,12 +248,21 @@ def command_line(draw: st.DrawFn) -> list[str]:
     return argv
 
 
-def _check(argv: list[str], tmp: Path, capsys: pytest.CaptureFixture, command_name: str = "run",
-           invalid: bool = False) -> tuple[int, Path]:
+def _check(
+    argv: list[str], tmp: Path, capsys: pytest.CaptureFixture, command_name: str = "run", invalid: bool = False
+) -> tuple[int, Path]:
     """Run one command line; fail with it printed when it crashes, breaks the one-line rule, or (`invalid`: the
     oracle knows a value in it is invalid) is not refused."""
-    argv = [a.format(file=tmp / "a_file", empty_dir=tmp / "empty", garbage=tmp / "garbage.safetensors", tmp=tmp,
-                     **{name: tmp / name for name in DIRS}) for a in argv]
+    argv = [
+        a.format(
+            file=tmp / "a_file",
+            empty_dir=tmp / "empty",
+            garbage=tmp / "garbage.safetensors",
+            tmp=tmp,
+            **{name: tmp / name for name in DIRS},
+        )
+        for a in argv
+    ]
     out = tmp / f"out{next(_counter)}"
     full = ["run", "--quiet", *argv, "--out", str(out)] if command_name == "run" else [command_name, "--quiet", *argv]
     command = "audit " + shlex.join(full)
@@ -220,8 +299,25 @@ def fuzz_dir(tmp_path_factory: pytest.TempPathFactory, fmnist_test) -> Path:
     (tmp / "empty").mkdir()
     (tmp / "garbage.safetensors").write_bytes(b"\x00\x01 not a safetensors file")
     finished = tmp / "finished"
-    assert main(["run", "--quiet", "--model", "demo-standard", "--n", "4", "--attacks", "fgsm", "--diagnostics-n",
-                 "0", "--out", str(finished)]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "--quiet",
+                "--model",
+                "demo-standard",
+                "--n",
+                "4",
+                "--attacks",
+                "fgsm",
+                "--diagnostics-n",
+                "0",
+                "--out",
+                str(finished),
+            ]
+        )
+        == 0
+    )
     for name in ("bad_results", "bad_json", "bad_config"):
         shutil.copytree(finished, tmp / name)
     (tmp / "bad_results" / "config.json").unlink()  # a copied results.json alone, without the keys
@@ -233,9 +329,13 @@ def fuzz_dir(tmp_path_factory: pytest.TempPathFactory, fmnist_test) -> Path:
     return tmp
 
 
-FUZZ = dict(derandomize=True, database=None, deadline=None, print_blob=False,
-            suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture,
-                                   HealthCheck.data_too_large])
+FUZZ = dict(
+    derandomize=True,
+    database=None,
+    deadline=None,
+    print_blob=False,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture, HealthCheck.data_too_large],
+)
 
 
 def _command_lines(examples: int):  # noqa: ANN202 - a test body shared by the default and slow runs
@@ -273,28 +373,49 @@ DATA_DIR = (["/usr/share/datasets/fashion-mnist"], ["/nonexistent", "{file}", "{
 DEVICE = (["cpu"], ["tpu", "", "cuda", "meta"])
 SUBCOMMANDS: dict[str, dict[str, tuple[list, list]]] = {
     "report": {"": (["{finished}"], MISSING_DIRS)},
-    "compare": {"": (["{finished}"], MISSING_DIRS), " ": (["{finished}"], MISSING_DIRS),
-                "--out": ([None, "{tmp}/comparison.md"], ["{tmp}/missing/comparison.md", "{empty_dir}"])},
-    "extend": {"": (["{finished}"], MISSING_DIRS),
-               "--attacks": (["fgsm"], ["pgd-magic", "apgd-ce+bpda-identity", "apgd-ce@iters=0", "fgsm+eot0"]),
-               "--data-dir": ([None, *DATA_DIR[0]], DATA_DIR[1]), "--device": ([None, *DEVICE[0]], DEVICE[1])},
-    "verify": {"": (["{finished}"], MISSING_DIRS),
-               "--model": ([None, "demo-standard"], ["nope", "/nonexistent/m.py:build"]),
-               "--checkpoint": ([None], ["/nonexistent/w.safetensors", "{garbage}"]),
-               "--device": ([None, *DEVICE[0]], DEVICE[1])},
-    "export": {"": (["{finished}"], MISSING_DIRS), "--format": (["robustbench", "npz"], ["csv", "", "pt"]),
-               "--out": ([None, "{tmp}/x.npz", "{tmp}/new/x.pt"], ["{file}/x.npz", "{empty_dir}"])},
-    "train": {"--method": ([None, "fgsm"], ["sgd", ""]), "--epochs": ([None, "1"], ["0", "-1", "x", "1.5"]),
-              "--eps": ([None, "0.1"], ["0", "-0.1", "nan", "inf", "1", "abc"]),
-              "--width": ([None, "4"], ["0", "-2", "x"]), "--seed": ([None, "3"], ["x"]),
-              "--data-dir": ([None, *DATA_DIR[0]], DATA_DIR[1]), "--device": ([None, *DEVICE[0]], DEVICE[1]),
-              "--out": (["{tmp}/model.safetensors"], ["{tmp}/missing/model.safetensors", "{file}/m.safetensors",
-                                                       "{empty_dir}"])},
-    "sparsify": {"--model": ([None, "demo-adversarial"], ["nope", "demo-meansparse-x", ""]),
-                 "--alphas": ([None, "0.1"], ["-1", "nan", "inf", "x"]),
-                 "--eps": ([None, "0.1"], ["0", "nan", "2"]), "--n": ([None, "8"], ["0", "-1", "x"]),
-                 "--data-dir": ([None, *DATA_DIR[0]], DATA_DIR[1]),
-                 "--out": (["{tmp}/ms.safetensors"], ["{tmp}/missing/ms.safetensors", "{empty_dir}"])},
+    "compare": {
+        "": (["{finished}"], MISSING_DIRS),
+        " ": (["{finished}"], MISSING_DIRS),
+        "--out": ([None, "{tmp}/comparison.md"], ["{tmp}/missing/comparison.md", "{empty_dir}"]),
+    },
+    "extend": {
+        "": (["{finished}"], MISSING_DIRS),
+        "--attacks": (["fgsm"], ["pgd-magic", "apgd-ce+bpda-identity", "apgd-ce@iters=0", "fgsm+eot0"]),
+        "--data-dir": ([None, *DATA_DIR[0]], DATA_DIR[1]),
+        "--device": ([None, *DEVICE[0]], DEVICE[1]),
+    },
+    "verify": {
+        "": (["{finished}"], MISSING_DIRS),
+        "--model": ([None, "demo-standard"], ["nope", "/nonexistent/m.py:build"]),
+        "--checkpoint": ([None], ["/nonexistent/w.safetensors", "{garbage}"]),
+        "--device": ([None, *DEVICE[0]], DEVICE[1]),
+    },
+    "export": {
+        "": (["{finished}"], MISSING_DIRS),
+        "--format": (["robustbench", "npz"], ["csv", "", "pt"]),
+        "--out": ([None, "{tmp}/x.npz", "{tmp}/new/x.pt"], ["{file}/x.npz", "{empty_dir}"]),
+    },
+    "train": {
+        "--method": ([None, "fgsm"], ["sgd", ""]),
+        "--epochs": ([None, "1"], ["0", "-1", "x", "1.5"]),
+        "--eps": ([None, "0.1"], ["0", "-0.1", "nan", "inf", "1", "abc"]),
+        "--width": ([None, "4"], ["0", "-2", "x"]),
+        "--seed": ([None, "3"], ["x"]),
+        "--data-dir": ([None, *DATA_DIR[0]], DATA_DIR[1]),
+        "--device": ([None, *DEVICE[0]], DEVICE[1]),
+        "--out": (
+            ["{tmp}/model.safetensors"],
+            ["{tmp}/missing/model.safetensors", "{file}/m.safetensors", "{empty_dir}"],
+        ),
+    },
+    "sparsify": {
+        "--model": ([None, "demo-adversarial"], ["nope", "demo-meansparse-x", ""]),
+        "--alphas": ([None, "0.1"], ["-1", "nan", "inf", "x"]),
+        "--eps": ([None, "0.1"], ["0", "nan", "2"]),
+        "--n": ([None, "8"], ["0", "-1", "x"]),
+        "--data-dir": ([None, *DATA_DIR[0]], DATA_DIR[1]),
+        "--out": (["{tmp}/ms.safetensors"], ["{tmp}/missing/ms.safetensors", "{empty_dir}"]),
+    },
 }
 EXPENSIVE = ("train", "sparsify")
 
@@ -348,21 +469,27 @@ def test_fuzz_every_subcommand_many(fuzz_dir, capsys, no_cuda, no_work):
 
 def test_the_subcommand_oracle_accepts_valid_lines(fuzz_dir, capsys):
     """The oracle's other side: valid lines of the cheap subcommands succeed (exit 0)."""
-    for name, argv in (("report", ["{finished}"]), ("compare", ["{finished}", "{finished}", "--out", "{tmp}/c.md"]),
-                       ("extend", ["{finished}", "--attacks", "fgsm", "--device", "cpu"]),
-                       ("verify", ["{finished}", "--model", "demo-standard"]),
-                       ("export", ["{finished}", "--format", "npz", "--out", "{tmp}/e.npz"])):
+    for name, argv in (
+        ("report", ["{finished}"]),
+        ("compare", ["{finished}", "{finished}", "--out", "{tmp}/c.md"]),
+        ("extend", ["{finished}", "--attacks", "fgsm", "--device", "cpu"]),
+        ("verify", ["{finished}", "--model", "demo-standard"]),
+        ("export", ["{finished}", "--format", "npz", "--out", "{tmp}/e.npz"]),
+    ):
         code, _ = _check(argv, fuzz_dir, capsys, command_name=name)
         assert code == 0, name
 
 
 # --- generated broken models ----------------------------------------------------------------------------------
 # Settings the audit accepts (float16 and friends are converted), and the violations, one clause each.
-BENIGN = st.fixed_dictionaries({}, optional={
-    "classes": st.sampled_from([10, 12]),
-    "output": st.sampled_from(["tensor", "probs"]),
-    "dtype": st.sampled_from(["float32", "float16", "bfloat16", "float64"]),
-})
+BENIGN = st.fixed_dictionaries(
+    {},
+    optional={
+        "classes": st.sampled_from([10, 12]),
+        "output": st.sampled_from(["tensor", "probs"]),
+        "dtype": st.sampled_from(["float32", "float16", "bfloat16", "float64"]),
+    },
+)
 VIOLATIONS = {
     "channels": st.just(3),
     "classes": st.sampled_from([1, 5]),
@@ -389,8 +516,9 @@ def _models(examples: int):  # noqa: ANN202 - see the line above
     def run(config: dict, attack: str, fuzz_dir: Path, capsys: pytest.CaptureFixture) -> None:
         path = fuzz_dir / f"model{next(_counter)}.py"
         path.write_text(f"{CONTRACT.read_text()}\n\ndef build():\n    return Configurable(**{config!r})\n")
-        code, _ = _check(["--model", f"{path}:build", "--attacks", attack, "--n", "4", "--diagnostics-n", "0"],
-                      fuzz_dir, capsys)
+        code, _ = _check(
+            ["--model", f"{path}:build", "--attacks", attack, "--n", "4", "--diagnostics-n", "0"], fuzz_dir, capsys
+        )
         # The contract is the oracle: a model that breaks it is refused, one that keeps it is audited.
         assert (code == 2) == violates(config), f"{config}: exit {code}"
 

@@ -1,6 +1,7 @@
 """The one-module diagnostic `gradient-repeatability` (audit/diagnostics/gradient_repeatability.py): registered
 by being there, run by the probes, judged into the verdict's symptoms; a deterministic backward passes, a random
 one fails, a random forward is left to `randomized`."""
+
 from __future__ import annotations
 
 import torch

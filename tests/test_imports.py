@@ -3,6 +3,7 @@ attacks and the attacks on the defenses, never the other way round, and no packa
 modules. Imports inside functions and under `if TYPE_CHECKING:` count (grimp reads every import statement): a
 function-level import only delays a cycle to the first call, and a type-only one still ties two modules together.
 """
+
 from __future__ import annotations
 
 import os
@@ -16,8 +17,9 @@ LINT = [str(Path(sys.executable).with_name("lint-imports"))]  # installed beside
 
 def lint(cwd: Path, config: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(cwd)}
-    return subprocess.run([*LINT, "--config", str(config), "--no-cache"], cwd=cwd, env=env, capture_output=True,
-                          text=True, check=False)
+    return subprocess.run(
+        [*LINT, "--config", str(config), "--no-cache"], cwd=cwd, env=env, capture_output=True, text=True, check=False
+    )
 
 
 def test_our_contracts_are_kept():
@@ -34,7 +36,8 @@ def test_a_type_only_cycle_and_a_layer_violation_are_caught(tmp_path):
         (tmp_path / package / "__init__.py").write_text("")
     (tmp_path / "defenses" / "a.py").write_text("from defenses import b\n")
     (tmp_path / "defenses" / "b.py").write_text(
-        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from defenses import a\n")
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from defenses import a\n"
+    )
     (tmp_path / "attacks" / "c.py").write_text("def f():\n    from audit import d\n")
     (tmp_path / "audit" / "d.py").write_text("")
     config = tmp_path / ".importlinter"

@@ -1,4 +1,5 @@
 """MeanSparse: the published forward bit for bit, surrogate backwards, official/RobustBench key layouts, sparsify."""
+
 from __future__ import annotations
 
 import pytest
@@ -143,9 +144,12 @@ def test_every_gradient_mode_keeps_the_exact_forward(sparsified_demo):
 def test_sparsified_model_actually_snaps(sparsified_demo):
     x = torch.rand(8, 1, 28, 28, generator=torch.Generator().manual_seed(3))
     fractions = []
-    hooks = [layer.register_forward_pre_hook(
-        lambda module, inputs: fractions.append(snapped_fraction(inputs[0], module, (1, -1, 1, 1))))
-        for _, layer in meansparse_layers(sparsified_demo)]
+    hooks = [
+        layer.register_forward_pre_hook(
+            lambda module, inputs: fractions.append(snapped_fraction(inputs[0], module, (1, -1, 1, 1)))
+        )
+        for _, layer in meansparse_layers(sparsified_demo)
+    ]
     try:
         with torch.no_grad():
             sparsified_demo(x)
@@ -211,6 +215,7 @@ def test_unfused_fallback_gives_the_same_values_and_says_so(monkeypatch, caplog)
     def broken_compiler(fn, **kwargs):
         def fail(*args):
             raise RuntimeError("no C++ compiler")
+
         return fail
 
     monkeypatch.setattr(torch, "compile", broken_compiler)
@@ -308,8 +313,11 @@ def robustbench_wrn_layout(depth: int, width: int) -> tuple[set[str], dict[str, 
             keys |= {f"{prefix}conv_0.weight", f"{prefix}conv_1.weight"}
             if in_planes != out_planes:
                 keys.add(f"{prefix}shortcut.weight")
-            slots |= {f"{prefix}meansparse_0": in_planes, f"{prefix}meansparse_1": out_planes,
-                      f"{prefix}meansparse_2": out_planes}
+            slots |= {
+                f"{prefix}meansparse_0": in_planes,
+                f"{prefix}meansparse_1": out_planes,
+                f"{prefix}meansparse_2": out_planes,
+            }
     return keys, slots
 
 
@@ -352,8 +360,11 @@ def test_wrn_state_dict_layouts_load_strictly_and_match_formula(official):
     handles = []
     for slot in slots:
         stats = [state[f"{slot}.{name}"] for name in ("running_mean", "running_var", "threshold")]
-        handles.append(base.get_submodule(slot).register_forward_hook(
-            lambda module, inputs, output, stats=stats: official_formula(output, *stats, (1, -1, 1, 1))))
+        handles.append(
+            base.get_submodule(slot).register_forward_hook(
+                lambda module, inputs, output, stats=stats: official_formula(output, *stats, (1, -1, 1, 1))
+            )
+        )
     x = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(5))
     with torch.no_grad():
         reference = base(x)

@@ -1,4 +1,5 @@
 """Holm's correction over the tests that decide the verdict (audit/checks/multiplicity.py, audit/stats.py)."""
+
 from __future__ import annotations
 
 import random
@@ -36,12 +37,14 @@ def _comparison(finding_id: str, status: str, p: float) -> Finding:
 
 
 def test_a_failure_that_does_not_survive_the_correction_is_a_warning_that_says_so():
-    findings = [_comparison("blackbox-beats-whitebox", "fail", 0.004),  # 2nd smallest: x 4 = 0.016, not below 1%
-                _comparison("adaptive-gap", "fail", 1e-6),  # survives any correction
-                _comparison("transfer-beats-whitebox", "pass", 0.5),
-                _comparison("single-step-beats-iterative", "pass", 1.0),
-                Finding("transfer-beats-whitebox-not-in-family", "pass", "other", {"p_value": 1e-9}),
-                Finding("zero-gradients", "fail", "not a p-value test")]
+    findings = [
+        _comparison("blackbox-beats-whitebox", "fail", 0.004),  # 2nd smallest: x 4 = 0.016, not below 1%
+        _comparison("adaptive-gap", "fail", 1e-6),  # survives any correction
+        _comparison("transfer-beats-whitebox", "pass", 0.5),
+        _comparison("single-step-beats-iterative", "pass", 1.0),
+        Finding("transfer-beats-whitebox-not-in-family", "pass", "other", {"p_value": 1e-9}),
+        Finding("zero-gradients", "fail", "not a p-value test"),
+    ]
     corrected = {f.id: f for f in correct(findings, beyond_p=0.3)}
     blackbox = corrected["blackbox-beats-whitebox"]
     assert blackbox.status == "warn" and "corrected for the 5 tests" in blackbox.message
@@ -49,8 +52,13 @@ def test_a_failure_that_does_not_survive_the_correction_is_a_warning_that_says_s
     assert corrected["adaptive-gap"].status == "fail" and corrected["adaptive-gap"].evidence["p_holm"] < 1e-5
     assert corrected["zero-gradients"].status == "fail"  # not a test of the family: untouched
     table = {row["id"]: row for row in deciding_tests(findings, beyond_p=0.3)}
-    assert set(table) == {"blackbox-beats-whitebox", "adaptive-gap", "transfer-beats-whitebox",
-                          "single-step-beats-iterative", BEYOND_AUTOATTACK}
+    assert set(table) == {
+        "blackbox-beats-whitebox",
+        "adaptive-gap",
+        "transfer-beats-whitebox",
+        "single-step-beats-iterative",
+        BEYOND_AUTOATTACK,
+    }
     assert table[BEYOND_AUTOATTACK]["p_value"] == 0.3 and not table[BEYOND_AUTOATTACK]["significant"]
     assert table["adaptive-gap"]["significant"] and not table["blackbox-beats-whitebox"]["significant"]
 

@@ -4,6 +4,7 @@ Each notebook is executed with nbclient in a kernel started from this interprete
 AUDIT_NOTEBOOK_N=40: the notebooks then use 40 test images, few attack iterations and one torch thread.
 The notebooks print machine-readable lines (`SUMMARY {...}`, `AUDIT_RESULT {...}`) that the checks parse.
 """
+
 from __future__ import annotations
 
 import json
@@ -32,8 +33,11 @@ def _require_inputs() -> None:
 
     missing = [name for name in NEEDED if not (CHECKPOINT_DIR / SHIPPED[name]).is_file()]
     if missing:
-        pytest.fail(f"shipped checkpoint(s) {', '.join(missing)} missing from {CHECKPOINT_DIR}; "
-                    "the notebooks need them (they are committed: a broken checkout)", pytrace=False)
+        pytest.fail(
+            f"shipped checkpoint(s) {', '.join(missing)} missing from {CHECKPOINT_DIR}; "
+            "the notebooks need them (they are committed: a broken checkout)",
+            pytrace=False,
+        )
     if not FASHION_MNIST_DIR.is_dir():
         pytest.fail(MISSING_FASHION_MNIST, pytrace=False)
 
@@ -44,8 +48,11 @@ def notebook_env(tmp_path, monkeypatch):
     _require_inputs()
     spec_dir = tmp_path / "jupyter" / "kernels" / "python3"
     spec_dir.mkdir(parents=True)
-    spec = {"argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-            "display_name": "Python 3 (test interpreter)", "language": "python"}
+    spec = {
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "Python 3 (test interpreter)",
+        "language": "python",
+    }
     (spec_dir / "kernel.json").write_text(json.dumps(spec))
     monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))  # searched before the user's and the venv's
     monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(tmp_path / "runtime"))
@@ -58,27 +65,42 @@ def notebook_env(tmp_path, monkeypatch):
 def _execute(path: Path):
     """Run every cell; nbclient raises CellExecutionError (with the cell and traceback) if any cell raises."""
     notebook = nbformat.read(path, as_version=4)
-    client = nbclient.NotebookClient(notebook, timeout=600, kernel_name="python3",
-                                     resources={"metadata": {"path": str(ROOT)}})
+    client = nbclient.NotebookClient(
+        notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}
+    )
     client.execute()
-    errors = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.get("outputs", [])
-              if o.get("output_type") == "error"]
+    errors = [
+        o
+        for cell in notebook.cells
+        if cell.cell_type == "code"
+        for o in cell.get("outputs", [])
+        if o.get("output_type") == "error"
+    ]
     assert not errors, f"{path.name}: cells raised {[(e['ename'], e['evalue']) for e in errors]}"
     return notebook
 
 
 def _stdout(notebook) -> str:
-    return "".join(o.get("text", "") for cell in notebook.cells if cell.cell_type == "code"
-                   for o in cell.get("outputs", []) if o.get("output_type") == "stream" and o.get("name") == "stdout")
+    return "".join(
+        o.get("text", "")
+        for cell in notebook.cells
+        if cell.cell_type == "code"
+        for o in cell.get("outputs", [])
+        if o.get("output_type") == "stream" and o.get("name") == "stdout"
+    )
 
 
 def _images(notebook) -> int:
-    return sum("image/png" in o.get("data", {}) for cell in notebook.cells if cell.cell_type == "code"
-               for o in cell.get("outputs", []))
+    return sum(
+        "image/png" in o.get("data", {})
+        for cell in notebook.cells
+        if cell.cell_type == "code"
+        for o in cell.get("outputs", [])
+    )
 
 
 def _json_lines(text: str, prefix: str) -> list[dict]:
-    return [json.loads(line[len(prefix) + 1:]) for line in text.splitlines() if line.startswith(prefix + " ")]
+    return [json.loads(line[len(prefix) + 1 :]) for line in text.splitlines() if line.startswith(prefix + " ")]
 
 
 @pytest.mark.parametrize("path", [GRADIENT_MASKING, AUDIT_YOUR_CHECKPOINT], ids=lambda p: p.name)
@@ -89,7 +111,7 @@ def test_notebook_committed_without_outputs(path: Path) -> None:
     assert code, f"{path.name} has no code cells"
     with_outputs = [i for i, cell in enumerate(code) if cell.get("outputs") or cell.get("execution_count") is not None]
     assert not with_outputs, f"{path.name}: code cells {with_outputs} carry outputs; strip them before committing"
-    assert any('AUDIT_NOTEBOOK_N' in cell.source for cell in code[:1]), "the first cell must read AUDIT_NOTEBOOK_N"
+    assert any("AUDIT_NOTEBOOK_N" in cell.source for cell in code[:1]), "the first cell must read AUDIT_NOTEBOOK_N"
 
 
 def test_gradient_masking_notebook(notebook_env) -> None:
@@ -146,8 +168,11 @@ def test_audit_your_checkpoint_notebook(notebook_env) -> None:
     assert claim is not None and base["claim"] is None
     low, high = claim["worst_case_ci95"]
     assert low <= claim["worst_case_robust_accuracy"] <= high
-    expected = "above" if claim["claimed_robust_accuracy"] > high else (
-        "below" if claim["claimed_robust_accuracy"] < low else "inside")
+    expected = (
+        "above"
+        if claim["claimed_robust_accuracy"] > high
+        else ("below" if claim["claimed_robust_accuracy"] < low else "inside")
+    )
     assert claim["position"] == expected and claim["survives"] == (expected != "above")
     # The sparsified user module is recognised as MeanSparse: BPDA attacks run and the dead zone is reported.
     assert "MeanSparse" in meansparse["defense"]

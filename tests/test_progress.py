@@ -1,5 +1,6 @@
 """`--quiet` silences every progress bar, also those of modules that imported tqdm before it was given, and puts
 them back after the command (tests run commands in-process)."""
+
 from tqdm.auto import tqdm
 
 from audit.progress import progress_bars_off

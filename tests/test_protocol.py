@@ -1,4 +1,5 @@
 """The Defense protocol: adapter choice, surrogates, input quantization, randomized noise, eval mode."""
+
 from __future__ import annotations
 
 import pytest
@@ -141,8 +142,9 @@ class Noisy(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self.net = nn.Sequential(nn.Flatten(), nn.Linear(784, 32), nn.BatchNorm1d(32), nn.Dropout(0.5),
-                                 nn.Linear(32, 10))
+        self.net = nn.Sequential(
+            nn.Flatten(), nn.Linear(784, 32), nn.BatchNorm1d(32), nn.Dropout(0.5), nn.Linear(32, 10)
+        )
 
     def forward(self, x):  # noqa: ANN001 - untyped by design in this script/test
         return self.net(x)

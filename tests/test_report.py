@@ -4,6 +4,7 @@ Markdown file that links its PNGs. Fast (no model, no attack); the Chromium chec
 The synthetic results below have the shapes of a real `audit run --model demo-standard --meansparse-alpha 0.3`
 results.json, trimmed: the `data` keys are exactly those audit/checks/ writes.
 """
+
 from __future__ import annotations
 
 import base64
@@ -37,10 +38,17 @@ def _checker():
     return module
 
 
-def _finding(finding_id: str, status: str, message: str, evidence: dict | None = None,
-             data: dict | None = None) -> dict:
-    return {"id": finding_id, "status": status, "message": message, "evidence": evidence or {},
-            "anchor": f"docs/findings.md#{finding_id}", "data": data or {}}
+def _finding(
+    finding_id: str, status: str, message: str, evidence: dict | None = None, data: dict | None = None
+) -> dict:
+    return {
+        "id": finding_id,
+        "status": status,
+        "message": message,
+        "evidence": evidence or {},
+        "anchor": f"docs/findings.md#{finding_id}",
+        "data": data or {},
+    }
 
 
 def _profiles(n: int, points: int, sharp: bool) -> list[list[float]]:
@@ -55,10 +63,17 @@ def _attribution_finding(layers: list[str]) -> dict:
     def robust(k: int) -> list[bool]:
         return [True] * k + [False] * (6 - k)
 
-    measurement = {"attack": "apgd-ce@iters=50", "n": 6, "layers": layers, "alphas": [0.3] * len(layers),
-                   "groups": [{"name": name, "layers": [name]} for name in layers], "robust_exact": robust(4),
-                   "robust_straight_through": robust(1), "robust_only": [robust(k) for k in (2, 4, 4, 3, 4)],
-                   "robust_all_but": [robust(k) for k in (3, 1, 1, 2, 1)]}
+    measurement = {
+        "attack": "apgd-ce@iters=50",
+        "n": 6,
+        "layers": layers,
+        "alphas": [0.3] * len(layers),
+        "groups": [{"name": name, "layers": [name]} for name in layers],
+        "robust_exact": robust(4),
+        "robust_straight_through": robust(1),
+        "robust_only": [robust(k) for k in (2, 4, 4, 3, 4)],
+        "robust_all_but": [robust(k) for k in (3, 1, 1, 2, 1)],
+    }
     (finding,) = judge_attribution(measurement)
     return finding.to_json()
 
@@ -68,88 +83,205 @@ def synthetic_results(meansparse: bool = True, model: str = "demo-standard") -> 
     points, surface_points = 21, 11
     axis = [-2 + 4 * i / (surface_points - 1) for i in range(surface_points)]
     findings = [
-        _finding("zero-gradients", "pass", "no sample has an all-zero input gradient (0.00% of entries are zero)",
-                 {"n": 12, "seed": 1, "zero_sample_count": 1, "zero_element_fraction": 0.0},
-                 {"l2_norms": [2.2e-05, 0.00022, 0.0005, 0.05, 0.5, 1.2, 5.7, 16.7, 0.0, None, 0.01, 0.002],
-                  "linf_norms": [4.3e-06, 0.0001, 0.0003, 0.01, 0.1, 0.3, 1.05, 2.9, 0.0, None, 0.001, 0.0004]}),
+        _finding(
+            "zero-gradients",
+            "pass",
+            "no sample has an all-zero input gradient (0.00% of entries are zero)",
+            {"n": 12, "seed": 1, "zero_sample_count": 1, "zero_element_fraction": 0.0},
+            {
+                "l2_norms": [2.2e-05, 0.00022, 0.0005, 0.05, 0.5, 1.2, 5.7, 16.7, 0.0, None, 0.01, 0.002],
+                "linf_norms": [4.3e-06, 0.0001, 0.0003, 0.01, 0.1, 0.3, 1.05, 2.9, 0.0, None, 0.001, 0.0004],
+            },
+        ),
         _finding("nonfinite-gradients", "fail", "1 of 12 samples have NaN or Inf in their input gradient"),
-        _finding("surrogate-disagreement", "pass", "median cosine between the exact and the identity (BPDA) input "
-                 "gradient is 0.93", {"n": 12, "judged_on": "identity", "median_cosine": 0.93},
-                 {"cosine_identity": [0.9] * 12, "cosine_smooth": [0.95] * 12}),
-        _finding("finite-difference-mismatch", "fail", "the exact gradient mispredicts the loss change along random "
-                 "directions by a median 98% (step 0.001)", {"n": 12, "median_relative_error": 0.98},
-                 {"relative_error": [0.98] * 12, "finite_difference": [0.1] * 48,
-                  "directional_derivative": [0.0] * 48}),
-        _finding("loss-landscape", "pass", "loss landscape is smooth around the inputs (2.9 direction changes per "
-                 "profile, 4% flat steps)", {"n": 4, "span_eps": 2.0, "points": points},
-                 {"t_over_eps": [-2 + 4 * i / (points - 1) for i in range(points)],
-                  "profiles": {"gradient": _profiles(4, points, sharp=True),
-                               "random1": _profiles(4, points, sharp=False),
-                               "random2": _profiles(4, points, sharp=False)},
-                  "surface": {"axis_over_eps": axis, "directions": ["gradient", "random1"],
-                              "loss": [[abs(a) + 0.5 * b * b for b in axis] for a in axis]}}),
-        _finding("blackbox-beats-whitebox", "warn", "a gradient-free attack succeeds where every exact-gradient "
-                 "attack failed on 1 of 5 paired samples (20.0%)",
-                 {"n": 6, "paired": 5, "count": 1, "indices": [3], "p_value": 0.5, "challengers": ["square"],
-                  "reference": ["fgsm", "autoattack-standard/apgd-ce"]},
-                 {"index": [0, 1, 2, 3, 4], "challenger_broke": [True, True, False, True, False],
-                  "reference_broke": [True, True, False, False, False]}),
-        _finding("adaptive-gap", "pass", "adaptive (BPDA) attacks find nothing the exact-gradient attacks missed",
-                 {"n": 6}, {"attacks": ["fgsm", "autoattack-standard"], "accuracy": [0.5, 0.33]}),
+        _finding(
+            "surrogate-disagreement",
+            "pass",
+            "median cosine between the exact and the identity (BPDA) input gradient is 0.93",
+            {"n": 12, "judged_on": "identity", "median_cosine": 0.93},
+            {"cosine_identity": [0.9] * 12, "cosine_smooth": [0.95] * 12},
+        ),
+        _finding(
+            "finite-difference-mismatch",
+            "fail",
+            "the exact gradient mispredicts the loss change along random directions by a median 98% (step 0.001)",
+            {"n": 12, "median_relative_error": 0.98},
+            {"relative_error": [0.98] * 12, "finite_difference": [0.1] * 48, "directional_derivative": [0.0] * 48},
+        ),
+        _finding(
+            "loss-landscape",
+            "pass",
+            "loss landscape is smooth around the inputs (2.9 direction changes per profile, 4% flat steps)",
+            {"n": 4, "span_eps": 2.0, "points": points},
+            {
+                "t_over_eps": [-2 + 4 * i / (points - 1) for i in range(points)],
+                "profiles": {
+                    "gradient": _profiles(4, points, sharp=True),
+                    "random1": _profiles(4, points, sharp=False),
+                    "random2": _profiles(4, points, sharp=False),
+                },
+                "surface": {
+                    "axis_over_eps": axis,
+                    "directions": ["gradient", "random1"],
+                    "loss": [[abs(a) + 0.5 * b * b for b in axis] for a in axis],
+                },
+            },
+        ),
+        _finding(
+            "blackbox-beats-whitebox",
+            "warn",
+            "a gradient-free attack succeeds where every exact-gradient attack failed on 1 of 5 paired samples (20.0%)",
+            {
+                "n": 6,
+                "paired": 5,
+                "count": 1,
+                "indices": [3],
+                "p_value": 0.5,
+                "challengers": ["square"],
+                "reference": ["fgsm", "autoattack-standard/apgd-ce"],
+            },
+            {
+                "index": [0, 1, 2, 3, 4],
+                "challenger_broke": [True, True, False, True, False],
+                "reference_broke": [True, True, False, False, False],
+            },
+        ),
+        _finding(
+            "adaptive-gap",
+            "pass",
+            "adaptive (BPDA) attacks find nothing the exact-gradient attacks missed",
+            {"n": 6},
+            {"attacks": ["fgsm", "autoattack-standard"], "accuracy": [0.5, 0.33]},
+        ),
         _finding("randomized", "pass", "5 forward passes agree exactly", {"n": 12, "draws": 5}),
-        _finding("transfer-beats-whitebox", "skipped", "skipped: no transfer attack in the suite",
-                 {"reason": "no transfer attack in the suite"}),
-        _finding("eps-sweep", "pass", "accuracy falls monotonically with eps, to 0% at 4 eps",
-                 {"n": 12, "seed": 3, "iterations": 20, "eps": [0.0, 0.025, 0.05, 0.1, 0.2, 0.4]},
-                 {"eps": [0.0, 0.025, 0.05, 0.1, 0.2, 0.4],
-                  "accuracy_exact": [0.9, 0.55, 0.4, 0.3, 0.1, 0.0],
-                  **({"accuracy_identity": [0.9, 0.3, 0.1, 0.0, 0.0, 0.0]} if meansparse else {})}),
-        _finding("attack-convergence", "pass", "the strongest attacks have converged",
-                 {"families": {}}, {"curves": {"apgd-ce+bpda-identity": {
-                     "attacks": ["apgd-ce+bpda-identity", "apgd-ce+bpda-identity@iters=300"],
-                     "budget": [{"iters": 100, "restarts": 1}, {"iters": 300, "restarts": 1}],
-                     "worst_case": [0.2, 0.1667]}}}),
-        _finding("binarization-test", "pass", "apgd-ce passes the binarization test",
-                 {"attack": "apgd-ce", "success_rate": 1.0, "n_valid": 3},
-                 {"attack": "apgd-ce", "samples": [
-                     {"valid": True, "clean_logit_gap": -2.0, "adversarial_logit_gap": 0.5, "attack_success": True},
-                     {"valid": True, "clean_logit_gap": -1.5, "adversarial_logit_gap": 0.2, "attack_success": True},
-                     {"valid": False, "clean_logit_gap": 0.1, "adversarial_logit_gap": 0.3, "attack_success": True}]}),
+        _finding(
+            "transfer-beats-whitebox",
+            "skipped",
+            "skipped: no transfer attack in the suite",
+            {"reason": "no transfer attack in the suite"},
+        ),
+        _finding(
+            "eps-sweep",
+            "pass",
+            "accuracy falls monotonically with eps, to 0% at 4 eps",
+            {"n": 12, "seed": 3, "iterations": 20, "eps": [0.0, 0.025, 0.05, 0.1, 0.2, 0.4]},
+            {
+                "eps": [0.0, 0.025, 0.05, 0.1, 0.2, 0.4],
+                "accuracy_exact": [0.9, 0.55, 0.4, 0.3, 0.1, 0.0],
+                **({"accuracy_identity": [0.9, 0.3, 0.1, 0.0, 0.0, 0.0]} if meansparse else {}),
+            },
+        ),
+        _finding(
+            "attack-convergence",
+            "pass",
+            "the strongest attacks have converged",
+            {"families": {}},
+            {
+                "curves": {
+                    "apgd-ce+bpda-identity": {
+                        "attacks": ["apgd-ce+bpda-identity", "apgd-ce+bpda-identity@iters=300"],
+                        "budget": [{"iters": 100, "restarts": 1}, {"iters": 300, "restarts": 1}],
+                        "worst_case": [0.2, 0.1667],
+                    }
+                }
+            },
+        ),
+        _finding(
+            "binarization-test",
+            "pass",
+            "apgd-ce passes the binarization test",
+            {"attack": "apgd-ce", "success_rate": 1.0, "n_valid": 3},
+            {
+                "attack": "apgd-ce",
+                "samples": [
+                    {"valid": True, "clean_logit_gap": -2.0, "adversarial_logit_gap": 0.5, "attack_success": True},
+                    {"valid": True, "clean_logit_gap": -1.5, "adversarial_logit_gap": 0.2, "attack_success": True},
+                    {"valid": False, "clean_logit_gap": 0.1, "adversarial_logit_gap": 0.3, "attack_success": True},
+                ],
+            },
+        ),
         _finding("finding-with-markup", "warn", "a message with <b>markup</b> & an ampersand"),
     ]
     if meansparse:
-        layers = ["stem.2.meansparse", "block1.act1.meansparse", "block1.act2.meansparse", "block2.act1.meansparse",
-                  "block2.act2.meansparse"]
+        layers = [
+            "stem.2.meansparse",
+            "block1.act1.meansparse",
+            "block1.act2.meansparse",
+            "block2.act1.meansparse",
+            "block2.act2.meansparse",
+        ]
         occupancy = [0.2608, 0.2735, 0.2934, 0.2545, 0.2614]
-        findings.insert(2, _finding(
-            "dead-zone-occupancy", "warn", "26.9% of MeanSparse features (mean over 5 layers; max 29.3% in "
-            "block1.act2.meansparse) sit in the dead zone, where the exact gradient is 0",
-            {"n": 12, "alphas": [0.3], "mean_occupancy": 0.2687, "per_layer": dict(zip(layers, occupancy))},
-            {"layers": layers, "occupancy": occupancy}))
+        findings.insert(
+            2,
+            _finding(
+                "dead-zone-occupancy",
+                "warn",
+                "26.9% of MeanSparse features (mean over 5 layers; max 29.3% in "
+                "block1.act2.meansparse) sit in the dead zone, where the exact gradient is 0",
+                {"n": 12, "alphas": [0.3], "mean_occupancy": 0.2687, "per_layer": dict(zip(layers, occupancy))},
+                {"layers": layers, "occupancy": occupancy},
+            ),
+        )
         findings.append(_attribution_finding(layers))
     else:
-        findings.insert(2, _finding("dead-zone-occupancy", "skipped", "skipped: the model has no MeanSparse layers",
-                                    {"reason": "the model has no MeanSparse layers"}))
-        findings.append(_finding("layer-attribution", "skipped", "skipped: no MeanSparse layers",
-                                 {"reason": "no MeanSparse layers"}))
-    attacks = [("fgsm", 0.5, "exact"), ("autoattack-standard", 0.3333, "exact"),
-               ("apgd-ce+bpda-identity", 0.1667, "bpda-identity"), ("square", 0.5, "none")]
+        findings.insert(
+            2,
+            _finding(
+                "dead-zone-occupancy",
+                "skipped",
+                "skipped: the model has no MeanSparse layers",
+                {"reason": "the model has no MeanSparse layers"},
+            ),
+        )
+        findings.append(
+            _finding(
+                "layer-attribution", "skipped", "skipped: no MeanSparse layers", {"reason": "no MeanSparse layers"}
+            )
+        )
+    attacks = [
+        ("fgsm", 0.5, "exact"),
+        ("autoattack-standard", 0.3333, "exact"),
+        ("apgd-ce+bpda-identity", 0.1667, "bpda-identity"),
+        ("square", 0.5, "none"),
+    ]
     return {
-        "schema_version": 2, "model": model,
+        "schema_version": 2,
+        "model": model,
         "defense": "MeanSparse (alpha=0.3, 5 layers) in DemoCNN" if meansparse else "Undefended around DemoCNN",
-        "dataset": "fashion-mnist", "threat_model": {"norm": "Linf", "eps": eps}, "n_samples": 6, "seed": 0,
-        "suite": "full", "mode": "full", "clean_accuracy": 0.8333,
-        "attacks": [{"name": n, "robust_accuracy": r, "gradient": g, "threat_kind": "lp", "n_forward": 52.0,
-                     "n_backward": 52.0, "seconds": 1.05, "violations": 0} for n, r, g in attacks],
+        "dataset": "fashion-mnist",
+        "threat_model": {"norm": "Linf", "eps": eps},
+        "n_samples": 6,
+        "seed": 0,
+        "suite": "full",
+        "mode": "full",
+        "clean_accuracy": 0.8333,
+        "attacks": [
+            {
+                "name": n,
+                "robust_accuracy": r,
+                "gradient": g,
+                "threat_kind": "lp",
+                "n_forward": 52.0,
+                "n_backward": 52.0,
+                "seconds": 1.05,
+                "violations": 0,
+            }
+            for n, r, g in attacks
+        ],
         "skipped_attacks": [] if meansparse else [{"name": "bpda-identity", "reason": "no identity surrogate"}],
         "worst_case_robust_accuracy": 0.1667,
-        "worst_case": {"lp": {"accuracy": 0.1667, "robust": 1, "n": 6, "ci95": [0.0042, 0.6412],
-                              "mean_over_draws": 0.1667}},
+        "worst_case": {
+            "lp": {"accuracy": 0.1667, "robust": 1, "n": 6, "ci95": [0.0042, 0.6412], "mean_over_draws": 0.1667}
+        },
         "findings": findings,
-        "verdict": {"gradient_masking": "suspected", "claim_at_risk": "yes", "randomized": False,
-                    "trustworthy_robust_accuracy": 0.1667,
-                    "drivers": [{"id": "finite-difference-mismatch", "why": "shattered gradients <i>really</i>"}],
-                    "summary": "Gradient masking is suspected: 2 of 12 checks failed."},
+        "verdict": {
+            "gradient_masking": "suspected",
+            "claim_at_risk": "yes",
+            "randomized": False,
+            "trustworthy_robust_accuracy": 0.1667,
+            "drivers": [{"id": "finite-difference-mismatch", "why": "shattered gradients <i>really</i>"}],
+            "summary": "Gradient masking is suspected: 2 of 12 checks failed.",
+        },
         "warnings": ["outputs look like <probabilities>"],
         "seconds": 12.5,
         "environment": {"python": "3.11.7", "torch": "2.13.0+cpu", "device": "cpu", "git_commit": None},
@@ -181,8 +313,11 @@ def write_run(directory: Path, results: dict) -> Path:
         for index, label, prediction, *success in SAMPLES:
             row = [index, label, prediction, int(label == prediction)]
             for s in success:
-                row += ["not_run:misclassified" if s is None else ("broken" if s else "held"),
-                        "" if s is None else 0.1, "" if s is None else 1.0]
+                row += [
+                    "not_run:misclassified" if s is None else ("broken" if s else "held"),
+                    "" if s is None else 0.1,
+                    "" if s is None else 1.0,
+                ]
             row.append(int(label == prediction and not any(s for s in success if s)))
             writer.writerow(row)
     return directory
@@ -259,9 +394,13 @@ def test_plots_read_the_diagnostics_keys(tmp_path: Path) -> None:
     for plot in PLOTS:
         assert plot.draw(results, samples, tmp_path / plot.filename) is not None, plot.filename
     # Remove each finding's data: its plot is no longer drawn (it does not fall back on anything else).
-    for finding_id, filename in (("eps-sweep", "eps_sweep.png"), ("zero-gradients", "gradient_norms.png"),
-                                 ("loss-landscape", "loss_landscape.png"), ("dead-zone-occupancy", "dead_zone.png"),
-                                 ("layer-attribution", "layer_attribution.png")):
+    for finding_id, filename in (
+        ("eps-sweep", "eps_sweep.png"),
+        ("zero-gradients", "gradient_norms.png"),
+        ("loss-landscape", "loss_landscape.png"),
+        ("dead-zone-occupancy", "dead_zone.png"),
+        ("layer-attribution", "layer_attribution.png"),
+    ):
         stripped = json.loads(json.dumps(results))
         next(f for f in stripped["findings"] if f["id"] == finding_id)["data"] = {}
         draw = next(p.draw for p in PLOTS if p.filename == filename)
@@ -301,8 +440,13 @@ def test_checker_expectations_without_a_browser(meansparse_report: Path, tmp_pat
     without_dead_zone = re.sub(r"<figure><h3>Dead-zone.*?</figure>", "", page, flags=re.DOTALL)
     problems, _ = checker.dom_problems(without_dead_zone, ALL_TITLES)
     assert any("missing plot" in p and "Dead-zone" in p for p in problems)
-    assert checker.console_errors('[1:1:0:INFO:CONSOLE:1] "Uncaught TypeError: x", source: file:///r.html (1)\n'
-                                  "[1:1:0:ERROR:dbus/bus.cc:405] Failed to connect to the bus\n") != []
+    assert (
+        checker.console_errors(
+            '[1:1:0:INFO:CONSOLE:1] "Uncaught TypeError: x", source: file:///r.html (1)\n'
+            "[1:1:0:ERROR:dbus/bus.cc:405] Failed to connect to the bus\n"
+        )
+        != []
+    )
     assert checker.console_errors("[1:1:0:ERROR:dbus/bus.cc:405] Failed to connect to the bus\n") == []
     std = synthetic_results(meansparse=False)
     std["defense"] = "MeanSparse (alpha=0.3, 5 layers) in DemoCNN"  # MeanSparse, yet no dead-zone finding
@@ -312,8 +456,12 @@ def test_checker_expectations_without_a_browser(meansparse_report: Path, tmp_pat
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="headless Chromium (/usr/bin/chromium) is not installed")
 def test_report_renders_in_chromium(meansparse_report: Path, tmp_path: Path) -> None:
     shot = tmp_path / "shot.png"
-    run = subprocess.run([sys.executable, str(CHECKER), str(meansparse_report), "--screenshot", str(shot)],
-                         capture_output=True, text=True, timeout=600)
+    run = subprocess.run(
+        [sys.executable, str(CHECKER), str(meansparse_report), "--screenshot", str(shot)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert run.returncode == 0, run.stdout + run.stderr
     assert f"screenshot: {shot}" in run.stdout
     assert shot.read_bytes().startswith(b"\x89PNG") and shot.stat().st_size > 10_000
@@ -323,7 +471,8 @@ def test_report_renders_in_chromium(meansparse_report: Path, tmp_path: Path) -> 
     for name in ("results.json", "samples.csv"):
         (broken / name).write_bytes((meansparse_report / name).read_bytes())
     page = (meansparse_report / "report.html").read_text(encoding="utf-8")
-    (broken / "report.html").write_text(re.sub(r"<figure><h3>Dead-zone.*?</figure>", "", page, flags=re.DOTALL),
-                                        encoding="utf-8")
+    (broken / "report.html").write_text(
+        re.sub(r"<figure><h3>Dead-zone.*?</figure>", "", page, flags=re.DOTALL), encoding="utf-8"
+    )
     run = subprocess.run([sys.executable, str(CHECKER), str(broken)], capture_output=True, text=True, timeout=600)
     assert run.returncode == 1 and "missing plot" in run.stderr, run.stdout + run.stderr

@@ -5,6 +5,7 @@ results.json changes what the report shows.
 The fixture is the results.json of `make demo`'s demo-meansparse audit (100 images, commit 2e28f68), its plot
 arrays dropped: it has the gain table, a `+survivors` attack, AutoAttack's parts and the beyond-AutoAttack test.
 """
+
 from __future__ import annotations
 
 import html
@@ -65,8 +66,17 @@ def _unexplained_numbers(text: str, results: dict) -> tuple[list[str], int]:
             text = text.replace(stored, " ")
     forms = set()
     for v in numbers:
-        forms |= {f"{v:g}", f"{v:.0f}", f"{v:.1f}", f"{v:.2f}", f"{v:.2g}", f"{v:.3g}",
-                  f"{100 * v:.0f}", f"{100 * v:.1f}", f"{100 * v:.2f}"}
+        forms |= {
+            f"{v:g}",
+            f"{v:.0f}",
+            f"{v:.1f}",
+            f"{v:.2f}",
+            f"{v:.2g}",
+            f"{v:.3g}",
+            f"{100 * v:.0f}",
+            f"{100 * v:.1f}",
+            f"{100 * v:.2f}",
+        }
     tokens = NUMBER.findall(text)
     return [t for t in tokens if t.lstrip("+") not in forms], len(tokens)
 
@@ -105,10 +115,14 @@ def test_attack_rows_show_each_attack_s_own_numbers(results, rendered):
         assert cells[1] == attack["gradient"]
         assert (int(cells[2]), int(cells[3])) == (attack["ran"], attack["broken"])
         robust = attack["robust"]
-        assert cells[4] == ("n/a (ran on survivors only)" if robust is None else
-                            f"{_pct(robust['accuracy'])} ({_pct(robust['ci95'][0])} - {_pct(robust['ci95'][1])})")
+        assert cells[4] == (
+            "n/a (ran on survivors only)"
+            if robust is None
+            else f"{_pct(robust['accuracy'])} ({_pct(robust['ci95'][0])} - {_pct(robust['ci95'][1])})"
+        )
         assert [float(c) for c in cells[5:8]] == pytest.approx(
-            [attack["n_forward"], attack["n_backward"], attack["seconds"]], abs=0.5)
+            [attack["n_forward"], attack["n_backward"], attack["seconds"]], abs=0.5
+        )
 
 
 def test_gain_table_rows_show_the_gain_fields(results, rendered):
@@ -119,9 +133,11 @@ def test_gain_table_rows_show_the_gain_fields(results, rendered):
             assert f"{_pct(a['accuracy'])} ({_pct(a['ci95'][0])} - {_pct(a['ci95'][1])})" in text, key
         for key in ("claimed_gain", "surviving_gain"):
             g = gain[key]
-            assert (f"{100 * g['gain']:+.2f} points ({100 * g['ci95'][0]:+.2f} to {100 * g['ci95'][1]:+.2f}; "
-                    f"{g['only_defense_robust']} samples robust only with the defense, "
-                    f"{g['only_base_robust']} only without)") in text, key
+            assert (
+                f"{100 * g['gain']:+.2f} points ({100 * g['ci95'][0]:+.2f} to {100 * g['ci95'][1]:+.2f}; "
+                f"{g['only_defense_robust']} samples robust only with the defense, "
+                f"{g['only_base_robust']} only without)"
+            ) in text, key
 
 
 def test_changing_a_field_changes_what_the_report_shows(results, tmp_path):
@@ -131,8 +147,9 @@ def test_changing_a_field_changes_what_the_report_shows(results, tmp_path):
     changed["worst_case_robust_accuracy"] = 0.4321
     changed["worst_case"]["lp"].update({"accuracy": 0.4321, "ci95": [0.3111, 0.5222]})
     changed["clean_accuracy"] = 0.8765
-    changed["gain"]["surviving_gain"].update({"gain": 0.0123, "ci95": [-0.0456, 0.0789], "only_defense_robust": 41,
-                                              "only_base_robust": 37})
+    changed["gain"]["surviving_gain"].update(
+        {"gain": 0.0123, "ci95": [-0.0456, 0.0789], "only_defense_robust": 41, "only_base_robust": 37}
+    )
     changed["attacks"][0]["broken"] = 59
     beyond = changed["verdict"]["beyond_autoattack"]
     beyond.update({"only_others_broke": 23, "p_value": 0.000417})
@@ -145,4 +162,3 @@ def test_changing_a_field_changes_what_the_report_shows(results, tmp_path):
         assert "66.00% (95% interval 55.85% - 75.18%)" not in text  # the old worst case is gone everywhere
     row = next(line for line in md.splitlines() if line.startswith(f"| {changed['attacks'][0]['name']} |"))
     assert row.split("|")[4].strip() == "59"
-

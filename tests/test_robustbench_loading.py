@@ -1,5 +1,6 @@
 """A RobustBench-layout checkpoint (<dir>/cifar10/Linf/<name>.pt, `module.` prefixes) loads strictly through the
 same path `audit run --robustbench-dir DIR --model NAME` uses; unknown names are refused, never guessed."""
+
 import dataclasses
 
 import pytest
@@ -21,8 +22,9 @@ def _save(model, directory, name, dataset="cifar10", threat="Linf"):
 def small_entries():
     """Reduced copies of a base entry and a MeanSparse entry, registered in the real registry for one test."""
     base = rb.find("Wang2023Better_WRN-28-10").reduced("Wang2023Better_WRN-28-10-test", depth=10, width=1)
-    sparse = rb.find("Amini2024MeanSparse_S-WRN-94-16").reduced("Amini2024MeanSparse_S-WRN-94-16-test", depth=10,
-                                                                width=1)
+    sparse = rb.find("Amini2024MeanSparse_S-WRN-94-16").reduced(
+        "Amini2024MeanSparse_S-WRN-94-16-test", depth=10, width=1
+    )
     for entry in (base, sparse):
         rb.register(entry)
     yield base, sparse
@@ -58,7 +60,8 @@ def test_meansparse_wrn_loads_with_its_statistics_and_is_audited_as_meansparse(t
 
 
 def test_a_file_whose_thresholds_differ_from_the_published_alpha_runs_with_its_own_and_says_so(
-        tmp_path, small_entries, caplog):
+    tmp_path, small_entries, caplog
+):
     _, sparse = small_entries
     reference = sparse.build()
     for _, layer in meansparse_layers(reference):
@@ -75,18 +78,28 @@ def test_a_guessable_but_unknown_name_is_refused_not_guessed(tmp_path):
         rb.load(tmp_path, "Someone2024_WRN-10-1")
 
 
-@pytest.mark.parametrize("argv,expected", [
-    (["--model", "Someone2024_WRN-10-1"], "unknown RobustBench model 'Someone2024_WRN-10-1'"),
-    (["--model", "Amini2024MeanSparse_S-WRN-70-16"],
-     "is ambiguous: RobustBench has it for cifar10/L2, cifar100/Linf; pass --dataset (cifar10 or cifar100)"),
-    (["--model", "Amini2024MeanSparse_S-WRN-70-16", "--dataset", "cifar100"],
-     "cifar100/Linf/Amini2024MeanSparse_S-WRN-70-16.pt not found"),
-    (["--model", "Amini2024MeanSparse_Swin-L", "--dataset", "fashion-mnist"],
-     "Amini2024MeanSparse_Swin-L has no entry for dataset fashion-mnist"),
-])
+@pytest.mark.parametrize(
+    "argv,expected",
+    [
+        (["--model", "Someone2024_WRN-10-1"], "unknown RobustBench model 'Someone2024_WRN-10-1'"),
+        (
+            ["--model", "Amini2024MeanSparse_S-WRN-70-16"],
+            "is ambiguous: RobustBench has it for cifar10/L2, cifar100/Linf; pass --dataset (cifar10 or cifar100)",
+        ),
+        (
+            ["--model", "Amini2024MeanSparse_S-WRN-70-16", "--dataset", "cifar100"],
+            "cifar100/Linf/Amini2024MeanSparse_S-WRN-70-16.pt not found",
+        ),
+        (
+            ["--model", "Amini2024MeanSparse_Swin-L", "--dataset", "fashion-mnist"],
+            "Amini2024MeanSparse_Swin-L has no entry for dataset fashion-mnist",
+        ),
+    ],
+)
 def test_cli_refuses_bad_robustbench_names_in_one_line(tmp_path, capsys, argv, expected):
-    code = main(["run", "--robustbench-dir", str(tmp_path), *argv, "--n", "4", "--quiet", "--out",
-                 str(tmp_path / "out")])
+    code = main(
+        ["run", "--robustbench-dir", str(tmp_path), *argv, "--n", "4", "--quiet", "--out", str(tmp_path / "out")]
+    )
     err = capsys.readouterr().err
     assert code == 2 and expected in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists()

@@ -13,6 +13,7 @@ model code does not use torchvision, but `import timm` does and torchvision cann
 shape. `test_timm_itself_agrees_on_keys_and_logits` (slow) repeats that against the wheel when `make setup` has
 downloaded it, and compares logits with timm's own classes.
 """
+
 from __future__ import annotations
 
 import json
@@ -35,16 +36,27 @@ TIMM_KEYS = ROOT / "tests" / "fixtures" / "timm_keys"
 # Reduced configurations: the same builders and placements, small enough for 2 CPU cores.
 REDUCED = {
     ("cifar10", "Linf", "Amini2024MeanSparse_S-WRN-94-16"): {"depth": 10, "width": 1},
-    ("cifar10", "Linf", "Amini2024MeanSparse_Ra_WRN_70_16"): {"stem_width": 8, "depth": (2, 1, 1),
-                                                             "stage_width": (16, 32, 64)},
+    ("cifar10", "Linf", "Amini2024MeanSparse_Ra_WRN_70_16"): {
+        "stem_width": 8,
+        "depth": (2, 1, 1),
+        "stage_width": (16, 32, 64),
+    },
     ("cifar10", "L2", "Amini2024MeanSparse_S-WRN-70-16"): {"depth": 16, "width": 1},
     ("cifar100", "Linf", "Amini2024MeanSparse_S-WRN-70-16"): {"depth": 16, "width": 1},
-    ("imagenet", "Linf", "Amini2024MeanSparse_Swin-L"): {"embed_dim": 8, "depths": (2, 2, 2, 2),
-                                                          "num_heads": (1, 1, 2, 2)},
+    ("imagenet", "Linf", "Amini2024MeanSparse_Swin-L"): {
+        "embed_dim": 8,
+        "depths": (2, 2, 2, 2),
+        "num_heads": (1, 1, 2, 2),
+    },
     ("imagenet", "Linf", "Amini2024MeanSparse_ConvNeXt-L"): {"depths": (1, 1, 2, 1), "dims": (8, 16, 32, 64)},
 }
-PUBLISHED_ALPHA = {"S-WRN-94-16": 0.15, "Ra_WRN_70_16": 0.25, "S-WRN-70-16": {"L2": 0.25, "Linf": 0.15},
-                   "Swin-L": 0.10, "ConvNeXt-L": 0.3}
+PUBLISHED_ALPHA = {
+    "S-WRN-94-16": 0.15,
+    "Ra_WRN_70_16": 0.25,
+    "S-WRN-70-16": {"L2": 0.25, "Linf": 0.15},
+    "Swin-L": 0.10,
+    "ConvNeXt-L": 0.3,
+}
 IDS = ["/".join(key) for key in REDUCED]
 
 
@@ -117,8 +129,7 @@ def test_reduced_entry_round_trips_through_robustbench_dir_with_identical_logits
     randomize(reference, seed=1)
     save_robustbench_file(reference, entry, tmp_path, prefix)
 
-    defense, kind = resolve_model(entry.name, robustbench_dir=str(tmp_path), dataset=entry.dataset,
-                                  threat=entry.threat)
+    defense, kind = resolve_model(entry.name, robustbench_dir=str(tmp_path), dataset=entry.dataset, threat=entry.threat)
     assert kind == "robustbench" and type(defense).__name__ == "MeanSparseDefense"
     assert defense.num_classes == entry.num_classes
     x = images_for(entry)
@@ -134,20 +145,38 @@ def test_reduced_entry_round_trips_through_robustbench_dir_with_identical_logits
     assert {layer.alpha for _, layer in layers} == {published_alpha(entry)}
     saved = dict(meansparse_layers(reference))
     assert [name for name, _ in layers] == list(saved)
-    assert all(isinstance(layer, MeanSparse) and torch.equal(layer.running_var, saved[name].running_var)
-               for name, layer in layers)
+    assert all(
+        isinstance(layer, MeanSparse) and torch.equal(layer.running_var, saved[name].running_var)
+        for name, layer in layers
+    )
 
 
 # Official placement, counted per kind of site (RobustBench's MeanSparse architecture files / sparsified_model.py).
 FULL_SIZE_SITES = {
-    "Amini2024MeanSparse_S-WRN-94-16": {"layer.#.block.#.meansparse_0": 45, "layer.#.block.#.meansparse_1": 45,
-                                        "layer.#.block.#.meansparse_2": 45, "meansparse_end": 1},
-    "Amini2024MeanSparse_Ra_WRN_70_16": {"layer.#.block.#.meansparse_0": 71, "layer.#.block.#.meansparse_1": 71,
-                                         "layer.#.block.#.meansparse_2": 71, "meansparse_end": 1},
-    "Amini2024MeanSparse_S-WRN-70-16": {"layer.#.block.#.meansparse_0": 33, "layer.#.block.#.meansparse_1": 33,
-                                        "layer.#.block.#.meansparse_2": 33, "meansparse_end": 1},
-    "Amini2024MeanSparse_Swin-L": {"layers.#.blocks.#.meansparse1": 24, "layers.#.blocks.#.meansparse2": 24,
-                                   "layers.#.blocks.#.mlp.meansparse1": 24, "layers.#.blocks.#.mlp.meansparse2": 24},
+    "Amini2024MeanSparse_S-WRN-94-16": {
+        "layer.#.block.#.meansparse_0": 45,
+        "layer.#.block.#.meansparse_1": 45,
+        "layer.#.block.#.meansparse_2": 45,
+        "meansparse_end": 1,
+    },
+    "Amini2024MeanSparse_Ra_WRN_70_16": {
+        "layer.#.block.#.meansparse_0": 71,
+        "layer.#.block.#.meansparse_1": 71,
+        "layer.#.block.#.meansparse_2": 71,
+        "meansparse_end": 1,
+    },
+    "Amini2024MeanSparse_S-WRN-70-16": {
+        "layer.#.block.#.meansparse_0": 33,
+        "layer.#.block.#.meansparse_1": 33,
+        "layer.#.block.#.meansparse_2": 33,
+        "meansparse_end": 1,
+    },
+    "Amini2024MeanSparse_Swin-L": {
+        "layers.#.blocks.#.meansparse1": 24,
+        "layers.#.blocks.#.meansparse2": 24,
+        "layers.#.blocks.#.mlp.meansparse1": 24,
+        "layers.#.blocks.#.mlp.meansparse2": 24,
+    },
     "Amini2024MeanSparse_ConvNeXt-L": {"stages.#.blocks.#.mlp.act.0": 36, "stages.#.blocks.#.drop_path.1": 36},
 }
 
@@ -161,8 +190,9 @@ def test_full_size_placement_per_block_type_and_alpha(entry):
     assert entry.meansparse_alpha == published_alpha(entry)  # the value each layer's threshold is built with
     # Channel counts where the official code hard-codes them (ConvNeXt-L's drop_path sites: 192, 384, 768, 1536).
     if entry.name.endswith("ConvNeXt-L"):
-        widths = {name.split(".")[2]: layer.running_mean.shape[0] for name, layer in layers
-                  if name.endswith("drop_path.1")}
+        widths = {
+            name.split(".")[2]: layer.running_mean.shape[0] for name, layer in layers if name.endswith("drop_path.1")
+        }
         assert widths == {"0": 192, "1": 384, "2": 768, "3": 1536}
         assert {layer.layout for name, layer in layers if name.endswith("mlp.act.0")} == {"channels_last"}
     if entry.name.endswith("Swin-L"):
@@ -173,10 +203,13 @@ def reference_keys(name: str) -> dict[str, list[int]]:
     return json.loads((TIMM_KEYS / f"{name}.json").read_text())["keys"]
 
 
-@pytest.mark.parametrize("entry_name,timm_name", [
-    ("Amini2024MeanSparse_ConvNeXt-L", "convnext_large"),
-    ("Amini2024MeanSparse_Swin-L", "swin_large_patch4_window7_224"),
-])
+@pytest.mark.parametrize(
+    "entry_name,timm_name",
+    [
+        ("Amini2024MeanSparse_ConvNeXt-L", "convnext_large"),
+        ("Amini2024MeanSparse_Swin-L", "swin_large_patch4_window7_224"),
+    ],
+)
 def test_imagenet_architectures_match_timm_key_for_key(entry_name, timm_name):
     entry = rb.find(entry_name)
     timm_keys = reference_keys(timm_name)
@@ -191,8 +224,9 @@ def test_imagenet_architectures_match_timm_key_for_key(entry_name, timm_name):
         sites = {f"{b}.mlp.act.0" for b in blocks} | {f"{b}.drop_path.1" for b in blocks}
     else:
         blocks = {k.rsplit(".", 2)[0] for k in timm_keys if k.endswith(".norm1.weight")}
-        sites = {f"{b}.{s}" for b in blocks for s in ("meansparse1", "meansparse2", "mlp.meansparse1",
-                                                       "mlp.meansparse2")}
+        sites = {
+            f"{b}.{s}" for b in blocks for s in ("meansparse1", "meansparse2", "mlp.meansparse1", "mlp.meansparse2")
+        }
     expected = set(timm_keys) | {f"{site}.{buffer}" for site in sites for buffer in buffers}
     assert {k.removeprefix("model.") for k in sparse.state_dict()} == expected
 
@@ -305,19 +339,28 @@ print(json.dumps(out))
 
 
 def test_unknown_name_is_refused_with_the_known_ones():
-    with pytest.raises(rb.ZooError, match=r"unknown RobustBench model 'Nobody2030_Foo'; known: .*"
-                                          r"Amini2024MeanSparse_ConvNeXt-L.*Amini2024MeanSparse_Swin-L"):
+    with pytest.raises(
+        rb.ZooError,
+        match=r"unknown RobustBench model 'Nobody2030_Foo'; known: .*"
+        r"Amini2024MeanSparse_ConvNeXt-L.*Amini2024MeanSparse_Swin-L",
+    ):
         rb.find("Nobody2030_Foo")
     with pytest.raises(rb.ZooError, match=r"did you mean Amini2024MeanSparse_Ra_WRN_70_16\?"):
         rb.find("Amini2024MeanSparse_Ra-WRN-70-16")
 
 
 def test_shared_name_needs_the_dataset_and_the_dataset_picks_it():
-    with pytest.raises(rb.ZooError, match=r"ambiguous: RobustBench has it for cifar10/L2, cifar100/Linf; "
-                                          r"pass --dataset \(cifar10 or cifar100\)"):
+    with pytest.raises(
+        rb.ZooError,
+        match=r"ambiguous: RobustBench has it for cifar10/L2, cifar100/Linf; "
+        r"pass --dataset \(cifar10 or cifar100\)",
+    ):
         rb.find("Amini2024MeanSparse_S-WRN-70-16")
     assert rb.find("Amini2024MeanSparse_S-WRN-70-16", "cifar100").key == (
-        "cifar100", "Linf", "Amini2024MeanSparse_S-WRN-70-16")
+        "cifar100",
+        "Linf",
+        "Amini2024MeanSparse_S-WRN-70-16",
+    )
     assert rb.find("Amini2024MeanSparse_S-WRN-70-16", "foolbox-cifar10").threat == "L2"
     with pytest.raises(rb.ZooError, match=r"pass --norm \(L2 or Linf\)"):
         rb.find("Wang2023Better_WRN-70-16", "cifar10")
@@ -336,8 +379,13 @@ def test_run_defaults_come_from_the_entry_unless_given():
     args = Args(model="Amini2024MeanSparse_Swin-L", robustbench_dir="/models")
     rb.fill_run_defaults(args, {"dataset": "fashion-mnist", "norm": "Linf", "eps": 0.1})
     assert (args.dataset, args.norm, args.eps, args.claim) == ("imagenet", "Linf", pytest.approx(4 / 255), 0.6212)
-    args = Args(model="Amini2024MeanSparse_S-WRN-70-16", robustbench_dir="/models", dataset="foolbox-cifar100",
-                eps=0.01, claim=0.5)
+    args = Args(
+        model="Amini2024MeanSparse_S-WRN-70-16",
+        robustbench_dir="/models",
+        dataset="foolbox-cifar100",
+        eps=0.01,
+        claim=0.5,
+    )
     rb.fill_run_defaults(args, {"dataset": "fashion-mnist", "norm": "Linf", "eps": 0.1})
     assert (args.dataset, args.norm, args.eps, args.claim) == ("foolbox-cifar100", "Linf", 0.01, 0.5)
     args = Args(model="demo-standard")
@@ -346,14 +394,19 @@ def test_run_defaults_come_from_the_entry_unless_given():
 
 
 def test_missing_file_names_the_robustbench_layout(tmp_path):
-    with pytest.raises(rb.ZooError, match=r"cifar100/Linf/Amini2024MeanSparse_S-WRN-70-16\.pt not found: "
-                                          r"RobustBench's layout is <robustbench-dir>/cifar100/Linf/"):
+    with pytest.raises(
+        rb.ZooError,
+        match=r"cifar100/Linf/Amini2024MeanSparse_S-WRN-70-16\.pt not found: "
+        r"RobustBench's layout is <robustbench-dir>/cifar100/Linf/",
+    ):
         rb.load(tmp_path, "Amini2024MeanSparse_S-WRN-70-16", "cifar100")
 
 
 def test_published_numbers_are_brief_tables():
-    table = {e.name + "/" + e.dataset + "/" + e.threat: (e.base_autoattack, e.autoattack, e.bpda)
-             for e in rb.MEANSPARSE_ENTRIES}
+    table = {
+        e.name + "/" + e.dataset + "/" + e.threat: (e.base_autoattack, e.autoattack, e.bpda)
+        for e in rb.MEANSPARSE_ENTRIES
+    }
     assert table == {
         "Amini2024MeanSparse_S-WRN-94-16/cifar10/Linf": (0.7371, 0.7528, 0.7310),
         "Amini2024MeanSparse_Ra_WRN_70_16/cifar10/Linf": (0.7107, 0.7208, 0.6894),
@@ -369,10 +422,15 @@ def test_published_numbers_are_brief_tables():
 
 E2E = [
     pytest.param(("cifar100", "Linf", "Amini2024MeanSparse_S-WRN-70-16"), "foolbox-cifar100", id="cifar100"),
-    pytest.param(("imagenet", "Linf", "Amini2024MeanSparse_Swin-L"), "foolbox-imagenet", id="swin-l",
-                 marks=pytest.mark.slow),
-    pytest.param(("imagenet", "Linf", "Amini2024MeanSparse_ConvNeXt-L"), "foolbox-imagenet", id="convnext-l",
-                 marks=pytest.mark.slow),
+    pytest.param(
+        ("imagenet", "Linf", "Amini2024MeanSparse_Swin-L"), "foolbox-imagenet", id="swin-l", marks=pytest.mark.slow
+    ),
+    pytest.param(
+        ("imagenet", "Linf", "Amini2024MeanSparse_ConvNeXt-L"),
+        "foolbox-imagenet",
+        id="convnext-l",
+        marks=pytest.mark.slow,
+    ),
 ]
 
 
@@ -385,8 +443,26 @@ def test_audit_run_on_foolbox_samples_takes_threat_eps_and_claim_from_the_entry(
     randomize(model, seed=2)
     save_robustbench_file(model, entry, tmp_path / "models", "module.")
     out = tmp_path / "run"
-    code = main(["run", "--robustbench-dir", str(tmp_path / "models"), "--model", entry.name, "--dataset", dataset,
-                 "--n", "20", "--suite", "quick", "--diagnostics-n", "4", "--quiet", "--out", str(out)])
+    code = main(
+        [
+            "run",
+            "--robustbench-dir",
+            str(tmp_path / "models"),
+            "--model",
+            entry.name,
+            "--dataset",
+            dataset,
+            "--n",
+            "20",
+            "--suite",
+            "quick",
+            "--diagnostics-n",
+            "4",
+            "--quiet",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0
     results = json.loads((out / "results.json").read_text())
     assert results["dataset"] == dataset and results["n_samples"] == 20
@@ -407,8 +483,12 @@ def robustbench_rawrn_layout() -> dict[str, list[int]]:
     ms = {"running_mean", "running_var", "threshold", "flag_update_statistics", "batch_num"}
 
     def norm(prefix: str, c: int, buffers: set[str]) -> dict[str, list[int]]:
-        return {f"{prefix}.{b}": ([] if b in ("num_batches_tracked", "threshold", "flag_update_statistics",
-                                               "batch_num") else [c]) for b in buffers}
+        return {
+            f"{prefix}.{b}": (
+                [] if b in ("num_batches_tracked", "threshold", "flag_update_statistics", "batch_num") else [c]
+            )
+            for b in buffers
+        }
 
     keys = {"init_conv.weight": [stem, 3, 3, 3], "logits.weight": [classes, widths[2]], "logits.bias": [classes]}
     keys |= norm("batchnorm", widths[2], bn) | norm("meansparse_end", widths[2], ms)
@@ -421,9 +501,14 @@ def robustbench_rawrn_layout() -> dict[str, list[int]]:
             keys |= norm(f"{p}.batchnorm_0", cin, bn) | norm(f"{p}.meansparse_0", cin, ms)
             keys |= norm(f"{p}.batchnorm_1", cout, bn) | norm(f"{p}.meansparse_1", cout, ms)
             keys |= norm(f"{p}.meansparse_2", cout, ms)
-            keys |= {f"{p}.conv_0.weight": [cout, cin, 3, 3], f"{p}.conv_1.weight": [cout, cout, 3, 3],
-                     f"{p}.se.fc1.weight": [squeeze, cout, 1, 1], f"{p}.se.fc1.bias": [squeeze],
-                     f"{p}.se.fc2.weight": [cout, squeeze, 1, 1], f"{p}.se.fc2.bias": [cout]}
+            keys |= {
+                f"{p}.conv_0.weight": [cout, cin, 3, 3],
+                f"{p}.conv_1.weight": [cout, cout, 3, 3],
+                f"{p}.se.fc1.weight": [squeeze, cout, 1, 1],
+                f"{p}.se.fc1.bias": [squeeze],
+                f"{p}.se.fc2.weight": [cout, squeeze, 1, 1],
+                f"{p}.se.fc2.bias": [cout],
+            }
             if cin != cout:
                 keys[f"{p}.shortcut.weight"] = [cout, cin, 1, 1]
     return keys
@@ -432,6 +517,7 @@ def robustbench_rawrn_layout() -> dict[str, list[int]]:
 def test_rawrn_matches_robustbench_key_for_key():
     with torch.device("meta"):
         model = rb.find("Amini2024MeanSparse_Ra_WRN_70_16").build()
-    ours = {k: list(v.shape) for k, v in model.state_dict().items()
-            if not k.endswith((".momentum", ".epsilon"))}  # optional buffers of our MeanSparse (absent in this file)
+    ours = {
+        k: list(v.shape) for k, v in model.state_dict().items() if not k.endswith((".momentum", ".epsilon"))
+    }  # optional buffers of our MeanSparse (absent in this file)
     assert ours == robustbench_rawrn_layout()

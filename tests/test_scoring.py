@@ -1,5 +1,6 @@
 """Honest per-sample scoring: common draws for randomized defenses, `not_run` never counted as missed or robust,
 and the statistics every number carries."""
+
 from __future__ import annotations
 
 import pytest
@@ -34,8 +35,17 @@ class DoNothing(Attack):
 
 
 def _run(defense, x, y, attacks, directory, mode="full", threat=THREAT):  # noqa: ANN001, ANN202 - untyped by design in this script/test
-    return run_plan(defense, x, y, threat, Plan.of(attacks), seed=0, store=ResultStore(directory, {"t": 1}),
-                    mode=mode, progress=False)
+    return run_plan(
+        defense,
+        x,
+        y,
+        threat,
+        Plan.of(attacks),
+        seed=0,
+        store=ResultStore(directory, {"t": 1}),
+        mode=mode,
+        progress=False,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -49,8 +59,14 @@ def test_do_nothing_attacks_change_nothing_on_a_noise_defense(standard_model, da
     x, y = data
     defense = RandomNoise(standard_model, sigma=0.05, seed=1)
     one = _run(defense, x, y, [DoNothing("nothing")], tmp_path / "one", mode)
-    six = _run(defense, x, y, [DoNothing("fgsm", single_step=True), DoNothing("apgd-ce")]
-               + [DoNothing(f"nothing{k}") for k in range(4)], tmp_path / "six", mode)
+    six = _run(
+        defense,
+        x,
+        y,
+        [DoNothing("fgsm", single_step=True), DoNothing("apgd-ce")] + [DoNothing(f"nothing{k}") for k in range(4)],
+        tmp_path / "six",
+        mode,
+    )
     # The noise does flip some predictions (so the test can tell), yet an unchanged input is judged exactly as
     # the clean input was: on the same common draws.
     assert 0 < sum(c < 10 for c in six.clean_draws_correct) < len(y)
@@ -74,8 +90,7 @@ def test_cascade_on_a_linear_model_fails_no_comparison(fmnist_test, tmp_path):
         loss.backward()
         optimizer.step()
     data = fmnist_test.subset(200, 0)
-    outcomes = _run(Undefended(linear.eval()), data.images, data.labels, [FGSM(), APGD(n_iter=20)], tmp_path,
-                    "cascade")
+    outcomes = _run(Undefended(linear.eval()), data.images, data.labels, [FGSM(), APGD(n_iter=20)], tmp_path, "cascade")
     fgsm_broke = outcomes.counts("fgsm")["broken"]
     assert fgsm_broke > 50  # FGSM does most of the work, so APGD runs on few samples
     assert outcomes.counts("apgd-ce@iters=20")["ran"] == sum(outcomes.clean_correct) - fgsm_broke
@@ -84,8 +99,11 @@ def test_cascade_on_a_linear_model_fails_no_comparison(fmnist_test, tmp_path):
     # Only the single-step comparison applies here (no gradient-free, transfer or BPDA attack ran), and it passes
     # on exactly the samples both saw: APGD ran only on what FGSM left, so FGSM can have won none of them.
     assert {k: f.status for k, f in found.items()} == {
-        "blackbox-beats-whitebox": "skipped", "transfer-beats-whitebox": "skipped",
-        "single-step-beats-iterative": "pass", "adaptive-gap": "skipped"}
+        "blackbox-beats-whitebox": "skipped",
+        "transfer-beats-whitebox": "skipped",
+        "single-step-beats-iterative": "pass",
+        "adaptive-gap": "skipped",
+    }
     single = found["single-step-beats-iterative"].evidence
     assert single["paired"] == outcomes.counts("apgd-ce@iters=20")["ran"] > 20 and single["count"] == 0
 
@@ -106,16 +124,35 @@ def test_gain_table_pairs_the_same_images():
 
     def outcomes(robust_aa: list[bool], robust_other: list[bool]) -> Outcomes:
         n = len(robust_aa)
-        clean = {"attack": "clean", "batch": 0, "labels": [0] * n, "prediction": [0] * n, "draws_correct": [1] * n,
-                 "draws": 1}
-        rows = [{"attack": label, "batch": 0, "indices": list(range(n)),
-                 "attributes": {"gradient": "exact", "parts": {"apgd-ce": {"gradient": "exact"}}} if label[0] == "a"
-                 else {"gradient": "bpda-identity"},
-                 "status": ["held" if r else "broken" for r in robust], "distance": [0.0] * n, "margin": [0.0] * n,
-                 "draws_correct": [int(r) for r in robust], "draws": 1, "n_forward": 0.0, "n_backward": 0.0,
-                 "seconds": 0.0, "violations": 0,
-                 "extra": {"broken_by": ["" if r else "apgd-ce" for r in robust]} if label[0] == "a" else {}}
-                for label, robust in (("autoattack-standard", robust_aa), ("bpda", robust_other))]
+        clean = {
+            "attack": "clean",
+            "batch": 0,
+            "labels": [0] * n,
+            "prediction": [0] * n,
+            "draws_correct": [1] * n,
+            "draws": 1,
+        }
+        rows = [
+            {
+                "attack": label,
+                "batch": 0,
+                "indices": list(range(n)),
+                "attributes": {"gradient": "exact", "parts": {"apgd-ce": {"gradient": "exact"}}}
+                if label[0] == "a"
+                else {"gradient": "bpda-identity"},
+                "status": ["held" if r else "broken" for r in robust],
+                "distance": [0.0] * n,
+                "margin": [0.0] * n,
+                "draws_correct": [int(r) for r in robust],
+                "draws": 1,
+                "n_forward": 0.0,
+                "n_backward": 0.0,
+                "seconds": 0.0,
+                "violations": 0,
+                "extra": {"broken_by": ["" if r else "apgd-ce" for r in robust]} if label[0] == "a" else {},
+            }
+            for label, robust in (("autoattack-standard", robust_aa), ("bpda", robust_other))
+        ]
         return Outcomes.from_rows(clean, rows, ["autoattack-standard", "bpda"], "full")
 
     n = 200
@@ -164,24 +201,50 @@ def test_a_curve_starts_at_autoattacks_own_apgd_ce_and_its_top_runs_on_survivors
     from audit.outcomes import Outcomes
 
     n = 40
-    clean = {"attack": "clean", "batch": 0, "labels": [0] * n, "prediction": [0] * n, "draws_correct": [1] * n,
-             "draws": 1}
+    clean = {
+        "attack": "clean",
+        "batch": 0,
+        "labels": [0] * n,
+        "prediction": [0] * n,
+        "draws_correct": [1] * n,
+        "draws": 1,
+    }
     part = {"threat_kind": "lp", "gradient": "exact", "family": "apgd-ce", "budget": {"iters": 100, "restarts": 1}}
     aa_broke = set(range(10))
-    aa = {"attack": "autoattack-standard", "batch": 0, "indices": list(range(n)),
-          "attributes": {"gradient": "exact", "family": "autoattack-standard", "budget": {},
-                         "parts": {"apgd-ce": part}},
-          "status": ["broken" if i in aa_broke else "held" for i in range(n)], "distance": [0.0] * n,
-          "margin": [0.0] * n, "draws_correct": [0 if i in aa_broke else 1 for i in range(n)], "draws": 1,
-          "n_forward": 0.0, "n_backward": 0.0, "seconds": 0.0, "violations": 0,
-          "extra": {"broken_by": ["apgd-ce" if i in aa_broke else "" for i in range(n)]}}
+    aa = {
+        "attack": "autoattack-standard",
+        "batch": 0,
+        "indices": list(range(n)),
+        "attributes": {"gradient": "exact", "family": "autoattack-standard", "budget": {}, "parts": {"apgd-ce": part}},
+        "status": ["broken" if i in aa_broke else "held" for i in range(n)],
+        "distance": [0.0] * n,
+        "margin": [0.0] * n,
+        "draws_correct": [0 if i in aa_broke else 1 for i in range(n)],
+        "draws": 1,
+        "n_forward": 0.0,
+        "n_backward": 0.0,
+        "seconds": 0.0,
+        "violations": 0,
+        "extra": {"broken_by": ["apgd-ce" if i in aa_broke else "" for i in range(n)]},
+    }
     survivors = [i for i in range(n) if i not in aa_broke]
     top_broke = set(survivors[:8])  # eight more: still falling
-    top = {"attack": "apgd-ce+survivors@iters=300", "batch": 0, "indices": survivors,
-           "attributes": {**part, "budget": {"iters": 300, "restarts": 1}, "on_survivors": True},
-           "status": ["broken" if i in top_broke else "held" for i in survivors], "distance": [0.0] * len(survivors),
-           "margin": [0.0] * len(survivors), "draws_correct": [0 if i in top_broke else 1 for i in survivors],
-           "draws": 1, "n_forward": 0.0, "n_backward": 0.0, "seconds": 0.0, "violations": 0, "extra": {}}
+    top = {
+        "attack": "apgd-ce+survivors@iters=300",
+        "batch": 0,
+        "indices": survivors,
+        "attributes": {**part, "budget": {"iters": 300, "restarts": 1}, "on_survivors": True},
+        "status": ["broken" if i in top_broke else "held" for i in survivors],
+        "distance": [0.0] * len(survivors),
+        "margin": [0.0] * len(survivors),
+        "draws_correct": [0 if i in top_broke else 1 for i in survivors],
+        "draws": 1,
+        "n_forward": 0.0,
+        "n_backward": 0.0,
+        "seconds": 0.0,
+        "violations": 0,
+        "extra": {},
+    }
     order = ["autoattack-standard", "apgd-ce+survivors@iters=300"]
     outcomes = Outcomes.from_rows(clean, [aa, top], order, "full")
     assert curves(outcomes) == {"apgd-ce": ["autoattack-standard/apgd-ce", "apgd-ce+survivors@iters=300"]}

@@ -3,6 +3,7 @@
 Known-answer cases use hand-built models; the strength checks use a DemoCNN trained for a few hundred steps on
 Fashion-MNIST in a module fixture (seeded; about 10 s on one core).
 """
+
 from __future__ import annotations
 
 import math
@@ -24,11 +25,10 @@ LINF = ThreatModel("Linf", 0.3)
 SIZE = 28
 
 
-
-
 @pytest.fixture(scope="module")
 def fashion():
     from audit import data as audit_data  # our own module: an import error fails the test, never skips it
+
     try:
         train = audit_data.load_dataset("fashion-mnist", "train-only")
         test = audit_data.load_dataset("fashion-mnist", "test")
@@ -64,6 +64,7 @@ def accuracy(defense: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
 
 
 # -- hand-built models with known answers -----------------------------------------------------------------------
+
 
 class CentreOfMassX(nn.Module):
     """Class 1 iff the image's horizontal centre of mass lies more than `threshold` pixels right of the centre."""
@@ -109,6 +110,7 @@ def bars(n: int = 4) -> torch.Tensor:
 
 # -- (a) the transformations ------------------------------------------------------------------------------------
 
+
 def test_spatial_apply_identity_rotation_and_translation():
     attack = RotationTranslationGrid()
     x = torch.rand(3, 2, SIZE, SIZE, generator=torch.Generator().manual_seed(0))
@@ -152,6 +154,7 @@ def test_stadv_apply_identity_and_shift():
 
 
 # -- (b) the grid attack through the judge ---------------------------------------------------------------------
+
 
 def test_spatial_grid_breaks_orientation_model():
     x = bars()
@@ -213,6 +216,7 @@ def test_spatial_grid_on_trained_cnn(trained, fashion):
 
 # -- (c, d) stAdv ----------------------------------------------------------------------------------------------
 
+
 def test_stadv_breaks_undefended_cnn(trained, fashion):
     _, test = fashion
     x, y = test.images[:100], test.labels[:100]
@@ -273,6 +277,7 @@ def test_runner_clips_over_budget_flow(monkeypatch):
 
 # -- (e) external libraries ------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("spec, kwargs", [("torchattacks:PGD", {}), ("foolbox:LinfPGD", {"steps": 20})])
 def test_external_pgd_breaks_undefended_cnn(trained, fashion, spec, kwargs):
     _, test = fashion
@@ -297,8 +302,9 @@ def test_external_pgd_is_reproducible(trained, fashion):
     assert torch.equal(first.x_adv, second.x_adv)
 
 
-@pytest.mark.parametrize("spec", ["torchattacks:NoSuchAttack", "foolbox:NoSuchAttack", "cleverhans:FGSM", "PGD",
-                                  "torchattacks:"])
+@pytest.mark.parametrize(
+    "spec", ["torchattacks:NoSuchAttack", "foolbox:NoSuchAttack", "cleverhans:FGSM", "PGD", "torchattacks:"]
+)
 def test_external_unknown_names_raise(spec):
     with pytest.raises(ValueError) as error:
         ExternalAttack(spec)

@@ -1,6 +1,7 @@
 """The audit never ends above AutoAttack on any sample: every sample pyautoattack's own `run_standard_evaluation`
 breaks, `audit run --suite full` breaks too (the check benchmarks/audit_vs_autoattack.py makes at n=100): on a
 tiny model in the default run, on the demo MeanSparse model behind `slow`."""
+
 from __future__ import annotations
 
 import pytest

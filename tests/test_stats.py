@@ -1,4 +1,5 @@
 """The paired gain's interval (Tango's score interval, written by hand in audit/stats.py: no library we use has it)."""
+
 import numpy as np
 import pytest
 
@@ -14,8 +15,9 @@ def test_reproduces_the_published_reference_value():
     assert low == pytest.approx(-0.1240, abs=5e-5) and high == pytest.approx(-0.0054, abs=5e-5)
 
 
-@pytest.mark.parametrize("b, c, n", [(12, 0, 200), (20, 8, 1000), (3, 11, 1000), (9, 9, 100), (30, 12, 840),
-                                      (10, 5, 500), (2, 6, 100)])
+@pytest.mark.parametrize(
+    "b, c, n", [(12, 0, 200), (20, 8, 1000), (3, 11, 1000), (9, 9, 100), (30, 12, 840), (10, 5, 500), (2, 6, 100)]
+)
 def test_zero_is_excluded_exactly_when_mcnemars_score_test_rejects(b, c, n):
     low, high = paired_difference_interval(b, c, n)
     assert low < (b - c) / n < high
@@ -26,7 +28,7 @@ def test_zero_is_excluded_exactly_when_mcnemars_score_test_rejects(b, c, n):
 def test_no_discordant_pair_still_gives_an_interval_of_width_about_4_over_n():
     for n in (10, 100, 1000):
         low, high = paired_difference_interval(0, 0, n)
-        assert low == pytest.approx(-high) and n * high / (1 - high) == pytest.approx(Z95 ** 2)
+        assert low == pytest.approx(-high) and n * high / (1 - high) == pytest.approx(Z95**2)
     assert paired_difference_interval(10, 0, 10) == (pytest.approx(0.4449, abs=1e-4), 1.0)
 
 

@@ -3,6 +3,7 @@ takes a few signed-gradient steps lowering the prediction entropy of the shipped
 detached (tests/fixtures/purifier_model.py). The static model inside is traced, the full gradient through the
 unrolled steps is the true derivative of the forward, the plan attacks the static model and the unrolled forward,
 Square spends its budget only on evidence, and the audit's worst case sits at or below each of them."""
+
 from __future__ import annotations
 
 import json
@@ -100,8 +101,15 @@ def test_plan_for_a_test_time_defense(purifier, fmnist_test):
     assert "test-time optimisation inside forward" in defense.description
     plan = plan_suite("full", defense, "standard")
     labels = [a.label for a in plan.attacks]
-    assert labels == ["transfer-base:autoattack-standard", "fgsm+unrolled", "apgd-ce+unrolled", "apgd-dlr+unrolled",
-                      "apgd-ce+bpda-identity", "apgd-ce+unrolled+survivors@iters=300", "square+survivors@probe=10"]
+    assert labels == [
+        "transfer-base:autoattack-standard",
+        "fgsm+unrolled",
+        "apgd-ce+unrolled",
+        "apgd-dlr+unrolled",
+        "apgd-ce+bpda-identity",
+        "apgd-ce+unrolled+survivors@iters=300",
+        "square+survivors@probe=10",
+    ]
     skipped = dict(plan.skipped)
     assert "AutoAttack runs on the static model" in skipped["autoattack-standard"]
     assert "~7 passes of the static model" in skipped["square@queries=10000,restarts=3"]
@@ -113,8 +121,12 @@ def test_plan_for_a_randomized_test_time_defense_uses_eot(purifier, fmnist_test)
     defense, _ = resolve_model(f"{FIXTURE}:build")
     defense(fmnist_test.images[:4])
     labels = [a.label for a in plan_suite("full", defense, "standard", random=True).attacks]  # found random
-    assert {"apgd-ce+unrolled+eot20", "apgd-dlr+unrolled+eot20", "apgd-ce+bpda-identity+eot20",
-            "apgd-ce+unrolled+eot20+survivors@iters=300"} <= set(labels)
+    assert {
+        "apgd-ce+unrolled+eot20",
+        "apgd-dlr+unrolled+eot20",
+        "apgd-ce+bpda-identity+eot20",
+        "apgd-ce+unrolled+eot20+survivors@iters=300",
+    } <= set(labels)
     assert not any(label.endswith("+unrolled") for label in labels)
 
 
@@ -198,19 +210,41 @@ def test_static_model_gain_check():
     from audit.outcomes import Outcomes
 
     n = 40
-    clean = {"attack": "clean", "batch": 0, "labels": [0] * n, "prediction": [0] * n, "draws_correct": [1] * n,
-             "draws": 1}
+    clean = {
+        "attack": "clean",
+        "batch": 0,
+        "labels": [0] * n,
+        "prediction": [0] * n,
+        "draws_correct": [1] * n,
+        "draws": 1,
+    }
 
     def row(label: str, gradient: str, broken: list[bool], extra: dict) -> dict:
-        return {"attack": label, "batch": 0, "indices": list(range(n)), "attributes": {"gradient": gradient},
-                "status": ["broken" if b else "held" for b in broken], "distance": [0.0] * n, "margin": [0.0] * n,
-                "draws_correct": [int(not b) for b in broken], "draws": 1, "n_forward": 0.0, "n_backward": 0.0,
-                "seconds": 0.0, "violations": 0, "extra": extra}
+        return {
+            "attack": label,
+            "batch": 0,
+            "indices": list(range(n)),
+            "attributes": {"gradient": gradient},
+            "status": ["broken" if b else "held" for b in broken],
+            "distance": [0.0] * n,
+            "margin": [0.0] * n,
+            "draws_correct": [int(not b) for b in broken],
+            "draws": 1,
+            "n_forward": 0.0,
+            "n_backward": 0.0,
+            "seconds": 0.0,
+            "violations": 0,
+            "extra": extra,
+        }
 
     def outcomes(defense_broken: int, static_broken: int) -> Outcomes:
         # the static model falls on its first `static_broken` samples, the defense's own attack on `defense_broken`
-        transfer = row("transfer-base:apgd-ce", "transfer:base", [i < defense_broken // 2 for i in range(n)],
-                       {"source_robust": [i >= static_broken for i in range(n)]})
+        transfer = row(
+            "transfer-base:apgd-ce",
+            "transfer:base",
+            [i < defense_broken // 2 for i in range(n)],
+            {"source_robust": [i >= static_broken for i in range(n)]},
+        )
         own = row("apgd-ce+bpda-identity", "bpda-identity", [i < defense_broken for i in range(n)], {})
         return Outcomes.from_rows(clean, [transfer, own], ["transfer-base:apgd-ce", "apgd-ce+bpda-identity"], "full")
 
@@ -238,10 +272,33 @@ def test_audit_of_a_purifier_attacks_it_through_its_steps_and_from_its_static_mo
     break a large share of the clean-correct samples, the verdict is `suspected` with the claim at risk, and a
     claim above the static model's robust accuracy is a failed `static-model-gain`."""
     out = tmp_path / "run"
-    attacks = ("transfer-base:apgd-ce@iters=25,apgd-ce+unrolled@iters=25,apgd-ce+bpda-identity@iters=25,"
-               "square+survivors@queries=50,probe=4")
-    assert main(["run", "--model", f"{FIXTURE}:build", "--n", "32", "--eps", "0.15", "--attacks", attacks,
-                 "--diagnostics-n", "8", "--claim", "0.95", "--quiet", "--out", str(out)]) == 0
+    attacks = (
+        "transfer-base:apgd-ce@iters=25,apgd-ce+unrolled@iters=25,apgd-ce+bpda-identity@iters=25,"
+        "square+survivors@queries=50,probe=4"
+    )
+    assert (
+        main(
+            [
+                "run",
+                "--model",
+                f"{FIXTURE}:build",
+                "--n",
+                "32",
+                "--eps",
+                "0.15",
+                "--attacks",
+                attacks,
+                "--diagnostics-n",
+                "8",
+                "--claim",
+                "0.95",
+                "--quiet",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     results = json.loads((out / "results.json").read_text())
     ran = _attacks(results)
     worst = results["worst_case_robust_accuracy"]

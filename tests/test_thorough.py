@@ -2,6 +2,7 @@
 that query the model, restart curves, and Square on the survivors of everything else; `quick` and `standard`
 plans stay exactly what they were, except that `standard` adds the strongest MeanSparse-specific attack for a
 MeanSparse model (issue 28)."""
+
 from __future__ import annotations
 
 import json
@@ -37,14 +38,28 @@ THREAT = ThreatModel("Linf", 0.1)
 # temperatures moved to `thorough`; the curve's larger budgets run on the survivors; a curve that starts at one of
 # AutoAttack's parts does not run it again). Issue 29: `quick` and `standard` run the cascade in AutoAttack's place
 # (APGD-CE, MALT-targeted APGD and Square evidence first, on the survivors); `thorough` runs AutoAttack itself.
-ADAPTIVE_CORE = ["apgd-ce+bpda-identity", "apgd-dlr+bpda-identity", "apgd-ce+bpda-smooth-T0.1",
-                 "apgd-ce+bpda-smooth-T0.03", "transfer-base:apgd-ce"]
+ADAPTIVE_CORE = [
+    "apgd-ce+bpda-identity",
+    "apgd-dlr+bpda-identity",
+    "apgd-ce+bpda-smooth-T0.1",
+    "apgd-ce+bpda-smooth-T0.03",
+    "transfer-base:apgd-ce",
+]
 CASCADE_HEAD = ["fgsm", "apgd-ce", "apgd-malt+survivors"]
-STANDARD_FULL = [*CASCADE_HEAD, *ADAPTIVE_CORE, "apgd-continuation-linear",
-                 "apgd-ce+bpda-smooth-T0.03+survivors@iters=300", CASCADE_SQUARE]
+STANDARD_FULL = [
+    *CASCADE_HEAD,
+    *ADAPTIVE_CORE,
+    "apgd-continuation-linear",
+    "apgd-ce+bpda-smooth-T0.03+survivors@iters=300",
+    CASCADE_SQUARE,
+]
 QUICK_FULL = [*CASCADE_HEAD, *ADAPTIVE_CORE, CASCADE_SQUARE]
-STANDARD_ADAPTIVE = [*ADAPTIVE_CORE, "square", "apgd-continuation-linear",
-                     "apgd-ce+bpda-smooth-T0.03+survivors@iters=300"]
+STANDARD_ADAPTIVE = [
+    *ADAPTIVE_CORE,
+    "square",
+    "apgd-continuation-linear",
+    "apgd-ce+bpda-smooth-T0.03+survivors@iters=300",
+]
 STANDARD_NOISE = ["fgsm", "autoattack-rand", "apgd-ce+eot20+survivors@iters=300"]
 
 
@@ -77,7 +92,7 @@ def test_thorough_runs_every_loss_on_every_surrogate_then_square_on_the_survivor
     assert len(names) == len(set(names))
     assert names[: 2 + len(ADAPTIVE_CORE)] == ["fgsm", "autoattack-standard", *ADAPTIVE_CORE]  # AutoAttack itself
     assert CASCADE_SQUARE not in names and "apgd-malt+survivors" not in names
-    surrogates = (["bpda-identity"] + [f"bpda-smooth-T{t:g}" for t in SMOOTH_TEMPERATURES] + ["bpda-ensemble"])
+    surrogates = ["bpda-identity"] + [f"bpda-smooth-T{t:g}" for t in SMOOTH_TEMPERATURES] + ["bpda-ensemble"]
     for loss in ("apgd-ce", "apgd-dlr", "apgd-t"):
         for surrogate in surrogates:
             assert f"{loss}+{surrogate}" in names
@@ -86,8 +101,12 @@ def test_thorough_runs_every_loss_on_every_surrogate_then_square_on_the_survivor
     assert all(a.gradient == "bpda-ensemble" for a in ensemble)
     family = "apgd-ce+bpda-smooth-T0.03"
     curve = [n for n in names if n.startswith(family)]
-    larger = [f"{family}+survivors@iters=300", f"{family}+survivors@iters=1000", f"{family}+survivors@restarts=5",
-              f"{family}+survivors@restarts=10"]
+    larger = [
+        f"{family}+survivors@iters=300",
+        f"{family}+survivors@iters=1000",
+        f"{family}+survivors@restarts=5",
+        f"{family}+survivors@restarts=10",
+    ]
     assert curve == [family, *larger]
     # Square's curve starts at AutoAttack's own Square part (5000 queries), so no standalone default Square.
     assert "square" not in names and "square+survivors@queries=20000" in names
@@ -95,9 +114,8 @@ def test_thorough_runs_every_loss_on_every_surrogate_then_square_on_the_survivor
     assert names[-1] == "square+survivors@restarts=5"
     last = plan.attacks[-1]
     assert last.on_survivors and last.n_restarts == 5 and last.n_queries == 5000 and last.gradient == "none"
-    assert [a.label for a in plan.attacks if a.on_survivors] == [*larger, "square+survivors@queries=20000",
-                                                                  last.label]
-    assert names[-len(larger) - 2:] == [*larger, "square+survivors@queries=20000", last.label]
+    assert [a.label for a in plan.attacks if a.on_survivors] == [*larger, "square+survivors@queries=20000", last.label]
+    assert names[-len(larger) - 2 :] == [*larger, "square+survivors@queries=20000", last.label]
     assert last.attributes()["on_survivors"] is True
 
 
@@ -127,20 +145,27 @@ def test_thorough_on_an_opaque_model_offers_the_ensemble_and_keeps_the_survivors
 
 def test_run_order_moves_only_survivors_attacks():
     attacks = [make_attack(n) for n in ("square+survivors", "fgsm", "apgd-ce", "square+survivors@restarts=2")]
-    assert Plan.of(attacks).in_run_order().labels == ["fgsm", "apgd-ce", "square+survivors",
-                                                      "square+survivors@restarts=2"]
+    assert Plan.of(attacks).in_run_order().labels == [
+        "fgsm",
+        "apgd-ce",
+        "square+survivors",
+        "square+survivors@restarts=2",
+    ]
 
 
 # -- names ---------------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("spec, canonical", [
-    ("apgd-ce+bpda-ensemble", "apgd-ce+bpda-ensemble"),
-    ("apgd-t+bpda-ensemble+eot5@restarts=2", "apgd-t+bpda-ensemble+eot5@restarts=2"),
-    ("square+survivors@restarts=5", "square+survivors@restarts=5"),
-    ("square+survivors+eot20@restarts=5,queries=10000", "square+eot20+survivors@queries=10000,restarts=5"),
-    ("fab-t+eot20", "fab-t+eot20"),
-    ("square+eot20", "square+eot20"),
-    ("apgd-dlr+survivors+bpda-smooth-T0.1", "apgd-dlr+bpda-smooth-T0.1+survivors"),
-])
+@pytest.mark.parametrize(
+    "spec, canonical",
+    [
+        ("apgd-ce+bpda-ensemble", "apgd-ce+bpda-ensemble"),
+        ("apgd-t+bpda-ensemble+eot5@restarts=2", "apgd-t+bpda-ensemble+eot5@restarts=2"),
+        ("square+survivors@restarts=5", "square+survivors@restarts=5"),
+        ("square+survivors+eot20@restarts=5,queries=10000", "square+eot20+survivors@queries=10000,restarts=5"),
+        ("fab-t+eot20", "fab-t+eot20"),
+        ("square+eot20", "square+eot20"),
+        ("apgd-dlr+survivors+bpda-smooth-T0.1", "apgd-dlr+bpda-smooth-T0.1+survivors"),
+    ],
+)
 def test_new_modifiers_round_trip(spec, canonical):
     parsed = parse_name(spec)
     assert format_name(parsed) == canonical and parse_name(canonical) == parsed
@@ -150,13 +175,16 @@ def test_new_modifiers_round_trip(spec, canonical):
     assert attack.attributes()["family"] == canonical.split("@")[0].replace("+survivors", "")  # scheduling only
 
 
-@pytest.mark.parametrize("spec, message", [
-    ("apgd-ce+bpda-ensemble-T0.1", "unknown modifier"),
-    ("square+bpda-ensemble", "takes no gradients"),
-    ("apgd-ce+survivors+survivors", r"more than one \+survivors"),
-    ("apgd-ce+bpda-ensemble+bpda-identity", r"more than one \+bpda"),
-    ("transfer-base:apgd-ce+survivors", "does not apply to a transfer"),
-])
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("apgd-ce+bpda-ensemble-T0.1", "unknown modifier"),
+        ("square+bpda-ensemble", "takes no gradients"),
+        ("apgd-ce+survivors+survivors", r"more than one \+survivors"),
+        ("apgd-ce+bpda-ensemble+bpda-identity", r"more than one \+bpda"),
+        ("transfer-base:apgd-ce+survivors", "does not apply to a transfer"),
+    ],
+)
 def test_bad_new_modifiers_are_refused_in_one_line(spec, message):
     with pytest.raises(UnknownAttack, match=message) as error:
         parse_name(spec)
@@ -164,8 +192,9 @@ def test_bad_new_modifiers_are_refused_in_one_line(spec, message):
 
 
 # -- the ensemble surrogate ---------------------------------------------------------------------------------------
-def _forward_and_gradient(defense: nn.Module, x: torch.Tensor, y: torch.Tensor, surrogate: str,
-                          temperature: float | None) -> tuple[torch.Tensor, torch.Tensor]:
+def _forward_and_gradient(
+    defense: nn.Module, x: torch.Tensor, y: torch.Tensor, surrogate: str, temperature: float | None
+) -> tuple[torch.Tensor, torch.Tensor]:
     z = x.clone().requires_grad_(True)
     with defense.surrogate(surrogate, temperature):
         logits = defense(z)
@@ -230,8 +259,17 @@ class Recording(Attack):
 
 
 def _run(defense, x, y, attacks, directory, mode="full", threat=THREAT):  # noqa: ANN001, ANN202 - test helper
-    return run_plan(defense, x, y, threat, Plan.of(attacks), seed=0, store=ResultStore(directory, {"t": 1}),
-                    mode=mode, progress=False)
+    return run_plan(
+        defense,
+        x,
+        y,
+        threat,
+        Plan.of(attacks),
+        seed=0,
+        store=ResultStore(directory, {"t": 1}),
+        mode=mode,
+        progress=False,
+    )
 
 
 def test_survivors_attack_runs_only_on_what_no_earlier_attack_broke(standard_model, fmnist_test, tmp_path):
@@ -266,8 +304,14 @@ def test_survivors_attack_runs_only_on_what_no_earlier_attack_broke(standard_mod
 def test_survivors_attack_with_nothing_left_is_not_run_not_missing(standard_model, fmnist_test, tmp_path):
     data = fmnist_test.subset(10, 4)
     wide = ThreatModel("Linf", 0.3)
-    outcomes = _run(Undefended(standard_model), data.images, data.labels,
-                    [make_attack("apgd-ce@iters=20"), Recording()], tmp_path / "run", threat=wide)
+    outcomes = _run(
+        Undefended(standard_model),
+        data.images,
+        data.labels,
+        [make_attack("apgd-ce@iters=20"), Recording()],
+        tmp_path / "run",
+        threat=wide,
+    )
     correct = [i for i, c in enumerate(outcomes.clean_correct) if c]
     assert correct and all(outcomes.status["apgd-ce@iters=20"][i] == "broken" for i in correct)
     assert [outcomes.status["recording+survivors"][i] for i in correct] == ["not_run:cascade"] * len(correct)
@@ -276,8 +320,7 @@ def test_survivors_attack_with_nothing_left_is_not_run_not_missing(standard_mode
 
 # -- EOT for Square and FAB ----------------------------------------------------------------------------------------
 @pytest.mark.parametrize("spec", ["square+eot20@queries=30", "fab-t+eot20@iters=3,targets=2"])
-def test_eot_square_and_fab_run_on_a_randomized_toy_and_are_scored_on_common_draws(spec, standard_model,
-                                                                                    fmnist_test):
+def test_eot_square_and_fab_run_on_a_randomized_toy_and_are_scored_on_common_draws(spec, standard_model, fmnist_test):
     defense = declared_random(Undefended(HiddenNoise(standard_model, sigma=0.1)))  # as the audit, finding the noise
     data = fmnist_test.subset(12, 5)
     indices = list(range(100, 112))
@@ -295,20 +338,43 @@ def test_eot_square_and_fab_run_on_a_randomized_toy_and_are_scored_on_common_dra
 
 # -- strength curves over restarts ---------------------------------------------------------------------------------
 def _outcomes(broken: dict[str, set[int]], n: int = 200, survivors: tuple[str, ...] = ()) -> Outcomes:
-    clean = {"attack": "clean", "batch": 0, "labels": [0] * n, "prediction": [0] * n, "draws_correct": [1] * n,
-             "draws": 1}
+    clean = {
+        "attack": "clean",
+        "batch": 0,
+        "labels": [0] * n,
+        "prediction": [0] * n,
+        "draws_correct": [1] * n,
+        "draws": 1,
+    }
     rows, before = [], set()
     for label, hit in broken.items():
         family, _, text = label.partition("@")
         budget = {"iters": 100, "restarts": 1} | {k: int(v) for k, v in (p.split("=") for p in text.split(",") if p)}
         on_survivors = label in survivors
         index = [i for i in range(n) if not (on_survivors and i in before)]
-        rows.append({"attack": label, "batch": 0, "indices": index,
-                     "attributes": {"gradient": "bpda-smooth-T0.03", "family": family, "budget": budget,
-                                    "on_survivors": on_survivors},
-                     "status": ["broken" if i in hit else "held" for i in index], "distance": [0.0] * len(index),
-                     "margin": [0.0] * len(index), "draws_correct": [int(i not in hit) for i in index], "draws": 1,
-                     "n_forward": 0.0, "n_backward": 0.0, "seconds": 0.0, "violations": 0, "extra": {}})
+        rows.append(
+            {
+                "attack": label,
+                "batch": 0,
+                "indices": index,
+                "attributes": {
+                    "gradient": "bpda-smooth-T0.03",
+                    "family": family,
+                    "budget": budget,
+                    "on_survivors": on_survivors,
+                },
+                "status": ["broken" if i in hit else "held" for i in index],
+                "distance": [0.0] * len(index),
+                "margin": [0.0] * len(index),
+                "draws_correct": [int(i not in hit) for i in index],
+                "draws": 1,
+                "n_forward": 0.0,
+                "n_backward": 0.0,
+                "seconds": 0.0,
+                "violations": 0,
+                "extra": {},
+            }
+        )
         before |= hit
     return Outcomes.from_rows(clean, rows, list(broken), "full")
 
@@ -316,12 +382,22 @@ def _outcomes(broken: dict[str, set[int]], n: int = 200, survivors: tuple[str, .
 def test_restarts_are_a_strength_curve_of_their_own():
     f = "apgd-ce+bpda-smooth-T0.03"
     base = set(range(40))
-    still_falling = _outcomes({f: base, f"{f}@iters=300": base, f"{f}@iters=1000": base | {40},
-                               f"{f}@restarts=5": base | {41}, f"{f}@restarts=10": base | set(range(41, 56)),
-                               "square+survivors@restarts=5": set()}, survivors=("square+survivors@restarts=5",))
+    still_falling = _outcomes(
+        {
+            f: base,
+            f"{f}@iters=300": base,
+            f"{f}@iters=1000": base | {40},
+            f"{f}@restarts=5": base | {41},
+            f"{f}@restarts=10": base | set(range(41, 56)),
+            "square+survivors@restarts=5": set(),
+        },
+        survivors=("square+survivors@restarts=5",),
+    )
     found = curve_keys(still_falling)
-    assert found == {f"{f}@iters": ("iters", [f, f"{f}@iters=300", f"{f}@iters=1000"]),
-                     f"{f}@restarts": ("restarts", [f, f"{f}@restarts=5", f"{f}@restarts=10"])}
+    assert found == {
+        f"{f}@iters": ("iters", [f, f"{f}@iters=300", f"{f}@iters=1000"]),
+        f"{f}@restarts": ("restarts", [f, f"{f}@restarts=5", f"{f}@restarts=10"]),
+    }
     # The survivors' Square ran after the top of the curve and so skipped what it broke: that does not hide it.
     assert still_falling.status["square+survivors@restarts=5"][50] == "not_run:cascade"
     (finding,) = check_convergence(still_falling)
@@ -352,18 +428,27 @@ def test_thorough_audit_end_to_end_on_demo_meansparse(tmp_path, fmnist_test):
 
     require_shipped("demo-meansparse")
     out = tmp_path / "thorough"
-    assert main(["run", "--model", "demo-meansparse", "--n", "8", "--budget", "thorough", "--quiet",
-                 "--out", str(out)]) == 0
+    assert (
+        main(["run", "--model", "demo-meansparse", "--n", "8", "--budget", "thorough", "--quiet", "--out", str(out)])
+        == 0
+    )
     results = json.loads((out / "results.json").read_text())
     attacks = {a["name"]: a for a in results["attacks"]}
     names = list(attacks)
     assert results["budget"] == "thorough" and names[-1] == "square+survivors@restarts=5"
     # The larger budgets of the curves run last, on the survivors of everything before them.
     tail = [n for n in names if attacks[n]["on_survivors"]]
-    assert names[-len(tail):] == tail and {"square+survivors@queries=20000",
-                                           "apgd-ce+bpda-smooth-T0.03+survivors@iters=1000"} <= set(tail)
-    assert {"apgd-ce+bpda-ensemble", "apgd-dlr+bpda-ensemble", "apgd-t+bpda-ensemble",
-            "apgd-t+bpda-smooth-T0.03", "apgd-dlr+bpda-smooth-T1"} <= set(names)
+    assert names[-len(tail) :] == tail and {
+        "square+survivors@queries=20000",
+        "apgd-ce+bpda-smooth-T0.03+survivors@iters=1000",
+    } <= set(tail)
+    assert {
+        "apgd-ce+bpda-ensemble",
+        "apgd-dlr+bpda-ensemble",
+        "apgd-t+bpda-ensemble",
+        "apgd-t+bpda-smooth-T0.03",
+        "apgd-dlr+bpda-smooth-T1",
+    } <= set(names)
     # The survivors' Square ran exactly on the samples no earlier Lp attack broke.
     worst = results["worst_case"]["lp"]
     survivors = attacks[names[-1]]
@@ -385,9 +470,29 @@ def test_thorough_audit_end_to_end_on_a_tiny_meansparse_model(tmp_path, tiny_che
     from audit.pipeline import derive_results
 
     out = tmp_path / "thorough"
-    assert main(["run", "--model", tiny_checkpoints["meansparse"], "--checkpoint",
-                 tiny_checkpoints["meansparse_checkpoint"], "--n", "6", "--eps", "0.12", "--budget", "thorough",
-                 "--diagnostics-n", "0", "--quiet", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "--model",
+                tiny_checkpoints["meansparse"],
+                "--checkpoint",
+                tiny_checkpoints["meansparse_checkpoint"],
+                "--n",
+                "6",
+                "--eps",
+                "0.12",
+                "--budget",
+                "thorough",
+                "--diagnostics-n",
+                "0",
+                "--quiet",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     results = json.loads((out / "results.json").read_text())
     defense, _ = resolve_model(tiny_checkpoints["meansparse"], checkpoint=tiny_checkpoints["meansparse_checkpoint"])
     planned = plan_suite("full", defense, "thorough").in_run_order().labels
@@ -399,7 +504,7 @@ def test_thorough_audit_end_to_end_on_a_tiny_meansparse_model(tmp_path, tiny_che
     correct = round(results["clean_accuracy"] * 6)
     assert correct >= 4 and all(a["ran"] == correct for a in attacks.values() if not a["on_survivors"])
     tail = [n for n in names if attacks[n]["on_survivors"]]
-    assert names[-len(tail):] == tail and names[-1].startswith("square+survivors")
+    assert names[-len(tail) :] == tail and names[-1].startswith("square+survivors")
     worst = results["worst_case"]["lp"]
     for k, name in enumerate(tail):  # each on exactly what no attack before it broke
         assert attacks[name]["ran"] == round(worst["accuracy"] * 6) + sum(attacks[n]["broken"] for n in tail[k:])

@@ -4,6 +4,7 @@ A toy transform (a brightness shift, whose answers are known by hand) goes throu
 the three declared methods are all the judge uses; an attack that claims a non-Lp threat without the contract is
 refused with a clear error.
 """
+
 from __future__ import annotations
 
 import pytest
@@ -50,8 +51,9 @@ class BrightnessShift(TransformAttack):
     def param_distance(self, params: torch.Tensor) -> torch.Tensor:
         return params.abs().flatten(1).amax(1) / self.limit
 
-    def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel,
-                seed: int) -> AttackOutput:
+    def perturb(
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, seed: int
+    ) -> AttackOutput:
         # The attack's own image is deliberately wrong (all ones): the judge must rebuild it from the params.
         return AttackOutput(x_adv=torch.ones_like(x), params=self.proposals.view(-1, 1))
 
@@ -62,8 +64,9 @@ class FlowWithoutContract(Attack):
     name = "flow-without-contract"
     threat_kind = "flow"
 
-    def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel,
-                seed: int) -> AttackOutput:
+    def perturb(
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, seed: int
+    ) -> AttackOutput:
         return AttackOutput(x_adv=x, params=torch.zeros(len(x), 1))
 
 

@@ -1,5 +1,6 @@
 """Data for the RobustBench entries: cifar-100-python, ImageNet validation folders, BicubicRes256Crop224, and
 foolbox's real CIFAR-100 and ImageNet sample images."""
+
 from __future__ import annotations
 
 import os
@@ -15,16 +16,24 @@ from audit.data import DataError, load_dataset
 from audit.imagenet import bicubic_res256_crop224, load_imagenet
 
 
-def write_cifar100(directory: Path, split: str, data: np.ndarray, fine: list[int], protocol: int = 2,
-                   names: int = 100) -> None:
+def write_cifar100(
+    directory: Path, split: str, data: np.ndarray, fine: list[int], protocol: int = 2, names: int = 100
+) -> None:
     """The authors' format: `train`/`test` dicts with fine and coarse labels, and `meta` with the label names."""
     directory.mkdir(parents=True, exist_ok=True)
-    batch = {b"filenames": [f"img_{i}.png".encode() for i in range(len(fine))], b"batch_label": b"testing batch",
-             b"fine_labels": fine, b"coarse_labels": [f // 5 for f in fine], b"data": data}
+    batch = {
+        b"filenames": [f"img_{i}.png".encode() for i in range(len(fine))],
+        b"batch_label": b"testing batch",
+        b"fine_labels": fine,
+        b"coarse_labels": [f // 5 for f in fine],
+        b"data": data,
+    }
     with open(directory / split, "wb") as handle:
         pickle.dump(batch, handle, protocol=protocol)
-    meta = {b"fine_label_names": [f"class{i}".encode() for i in range(names)],
-            b"coarse_label_names": [f"super{i}".encode() for i in range(20)]}
+    meta = {
+        b"fine_label_names": [f"class{i}".encode() for i in range(names)],
+        b"coarse_label_names": [f"super{i}".encode() for i in range(20)],
+    }
     with open(directory / "meta", "wb") as handle:
         pickle.dump(meta, handle, protocol=protocol)
 
@@ -80,8 +89,9 @@ def test_bicubic_res256_crop224_resizes_the_shorter_side_and_crops_the_center():
     # 300 (W) x 257 (H): height -> 256, width -> int(256 * 300 / 257) = 298, crop at (16, round(74 / 2) = 37).
     pixels = rng.integers(0, 256, size=(257, 300, 3), dtype=np.uint8)
     expected = np.asarray(Image.fromarray(pixels).resize((298, 256), Image.BICUBIC))[16:240, 37:261]
-    assert np.array_equal(bicubic_res256_crop224(Image.fromarray(pixels)),
-                          expected.transpose(2, 0, 1).astype(np.float32) / 255)
+    assert np.array_equal(
+        bicubic_res256_crop224(Image.fromarray(pixels)), expected.transpose(2, 0, 1).astype(np.float32) / 255
+    )
     # Grey-scale JPEGs exist in ImageNet: converted to RGB like torchvision's ImageFolder loader does.
     grey = bicubic_res256_crop224(Image.fromarray(np.full((300, 400), 77, np.uint8)))
     assert grey.shape == (3, 224, 224) and np.allclose(grey, 77 / 255)
@@ -153,10 +163,13 @@ def test_imagenet_without_a_known_layout_is_refused(tmp_path):
 # foolbox's real sample images
 
 
-@pytest.mark.parametrize("name,shape,classes,labels", [
-    ("foolbox-cifar100", (3, 32, 32), 100, [49, 33, 72, 51, 71]),
-    ("foolbox-imagenet", (3, 224, 224), 1000, [243, 559, 438, 990, 949]),
-])
+@pytest.mark.parametrize(
+    "name,shape,classes,labels",
+    [
+        ("foolbox-cifar100", (3, 32, 32), 100, [49, 33, 72, 51, 71]),
+        ("foolbox-imagenet", (3, 224, 224), 1000, [243, 559, 438, 990, 949]),
+    ],
+)
 def test_foolbox_samples(name, shape, classes, labels):
     data = load_dataset(name)
     assert len(data) == 20 and data.images.shape[1:] == shape and data.num_classes == classes

@@ -5,6 +5,7 @@ findings; `verdict` turns them into the answer. Nothing here needs the model. Th
     findings = run_checks(outcomes, measurements, facts)
     answer = verdict(findings, outcomes, facts)["summary"]
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -39,8 +40,9 @@ def judge_measurements(measurements: dict[str, dict[str, Any]]) -> list[Finding]
     return findings
 
 
-def run_checks(outcomes: Outcomes | None, measurements: dict[str, dict[str, Any]],
-               facts: dict[str, Any] | None = None) -> list[Finding]:
+def run_checks(
+    outcomes: Outcomes | None, measurements: dict[str, dict[str, Any]], facts: dict[str, Any] | None = None
+) -> list[Finding]:
     """Every check: the probe measurements judged, then the comparisons over the outcomes (when given)."""
     findings = judge_measurements(measurements)
     if outcomes is not None:

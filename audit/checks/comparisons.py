@@ -12,6 +12,7 @@ exact one-sided McNemar test on the discordant pairs: b samples only the challen
 exact-gradient side broke. (When the challenger only ever runs on what the other side left, as AutoAttack's
 Square does, c is 0 by construction and the test asks whether b is more than chance near the boundary.)
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -33,15 +34,21 @@ def _is_lp(threat_kind: str) -> bool:
     return threat_kind == "lp"
 
 
-def _paired(outcomes: Outcomes, challengers: list[str], reference: list[str],
-            ) -> tuple[list[int], list[int], dict[str, Any]]:
+def _paired(
+    outcomes: Outcomes,
+    challengers: list[str],
+    reference: list[str],
+) -> tuple[list[int], list[int], dict[str, Any]]:
     """(indices only the challengers broke, indices only the reference broke, the paired outcomes per sample)."""
     a = [_broke(outcomes.group_outcome(challengers, i)) for i in range(outcomes.n)]
     b = [_broke(outcomes.group_outcome(reference, i)) for i in range(outcomes.n)]
     counts = paired(a, b)
     index = [i for i in range(outcomes.n) if a[i] is not None and b[i] is not None]
-    data: dict[str, list[Any]] = {"index": index, "challenger_broke": [a[i] for i in index],
-                             "reference_broke": [b[i] for i in index]}
+    data: dict[str, list[Any]] = {
+        "index": index,
+        "challenger_broke": [a[i] for i in index],
+        "reference_broke": [b[i] for i in index],
+    }
     return counts.only_a, counts.only_b, data
 
 
@@ -61,14 +68,31 @@ def _beats(outcomes: Outcomes, finding_id: str, challengers: list[str], referenc
         status = "warn"
     else:
         status = "pass"
-    message = (f"{what} on {len(won)} of {paired} paired samples ({100 * fraction:.1f}%; the reverse on "
-               f"{len(lost)}; one-sided McNemar p = {p:.2g})" if won
-               else f"no sample where {what} ({paired} paired samples)")
-    return Finding(finding_id, status, message,
-                   {"n": outcomes.n, "paired": paired, "count": len(won), "reverse_count": len(lost),
-                    "fraction": fraction, "points": 100 * fraction, "p_value": p, "p_fail": P_FAIL,
-                    "indices": won[:SHOWN_INDICES], "challengers": challengers, "reference": reference},
-                   data=data)
+    message = (
+        f"{what} on {len(won)} of {paired} paired samples ({100 * fraction:.1f}%; the reverse on "
+        f"{len(lost)}; one-sided McNemar p = {p:.2g})"
+        if won
+        else f"no sample where {what} ({paired} paired samples)"
+    )
+    return Finding(
+        finding_id,
+        status,
+        message,
+        {
+            "n": outcomes.n,
+            "paired": paired,
+            "count": len(won),
+            "reverse_count": len(lost),
+            "fraction": fraction,
+            "points": 100 * fraction,
+            "p_value": p,
+            "p_fail": P_FAIL,
+            "indices": won[:SHOWN_INDICES],
+            "challengers": challengers,
+            "reference": reference,
+        },
+        data=data,
+    )
 
 
 def _exact(outcomes: Outcomes) -> list[str]:
@@ -81,8 +105,15 @@ def check_blackbox_beats_whitebox(outcomes: Outcomes) -> list[Finding]:
         return [skipped("blackbox-beats-whitebox", "no gradient-free Lp attack (e.g. square) in the suite")]
     if not reference:
         return [skipped("blackbox-beats-whitebox", "no exact-gradient Lp attack in the suite")]
-    return [_beats(outcomes, "blackbox-beats-whitebox", challengers, reference,
-                   "a gradient-free attack succeeds where every exact-gradient attack failed")]
+    return [
+        _beats(
+            outcomes,
+            "blackbox-beats-whitebox",
+            challengers,
+            reference,
+            "a gradient-free attack succeeds where every exact-gradient attack failed",
+        )
+    ]
 
 
 def check_transfer_beats_whitebox(outcomes: Outcomes) -> list[Finding]:
@@ -92,8 +123,15 @@ def check_transfer_beats_whitebox(outcomes: Outcomes) -> list[Finding]:
         return [skipped("transfer-beats-whitebox", "no transfer attack in the suite (no base model to transfer from?)")]
     if not reference:
         return [skipped("transfer-beats-whitebox", "no exact-gradient Lp attack in the suite")]
-    return [_beats(outcomes, "transfer-beats-whitebox", challengers, reference,
-                   "points crafted on the base model succeed where every exact-gradient attack failed")]
+    return [
+        _beats(
+            outcomes,
+            "transfer-beats-whitebox",
+            challengers,
+            reference,
+            "points crafted on the base model succeed where every exact-gradient attack failed",
+        )
+    ]
 
 
 def check_single_step_beats_iterative(outcomes: Outcomes) -> list[Finding]:
@@ -104,8 +142,15 @@ def check_single_step_beats_iterative(outcomes: Outcomes) -> list[Finding]:
         return [skipped("single-step-beats-iterative", "no single-step attack (fgsm) in the suite")]
     if not reference:
         return [skipped("single-step-beats-iterative", "no iterative exact-gradient attack (apgd-ce) in the suite")]
-    return [_beats(outcomes, "single-step-beats-iterative", challengers, reference,
-                   "single-step FGSM succeeds where every iterative exact-gradient attack failed")]
+    return [
+        _beats(
+            outcomes,
+            "single-step-beats-iterative",
+            challengers,
+            reference,
+            "single-step FGSM succeeds where every iterative exact-gradient attack failed",
+        )
+    ]
 
 
 def check_adaptive_gap(outcomes: Outcomes) -> list[Finding]:
@@ -121,8 +166,13 @@ def check_adaptive_gap(outcomes: Outcomes) -> list[Finding]:
         return [skipped("adaptive-gap", "no adaptive (BPDA) attack in the suite")]
     if not exact:
         return [skipped("adaptive-gap", "no exact-gradient attack in the suite to compare against")]
-    finding = _beats(outcomes, "adaptive-gap", adaptive, exact,
-                     "attacks with a surrogate backward (BPDA) succeed where every exact-gradient attack failed")
+    finding = _beats(
+        outcomes,
+        "adaptive-gap",
+        adaptive,
+        exact,
+        "attacks with a surrogate backward (BPDA) succeed where every exact-gradient attack failed",
+    )
     per_attack = {a: outcomes.counts(a) for a in adaptive}
     best = max(adaptive, key=lambda a: per_attack[a]["broken"])
     finding.evidence.update({"strongest_adaptive": best, "per_attack": per_attack})
@@ -153,9 +203,18 @@ def beyond_autoattack(outcomes: Outcomes) -> dict[str, Any] | None:
     counts = paired(theirs, mine)
     b, c = counts.b, counts.c
     robust_aa = sum(m is False for m in mine)  # held: AutoAttack (or the cascade) ran and did not break it
-    return {"autoattack": autoattack, "autoattack_robust": robust_aa, "only_others_broke": b,
-            "only_autoattack_broke": c, "p_value": mcnemar_one_sided(b, c)}
+    return {
+        "autoattack": autoattack,
+        "autoattack_robust": robust_aa,
+        "only_others_broke": b,
+        "only_autoattack_broke": c,
+        "p_value": mcnemar_one_sided(b, c),
+    }
 
 
-COMPARISONS = (check_blackbox_beats_whitebox, check_transfer_beats_whitebox, check_single_step_beats_iterative,
-               check_adaptive_gap)
+COMPARISONS = (
+    check_blackbox_beats_whitebox,
+    check_transfer_beats_whitebox,
+    check_single_step_beats_iterative,
+    check_adaptive_gap,
+)

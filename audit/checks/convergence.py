@@ -11,6 +11,7 @@ break what they already held, so c is 0), the worst case is still falling where 
 `inconclusive` and the finding names the attack one step further up the curve, for `audit extend` (audit/extend.py).
 Pure over stored outcomes.
 """
+
 from __future__ import annotations
 
 from dataclasses import replace
@@ -74,32 +75,52 @@ def next_attack(outcomes: Outcomes, largest: str, key: str) -> str:
 def check_convergence(outcomes: Outcomes) -> list[Finding]:
     found = curve_keys(outcomes)
     if not found:
-        return [skipped(FINDING_ID,
-                        "no attack ran at two or more budgets (--budget quick, or an explicit attack list)")]
+        return [
+            skipped(FINDING_ID, "no attack ran at two or more budgets (--budget quick, or an explicit attack list)")
+        ]
     evidence: dict[str, dict[str, Any]] = {}
     data: dict[str, dict[str, Any]] = {}
     lp = [a for a in outcomes.order if outcomes.info[a].threat_kind == "lp"]
     tops = {labels[-1] for _, labels in found.values()}
     for family, (key, labels) in found.items():
         largest, others = labels[-1], [a for a in lp if a not in tops]
-        after = set(outcomes.order[outcomes.order.index(largest) + 1:])
+        after = set(outcomes.order[outcomes.order.index(largest) + 1 :])
         # Held, or skipped after the top because something (a top: every other attack held) had broken it already.
-        only = [i for i in range(outcomes.n) if outcomes.status[largest][i] == BROKEN
-                and all(outcomes.status[a][i] == HELD or (a in after and outcomes.status[a][i] == "not_run:cascade")
-                        for a in others)]
+        only = [
+            i
+            for i in range(outcomes.n)
+            if outcomes.status[largest][i] == BROKEN
+            and all(
+                outcomes.status[a][i] == HELD or (a in after and outcomes.status[a][i] == "not_run:cascade")
+                for a in others
+            )
+        ]
         ran = outcomes.counts(largest)["ran"]
         p = mcnemar_one_sided(len(only), 0)
         # The curve: robust accuracy after the family's attacks up to each budget, everything else included.
         rest = [a for a in lp if a not in labels]
         curve = []
         for k in range(len(labels)):
-            robust = [c and all(outcomes.status[a][i] != BROKEN for a in rest + labels[: k + 1])
-                      for i, c in enumerate(outcomes.clean_correct)]
+            robust = [
+                c and all(outcomes.status[a][i] != BROKEN for a in rest + labels[: k + 1])
+                for i, c in enumerate(outcomes.clean_correct)
+            ]
             curve.append(sum(robust) / max(outcomes.n, 1))
-        evidence[family] = {"largest": largest, "only_largest_broke": len(only), "ran": ran, "p_value": p,
-                            "p_holm": p, "indices": only[:20], "next": next_attack(outcomes, largest, key)}
-        data[family] = {"attacks": labels, "budget": [outcomes.info[a].budget for a in labels],
-                        "key": key, "worst_case": curve}
+        evidence[family] = {
+            "largest": largest,
+            "only_largest_broke": len(only),
+            "ran": ran,
+            "p_value": p,
+            "p_holm": p,
+            "indices": only[:20],
+            "next": next_attack(outcomes, largest, key),
+        }
+        data[family] = {
+            "attacks": labels,
+            "budget": [outcomes.info[a].budget for a in labels],
+            "key": key,
+            "worst_case": curve,
+        }
     # One test per curve, corrected together (Holm, audit/checks/multiplicity.py): more curves, no more false calls.
     adjusted = holm({family: float(e["p_value"]) for family, e in evidence.items()})
     failing = []
@@ -110,15 +131,19 @@ def check_convergence(outcomes: Outcomes) -> list[Finding]:
     if failing:
         family = failing[0]
         e = evidence[family]
-        message = (f"{e['largest']} still broke {e['only_largest_broke']} samples no attack below the top of a "
-                   f"strength curve did "
-                   f"(p = {e['p_value']:.2g}, {e['p_holm']:.2g} corrected for {len(evidence)} curves): the worst "
-                   f"case is still falling; spend about {GROWTH_HINT}x more on {family}: `audit extend` this run "
-                   f"with --attacks {e['next']}")
+        message = (
+            f"{e['largest']} still broke {e['only_largest_broke']} samples no attack below the top of a "
+            f"strength curve did "
+            f"(p = {e['p_value']:.2g}, {e['p_holm']:.2g} corrected for {len(evidence)} curves): the worst "
+            f"case is still falling; spend about {GROWTH_HINT}x more on {family}: `audit extend` this run "
+            f"with --attacks {e['next']}"
+        )
         status = "fail"
     else:
         status = "pass"
-        message = "; ".join(f"{v['largest']} breaks {v['only_largest_broke']} samples no smaller budget did "
-                            f"(p = {v['p_value']:.2g})" for v in evidence.values())
+        message = "; ".join(
+            f"{v['largest']} breaks {v['only_largest_broke']} samples no smaller budget did (p = {v['p_value']:.2g})"
+            for v in evidence.values()
+        )
         message = f"the strongest attacks have converged: {message}"
     return [Finding(FINDING_ID, status, message, {"families": evidence, "p_fail": P_FAIL}, data={"curves": data})]

@@ -4,6 +4,7 @@ Findings are plain data. `evidence` holds the few numbers a reader checks (JSON 
 `data` holds arrays for plots (histograms, profiles, surfaces). Both are converted to plain JSON values when a
 finding is made, so a report can store and reload findings without knowing torch or numpy.
 """
+
 from __future__ import annotations
 
 import math
@@ -56,13 +57,25 @@ class Finding:
         self.data = plain(self.data)
 
     def to_json(self) -> dict[str, Any]:
-        return {"id": self.id, "status": self.status, "message": self.message, "evidence": self.evidence,
-                "anchor": self.anchor, "data": self.data}
+        return {
+            "id": self.id,
+            "status": self.status,
+            "message": self.message,
+            "evidence": self.evidence,
+            "anchor": self.anchor,
+            "data": self.data,
+        }
 
     @classmethod
     def from_json(cls, row: dict[str, Any]) -> Finding:
-        return cls(row["id"], row["status"], row["message"], row.get("evidence", {}), row.get("anchor", ""),
-                   row.get("data", {}))
+        return cls(
+            row["id"],
+            row["status"],
+            row["message"],
+            row.get("evidence", {}),
+            row.get("anchor", ""),
+            row.get("data", {}),
+        )
 
 
 def skipped(finding_id: str, reason: str, **evidence: Any) -> Finding:

@@ -1,5 +1,6 @@
 """Judging the gradient measurements (`audit/probes/gradients.py`): `zero-gradients`, `nonfinite-gradients`,
 `dead-zone-occupancy`, `surrogate-disagreement`, `finite-difference-mismatch`. Pure functions of stored data."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -49,9 +50,15 @@ def _quantiles(values: torch.Tensor, qs: tuple[float, ...] = (0.0, 0.1, 0.5, 0.9
 
 def judge_gradients(m: dict[str, Any]) -> list[Finding]:
     if "graph_interrupted" in m:
-        return [Finding("zero-gradients", "fail", f"no gradient reaches the input ({m['graph_interrupted']})",
-                        {"n": m["n"], "seed": m["seed"], "graph_interrupted": True}),
-                skipped("nonfinite-gradients", "no gradient reaches the input")]
+        return [
+            Finding(
+                "zero-gradients",
+                "fail",
+                f"no gradient reaches the input ({m['graph_interrupted']})",
+                {"n": m["n"], "seed": m["seed"], "graph_interrupted": True},
+            ),
+            skipped("nonfinite-gradients", "no gradient reaches the input"),
+        ]
     n, zero_count, zero_elements = m["n"], m["zero_sample_count"], m["zero_element_fraction"]
     if zero_count >= ZERO_SAMPLES_FAIL:
         status = "fail"
@@ -61,17 +68,39 @@ def judge_gradients(m: dict[str, Any]) -> list[Finding]:
     else:
         status = "pass"
         message = f"no sample has an all-zero input gradient ({100 * zero_elements:.2f}% of entries are zero)"
-    keys = ("n", "seed", "zero_sample_count", "zero_sample_indices", "zero_element_fraction", "l2_norm_quantiles",
-            "linf_norm_quantiles")
-    zero = Finding("zero-gradients", status, message,
-                   {**{k: m[k] for k in keys}, "zero_sample_fraction": zero_count / max(n, 1)},
-                   data={"l2_norms": m["l2_norms"], "linf_norms": m["linf_norms"]})
+    keys = (
+        "n",
+        "seed",
+        "zero_sample_count",
+        "zero_sample_indices",
+        "zero_element_fraction",
+        "l2_norm_quantiles",
+        "linf_norm_quantiles",
+    )
+    zero = Finding(
+        "zero-gradients",
+        status,
+        message,
+        {**{k: m[k] for k in keys}, "zero_sample_fraction": zero_count / max(n, 1)},
+        data={"l2_norms": m["l2_norms"], "linf_norms": m["linf_norms"]},
+    )
     bad = m["nonfinite_sample_count"]
     nonfinite = Finding(
-        "nonfinite-gradients", "fail" if bad else "pass",
+        "nonfinite-gradients",
+        "fail" if bad else "pass",
         f"{bad} of {n} samples have NaN or Inf in their input gradient" if bad else "all input gradients are finite",
-        {k: m[k] for k in ("n", "seed", "nonfinite_sample_count", "nan_element_fraction", "inf_element_fraction",
-                           "nonfinite_sample_indices")})
+        {
+            k: m[k]
+            for k in (
+                "n",
+                "seed",
+                "nonfinite_sample_count",
+                "nan_element_fraction",
+                "inf_element_fraction",
+                "nonfinite_sample_indices",
+            )
+        },
+    )
     return [zero, nonfinite]
 
 
@@ -82,12 +111,27 @@ def judge_dead_zone(m: dict[str, Any]) -> list[Finding]:
     mean_occupancy = sum(occupancy) / len(occupancy)
     status = status_from(mean_occupancy, DEAD_ZONE_WARN, DEAD_ZONE_FAIL)
     worst = names[max(range(len(names)), key=occupancy.__getitem__)]
-    message = (f"{100 * mean_occupancy:.1f}% of MeanSparse features (mean over {len(names)} layers; max "
-               f"{100 * max(occupancy):.1f}% in {worst}) sit in the dead zone, where the exact gradient is 0")
-    return [Finding("dead-zone-occupancy", status, message,
-                    {"n": m["n"], "seed": m["seed"], "alphas": m["alphas"], "mean_occupancy": mean_occupancy,
-                     "max_occupancy": max(occupancy), "max_layer": worst, "per_layer": dict(zip(names, occupancy))},
-                    data={"layers": names, "occupancy": occupancy})]
+    message = (
+        f"{100 * mean_occupancy:.1f}% of MeanSparse features (mean over {len(names)} layers; max "
+        f"{100 * max(occupancy):.1f}% in {worst}) sit in the dead zone, where the exact gradient is 0"
+    )
+    return [
+        Finding(
+            "dead-zone-occupancy",
+            status,
+            message,
+            {
+                "n": m["n"],
+                "seed": m["seed"],
+                "alphas": m["alphas"],
+                "mean_occupancy": mean_occupancy,
+                "max_occupancy": max(occupancy),
+                "max_layer": worst,
+                "per_layer": dict(zip(names, occupancy)),
+            },
+            data={"layers": names, "occupancy": occupancy},
+        )
+    ]
 
 
 def judge_surrogates(m: dict[str, Any]) -> list[Finding]:
@@ -98,8 +142,11 @@ def judge_surrogates(m: dict[str, Any]) -> list[Finding]:
     for name, values in m["cosines"].items():
         cos = torch.tensor([float("nan") if v is None else v for v in values], dtype=torch.float64)
         defined = cos[~torch.isnan(cos)]
-        per_surrogate[name] = {"median_cosine": float(defined.median()) if defined.numel() else None,
-                               "cosine_quantiles": _quantiles(defined), "undefined_count": int(torch.isnan(cos).sum())}
+        per_surrogate[name] = {
+            "median_cosine": float(defined.median()) if defined.numel() else None,
+            "cosine_quantiles": _quantiles(defined),
+            "undefined_count": int(torch.isnan(cos).sum()),
+        }
         data[f"cosine_{name}"] = values
     # Judge on the straight-through surrogate when there is one: it is the standard BPDA choice, and with no
     # masking it coincides with the exact gradient; the smooth surrogate is reported alongside.
@@ -110,9 +157,15 @@ def judge_surrogates(m: dict[str, Any]) -> list[Finding]:
     else:
         status = status_from(median, COSINE_WARN, COSINE_FAIL, higher_is_worse=False)
         message = f"median cosine between the exact and the {judged} (BPDA) input gradient is {median:.2f}"
-    return [Finding("surrogate-disagreement", status, message,
-                    {"n": m["n"], "seed": m["seed"], "judged_on": judged, "median_cosine": median,
-                     "surrogates": per_surrogate}, data=data)]
+    return [
+        Finding(
+            "surrogate-disagreement",
+            status,
+            message,
+            {"n": m["n"], "seed": m["seed"], "judged_on": judged, "median_cosine": median, "surrogates": per_surrogate},
+            data=data,
+        )
+    ]
 
 
 def judge_finite_differences(m: dict[str, Any]) -> list[Finding]:
@@ -129,15 +182,33 @@ def judge_finite_differences(m: dict[str, Any]) -> list[Finding]:
     h = m["step"]
     if informative.numel():
         status = status_from(median, FD_ERROR_WARN, FD_ERROR_FAIL)
-        message = (f"the exact gradient mispredicts the loss change along random directions by a median "
-                   f"{100 * median:.0f}% (step {h:g})")
+        message = (
+            f"the exact gradient mispredicts the loss change along random directions by a median "
+            f"{100 * median:.0f}% (step {h:g})"
+        )
     else:
         status = "warn"
         message = "the loss does not change along any random direction beyond its rounding noise: no information"
-    return [Finding("finite-difference-mismatch", status, message,
-                    {"n": m["n"], "seed": m["seed"], "step": h, "directions": m["directions"],
-                     "median_relative_error": median, "relative_error_quantiles": _quantiles(informative),
-                     "flat_samples": int(flat.sum()), "gradient_zero_loss_moves": zero_predicted,
-                     "loss_dtype": m["loss_dtype"]},
-                    data={"relative_error": error.tolist(), "finite_difference": fd.flatten().tolist(),
-                          "directional_derivative": gv.flatten().tolist()})]
+    return [
+        Finding(
+            "finite-difference-mismatch",
+            status,
+            message,
+            {
+                "n": m["n"],
+                "seed": m["seed"],
+                "step": h,
+                "directions": m["directions"],
+                "median_relative_error": median,
+                "relative_error_quantiles": _quantiles(informative),
+                "flat_samples": int(flat.sum()),
+                "gradient_zero_loss_moves": zero_predicted,
+                "loss_dtype": m["loss_dtype"],
+            },
+            data={
+                "relative_error": error.tolist(),
+                "finite_difference": fd.flatten().tolist(),
+                "directional_derivative": gv.flatten().tolist(),
+            },
+        )
+    ]

@@ -4,6 +4,7 @@ A healthy landscape is smooth at the scale of eps: the loss rises along the grad
 slowly along random ones. Masking shows up as flat plateaus (many exactly equal consecutive losses: quantized or
 saturated outputs) or as rough, jagged profiles (shattered gradients).
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -57,10 +58,26 @@ def judge_landscape(m: dict[str, Any]) -> list[Finding]:
     if changes >= SIGN_CHANGES_WARN:
         reasons.append(f"profiles change direction {changes:.1f} times on average along some direction")
     status = "warn" if reasons else "pass"
-    message = ("loss landscape is " + ("stepwise or rough: " + "; ".join(reasons) if reasons else
-               f"smooth around the inputs ({changes:.1f} direction changes per profile, {100 * flat:.0f}% flat steps)"))
-    return [Finding("loss-landscape", status, message,
-                    {"n": m["n"], "seed": m["seed"], "span_eps": m["span_eps"], "points": m["points"],
-                     "flat_fraction": flat, "sign_changes": changes, "roughness": roughness,
-                     "per_direction": per_direction},
-                    data={"t_over_eps": m["t_over_eps"], "profiles": m["profiles"], "surface": m["surface"]})]
+    message = "loss landscape is " + (
+        "stepwise or rough: " + "; ".join(reasons)
+        if reasons
+        else f"smooth around the inputs ({changes:.1f} direction changes per profile, {100 * flat:.0f}% flat steps)"
+    )
+    return [
+        Finding(
+            "loss-landscape",
+            status,
+            message,
+            {
+                "n": m["n"],
+                "seed": m["seed"],
+                "span_eps": m["span_eps"],
+                "points": m["points"],
+                "flat_fraction": flat,
+                "sign_changes": changes,
+                "roughness": roughness,
+                "per_direction": per_direction,
+            },
+            data={"t_over_eps": m["t_over_eps"], "profiles": m["profiles"], "surface": m["surface"]},
+        )
+    ]

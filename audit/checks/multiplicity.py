@@ -13,6 +13,7 @@ families, each at its own level:
   "not converged" calls.
 Every test's raw and corrected p-value is in the verdict's `tests` (results.json). Pure over findings.
 """
+
 from __future__ import annotations
 
 from dataclasses import replace
@@ -22,16 +23,24 @@ from audit.checks import comparisons, convergence
 from audit.checks.finding import Finding
 from audit.stats import holm
 
-MASKING_FAMILY = ("blackbox-beats-whitebox", "transfer-beats-whitebox", "single-step-beats-iterative", "adaptive-gap",
-                  "static-model-gain")
+MASKING_FAMILY = (
+    "blackbox-beats-whitebox",
+    "transfer-beats-whitebox",
+    "single-step-beats-iterative",
+    "adaptive-gap",
+    "static-model-gain",
+)
 BEYOND_AUTOATTACK = "beyond-autoattack"
 LEVEL = comparisons.P_FAIL
 
 
 def masking_tests(findings: list[Finding], beyond_p: float | None) -> dict[str, float]:
     """The raw p-values of the masking family's tests that ran (a skipped comparison tested nothing)."""
-    tests = {f.id: float(f.evidence["p_value"]) for f in findings
-             if f.id in MASKING_FAMILY and f.status != "skipped" and "p_value" in f.evidence}
+    tests = {
+        f.id: float(f.evidence["p_value"])
+        for f in findings
+        if f.id in MASKING_FAMILY and f.status != "skipped" and "p_value" in f.evidence
+    }
     if beyond_p is not None:
         tests[BEYOND_AUTOATTACK] = beyond_p
     return tests
@@ -47,9 +56,14 @@ def correct(findings: list[Finding], beyond_p: float | None) -> list[Finding]:
             evidence = {**finding.evidence, "p_holm": adjusted[finding.id], "family_size": len(adjusted)}
             finding = replace(finding, evidence=evidence)
             if finding.status == "fail" and adjusted[finding.id] >= LEVEL and evidence.get("decided_by") != "claim":
-                finding = replace(finding, status="warn", message=(
-                    f"{finding.message}; not significant once corrected for the {len(adjusted)} tests that can "
-                    f"decide the verdict (Holm: p = {adjusted[finding.id]:.2g})"))
+                finding = replace(
+                    finding,
+                    status="warn",
+                    message=(
+                        f"{finding.message}; not significant once corrected for the {len(adjusted)} tests that can "
+                        f"decide the verdict (Holm: p = {adjusted[finding.id]:.2g})"
+                    ),
+                )
         corrected.append(finding)
     return corrected
 
@@ -58,12 +72,29 @@ def deciding_tests(findings: list[Finding], beyond_p: float | None) -> list[dict
     """Every verdict-deciding test with its raw and corrected p-value, its family and level, for results.json."""
     masking = masking_tests(findings, beyond_p)
     adjusted = holm(masking)
-    rows = [{"id": key, "family": "masking", "p_value": p, "p_holm": adjusted[key], "level": LEVEL,
-             "significant": adjusted[key] < LEVEL} for key, p in masking.items()]
+    rows = [
+        {
+            "id": key,
+            "family": "masking",
+            "p_value": p,
+            "p_holm": adjusted[key],
+            "level": LEVEL,
+            "significant": adjusted[key] < LEVEL,
+        }
+        for key, p in masking.items()
+    ]
     for finding in findings:
         if finding.id == "attack-convergence" and finding.status != "skipped":
             level = finding.evidence.get("p_fail", convergence.P_FAIL)
             for curve, e in finding.evidence.get("families", {}).items():
-                rows.append({"id": f"attack-convergence:{curve}", "family": "convergence", "p_value": e["p_value"],
-                             "p_holm": e["p_holm"], "level": level, "significant": e["p_holm"] < level})
+                rows.append(
+                    {
+                        "id": f"attack-convergence:{curve}",
+                        "family": "convergence",
+                        "p_value": e["p_value"],
+                        "p_holm": e["p_holm"],
+                        "level": level,
+                        "significant": e["p_holm"] < level,
+                    }
+                )
     return rows

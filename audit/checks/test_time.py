@@ -11,6 +11,7 @@ ran on the defense itself. Paired over the samples both sides saw: b samples hel
 broken on the static model, c the reverse; fail on a significant b (one-sided exact McNemar, as the comparisons),
 or when the claimed robust accuracy (`--claim`) exceeds the static model's. Pure function of the store.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -25,8 +26,16 @@ ID = "static-model-gain"
 
 def _static(outcomes: Outcomes) -> str | None:
     """The transfer attack that recorded its source's robustness (the static model's)."""
-    return next((a for a in outcomes.order if outcomes.info[a].gradient.startswith("transfer:")
-                 and outcomes.info[a].threat_kind == "lp" and outcomes.extra[a].get("source_robust")), None)
+    return next(
+        (
+            a
+            for a in outcomes.order
+            if outcomes.info[a].gradient.startswith("transfer:")
+            and outcomes.info[a].threat_kind == "lp"
+            and outcomes.extra[a].get("source_robust")
+        ),
+        None,
+    )
 
 
 def _own_outcome(outcomes: Outcomes, own: list[str], i: int) -> str | None:
@@ -41,8 +50,11 @@ def check_static_model_gain(outcomes: Outcomes, facts: dict[str, Any] | None = N
     if not (facts.get("test_time") or {}).get("kind"):
         return [skipped(ID, "not a test-time defense")]
     static = _static(outcomes)
-    own = [a for a in outcomes.order if outcomes.info[a].threat_kind == "lp"
-           and not outcomes.info[a].gradient.startswith("transfer:")]
+    own = [
+        a
+        for a in outcomes.order
+        if outcomes.info[a].threat_kind == "lp" and not outcomes.info[a].gradient.startswith("transfer:")
+    ]
     if static is None or not own:
         return [skipped(ID, "needs a transfer attack from the static model and an attack on the defense itself")]
     source = outcomes.extra[static]["source_robust"]
@@ -61,19 +73,42 @@ def check_static_model_gain(outcomes: Outcomes, facts: dict[str, Any] | None = N
     p = mcnemar_one_sided(b, c)
     claim = facts.get("config", {}).get("claim")
     static_accuracy = static_robust / max(outcomes.n, 1)
-    evidence = {"n": outcomes.n, "paired": paired, "static_robust": static_robust, "defense_robust": defense_robust,
-                "static_accuracy": static_accuracy, "defense_accuracy": defense_robust / max(outcomes.n, 1),
-                "only_defense_held": b, "only_static_held": c, "p_value": p, "p_fail": P_FAIL, "claim": claim,
-                "static_attack": static, "defense_attacks": own}
-    numbers = (f"{defense_robust} of {outcomes.n} samples hold under the attacks on the defense itself, "
-               f"{static_robust} on its static model under {static} ({b} only on the defense, {c} only on the "
-               f"static model; one-sided McNemar p = {p:.2g})")
+    evidence = {
+        "n": outcomes.n,
+        "paired": paired,
+        "static_robust": static_robust,
+        "defense_robust": defense_robust,
+        "static_accuracy": static_accuracy,
+        "defense_accuracy": defense_robust / max(outcomes.n, 1),
+        "only_defense_held": b,
+        "only_static_held": c,
+        "p_value": p,
+        "p_fail": P_FAIL,
+        "claim": claim,
+        "static_attack": static,
+        "defense_attacks": own,
+    }
+    numbers = (
+        f"{defense_robust} of {outcomes.n} samples hold under the attacks on the defense itself, "
+        f"{static_robust} on its static model under {static} ({b} only on the defense, {c} only on the "
+        f"static model; one-sided McNemar p = {p:.2g})"
+    )
     if claim is not None and claim > static_accuracy:  # a comparison of numbers, not a test: Holm leaves it be
-        return [Finding(ID, "fail", f"the claimed {100 * claim:.1f}% exceeds the static model's robust accuracy "
-                        f"{100 * static_accuracy:.1f}%: {numbers}", evidence | {"decided_by": "claim"})]
+        return [
+            Finding(
+                ID,
+                "fail",
+                f"the claimed {100 * claim:.1f}% exceeds the static model's robust accuracy "
+                f"{100 * static_accuracy:.1f}%: {numbers}",
+                evidence | {"decided_by": "claim"},
+            )
+        ]
     if p < P_FAIL and b > 0:
-        return [Finding(ID, "fail", f"the defense's own attacks leave it more robust than its static model: {numbers}",
-                        evidence)]
+        return [
+            Finding(
+                ID, "fail", f"the defense's own attacks leave it more robust than its static model: {numbers}", evidence
+            )
+        ]
     status = "warn" if b > c else "pass"
     return [Finding(ID, status, numbers, evidence)]
 

@@ -27,6 +27,7 @@
    - `unknown` when masking is inconclusive.
 Failures of other kinds (an attack budget, a model left in train mode) are listed apart, as `other_failures`.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -40,7 +41,6 @@ from audit.stats import holm, mcnemar_one_sided
 
 MIN_SAMPLES = 20
 P_AT_RISK = 0.01
-
 
 
 def meanings(decides: str) -> dict[str, str]:
@@ -58,34 +58,53 @@ def no_path_gap(outcomes: Outcomes, family_size: int) -> dict[str, Any]:
     return {"broken": broken, "p_value": p, "significant": p * (family_size + 1) < P_AT_RISK}
 
 
-def verdict(findings: list[Finding], outcomes: Outcomes | None = None,
-            facts: dict[str, Any] | None = None) -> dict[str, Any]:
+def verdict(
+    findings: list[Finding], outcomes: Outcomes | None = None, facts: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """A JSON-able verdict: gradient_masking, claim_at_risk, randomized, the number to report, drivers, summary."""
     facts = facts or {}
     gap_meaning, symptom_meaning, other_meaning = meanings("masking"), meanings("symptom"), meanings("other")
-    gaps = [{"id": f.id, "why": f"{gap_meaning[f.id]} ({f.message})"} for f in findings
-            if f.status == "fail" and f.id in gap_meaning]
-    symptoms = [{"id": f.id, "why": f"{symptom_meaning[f.id]} ({f.message})"} for f in findings
-                if f.status == "fail" and f.id in symptom_meaning]
+    gaps = [
+        {"id": f.id, "why": f"{gap_meaning[f.id]} ({f.message})"}
+        for f in findings
+        if f.status == "fail" and f.id in gap_meaning
+    ]
+    symptoms = [
+        {"id": f.id, "why": f"{symptom_meaning[f.id]} ({f.message})"}
+        for f in findings
+        if f.status == "fail" and f.id in symptom_meaning
+    ]
     binarization_failed = any(f.id == "binarization-test" and f.status == "fail" for f in findings)
     no_path = any(f.id == "no-gradient-path" and f.status == "fail" for f in findings)
-    other_failures = [{"id": f.id, "why": f"{other_meaning[f.id]} ({f.message})"} for f in findings
-                      if f.status == "fail" and f.id in other_meaning]
+    other_failures = [
+        {"id": f.id, "why": f"{other_meaning[f.id]} ({f.message})"}
+        for f in findings
+        if f.status == "fail" and f.id in other_meaning
+    ]
     warnings = [f.id for f in findings if f.status == "warn"]
     skipped = [f.id for f in findings if f.status == "skipped"]
     deciding = {**gap_meaning, **symptom_meaning}
-    undecided = [f"{f.id} could not run ({f.message})" for f in findings
-                 if f.status == "skipped" and f.id in deciding and f.evidence.get("error")]
+    undecided = [
+        f"{f.id} could not run ({f.message})"
+        for f in findings
+        if f.status == "skipped" and f.id in deciding and f.evidence.get("error")
+    ]
     not_run = [f.id for f in findings if f.status == "skipped" and f.id in deciding and f.evidence.get("not_run")]
     if not_run:
         undecided.append(f"{len(not_run)} masking checks were not run (--diagnostics-n 0)")
     # Convergence is judged on the suite's own budgets (`attack-convergence`), not on `more-steps-help`, whose
     # 10-against-100-iteration probe says little about an audit that already spends 100 and more.
-    undecided += [f"the attacks had not converged ({f.message})" for f in findings
-                  if f.id == "attack-convergence" and f.status == "fail"]
+    undecided += [
+        f"the attacks had not converged ({f.message})"
+        for f in findings
+        if f.id == "attack-convergence" and f.status == "fail"
+    ]
     if binarization_failed and not symptoms:
-        undecided += [f"the exact-gradient attack failed the binarization test ({f.message})" for f in findings
-                      if f.id == "binarization-test" and f.status == "fail"]
+        undecided += [
+            f"the exact-gradient attack failed the binarization test ({f.message})"
+            for f in findings
+            if f.id == "binarization-test" and f.status == "fail"
+        ]
     observed_random = any(f.id == "randomized" and f.evidence.get("observed") for f in findings)
     randomized = bool(facts.get("randomized")) or observed_random
 
@@ -110,11 +129,15 @@ def verdict(findings: list[Finding], outcomes: Outcomes | None = None,
         if gap["significant"]:
             backed_by.append("no-gradient-path")
         elif not backed_by:
-            undecided.append(f"no gradient reaches the input and the other attacks broke only {gap['broken']} "
-                             f"samples (p = {gap['p_value']:.2g}): too few to show what exact gradients miss")
+            undecided.append(
+                f"no gradient reaches the input and the other attacks broke only {gap['broken']} "
+                f"samples (p = {gap['p_value']:.2g}): too few to show what exact gradients miss"
+            )
     if symptoms and not backed_by and outcomes is None:
-        undecided.append(f"{', '.join(x['id'] for x in symptoms)} failed, but there are no attack outcomes to "
-                         f"tell whether that masks anything")
+        undecided.append(
+            f"{', '.join(x['id'] for x in symptoms)} failed, but there are no attack outcomes to "
+            f"tell whether that masks anything"
+        )
     drivers = (gaps + symptoms) if backed_by else []
     unbacked = [] if backed_by else [s["id"] for s in symptoms]
     if drivers:
@@ -137,31 +160,45 @@ def verdict(findings: list[Finding], outcomes: Outcomes | None = None,
     backing = ", ".join(backed_by)
     shown = ", ".join(x["id"] for x in symptoms)
     if masking == "suspected" and at_risk == "yes":
-        first = (f"The reported robust accuracy may be inflated: the attacks that use the model's own gradient fall "
-                 f"short ({backing})" + (f", with the symptoms {shown}" if symptoms else "")
-                 + ", so attacks that follow them may miss points.")
+        first = (
+            f"The reported robust accuracy may be inflated: the attacks that use the model's own gradient fall "
+            f"short ({backing})"
+            + (f", with the symptoms {shown}" if symptoms else "")
+            + ", so attacks that follow them may miss points."
+        )
     elif masking == "suspected":
-        first = (f"The attacks that use the model's own gradient fall short ({backing})"
-                 + (f", with the symptoms {shown}" if symptoms else "")
-                 + ", but the claim is not at risk: the worst case is already 0%.")
+        first = (
+            f"The attacks that use the model's own gradient fall short ({backing})"
+            + (f", with the symptoms {shown}" if symptoms else "")
+            + ", but the claim is not at risk: the worst case is already 0%."
+        )
     elif at_risk == "yes":
-        first = (f"The reported robust accuracy is inflated: attacks beyond AutoAttack break "
-                 f"{beyond['only_others_broke']} samples AutoAttack missed (p = {beyond['p_value']:.2g}), though no "  # type: ignore[index]  # set when at risk
-                 f"masking test failed.")
+        first = (
+            f"The reported robust accuracy is inflated: attacks beyond AutoAttack break "
+            f"{beyond['only_others_broke']} samples AutoAttack missed (p = {beyond['p_value']:.2g}), though no "  # type: ignore[index]  # set when at risk
+            f"masking test failed."
+        )
     elif masking == "inconclusive":
         first = f"Gradient masking could not be ruled out: {'; '.join(undecided)}."
     else:
-        first = (f"No sign of gradient masking in {checked} checks, and no attack beyond AutoAttack breaks "
-                 f"significantly more" + (f" ({len(warnings)} warnings to read)." if warnings else "."))
+        first = (
+            f"No sign of gradient masking in {checked} checks, and no attack beyond AutoAttack breaks "
+            f"significantly more" + (f" ({len(warnings)} warnings to read)." if warnings else ".")
+        )
         if unbacked:
-            first += (f" The symptoms {', '.join(unbacked)} failed, but no attack gap or binarization failure backs "
-                      f"them: the forward is not smooth, yet the attacks that follow its gradient lose nothing.")
+            first += (
+                f" The symptoms {', '.join(unbacked)} failed, but no attack gap or binarization failure backs "
+                f"them: the forward is not smooth, yet the attacks that follow its gradient lose nothing."
+            )
     if accuracy is None:
         second = "Run the attack suite to get a robust accuracy worth reporting."
     else:
         second = f"Report the per-sample worst case over all attacks, {100 * accuracy:.1f}%"
-        second += (", and treat it as an upper bound: the true robust accuracy may be lower." if at_risk != "no"
-                   else "; like every empirical evaluation it is an upper bound.")
+        second += (
+            ", and treat it as an upper bound: the true robust accuracy may be lower."
+            if at_risk != "no"
+            else "; like every empirical evaluation it is an upper bound."
+        )
     if randomized:
         second += " The defense is randomized: attacks need EOT and scoring uses several common draws."
     return {

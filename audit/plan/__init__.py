@@ -8,6 +8,7 @@ only runs a plan, and `audit extend` builds one too.
     roles.py          why an attack is in the plan, in words for the report
     types.py          Plan, Planned, Skipped
 """
+
 from __future__ import annotations
 
 import re
@@ -30,8 +31,7 @@ from defenses.protocol import Defense
 __all__ = ["Plan", "Planned", "Skipped", "make_plan"]
 
 
-def make_plan(config: AuditConfig, defense: Defense, device: str = "cpu",
-              randomness_found: bool = False) -> Plan:
+def make_plan(config: AuditConfig, defense: Defense, device: str = "cpu", randomness_found: bool = False) -> Plan:
     """The plan of `config` (its suite and budget, or its explicit `attacks`, plus `transfer_from`) against
     `defense`, in run order. `randomness_found`: the forward turned out random though the model does not declare it;
     the plan keeps the attacks planned without EOT (so the report shows the difference) and adds their EOT versions.
@@ -54,12 +54,16 @@ def _chosen(config: AuditConfig, defense: Defense, random: bool) -> Plan:
         # Refused up front, not after hours of other attacks: BPDA needs a known non-differentiable part to bypass.
         raise AuditInputError(
             f"{', '.join(unsupported)} need(s) a surrogate gradient, but {defense.description} has no layer to "
-            f"bypass (it offers only {', '.join(defense.surrogates)}); drop the +bpda attacks for this model")
+            f"bypass (it offers only {', '.join(defense.surrogates)}); drop the +bpda attacks for this model"
+        )
     # As for a suite: a gradient attack no gradient reaches is listed as not applicable, and Square runs harder.
     attacks, not_applicable, extra = plan_gradient_free(defense, attacks)
     planned = [Planned(a, f"--attacks: {role(a.label)}") for a in attacks]
-    planned += [Planned(make_attack(name), f"no gradient reaches the input, so Square runs harder: {role(name)}")
-                for name in extra if name not in {a.label for a in attacks}]
+    planned += [
+        Planned(make_attack(name), f"no gradient reaches the input, so Square runs harder: {role(name)}")
+        for name in extra
+        if name not in {a.label for a in attacks}
+    ]
     return Plan(planned, not_applicable)
 
 
@@ -81,7 +85,10 @@ def _with_eot(plain: Plan, randomized: Plan) -> Plan:
     labels = set(plain.labels)
     extra = [Planned(p.attack, f"{why}: {p.why}") for p in randomized.planned if p.attack.label not in labels]
     if not extra:
-        names = [format_name(replace(parse_name(a.label), eot=EOT_DRAWS)) for a in plain.attacks
-                 if a.gradient == "exact" or a.gradient.startswith(("bpda-", "adaptive-"))]
+        names = [
+            format_name(replace(parse_name(a.label), eot=EOT_DRAWS))
+            for a in plain.attacks
+            if a.gradient == "exact" or a.gradient.startswith(("bpda-", "adaptive-"))
+        ]
         extra = [Planned(make_attack(name), f"{why}: {role(name)}") for name in names]
     return Plan(plain.planned + extra, plain.skipped)

@@ -1,4 +1,5 @@
 """The planner's answer to a defense no gradient reaches through: drop the gradient attacks, run Square harder."""
+
 from __future__ import annotations
 
 import logging
@@ -13,8 +14,11 @@ log = logging.getLogger(__name__)
 STRONG_SQUARE = "square@queries=10000,restarts=3"
 
 
-def plan_gradient_free(defense: Defense, attacks: list[Attack], harder_square: bool = True,
-                       ) -> tuple[list[Attack], list[Skipped], list[str]]:
+def plan_gradient_free(
+    defense: Defense,
+    attacks: list[Attack],
+    harder_square: bool = True,
+) -> tuple[list[Attack], list[Skipped], list[str]]:
     """The suite planner's hook: drop gradient attacks no gradient reaches through, and run Square harder
     (`harder_square=False`: the plan has its own Square for that, as the default budget's cascade).
 
@@ -33,8 +37,9 @@ def plan_gradient_free(defense: Defense, attacks: list[Attack], harder_square: b
             continue
         key = (attack.surrogate, attack.temperature)
         if key not in reach:
-            reach[key] = (attack.surrogate in defense.surrogates
-                          and gradient_reaches_input(defense, example, attack.surrogate, attack.temperature))
+            reach[key] = attack.surrogate in defense.surrogates and gradient_reaches_input(
+                defense, example, attack.surrogate, attack.temperature
+            )
         if reach[key]:
             kept.append(attack)
         else:
@@ -42,6 +47,9 @@ def plan_gradient_free(defense: Defense, attacks: list[Attack], harder_square: b
             skipped.append(Skipped(attack.label, f"not applicable: no gradient reaches the input through {how}"))
     extra = [STRONG_SQUARE] if skipped and harder_square else []
     if extra:
-        log.warning("%d gradient attacks are not applicable (no gradient reaches the input); adding %s",
-                    len(skipped), STRONG_SQUARE)
+        log.warning(
+            "%d gradient attacks are not applicable (no gradient reaches the input); adding %s",
+            len(skipped),
+            STRONG_SQUARE,
+        )
     return kept, skipped, extra

@@ -1,6 +1,7 @@
 """Why an attack is in a plan, in words for the report: the stage that asked for it (suite, budget, found
 randomness, ...) and what the attack is for: its registered class's `role` (attacks/catalog.py), else read from
 its name."""
+
 from __future__ import annotations
 
 from attacks.catalog import entries
@@ -15,7 +16,7 @@ def role(name: str) -> str:
     entry = entries().get(parsed.base)
     library, _, library_attack = parsed.base.partition(":")
     if parsed.inner is not None:
-        what = f"{role(name[len(TRANSFER_PREFIX):])}, crafted on the base model (MeanSparse off) and judged here"
+        what = f"{role(name[len(TRANSFER_PREFIX) :])}, crafted on the base model (MeanSparse off) and judged here"
     elif entry is not None and entry.role is not None:
         what = entry.role
     elif parsed.library is not None and library_attack in GRADIENT_FREE[library]:

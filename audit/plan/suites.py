@@ -31,6 +31,7 @@ both schedules, the annealed surrogate, the dead-zone escape loss).
 An attack that does not fit (BPDA on a defense with no surrogate, transfer with no base model) is listed as
 skipped with its reason, never silently dropped.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -80,10 +81,15 @@ CASCADE_SQUARE = f"square+survivors@probe={PROBE},probe_queries=5000"
 CASCADE = ("apgd-ce", "apgd-malt+survivors", CASCADE_SQUARE)
 GRADIENT_FREE_SQUARE = "square+survivors@restarts=2"  # the cascade's Square where no exact gradient reaches
 EXTRAS: dict[str, Extras] = {
-    "quick": Extras(last=(CASCADE_SQUARE,)), "standard": Extras(last=(CASCADE_SQUARE,),
-                                                                 mechanism=(STRONGEST_MECHANISM,)),
-    "thorough": Extras(bpda_losses=("apgd-ce", "apgd-dlr", "apgd-t"), eot_query_attacks=True,
-                       last=("square+survivors@restarts=5",), mechanism=MECHANISM, autoattack=True),
+    "quick": Extras(last=(CASCADE_SQUARE,)),
+    "standard": Extras(last=(CASCADE_SQUARE,), mechanism=(STRONGEST_MECHANISM,)),
+    "thorough": Extras(
+        bpda_losses=("apgd-ce", "apgd-dlr", "apgd-t"),
+        eot_query_attacks=True,
+        last=("square+survivors@restarts=5",),
+        mechanism=MECHANISM,
+        autoattack=True,
+    ),
 }
 assert set(EXTRAS) == set(CURVES) == set(BUDGET_NAMES), "every budget needs its CURVES and EXTRAS rows"
 
@@ -199,8 +205,7 @@ def curve_names(suite: str, defense: Defense, budget: str, random: bool = False)
     family = strongest_family(defense, random)
     names = [family] + [f"{family}+survivors@{key}={n}" for key in ("iters", "restarts") for n in curves[key]]
     if curves["queries"]:
-        square = "square" + (f"+eot{EOT_DRAWS}" if random and EXTRAS[budget].eot_query_attacks
-                             else "")
+        square = "square" + (f"+eot{EOT_DRAWS}" if random and EXTRAS[budget].eot_query_attacks else "")
         names += [square] + [f"{square}+survivors@queries={q}" for q in curves["queries"]]
     # A curve's first point may be one of AutoAttack's parts (its APGD-CE, its Square: same family, same budget);
     # the outcomes keep parts' families and budgets, so it is not run a second time.
@@ -214,10 +219,13 @@ def _family_and_budget(name: str) -> tuple[str, tuple[tuple[str, int], ...]]:
 
 
 def _autoattack_parts(names: list[str]) -> set[tuple[str, tuple[tuple[str, int], ...]]]:
-    parts = [part for name in names if name.startswith("autoattack")
-             for part in make_attack(name).attributes().get("parts", {}).values()]
+    parts = [
+        part
+        for name in names
+        if name.startswith("autoattack")
+        for part in make_attack(name).attributes().get("parts", {}).values()
+    ]
     return {(part["family"], tuple(sorted(part["budget"].items()))) for part in parts}
-
 
 
 def plan_suite(suite: str, defense: Defense, budget: str = "standard", random: bool = False) -> Plan:
@@ -240,14 +248,18 @@ def plan_suite(suite: str, defense: Defense, budget: str = "standard", random: b
         names = [_with_eot(n) for n in names]
         stage(names, f"suite {suite}, budget {budget} (EOT for a random forward)")
     stage(added, f"budget {budget}")
-    names = list(dict.fromkeys([*names, *added, *stage(curve_names(suite, defense, budget, random),
-                                                       f"budget {budget}, strength curve")]))
+    names = list(
+        dict.fromkeys(
+            [*names, *added, *stage(curve_names(suite, defense, budget, random), f"budget {budget}, strength curve")]
+        )
+    )
     attacks, skipped = [], []
     base = defense.base_model()
     for name in names:
         if name.startswith("transfer-base:") and base is None:
-            skipped.append(Skipped(name, "the defense has no MeanSparse layers to remove, so no base model to "
-                                         "transfer from"))
+            skipped.append(
+                Skipped(name, "the defense has no MeanSparse layers to remove, so no base model to transfer from")
+            )
             continue
         attacks.append(make_attack(name, transfer_source=base))
     # The cascade's Square already runs on all survivors where its probe breaks one: no harder Square on top.

@@ -19,6 +19,7 @@ Every query of the defense runs its whole optimisation (`passes_per_forward` pas
 static plan's AutoAttack on the defense (its exact gradient is the defense's own detached one) and Square at
 10000 queries x 3 restarts are listed as skipped, with what each would have cost.
 """
+
 from __future__ import annotations
 
 import logging
@@ -41,8 +42,9 @@ def is_test_time(defense: Defense) -> bool:
     return bool(getattr(defense, "test_time", False))
 
 
-def test_time_names(suite: str, defense: Defense, iters: tuple[int, ...],
-                    random: bool = False) -> tuple[list[str], list[Skipped]]:
+def test_time_names(
+    suite: str, defense: Defense, iters: tuple[int, ...], random: bool = False
+) -> tuple[list[str], list[Skipped]]:
     """(attack names, skipped attacks) for a test-time defense under `suite`; `iters` is the budget's iteration
     curve (audit/plan/suites.py CURVES); `random`: the forward is random, so EOT."""
     trace = defense.trace() if isinstance(defense, OpaqueModel) else None  # the only test-time adapter
@@ -52,8 +54,13 @@ def test_time_names(suite: str, defense: Defense, iters: tuple[int, ...],
     if defense.base_model() is not None:
         names.append("transfer-base:autoattack-standard")
     else:
-        skipped.append(Skipped("transfer-base:autoattack-standard", "no static model found in the forward (no "
-                               "submodule's output is the final output); give it with --static-model"))
+        skipped.append(
+            Skipped(
+                "transfer-base:autoattack-standard",
+                "no static model found in the forward (no "
+                "submodule's output is the final output); give it with --static-model",
+            )
+        )
     if suite == "full":
         names.append("fgsm+unrolled")
     names += ["apgd-ce+unrolled"]
@@ -64,19 +71,34 @@ def test_time_names(suite: str, defense: Defense, iters: tuple[int, ...],
         names += [f"apgd-ce+unrolled+survivors@iters={n}" for n in iters]
         names.append(SQUARE)
     if random:
-        names = [n.replace("+unrolled", f"+unrolled+eot{EOT_DRAWS}").replace("+bpda-identity",
-                                                                          f"+bpda-identity+eot{EOT_DRAWS}")
-                 for n in names]
-    why = (f"test-time optimisation inside forward: each query runs the whole optimisation (~{passes:g} passes of "
-           f"the static model)")
+        names = [
+            n.replace("+unrolled", f"+unrolled+eot{EOT_DRAWS}").replace(
+                "+bpda-identity", f"+bpda-identity+eot{EOT_DRAWS}"
+            )
+            for n in names
+        ]
+    why = (
+        f"test-time optimisation inside forward: each query runs the whole optimisation (~{passes:g} passes of "
+        f"the static model)"
+    )
     if suite != "quick":
         skipped += [
-            Skipped("autoattack-standard", f"{why}; its exact gradient is the defense's own (detached) one, so "
-                    f"AutoAttack runs on the static model and transfers instead"),
-            Skipped("square@queries=10000,restarts=3", f"{why}; Square runs last on the survivors, evidence first "
-                    f"({SQUARE}: the full budget only if a {PROBE}-sample probe breaks one)"),
-            Skipped("bpda-smooth", "test-time optimisation inside forward: its detaches have no smooth surrogate "
-                    "(smooth = identity there); +unrolled takes the exact gradient through the steps instead")]
+            Skipped(
+                "autoattack-standard",
+                f"{why}; its exact gradient is the defense's own (detached) one, so "
+                f"AutoAttack runs on the static model and transfers instead",
+            ),
+            Skipped(
+                "square@queries=10000,restarts=3",
+                f"{why}; Square runs last on the survivors, evidence first "
+                f"({SQUARE}: the full budget only if a {PROBE}-sample probe breaks one)",
+            ),
+            Skipped(
+                "bpda-smooth",
+                "test-time optimisation inside forward: its detaches have no smooth surrogate "
+                "(smooth = identity there); +unrolled takes the exact gradient through the steps instead",
+            ),
+        ]
     return list(dict.fromkeys(names)), skipped
 
 

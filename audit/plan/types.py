@@ -1,4 +1,5 @@
 """A plan: the attacks an audit runs, in run order, each with why it is there, and what it left out and why."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field

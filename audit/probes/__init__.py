@@ -7,6 +7,7 @@ name) and returns a plain-JSON measurement. A probe that raises is stored as an 
 `skipped` findings marked `error`: the verdict is then `inconclusive`, never a clean bill of health. Its row is not
 `done` (it carries `error`), so a resume runs it again, and the retry is the row that is read.
 """
+
 from __future__ import annotations
 
 import logging
@@ -69,24 +70,44 @@ def all_probes() -> tuple[Probe, ...]:
     return (*PROBES, *(Probe(d.probe, d.measure) for d in diagnostics()))
 
 
-def measure(probe: Probe, defense: Defense, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, seed: int,
-            config: DiagnosticsConfig) -> dict[str, Any]:
+def measure(
+    probe: Probe,
+    defense: Defense,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    threat: ThreatModel,
+    seed: int,
+    config: DiagnosticsConfig,
+) -> dict[str, Any]:
     """Run one probe; one that raises is recorded as an error, never lost."""
     if len(x) == 0:
-        return {"skipped": "no samples given (--diagnostics-n 0): only the comparisons over stored results ran",
-                "no_samples": True}
+        return {
+            "skipped": "no samples given (--diagnostics-n 0): only the comparisons over stored results ran",
+            "no_samples": True,
+        }
     try:
-        return plain(probe.measure(defense, x, y, threat, seed=derive_seed(seed, "diagnostics", probe.name),
-                                   config=config))
+        return plain(
+            probe.measure(defense, x, y, threat, seed=derive_seed(seed, "diagnostics", probe.name), config=config)
+        )
     except Exception as error:  # noqa: BLE001 - one broken probe must not lose the others
         log.warning("probe %s raised %s: %s", probe.name, type(error).__name__, error, exc_info=True)
         first = (str(error).splitlines() or [""])[0][:200]
         return {"error": f"the {probe.name} probe raised {type(error).__name__}: {first}"}
 
 
-def run_probes(defense: Defense, images: torch.Tensor, labels: torch.Tensor, threat: ThreatModel,
-               store: ResultStore, *, seed: int, n: int, model_spec: str, diagnostics: DiagnosticsConfig | None = None,
-               progress: bool = True) -> None:
+def run_probes(
+    defense: Defense,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    threat: ThreatModel,
+    store: ResultStore,
+    *,
+    seed: int,
+    n: int,
+    model_spec: str,
+    diagnostics: DiagnosticsConfig | None = None,
+    progress: bool = True,
+) -> None:
     """Run every probe not yet stored, and store its measurement (one row per probe)."""
     diagnostics = diagnostics or DiagnosticsConfig()
     x, y = images[:n].to(defense.device), labels[:n].to(defense.device)
@@ -97,29 +118,56 @@ def run_probes(defense: Defense, images: torch.Tensor, labels: torch.Tensor, thr
         start = time.perf_counter()
         with count_calls(defense) as calls, defense.frozen():
             measurement = measure(probe, defense, x, y, threat, seed, diagnostics)
-        row = {"attack": PREFIX + probe.name, "batch": 0, "seconds": time.perf_counter() - start,
-               "n_forward": calls.forward_images, "n_backward": calls.backward_images, "measurement": measurement}
+        row = {
+            "attack": PREFIX + probe.name,
+            "batch": 0,
+            "seconds": time.perf_counter() - start,
+            "n_forward": calls.forward_images,
+            "n_backward": calls.backward_images,
+            "measurement": measurement,
+        }
         if "error" in measurement:  # perhaps transient (out of memory, a busy GPU): a resume tries it again
             row["error"] = measurement["error"]
         store.append(row)
         log.info("probe %s in %.1f s", probe.name, time.perf_counter() - start)
     bar.close()
     if not store.done(PREFIX + ALPHA, 0):
-        store.append({"attack": PREFIX + ALPHA, "batch": 0, "seconds": 0.0,
-                      "measurement": plain(measure_alpha(defense, model_spec))})
+        store.append(
+            {
+                "attack": PREFIX + ALPHA,
+                "batch": 0,
+                "seconds": 0.0,
+                "measurement": plain(measure_alpha(defense, model_spec)),
+            }
+        )
 
 
-def measure_all(defense: Defense, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, seed: int = 0,
-                config: DiagnosticsConfig | None = None, only: tuple[str, ...] | None = None,
-                ) -> dict[str, dict[str, Any]]:
+def measure_all(
+    defense: Defense,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    threat: ThreatModel,
+    seed: int = 0,
+    config: DiagnosticsConfig | None = None,
+    only: tuple[str, ...] | None = None,
+) -> dict[str, dict[str, Any]]:
     """Every probe (or the `only` ones) without a store, for notebooks and tests: {probe name: measurement}."""
     config = config or DiagnosticsConfig()
-    return {p.name: measure(p, defense, x, y, threat, seed, config) for p in all_probes()
-            if only is None or p.name in only}
+    return {
+        p.name: measure(p, defense, x, y, threat, seed, config) for p in all_probes() if only is None or p.name in only
+    }
 
 
-def diagnose(defense: Defense, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, outcomes: Any = None,  # Outcomes
-             seed: int = 0, config: DiagnosticsConfig | None = None, only: tuple[str, ...] | None = None) -> list[Any]:
+def diagnose(
+    defense: Defense,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    threat: ThreatModel,
+    outcomes: Any = None,  # Outcomes
+    seed: int = 0,
+    config: DiagnosticsConfig | None = None,
+    only: tuple[str, ...] | None = None,
+) -> list[Any]:
     """Findings without a store, for notebooks and tests: the probes (or the `only` ones, by probe name) on
     (x, y), judged by the checks, then the comparisons over `outcomes` (an `audit.outcomes.Outcomes`) if given."""
     from audit.checks import run_checks

@@ -4,6 +4,7 @@ The device follows the defense; every random draw comes from a `torch.Generator`
 For a randomized defense with `reseed`, helpers that compare several forwards reseed it before each one, so the
 comparison sees the same noise (common random numbers) and measures the model, not the dice.
 """
+
 from __future__ import annotations
 
 import torch
@@ -28,8 +29,9 @@ def chunks(n: int, size: int) -> list[slice]:
 
 
 @torch.no_grad()
-def losses(defense: Defense, x: torch.Tensor, y: torch.Tensor, loss: str = "ce", batch_size: int = 100,
-           seed: int | None = None) -> torch.Tensor:
+def losses(
+    defense: Defense, x: torch.Tensor, y: torch.Tensor, loss: str = "ce", batch_size: int = 100, seed: int | None = None
+) -> torch.Tensor:
     """Per-sample loss on the exact forward (one draw; with `seed`, reseeded before every batch, exactly as
     `input_gradient` does, so losses and gradients of a randomized defense see the same noise)."""
     out = []
@@ -40,9 +42,16 @@ def losses(defense: Defense, x: torch.Tensor, y: torch.Tensor, loss: str = "ce",
     return torch.cat(out) if out else torch.empty(0)
 
 
-def input_gradient(defense: Defense, x: torch.Tensor, y: torch.Tensor, surrogate: str = "exact",
-                   temperature: float | None = None, loss: str = "ce", batch_size: int = 100,
-                   seed: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def input_gradient(
+    defense: Defense,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    surrogate: str = "exact",
+    temperature: float | None = None,
+    loss: str = "ce",
+    batch_size: int = 100,
+    seed: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(gradient of the per-sample loss w.r.t. the input, per-sample loss), batch by batch.
 
     Raises GraphInterrupted when autograd cannot reach the input (e.g. a forward that detaches it).
@@ -78,8 +87,16 @@ def quantiles(values: torch.Tensor, qs: tuple[float, ...] = (0.0, 0.1, 0.5, 0.9,
     return {f"q{int(q * 100)}": float(torch.quantile(values, q)) for q in qs}
 
 
-def pgd(defense: Defense, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, steps: int, step_size: float,
-        seed: int, batch_size: int = 100) -> tuple[PGDTrace, torch.Tensor]:
+def pgd(
+    defense: Defense,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    threat: ThreatModel,
+    steps: int,
+    step_size: float,
+    seed: int,
+    batch_size: int = 100,
+) -> tuple[PGDTrace, torch.Tensor]:
     """The suite's PGD (`attacks.pgd`) from the clean point on exact gradients, batch by batch, every iterate
     recorded; also whether the returned point is adversarial, judged again on a fresh draw for a randomized defense
     (as a user of the attack would)."""
@@ -90,8 +107,14 @@ def pgd(defense: Defense, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel,
         traces.append(trace)
         with torch.no_grad():
             last.append(defense(trace.x_last).argmax(1) != y[s] if defense.randomized else trace.adversarial[-1])
-    return (PGDTrace(torch.cat([t.x_last for t in traces]), torch.cat([t.losses for t in traces], 1),
-                     torch.cat([t.adversarial for t in traces], 1)), torch.cat(last))
+    return (
+        PGDTrace(
+            torch.cat([t.x_last for t in traces]),
+            torch.cat([t.losses for t in traces], 1),
+            torch.cat([t.adversarial for t in traces], 1),
+        ),
+        torch.cat(last),
+    )
 
 
 def clean_correct(defense: Defense, x: torch.Tensor, y: torch.Tensor, batch_size: int = 100) -> torch.Tensor:

@@ -1,6 +1,7 @@
 """Where a MeanSparse model's alpha came from: the measurement behind `alpha-selection` (judged in
 `audit/checks/alpha.py`). The paper picked alpha by APGD-CE robust accuracy on the *test* set, against the attack
 whose gradients the operator masks; an audit should say so."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -21,8 +22,13 @@ def measure_alpha(defense: Defense, model_spec: str) -> dict[str, Any]:
         return {**measurement, "split": "test", "source": "published (RobustBench Amini2024MeanSparse entry)"}
     sweep = _shipped_sweep(model_spec)
     if sweep is not None:
-        return {**measurement, "split": sweep.get("split"), "alphas": sweep.get("alphas"),
-                "apgd_ce_accuracy": sweep.get("apgd_ce_accuracy"), "source": "checkpoint metadata"}
+        return {
+            **measurement,
+            "split": sweep.get("split"),
+            "alphas": sweep.get("alphas"),
+            "apgd_ce_accuracy": sweep.get("apgd_ce_accuracy"),
+            "source": "checkpoint metadata",
+        }
     return measurement
 
 

@@ -11,6 +11,7 @@ same exact forward; per-sample robustness is stored so the account can be re-der
 
 Opaque models (automatic BPDA) have no MeanSparse layers to switch one by one: skipped, with that reason.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -52,11 +53,19 @@ def layer_groups(names: list[str], max_groups: int) -> list[list[str]]:
     """`names` in at most `max_groups` runs of consecutive layers, as even as possible (one layer each when few)."""
     k = max(1, min(max_groups, len(names)))
     bounds = [round(i * len(names) / k) for i in range(k + 1)]
-    return [names[bounds[i]:bounds[i + 1]] for i in range(k)]
+    return [names[bounds[i] : bounds[i + 1]] for i in range(k)]
 
 
-def run_attribution(defense: Defense, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, *, seed: int,
-                    iters: int = 50, max_groups: int = 8) -> dict[str, Any]:
+def run_attribution(
+    defense: Defense,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    threat: ThreatModel,
+    *,
+    seed: int,
+    iters: int = 50,
+    max_groups: int = 8,
+) -> dict[str, Any]:
     """Robust (per sample) under APGD-CE with every straight-through pattern the account needs; plain JSON."""
     if not isinstance(defense, MeanSparseDefense):
         return {"skipped": f"{defense.description} has no MeanSparse layers to make straight-through one by one"}
@@ -84,14 +93,22 @@ def run_attribution(defense: Defense, x: torch.Tensor, y: torch.Tensor, threat: 
     }
 
 
-def measure_attribution(defense: Defense, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, *, seed: int,
-                        config: DiagnosticsConfig) -> dict[str, Any]:
+def measure_attribution(
+    defense: Defense, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, *, seed: int, config: DiagnosticsConfig
+) -> dict[str, Any]:
     """The probe as the audit runs it: the first `attribution_samples` samples."""
     if threat.unbounded:
         return {"skipped": "the attribution runs APGD, which needs a finite eps"}
     n = min(len(x), config.attribution_samples)
-    return run_attribution(defense, x[:n], y[:n], threat, seed=seed, iters=config.attribution_iters,
-                           max_groups=config.attribution_max_groups)
+    return run_attribution(
+        defense,
+        x[:n],
+        y[:n],
+        threat,
+        seed=seed,
+        iters=config.attribution_iters,
+        max_groups=config.attribution_max_groups,
+    )
 
 
 __all__ = ["LayerStraightThrough", "layer_groups", "measure_attribution", "run_attribution"]

@@ -20,6 +20,7 @@ active_tests/decision_boundary_binarization.py); our own code.
     data = run_binarization_probe(defense, images, labels, ThreatModel("Linf", 0.1), attack="apgd-ce")
     (finding,) = judge_binarization(data)       # audit/checks/binarization.py: pure, needs only `data`
 """
+
 from __future__ import annotations
 
 import logging
@@ -99,8 +100,9 @@ def _inner_points(x0: torch.Tensor, n: int, threat: ThreatModel, generator: torc
     return (x0.cpu() + delta).clamp(*threat.bounds).to(x0.device)
 
 
-def _boundary_points(x0: torch.Tensor, n: int, threat: ThreatModel, generator: torch.Generator,
-                     corners: bool = False) -> torch.Tensor:
+def _boundary_points(
+    x0: torch.Tensor, n: int, threat: ThreatModel, generator: torch.Generator, corners: bool = False
+) -> torch.Tensor:
     """Points at distance eps (before clipping to the input bounds, which keeps them inside the ball)."""
     shape = (n, *x0.shape)
     if threat.norm == "Linf":
@@ -145,7 +147,7 @@ def _train_head(f_inner: torch.Tensor, f_boundary: torch.Tensor, closeness: floa
     optimizer.step(closure)
     with torch.no_grad():
         weight, bias = w / std, b - (w / std * mean).sum()
-        top = (feats[len(f_inner):] @ weight + bias).max()
+        top = (feats[len(f_inner) :] @ weight + bias).max()
         if top > 0:
             bias = bias - closeness * top
         scale = (feats @ weight + bias).abs().max().clamp_min(1e-12)
@@ -166,10 +168,20 @@ def _batched(defense: Defense, linear: nn.Linear, x: torch.Tensor, batch_size: i
     return torch.cat([features(defense, linear, x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
 
 
-def run_binarization_probe(defense: Defense, images: torch.Tensor, labels: torch.Tensor, threat: ThreatModel,
-                           attack: str | Attack = "apgd-ce", n_samples: int = 20, n_inner: int = 64,
-                           n_boundary: int = 64, n_validation: int = 128, closeness: float = 0.9, seed: int = 0,
-                           progress: bool = True) -> dict[str, Any]:
+def run_binarization_probe(
+    defense: Defense,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    threat: ThreatModel,
+    attack: str | Attack = "apgd-ce",
+    n_samples: int = 20,
+    n_inner: int = 64,
+    n_boundary: int = 64,
+    n_validation: int = 128,
+    closeness: float = 0.9,
+    seed: int = 0,
+    progress: bool = True,
+) -> dict[str, Any]:
     """Run the binarization test with `attack` on the first `n_samples` clean-correct images; plain JSON data."""
     if threat.unbounded:
         raise BinarizationError("the binarization test needs a finite eps")
@@ -186,7 +198,12 @@ def run_binarization_probe(defense: Defense, images: torch.Tensor, labels: torch
         generator = torch.Generator().manual_seed(seed * 1_000_003 + index)
         x0 = images[index].to(device)
         inner = torch.cat([x0[None], _inner_points(x0, n_inner - 1, threat, generator)])
-        boundary = _boundary_points(x0, n_boundary, threat, generator,)
+        boundary = _boundary_points(
+            x0,
+            n_boundary,
+            threat,
+            generator,
+        )
         f_inner, f_boundary = _batched(defense, linear, inner), _batched(defense, linear, boundary)
         head = _train_head(f_inner, f_boundary, closeness)
         binarized = BinarizedDefense(defense, head)
@@ -197,28 +214,32 @@ def run_binarization_probe(defense: Defense, images: torch.Tensor, labels: torch
             val_gap_inner = _gap(head(_batched(defense, linear, val_inner)))
             val_gap_boundary = _gap(head(_batched(defense, linear, val_surface)))
             if threat.norm == "Linf":  # the ball's corners: a second random attacker, often a strong one
-                val_gap_corners = _gap(head(_batched(defense, linear, _boundary_points(
-                    x0, n_validation, threat, generator, corners=True))))
+                val_gap_corners = _gap(
+                    head(_batched(defense, linear, _boundary_points(x0, n_validation, threat, generator, corners=True)))
+                )
             else:
                 val_gap_corners = val_gap_boundary
         # Valid: x0 is inner, and some point inside the eps-ball is boundary - an adversarial example exists.
         valid = bool(gap_inner[0] < 0) and bool((gap_boundary > 0).any())
-        record = judge(attack, binarized, x0[None], torch.zeros(1, dtype=torch.long, device=device), threat,
-                            seed, [index])
-        rows.append({
-            "index": index,
-            "label": int(labels[index]),
-            "valid": valid,
-            "attack_success": bool(record.success[0]),
-            "clean_logit_gap": float(gap_inner[0]),
-            "adversarial_logit_gap": float(-record.margin[0]),
-            "train_accuracy": float(torch.cat([gap_inner < 0, gap_boundary > 0]).float().mean()),
-            "validation_accuracy_inner": float((val_gap_inner < 0).float().mean()),
-            "validation_accuracy_boundary": float((val_gap_boundary > 0).float().mean()),
-            "random_success": bool((val_gap_boundary > 0).any() or (val_gap_inner > 0).any()),
-            "random_success_corners": bool((val_gap_corners > 0).any()),
-            "validation_accuracy_corners": float((val_gap_corners > 0).float().mean()),
-        })
+        record = judge(
+            attack, binarized, x0[None], torch.zeros(1, dtype=torch.long, device=device), threat, seed, [index]
+        )
+        rows.append(
+            {
+                "index": index,
+                "label": int(labels[index]),
+                "valid": valid,
+                "attack_success": bool(record.success[0]),
+                "clean_logit_gap": float(gap_inner[0]),
+                "adversarial_logit_gap": float(-record.margin[0]),
+                "train_accuracy": float(torch.cat([gap_inner < 0, gap_boundary > 0]).float().mean()),
+                "validation_accuracy_inner": float((val_gap_inner < 0).float().mean()),
+                "validation_accuracy_boundary": float((val_gap_boundary > 0).float().mean()),
+                "random_success": bool((val_gap_boundary > 0).any() or (val_gap_inner > 0).any()),
+                "random_success_corners": bool((val_gap_corners > 0).any()),
+                "validation_accuracy_corners": float((val_gap_corners > 0).float().mean()),
+            }
+        )
         log.debug("binarization sample %d: %s", index, rows[-1])
     return {
         "attack": attack.label,
@@ -226,17 +247,22 @@ def run_binarization_probe(defense: Defense, images: torch.Tensor, labels: torch
         "feature_layer": layer_name,
         "threat_model": {"norm": threat.norm, "eps": threat.eps},
         "seed": seed,
-        "n_inner": n_inner, "n_boundary": n_boundary, "n_validation": n_validation, "closeness": closeness,
+        "n_inner": n_inner,
+        "n_boundary": n_boundary,
+        "n_validation": n_validation,
+        "closeness": closeness,
         "samples": rows,
     }
 
 
-def measure_binarization(defense: Defense, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, *, seed: int,
-                         config: DiagnosticsConfig) -> dict[str, Any]:
+def measure_binarization(
+    defense: Defense, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, *, seed: int, config: DiagnosticsConfig
+) -> dict[str, Any]:
     """The probe as the audit runs it: the exact-gradient APGD-CE against `binarization_samples` binarized points."""
     try:
-        return run_binarization_probe(defense, x, y, threat, attack="apgd-ce", n_samples=config.binarization_samples,
-                                      seed=seed, progress=False)
+        return run_binarization_probe(
+            defense, x, y, threat, attack="apgd-ce", n_samples=config.binarization_samples, seed=seed, progress=False
+        )
     except BinarizationError as error:
         return {"skipped": str(error)}
 

@@ -1,4 +1,5 @@
 """Budgets of the diagnostics: small by default so a full pass on a demo-sized model takes well under a minute."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -4,6 +4,7 @@ the loss? Measurements behind `zero-gradients`, `nonfinite-gradients`, `dead-zon
 
 All take (defense, x, y, threat, *, seed, config) and return a plain-JSON measurement.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -31,8 +32,9 @@ SHOWN_INDICES = 20
 FLAT = 1e-7
 
 
-def measure_gradients(defense: Defense, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, *, seed: int,
-                      config: DiagnosticsConfig) -> dict[str, Any]:
+def measure_gradients(
+    defense: Defense, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, *, seed: int, config: DiagnosticsConfig
+) -> dict[str, Any]:
     """The exact CE input gradient on clean inputs: all-zero and non-finite samples, norms."""
     try:
         grad, _ = input_gradient(defense, x, y, batch_size=config.batch_size, seed=seed)
@@ -42,21 +44,29 @@ def measure_gradients(defense: Defense, x: torch.Tensor, y: torch.Tensor, threat
     zero_samples = (flat == 0).all(1)
     bad_samples = (~torch.isfinite(flat)).any(1)
     l2, linf = flat_norms(torch.nan_to_num(grad, nan=0.0, posinf=0.0, neginf=0.0))
-    return plain({
-        "n": len(flat), "seed": seed, "zero_sample_count": int(zero_samples.sum()),
-        "zero_sample_indices": zero_samples.nonzero().flatten()[:SHOWN_INDICES],
-        "zero_element_fraction": float((flat == 0).float().mean()), "l2_norm_quantiles": quantiles(l2),
-        "linf_norm_quantiles": quantiles(linf), "l2_norms": l2, "linf_norms": linf,
-        "nonfinite_sample_count": int(bad_samples.sum()),
-        "nan_element_fraction": float(torch.isnan(flat).float().mean()),
-        "inf_element_fraction": float(torch.isinf(flat).float().mean()),
-        "nonfinite_sample_indices": bad_samples.nonzero().flatten()[:SHOWN_INDICES],
-    })
+    return plain(
+        {
+            "n": len(flat),
+            "seed": seed,
+            "zero_sample_count": int(zero_samples.sum()),
+            "zero_sample_indices": zero_samples.nonzero().flatten()[:SHOWN_INDICES],
+            "zero_element_fraction": float((flat == 0).float().mean()),
+            "l2_norm_quantiles": quantiles(l2),
+            "linf_norm_quantiles": quantiles(linf),
+            "l2_norms": l2,
+            "linf_norms": linf,
+            "nonfinite_sample_count": int(bad_samples.sum()),
+            "nan_element_fraction": float(torch.isnan(flat).float().mean()),
+            "inf_element_fraction": float(torch.isinf(flat).float().mean()),
+            "nonfinite_sample_indices": bad_samples.nonzero().flatten()[:SHOWN_INDICES],
+        }
+    )
 
 
 @torch.no_grad()
-def measure_dead_zone(defense: Defense, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, *, seed: int,
-                      config: DiagnosticsConfig) -> dict[str, Any]:
+def measure_dead_zone(
+    defense: Defense, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, *, seed: int, config: DiagnosticsConfig
+) -> dict[str, Any]:
     """Per MeanSparse layer, the fraction of features inside |x - mean| < alpha * std."""
     # Named as in the wrapped model, i.e. as in its checkpoint's keys.
     layers = meansparse_layers(getattr(defense, "model", defense))
@@ -74,6 +84,7 @@ def measure_dead_zone(defense: Defense, x: torch.Tensor, y: torch.Tensor, threat
             mean = channel_view(module.running_mean, features, module.layout)
             std = torch.sqrt(channel_view(module.running_var, features, module.layout))
             inside[name] += int((torch.abs(features - mean) < module.threshold * std).sum())
+
         return hook
 
     handles = [layer.register_forward_pre_hook(hook_for(name)) for name, layer in layers]
@@ -85,8 +96,13 @@ def measure_dead_zone(defense: Defense, x: torch.Tensor, y: torch.Tensor, threat
         for handle in handles:
             handle.remove()
     names = [name for name, _ in layers]
-    return {"n": len(x), "seed": seed, "alphas": sorted({float(layer.alpha) for _, layer in layers}),
-            "layers": names, "occupancy": [inside[name] / max(total[name], 1) for name in names]}
+    return {
+        "n": len(x),
+        "seed": seed,
+        "alphas": sorted({float(layer.alpha) for _, layer in layers}),
+        "layers": names,
+        "occupancy": [inside[name] / max(total[name], 1) for name in names],
+    }
 
 
 def _cosines(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -98,8 +114,9 @@ def _cosines(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.where((na == 0) & (nb == 0), torch.full_like(cos, float("nan")), cos)
 
 
-def measure_surrogates(defense: Defense, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, *, seed: int,
-                       config: DiagnosticsConfig) -> dict[str, Any]:
+def measure_surrogates(
+    defense: Defense, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, *, seed: int, config: DiagnosticsConfig
+) -> dict[str, Any]:
     """Cosine of the exact input gradient with each surrogate's (BPDA) gradient, per sample."""
     # The ensemble is the mean of the other surrogates' gradients: its cosine says nothing theirs do not.
     others = [name for name in defense.surrogates if name not in ("exact", ENSEMBLE)]
@@ -113,8 +130,9 @@ def measure_surrogates(defense: Defense, x: torch.Tensor, y: torch.Tensor, threa
     return plain({"n": len(x), "seed": seed, "cosines": cosines})
 
 
-def measure_finite_differences(defense: Defense, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, *,
-                               seed: int, config: DiagnosticsConfig) -> dict[str, Any]:
+def measure_finite_differences(
+    defense: Defense, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, *, seed: int, config: DiagnosticsConfig
+) -> dict[str, Any]:
     """Central differences (L(x + h v) - L(x - h v)) / 2h against g.v, for a few random unit directions v per
     sample (signs for Linf, Gaussian for L2), h = fd_step * eps. Coordinates where x +- h v would leave the input
     bounds are left out of v, so clipping does not fake a mismatch. Also the loss's own rounding noise at x (the
@@ -137,6 +155,15 @@ def measure_finite_differences(defense: Defense, x: torch.Tensor, y: torch.Tenso
     # The noise floor: a finite difference cannot resolve loss changes below the loss's float resolution
     # (float32 ~1e-7 relative, bfloat16 ~1e-2), divided by the step 2h.
     resolution = torch.finfo(base.dtype).eps * base.abs().double().clamp_min(1e-12).cpu() / (2 * h)
-    return plain({"n": len(x), "seed": seed, "step": h, "directions": config.fd_directions,
-                  "finite_difference": fd, "directional_derivative": gv, "noise_floor": resolution,
-                  "loss_dtype": str(base.dtype).replace("torch.", "")})
+    return plain(
+        {
+            "n": len(x),
+            "seed": seed,
+            "step": h,
+            "directions": config.fd_directions,
+            "finite_difference": fd,
+            "directional_derivative": gv,
+            "noise_floor": resolution,
+            "loss_dtype": str(base.dtype).replace("torch.", ""),
+        }
+    )

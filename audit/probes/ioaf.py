@@ -6,6 +6,7 @@ Silent success and incomplete optimization are read off one plain PGD run on exa
 last iterate and keeps every iterate's loss (`_common.pgd`); as in the paper they are evaluated on the samples
 where that attack failed.
 """
+
 from __future__ import annotations
 
 import math
@@ -22,24 +23,37 @@ from defenses.adapters import InputQuantization
 from defenses.protocol import Defense, Undefended
 
 
-def measure_unavailable_gradients(defense: Defense, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, *,
-                                  seed: int, config: DiagnosticsConfig) -> dict[str, Any]:
+def measure_unavailable_gradients(
+    defense: Defense, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, *, seed: int, config: DiagnosticsConfig
+) -> dict[str, Any]:
     """An exception or no gradient at all when differentiating the CE loss, or an all-zero gradient per sample."""
     try:
         grad, _ = input_gradient(defense, x, y, batch_size=config.batch_size, seed=seed)
     except GraphInterrupted as error:
         return {"n": len(x), "seed": seed, "interrupted": str(error), "exception": None}
     except Exception as error:  # noqa: BLE001 - any failure to differentiate *is* the indicator
-        return {"n": len(x), "seed": seed, "interrupted": None, "exception": type(error).__name__,
-                "exception_message": str(error).splitlines()[0][:160] if str(error) else ""}
+        return {
+            "n": len(x),
+            "seed": seed,
+            "interrupted": None,
+            "exception": type(error).__name__,
+            "exception_message": str(error).splitlines()[0][:160] if str(error) else "",
+        }
     zero = (grad.flatten(1) == 0).all(1)
-    return {"n": len(x), "seed": seed, "interrupted": None, "exception": None, "zero_gradient_count": int(zero.sum()),
-            "zero_gradient_indices": zero.nonzero().flatten()[:20].tolist()}
+    return {
+        "n": len(x),
+        "seed": seed,
+        "interrupted": None,
+        "exception": None,
+        "zero_gradient_count": int(zero.sum()),
+        "zero_gradient_indices": zero.nonzero().flatten()[:20].tolist(),
+    }
 
 
 @torch.no_grad()
-def measure_unstable_predictions(defense: Defense, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, *,
-                                 seed: int, config: DiagnosticsConfig) -> dict[str, Any]:
+def measure_unstable_predictions(
+    defense: Defense, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, *, seed: int, config: DiagnosticsConfig
+) -> dict[str, Any]:
     """Relative change of the margin loss under `unstable_draws` uniform perturbations of radius eps/2, each
     capped at 1. Randomness is left in on purpose: a randomized defense's own noise makes predictions unstable."""
     correct = clean_correct(defense, x, y, config.batch_size)
@@ -59,21 +73,34 @@ def measure_unstable_predictions(defense: Defense, x: torch.Tensor, y: torch.Ten
         value = torch.cat([-margin(defense(moved[s]), ys[s]) for s in chunks(len(xs), config.batch_size)]).double()
         changes.append(((value - reference).abs() / divisor).clamp(max=1.0))
     per_sample = torch.stack(changes).mean(0)  # mean over draws
-    return {"n": len(xs), "seed": seed, "draws": config.unstable_draws, "radius": radius,
-            "per_sample": per_sample.tolist()}
+    return {
+        "n": len(xs),
+        "seed": seed,
+        "draws": config.unstable_draws,
+        "radius": radius,
+        "per_sample": per_sample.tolist(),
+    }
 
 
-def measure_pgd_trace(defense: Defense, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, *, seed: int,
-                      config: DiagnosticsConfig) -> dict[str, Any]:
+def measure_pgd_trace(
+    defense: Defense, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, *, seed: int, config: DiagnosticsConfig
+) -> dict[str, Any]:
     """One tracking PGD run (exact gradients): per iterate CE and success, and whether the returned point is
     adversarial, for the samples that were clean-correct."""
     correct = clean_correct(defense, x, y, config.batch_size).cpu()
     steps = config.pgd_steps
-    trace, last = pgd(defense, x, y, threat, steps=steps, step_size=2.5 * threat.eps / steps, seed=seed,
-                      batch_size=config.batch_size)
-    return {"n": len(x), "seed": seed, "steps": steps, "correct": correct.tolist(),
-            "losses": trace.losses.cpu().double().tolist(), "adversarial": trace.adversarial.cpu().tolist(),
-            "adversarial_last": last.cpu().tolist()}
+    trace, last = pgd(
+        defense, x, y, threat, steps=steps, step_size=2.5 * threat.eps / steps, seed=seed, batch_size=config.batch_size
+    )
+    return {
+        "n": len(x),
+        "seed": seed,
+        "steps": steps,
+        "correct": correct.tolist(),
+        "losses": trace.losses.cpu().double().tolist(),
+        "adversarial": trace.adversarial.cpu().tolist(),
+        "adversarial_last": last.cpu().tolist(),
+    }
 
 
 def surrogate_model(defense: Defense) -> tuple[torch.nn.Module | None, str]:
@@ -87,34 +114,58 @@ def surrogate_model(defense: Defense) -> tuple[torch.nn.Module | None, str]:
     return None, ""
 
 
-def measure_transfer(defense: Defense, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, *, seed: int,
-                     config: DiagnosticsConfig) -> dict[str, Any]:
+def measure_transfer(
+    defense: Defense, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, *, seed: int, config: DiagnosticsConfig
+) -> dict[str, Any]:
     """Points made adversarial on the surrogate model by PGD, judged on the defense's exact forward."""
     source, description = surrogate_model(defense)
     if source is None:
         return {"skipped": "the defense has no surrogate model to transfer from"}
     correct = clean_correct(defense, x, y, config.batch_size).cpu()
     steps = config.pgd_steps
-    trace, last = pgd(Undefended(source), x, y, threat, steps=steps, step_size=2.5 * threat.eps / steps, seed=seed,
-                      batch_size=config.batch_size)
+    trace, last = pgd(
+        Undefended(source),
+        x,
+        y,
+        threat,
+        steps=steps,
+        step_size=2.5 * threat.eps / steps,
+        seed=seed,
+        batch_size=config.batch_size,
+    )
     on_surrogate = last.cpu() & correct
     wrong, _ = score(defense, trace.x_last, y.to(trace.x_last.device), seed=seed)
     failures = on_surrogate & ~wrong.cpu()
-    return {"n": len(x), "seed": seed, "surrogate": description, "adversarial_on_surrogate": int(on_surrogate.sum()),
-            "transfer_failures": int(failures.sum()), "indices": failures.nonzero().flatten()[:20].tolist()}
+    return {
+        "n": len(x),
+        "seed": seed,
+        "surrogate": description,
+        "adversarial_on_surrogate": int(on_surrogate.sum()),
+        "transfer_failures": int(failures.sum()),
+        "indices": failures.nonzero().flatten()[:20].tolist(),
+    }
 
 
-def measure_unconstrained(defense: Defense, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, *, seed: int,
-                          config: DiagnosticsConfig) -> dict[str, Any]:
+def measure_unconstrained(
+    defense: Defense, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, *, seed: int, config: DiagnosticsConfig
+) -> dict[str, Any]:
     """PGD from the clean point (no random start) with eps = inf, on the clean-correct samples."""
     correct = clean_correct(defense, x, y, config.batch_size).cpu()
     if not correct.any():
         return {"skipped": "no clean-correct sample"}
     unbounded = ThreatModel(threat.norm, math.inf, threat.bounds)
     steps = config.unconstrained_steps
-    trace, last = pgd(defense, x, y, unbounded, steps=steps, step_size=threat.eps, seed=seed,
-                      batch_size=config.batch_size)
+    trace, last = pgd(
+        defense, x, y, unbounded, steps=steps, step_size=threat.eps, seed=seed, batch_size=config.batch_size
+    )
     reached = trace.adversarial.any(0).cpu() | last.cpu()
     failures = correct & ~reached
-    return {"n": len(x), "seed": seed, "steps": steps, "step_size": threat.eps, "correct": int(correct.sum()),
-            "failures": int(failures.sum()), "indices": failures.nonzero().flatten()[:20].tolist()}
+    return {
+        "n": len(x),
+        "seed": seed,
+        "steps": steps,
+        "step_size": threat.eps,
+        "correct": int(correct.sum()),
+        "failures": int(failures.sum()),
+        "indices": failures.nonzero().flatten()[:20].tolist(),
+    }

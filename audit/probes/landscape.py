@@ -2,6 +2,7 @@
 `loss-landscape` (judged in `audit/checks/landscape.py`). The 1-D profiles and a small 2-D surface are kept for
 plots.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -14,8 +15,16 @@ from audit.probes.config import DiagnosticsConfig
 from defenses.protocol import Defense
 
 
-def _loss_along(defense: Defense, x: torch.Tensor, y: torch.Tensor, directions: torch.Tensor, ts: torch.Tensor,
-                threat: ThreatModel, seed: int, batch_size: int) -> torch.Tensor:
+def _loss_along(
+    defense: Defense,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    directions: torch.Tensor,
+    ts: torch.Tensor,
+    threat: ThreatModel,
+    seed: int,
+    batch_size: int,
+) -> torch.Tensor:
     """Loss at x + t * d (clipped to the bounds) for every t: (n, len(ts))."""
     low, high = threat.bounds
     out = []
@@ -24,8 +33,9 @@ def _loss_along(defense: Defense, x: torch.Tensor, y: torch.Tensor, directions: 
     return torch.stack(out, 1).double().cpu()
 
 
-def measure_landscape(defense: Defense, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, *, seed: int,
-                      config: DiagnosticsConfig) -> dict[str, Any]:
+def measure_landscape(
+    defense: Defense, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, *, seed: int, config: DiagnosticsConfig
+) -> dict[str, Any]:
     """1-D CE profiles over [-span*eps, span*eps] and a surface_points^2 surface around one input."""
     correct = clean_correct(defense, x, y, config.batch_size)
     order = torch.cat([correct.nonzero().flatten(), (~correct).nonzero().flatten()])[: config.landscape_samples]
@@ -41,8 +51,9 @@ def measure_landscape(defense: Defense, x: torch.Tensor, y: torch.Tensor, threat
         directions[f"random{k + 1}"] = threat.random_direction(tuple(xs.shape), generator).to(xs)
     span = config.landscape_span * threat.eps
     ts = torch.linspace(-span, span, config.landscape_points)
-    profiles = {name: _loss_along(defense, xs, ys, d, ts, threat, seed, config.batch_size)
-                for name, d in directions.items()}
+    profiles = {
+        name: _loss_along(defense, xs, ys, d, ts, threat, seed, config.batch_size) for name, d in directions.items()
+    }
     # The 2-D surface: the first selected input, along its gradient sign and the first random direction.
     grid = torch.linspace(-span, span, config.surface_points)
     low, high = threat.bounds
@@ -52,8 +63,16 @@ def measure_landscape(defense: Defense, x: torch.Tensor, y: torch.Tensor, threat
     points = torch.cat([(x0 + a * d1 + b * d2).clamp(low, high) for a in grid.tolist() for b in grid.tolist()])
     surface = losses(defense, points, y0.repeat(len(points)), batch_size=config.batch_size, seed=seed)
     surface = surface.view(len(grid), len(grid)).double().cpu()
-    return {"n": len(xs), "seed": seed, "span_eps": config.landscape_span, "points": config.landscape_points,
-            "t_over_eps": (ts / threat.eps).tolist(),
-            "profiles": {name: p.tolist() for name, p in profiles.items()},
-            "surface": {"axis_over_eps": (grid / threat.eps).tolist(), "directions": ["gradient", "random1"],
-                        "loss": surface.tolist()}}
+    return {
+        "n": len(xs),
+        "seed": seed,
+        "span_eps": config.landscape_span,
+        "points": config.landscape_points,
+        "t_over_eps": (ts / threat.eps).tolist(),
+        "profiles": {name: p.tolist() for name, p in profiles.items()},
+        "surface": {
+            "axis_over_eps": (grid / threat.eps).tolist(),
+            "directions": ["gradient", "random1"],
+            "loss": surface.tolist(),
+        },
+    }

@@ -1,4 +1,5 @@
 """Reports only read stored results: `render_reports(dir)` writes report.md and a self-contained report.html."""
+
 from __future__ import annotations
 
 import contextlib
@@ -19,8 +20,16 @@ class ReportError(UserError, ValueError):
 
 
 # What every reader of results.json relies on; a file without them was not written by `audit run` (or is damaged).
-REQUIRED = ("model", "dataset", "threat_model", "n_samples", "seed", "clean_accuracy", "worst_case_robust_accuracy",
-            "attacks")
+REQUIRED = (
+    "model",
+    "dataset",
+    "threat_model",
+    "n_samples",
+    "seed",
+    "clean_accuracy",
+    "worst_case_robust_accuracy",
+    "attacks",
+)
 
 
 def load_results(directory: str | Path) -> dict[str, Any]:
@@ -33,8 +42,10 @@ def load_results(directory: str | Path) -> dict[str, Any]:
         raise ReportError(f"{path} is not valid JSON ({error})") from None
     missing = [key for key in REQUIRED if key not in results] if isinstance(results, dict) else list(REQUIRED)
     if missing:
-        raise ReportError(f"{path} lacks {', '.join(missing)}: not an `audit run` results file, or damaged; "
-                          f"re-run the audit's command with its --out to write it again")
+        raise ReportError(
+            f"{path} lacks {', '.join(missing)}: not an `audit run` results file, or damaged; "
+            f"re-run the audit's command with its --out to write it again"
+        )
     return results
 
 
@@ -46,8 +57,10 @@ def reading(*paths: Path) -> Iterator[None]:
     except UserError:
         raise
     except (KeyError, TypeError, AttributeError, IndexError, ValueError) as error:
-        raise ReportError(f"{' or '.join(map(str, paths))} is malformed ({type(error).__name__}: {error}); re-run "
-                          f"the audit's command with its --out to write it again") from None
+        raise ReportError(
+            f"{' or '.join(map(str, paths))} is malformed ({type(error).__name__}: {error}); re-run "
+            f"the audit's command with its --out to write it again"
+        ) from None
 
 
 def render_reports(directory: str | Path) -> tuple[Path, Path]:

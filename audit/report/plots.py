@@ -17,6 +17,7 @@ Each plot reads the `data` its finding stores (see audit/checks/):
 A plot whose data is absent (a skipped check, a defense without MeanSparse layers) is not drawn; a plot that
 fails to draw is logged and left out, so one bad array never costs the whole report.
 """
+
 from __future__ import annotations
 
 import csv
@@ -42,10 +43,20 @@ log = logging.getLogger(__name__)
 Figure = Callable[[dict[str, Any], list[dict[str, Any]], Path], "Path | None"]
 
 DPI = 100
-KIND_COLORS = {"exact": "#4c72b0", "adaptive": "#c44e52", "transfer": "#dd8452", "blackbox": "#55a868",
-               "other": "#8c8c8c"}
-KIND_LABELS = {"exact": "exact-gradient white-box", "adaptive": "adaptive (BPDA, MeanSparse-specific)",
-               "transfer": "transfer", "blackbox": "black-box", "other": "other threat model"}
+KIND_COLORS = {
+    "exact": "#4c72b0",
+    "adaptive": "#c44e52",
+    "transfer": "#dd8452",
+    "blackbox": "#55a868",
+    "other": "#8c8c8c",
+}
+KIND_LABELS = {
+    "exact": "exact-gradient white-box",
+    "adaptive": "adaptive (BPDA, MeanSparse-specific)",
+    "transfer": "transfer",
+    "blackbox": "black-box",
+    "other": "other threat model",
+}
 BROKEN, HELD = "#c44e52", "#dfe6ef"
 
 
@@ -104,8 +115,9 @@ def robust_accuracy_per_attack(results: dict[str, Any], samples: list[dict[str, 
     handles.append(Patch(color="#222222", label="worst case over all attacks"))
     handles.append(ax.axvline(100 * results["clean_accuracy"], color="#55a868", ls="--", label="clean accuracy"))
     if results.get("claim"):
-        handles.append(ax.axvline(100 * results["claim"]["claimed_robust_accuracy"], color="#dd8452", ls=":",
-                                  label="claimed"))
+        handles.append(
+            ax.axvline(100 * results["claim"]["claimed_robust_accuracy"], color="#dd8452", ls=":", label="claimed")
+        )
     ax.set_xlabel("robust accuracy (%)")
     ax.set_xlim(0, 105)
     ax.set_ylim(-0.6, len(names) - 0.4)
@@ -138,23 +150,41 @@ def blackbox_vs_whitebox(results: dict[str, Any], samples: list[dict[str, Any]],
     for i in range(2):
         for j in range(2):
             red = (i, j) == (0, 1) and grid[i][j] > 0
-            matrix.text(j, i, str(grid[i][j]), ha="center", va="center", fontsize=14,
-                        color=BROKEN if red else "black", fontweight="bold" if red else "normal")
+            matrix.text(
+                j,
+                i,
+                str(grid[i][j]),
+                ha="center",
+                va="center",
+                fontsize=14,
+                color=BROKEN if red else "black",
+                fontweight="bold" if red else "normal",
+            )
     matrix.set_xticks([0, 1], ["black-box\nfailed", "black-box\nsucceeded"], fontsize=8)
     matrix.set_yticks([0, 1], ["white-box\nfailed", "white-box\nsucceeded"], fontsize=8)
-    matrix.set_title(f"{len(rows)} paired samples\n(top right: black-box found what gradients missed)",
-                     fontsize=8.5)
+    matrix.set_title(f"{len(rows)} paired samples\n(top right: black-box found what gradients missed)", fontsize=8.5)
     # The per-sample strip: one column per clean-correct sample, sorted so the disagreements stand out.
     order = sorted(range(len(rows)), key=lambda i: (rows[i][0], not rows[i][1]))
     image = [[1.0 if rows[i][0] else 0.0 for i in order], [1.0 if rows[i][1] else 0.0 for i in order]]
-    strip.imshow(image, aspect="auto", cmap=matplotlib.colors.ListedColormap([HELD, BROKEN]), vmin=0, vmax=1,
-                 interpolation="nearest")
-    strip.set_yticks([0, 1], [f"white-box\n({len(white)} attacks)", f"black-box\n({len(black)} attacks)"],
-                     fontsize=8)
+    strip.imshow(
+        image,
+        aspect="auto",
+        cmap=matplotlib.colors.ListedColormap([HELD, BROKEN]),
+        vmin=0,
+        vmax=1,
+        interpolation="nearest",
+    )
+    strip.set_yticks([0, 1], [f"white-box\n({len(white)} attacks)", f"black-box\n({len(black)} attacks)"], fontsize=8)
     strip.set_xlabel("paired samples (sorted)", fontsize=8)
     strip.tick_params(axis="x", labelsize=7)
-    strip.legend(handles=[Patch(color=BROKEN, label="attack succeeded"), Patch(color=HELD, label="sample held")],
-                 loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=2, fontsize=7.5, frameon=False)
+    strip.legend(
+        handles=[Patch(color=BROKEN, label="attack succeeded"), Patch(color=HELD, label="sample held")],
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.22),
+        ncol=2,
+        fontsize=7.5,
+        frameon=False,
+    )
     note = " (cascade mode: later attacks ran only on survivors)" if results.get("mode") == "cascade" else ""
     strip.set_title("Per sample: white-box (exact gradients) vs black-box" + note, fontsize=8.5)
     return _save(fig, path)
@@ -167,23 +197,41 @@ def _surrogate_label(name: str) -> str:
 def eps_sweep(results: dict[str, Any], samples: list[dict[str, Any]], path: Path) -> Path | None:
     data = _finding_data(results, "eps-sweep")
     eps = data.get("eps")
-    curves = {key[len("accuracy_"):]: values for key, values in data.items()
-              if key.startswith("accuracy_") and isinstance(values, list)}
+    curves = {
+        key[len("accuracy_") :]: values
+        for key, values in data.items()
+        if key.startswith("accuracy_") and isinstance(values, list)
+    }
     if not eps or not curves:
         return None
     fig, ax = plt.subplots(figsize=(7.5, 4.0))
     # The sweep is geometric (0, eps/4 ... 4 eps): evenly spaced positions keep the small eps readable.
     positions = list(range(len(eps)))
     styles = [("o", "-", 2.2, 8), ("s", "--", 1.6, 6), ("^", ":", 1.6, 6), ("D", "-.", 1.4, 5)]
-    for (name, values), (marker, line, width, size) in zip(sorted(curves.items(), key=lambda c: c[0] != "exact"),
-                                                          styles * 4):
-        ax.plot(positions[: len(values)], [100 * _number(v) for v in values], marker=marker, ls=line, lw=width,
-                ms=size, mfc="none" if name != "exact" else None, label=_surrogate_label(name))
+    for (name, values), (marker, line, width, size) in zip(
+        sorted(curves.items(), key=lambda c: c[0] != "exact"), styles * 4
+    ):
+        ax.plot(
+            positions[: len(values)],
+            [100 * _number(v) for v in values],
+            marker=marker,
+            ls=line,
+            lw=width,
+            ms=size,
+            mfc="none" if name != "exact" else None,
+            label=_surrogate_label(name),
+        )
     audited = float(results["threat_model"]["eps"])
     at = next((i for i, e in enumerate(eps) if math.isclose(e, audited, rel_tol=1e-6)), None)
     if at is None:  # between two sweep points: place it by linear interpolation
-        at = next((i - 1 + (audited - eps[i - 1]) / (eps[i] - eps[i - 1]) for i in range(1, len(eps))
-                   if eps[i - 1] <= audited <= eps[i] and eps[i] > eps[i - 1]), None)
+        at = next(
+            (
+                i - 1 + (audited - eps[i - 1]) / (eps[i] - eps[i - 1])
+                for i in range(1, len(eps))
+                if eps[i - 1] <= audited <= eps[i] and eps[i] > eps[i - 1]
+            ),
+            None,
+        )
     if at is not None:
         ax.axvline(at, color="gray", ls=":", label="audited eps")
     labels = [f"{e:.3g}" + (f"\n({e / audited:g} eps)" if audited > 0 else "") for e in eps]
@@ -193,8 +241,11 @@ def eps_sweep(results: dict[str, Any], samples: list[dict[str, Any]], path: Path
     ax.set_ylim(-3, 103)
     evidence = _finding(results, "eps-sweep").get("evidence") or {}
     what = "exact vs BPDA gradients" if len(curves) > 1 else "exact gradients (no BPDA surrogate offered)"
-    ax.set_title(f"Accuracy against eps: {what}\nAPGD-CE, {evidence.get('iterations', '?')} iterations, "
-                 f"n={evidence.get('n', '?')}", fontsize=10)
+    ax.set_title(
+        f"Accuracy against eps: {what}\nAPGD-CE, {evidence.get('iterations', '?')} iterations, "
+        f"n={evidence.get('n', '?')}",
+        fontsize=10,
+    )
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return _save(fig, path)
@@ -218,8 +269,15 @@ def _norm_histogram(ax: Any, values: list[Any], label: str) -> None:  # matplotl
         notes.append(f"{zeros} exactly zero")
     if bad:
         notes.append(f"{bad} NaN/Inf")
-    ax.text(0.02, 0.97, f"n={len(numbers)}" + "".join(f"\n{n}" for n in notes), transform=ax.transAxes, va="top",
-            fontsize=8, color=BROKEN if notes else "black")
+    ax.text(
+        0.02,
+        0.97,
+        f"n={len(numbers)}" + "".join(f"\n{n}" for n in notes),
+        transform=ax.transAxes,
+        va="top",
+        fontsize=8,
+        color=BROKEN if notes else "black",
+    )
     ax.set_xlabel(f"{label} norm of the input gradient (log scale)")
     ax.set_ylabel("samples")
 
@@ -282,8 +340,13 @@ def loss_landscape(results: dict[str, Any], samples: list[dict[str, Any]], path:
         axis = surface.get("axis_over_eps") or list(range(len(loss)))
         directions = surface.get("directions") or ["direction 1", "direction 2"]
         ax = fig.add_subplot(grid[1, 1:])
-        image = ax.imshow([[_number(v) for v in row] for row in loss], origin="lower", cmap="viridis",
-                          extent=(axis[0], axis[-1], axis[0], axis[-1]), aspect="equal")
+        image = ax.imshow(
+            [[_number(v) for v in row] for row in loss],
+            origin="lower",
+            cmap="viridis",
+            extent=(axis[0], axis[-1], axis[0], axis[-1]),
+            aspect="equal",
+        )
         ax.plot([0], [0], marker="+", color="white", ms=12, mew=2)
         # surface[i][j] is the loss at x + axis[i] * directions[0] + axis[j] * directions[1].
         ax.set_ylabel(f"along {directions[0]} (units of eps)", fontsize=8)
@@ -292,8 +355,11 @@ def loss_landscape(results: dict[str, Any], samples: list[dict[str, Any]], path:
         ax.tick_params(labelsize=7)
         fig.colorbar(image, ax=ax, shrink=0.9, label="CE loss")
     evidence = _finding(results, "loss-landscape").get("evidence") or {}
-    fig.suptitle(f"Loss landscapes around {evidence.get('n', len(next(iter(profiles.values()))))} clean inputs "
-                 f"(one line per input; dashed: +-eps)", fontsize=10)
+    fig.suptitle(
+        f"Loss landscapes around {evidence.get('n', len(next(iter(profiles.values()))))} clean inputs "
+        f"(one line per input; dashed: +-eps)",
+        fontsize=10,
+    )
     return _save(fig, path)
 
 
@@ -335,8 +401,13 @@ def binarization(results: dict[str, Any], samples: list[dict[str, Any]], path: P
     fig, ax = plt.subplots(figsize=(7, 3.2))
     xs = range(len(rows))
     ax.scatter(xs, [_number(r["clean_logit_gap"]) for r in rows], marker="o", color=HELD, label="clean point")
-    ax.scatter(xs, [_number(r["adversarial_logit_gap"]) for r in rows], marker="x",
-               c=["#55a868" if r["attack_success"] else BROKEN for r in rows], label=f"after {data.get('attack')}")
+    ax.scatter(
+        xs,
+        [_number(r["adversarial_logit_gap"]) for r in rows],
+        marker="x",
+        c=["#55a868" if r["attack_success"] else BROKEN for r in rows],
+        label=f"after {data.get('attack')}",
+    )
     ax.axhline(0.0, color="black", linewidth=0.8)
     ax.set_xlabel("binarized sample")
     ax.set_ylabel("logit gap (boundary - inner)")
@@ -375,8 +446,9 @@ def strength_curves(results: dict[str, Any], samples: list[dict[str, Any]], path
         ax.set_xlabel(key)
         ax.legend(fontsize=6.5, loc="best")
     axes[0][0].set_ylabel("worst-case robust accuracy (%)")
-    fig.suptitle("Attack strength curves: converged when the top of each curve breaks no significant number more",
-                 fontsize=9)
+    fig.suptitle(
+        "Attack strength curves: converged when the top of each curve breaks no significant number more", fontsize=9
+    )
     return _save(fig, path)
 
 
@@ -392,10 +464,16 @@ def layer_attribution(results: dict[str, Any], samples: list[dict[str, Any]], pa
     kept = [_number(r["kept_points"]) for r in rows] + [float("nan")]
     fig, ax = plt.subplots(figsize=(8, 0.45 * len(names) + 1.8))
     ys = list(range(len(names)))[::-1]  # the first layer on top
-    ax.barh([y + 0.18 for y in ys], shares, height=0.36, color=["#c44e52"] * len(rows) + ["#8c8c8c"],
-            label="share: gap closed when it alone is straight-through")
-    ax.barh([y - 0.18 for y in ys], kept, height=0.36, color="#4c72b0",
-            label="kept: masking left when it alone is exact")
+    ax.barh(
+        [y + 0.18 for y in ys],
+        shares,
+        height=0.36,
+        color=["#c44e52"] * len(rows) + ["#8c8c8c"],
+        label="share: gap closed when it alone is straight-through",
+    )
+    ax.barh(
+        [y - 0.18 for y in ys], kept, height=0.36, color="#4c72b0", label="kept: masking left when it alone is exact"
+    )
     ax.set_yticks(ys, names, fontsize=8)
     for y, value in zip(ys, shares):
         ax.text(value, y + 0.18, f" {value:+.1f}", va="center", fontsize=7.5)
@@ -403,8 +481,9 @@ def layer_attribution(results: dict[str, Any], samples: list[dict[str, Any]], pa
     gap = _number(data.get("gap_points"))
     ax.axvline(gap, color="#dd8452", ls="--", lw=1, label=f"whole gap ({gap:+.1f} points)")
     ax.set_xlabel("robust-accuracy points (exact-gradient minus straight-through APGD-CE)")
-    ax.set_title(f"Per-layer attribution of the gradient masking ({data.get('attack')}, n={data.get('n')})",
-                 fontsize=10)
+    ax.set_title(
+        f"Per-layer attribution of the gradient masking ({data.get('attack')}, n={data.get('n')})", fontsize=10
+    )
     ax.legend(fontsize=7, loc="best")
     return _save(fig, path)
 
@@ -418,37 +497,73 @@ class Plot:
 
 
 PLOTS: tuple[Plot, ...] = (
-    Plot("robust_accuracy.png", "Robust accuracy per attack", robust_accuracy_per_attack,
-         "Each bar is one attack alone; the black bar counts a sample as robust only if no attack broke it. "
-         "Red bars are adaptive (BPDA) attacks: when they go lower than the exact-gradient ones, the gradients "
-         "were hiding adversarial examples."),
-    Plot("eps_sweep.png", "Accuracy against eps, exact and BPDA gradients", eps_sweep,
-         "Accuracy must fall as eps grows, towards 0 at large eps. A curve that stays high, rises, or an exact "
-         "curve above the BPDA one are masking symptoms."),
-    Plot("gradient_norms.png", "Gradient-norm histograms", gradient_norms,
-         "Norms of the exact input gradient of the CE loss on clean inputs. Exact zeros or NaN/Inf mean a "
-         "gradient attack cannot move those samples."),
-    Plot("loss_landscape.png", "Loss landscapes", loss_landscape,
-         "CE loss along the gradient sign and random directions. Healthy: smooth, rising along the gradient. "
-         "Plateaus (flat steps) or jagged profiles point to quantized, saturated or shattered gradients."),
-    Plot("blackbox_vs_whitebox.png", "Black-box against white-box, per sample", blackbox_vs_whitebox,
-         "Samples a gradient-free attack broke while every exact-gradient attack failed (top right) mean the "
-         "gradients are misleading."),
-    Plot("strength_curves.png", "Attack strength curves", strength_curves,
-         "The worst case over the suite as the strongest attack gets more iterations, restarts or queries. A curve "
-         "still falling at its right end means the attack had not converged: the verdict is then inconclusive."),
-    Plot("binarization.png", "Binarization test, per point", binarization,
-         "Each point has an adversarial example inside eps by construction (Zimmermann et al. 2022). Red crosses "
-         "below 0: the attack missed an example that exists, so it is too weak for this defense."),
-    Plot("dead_zone.png", "Dead-zone occupancy per MeanSparse layer", dead_zone_occupancy,
-         "Fraction of the features each MeanSparse layer snaps to its mean: the exact gradient is zero there, "
-         "so exact-gradient attacks are partly blind and BPDA is needed."),
+    Plot(
+        "robust_accuracy.png",
+        "Robust accuracy per attack",
+        robust_accuracy_per_attack,
+        "Each bar is one attack alone; the black bar counts a sample as robust only if no attack broke it. "
+        "Red bars are adaptive (BPDA) attacks: when they go lower than the exact-gradient ones, the gradients "
+        "were hiding adversarial examples.",
+    ),
+    Plot(
+        "eps_sweep.png",
+        "Accuracy against eps, exact and BPDA gradients",
+        eps_sweep,
+        "Accuracy must fall as eps grows, towards 0 at large eps. A curve that stays high, rises, or an exact "
+        "curve above the BPDA one are masking symptoms.",
+    ),
+    Plot(
+        "gradient_norms.png",
+        "Gradient-norm histograms",
+        gradient_norms,
+        "Norms of the exact input gradient of the CE loss on clean inputs. Exact zeros or NaN/Inf mean a "
+        "gradient attack cannot move those samples.",
+    ),
+    Plot(
+        "loss_landscape.png",
+        "Loss landscapes",
+        loss_landscape,
+        "CE loss along the gradient sign and random directions. Healthy: smooth, rising along the gradient. "
+        "Plateaus (flat steps) or jagged profiles point to quantized, saturated or shattered gradients.",
+    ),
+    Plot(
+        "blackbox_vs_whitebox.png",
+        "Black-box against white-box, per sample",
+        blackbox_vs_whitebox,
+        "Samples a gradient-free attack broke while every exact-gradient attack failed (top right) mean the "
+        "gradients are misleading.",
+    ),
+    Plot(
+        "strength_curves.png",
+        "Attack strength curves",
+        strength_curves,
+        "The worst case over the suite as the strongest attack gets more iterations, restarts or queries. A curve "
+        "still falling at its right end means the attack had not converged: the verdict is then inconclusive.",
+    ),
+    Plot(
+        "binarization.png",
+        "Binarization test, per point",
+        binarization,
+        "Each point has an adversarial example inside eps by construction (Zimmermann et al. 2022). Red crosses "
+        "below 0: the attack missed an example that exists, so it is too weak for this defense.",
+    ),
+    Plot(
+        "dead_zone.png",
+        "Dead-zone occupancy per MeanSparse layer",
+        dead_zone_occupancy,
+        "Fraction of the features each MeanSparse layer snaps to its mean: the exact gradient is zero there, "
+        "so exact-gradient attacks are partly blind and BPDA is needed.",
+    ),
 )
 PLOTS += (
-    Plot("layer_attribution.png", "Per-layer attribution of the masking", layer_attribution,
-         "Red: how many points of the gap between exact-gradient and straight-through (BPDA) APGD-CE making that "
-         "layer alone straight-through closes; grey: the residual, what the layers do only together (the red and "
-         "grey bars add up to the gap). Blue: the masking a layer keeps when it alone takes exact gradients."),
+    Plot(
+        "layer_attribution.png",
+        "Per-layer attribution of the masking",
+        layer_attribution,
+        "Red: how many points of the gap between exact-gradient and straight-through (BPDA) APGD-CE making that "
+        "layer alone straight-through closes; grey: the residual, what the layers do only together (the red and "
+        "grey bars add up to the gap). Blue: the masking a layer keeps when it alone takes exact gradients.",
+    ),
 )
 CAPTIONS: dict[str, str] = {p.title: p.caption for p in PLOTS}
 

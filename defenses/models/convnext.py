@@ -8,6 +8,7 @@ path timm's `ConvNeXt` takes for the RobustBench entries: patch stem, `conv_mlp=
 puts MeanSparse where RobustBench's `add_custom_layer_imagenet` puts it (`mlp.act.0`, `drop_path.1`), and the key
 list is tested against timm's published parameter names (tests/fixtures/timm_keys/).
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -90,8 +91,9 @@ class ConvNeXtStage(nn.Module):
     def __init__(self, in_chs: int, out_chs: int, stride: int, depth: int) -> None:
         super().__init__()
         if in_chs != out_chs or stride > 1:
-            self.downsample: nn.Module = nn.Sequential(LayerNorm2d(in_chs),
-                                                       nn.Conv2d(in_chs, out_chs, 2, stride=stride))
+            self.downsample: nn.Module = nn.Sequential(
+                LayerNorm2d(in_chs), nn.Conv2d(in_chs, out_chs, 2, stride=stride)
+            )
         else:
             self.downsample = nn.Identity()
         self.blocks = nn.Sequential(*[ConvNeXtBlock(out_chs) for _ in range(depth)])
@@ -122,11 +124,17 @@ class ConvNeXt(nn.Module):
 
     input_shape = (3, 224, 224)
 
-    def __init__(self, num_classes: int = 1000, depths: Sequence[int] = CONVNEXT_LARGE["depths"],
-                 dims: Sequence[int] = CONVNEXT_LARGE["dims"], patch_size: int = 4) -> None:
+    def __init__(
+        self,
+        num_classes: int = 1000,
+        depths: Sequence[int] = CONVNEXT_LARGE["depths"],
+        dims: Sequence[int] = CONVNEXT_LARGE["dims"],
+        patch_size: int = 4,
+    ) -> None:
         super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(3, dims[0], kernel_size=patch_size, stride=patch_size),
-                                  LayerNorm2d(dims[0]))
+        self.stem = nn.Sequential(
+            nn.Conv2d(3, dims[0], kernel_size=patch_size, stride=patch_size), LayerNorm2d(dims[0])
+        )
         prev = dims[0]
         stages = []
         for i in range(4):
@@ -149,8 +157,12 @@ class ConvNeXt(nn.Module):
         return self.head(self.norm_pre(self.stages(self.stem(x))))
 
 
-def build_convnext(num_classes: int = 1000, depths: Sequence[int] = CONVNEXT_LARGE["depths"],
-                   dims: Sequence[int] = CONVNEXT_LARGE["dims"], backend: str = "auto") -> nn.Module:
+def build_convnext(
+    num_classes: int = 1000,
+    depths: Sequence[int] = CONVNEXT_LARGE["depths"],
+    dims: Sequence[int] = CONVNEXT_LARGE["dims"],
+    backend: str = "auto",
+) -> nn.Module:
     """ConvNeXt from timm when it imports (backend `auto` or `timm`), else this module's copy (`ours`)."""
     if backend not in ("auto", "timm", "ours"):
         raise ValueError(f"backend must be auto, timm or ours, not {backend!r}")

@@ -1,4 +1,5 @@
 """The demo model: a small residual CNN for 1x28x28 images, with BatchNorm + activation pairs, logits out."""
+
 from __future__ import annotations
 
 import torch

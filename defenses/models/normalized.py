@@ -4,6 +4,7 @@ RobustBench wraps an ImageNet model as `Sequential(normalize=ImageNormalizer, mo
 the inner model's keys, and its loader adds the `model.` prefix back. Here the normalisation constants are
 non-persistent buffers, so the wrapper's state dict is exactly `model.<inner keys>` and loads strictly.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -20,8 +21,9 @@ class Normalized(nn.Module):
     mean: torch.Tensor
     std: torch.Tensor
 
-    def __init__(self, model: nn.Module, mean: Sequence[float] = IMAGENET_MEAN,
-                 std: Sequence[float] = IMAGENET_STD) -> None:
+    def __init__(
+        self, model: nn.Module, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD
+    ) -> None:
         super().__init__()
         self.register_buffer("mean", torch.as_tensor(mean).view(1, len(mean), 1, 1), persistent=False)
         self.register_buffer("std", torch.as_tensor(std).view(1, len(std), 1, 1), persistent=False)

@@ -1,4 +1,5 @@
 """Architectures by name, and the demo models shipped with the suite (safetensors + metadata)."""
+
 from __future__ import annotations
 
 from collections.abc import Callable

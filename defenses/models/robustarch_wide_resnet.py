@@ -12,6 +12,7 @@ not in checkpoints.
 RaWRN-70-16 (`Amini2024MeanSparse_Ra_WRN_70_16`): stem width 96, depths (30, 31, 10), stage widths
 (216, 432, 864), SiLU, squeeze-excitation with ratio 0.25 and ReLU after the second convolution (`se_order=2`).
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -43,8 +44,17 @@ class SqueezeExcitation(nn.Module):
 
 
 class RaBlock(nn.Module):
-    def __init__(self, in_planes: int, out_planes: int, stride: int, groups: int, activation: type[nn.Module],
-                 se_ratio: float | None, se_activation: type[nn.Module], se_order: int) -> None:
+    def __init__(
+        self,
+        in_planes: int,
+        out_planes: int,
+        stride: int,
+        groups: int,
+        activation: type[nn.Module],
+        se_ratio: float | None,
+        se_activation: type[nn.Module],
+        se_order: int,
+    ) -> None:
         super().__init__()
         if stride not in (1, 2):
             raise ValueError(f"unsupported stride {stride}")
@@ -57,8 +67,9 @@ class RaBlock(nn.Module):
         self.relu_1 = activation()
         self.conv_1 = nn.Conv2d(out_planes, out_planes, 3, 1, 1, groups=groups, bias=False)
         self.has_shortcut = in_planes != out_planes
-        self.shortcut: nn.Module | None = (nn.Conv2d(in_planes, out_planes, 1, stride, 0, bias=False)
-                                           if self.has_shortcut else None)
+        self.shortcut: nn.Module | None = (
+            nn.Conv2d(in_planes, out_planes, 1, stride, 0, bias=False) if self.has_shortcut else None
+        )
         self.stride = stride
         self.se = None
         self.se_order = se_order
@@ -86,10 +97,12 @@ class RaBlock(nn.Module):
 class RaBlockGroup(nn.Module):
     def __init__(self, blocks: int, in_planes: int, out_planes: int, stride: int, **kwargs: Any) -> None:
         super().__init__()
-        self.block = nn.Sequential(*[
-            RaBlock(in_planes if i == 0 else out_planes, out_planes, stride if i == 0 else 1, **kwargs)
-            for i in range(blocks)
-        ])
+        self.block = nn.Sequential(
+            *[
+                RaBlock(in_planes if i == 0 else out_planes, out_planes, stride if i == 0 else 1, **kwargs)
+                for i in range(blocks)
+            ]
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.block(x)
@@ -116,11 +129,16 @@ class RobustArchWideResNet(NormalizedWideResNet):
     ) -> None:
         super().__init__()
         channels = [stem_width, *stage_width]
-        block_kwargs = dict(activation=ACTIVATIONS[activation], se_ratio=se_ratio,
-                            se_activation=ACTIVATIONS[se_activation], se_order=se_order)
+        block_kwargs = dict(
+            activation=ACTIVATIONS[activation],
+            se_ratio=se_ratio,
+            se_activation=ACTIVATIONS[se_activation],
+            se_order=se_order,
+        )
         layer_groups: list[nn.Module] = [
             RaBlockGroup(depth[g], channels[g], channels[g + 1], 1 if g == 0 else 2, groups=groups[g], **block_kwargs)
             for g in range(3)
         ]
-        self._build(layer_groups, channels, ACTIVATIONS[activation], num_classes, mean, std, padding,
-                    num_input_channels)
+        self._build(
+            layer_groups, channels, ACTIVATIONS[activation], num_classes, mean, std, padding, num_input_channels
+        )

@@ -11,6 +11,7 @@ Checkpoints are read from RobustBench's layout, `<model_dir>/<dataset>/<threat>/
 objects (`torch.load(weights_only=True)`), `module.`/`model.` prefixes stripped as RobustBench does, and loaded
 strictly. Like timm's registry, `register` also takes reduced test entries, so tests go through this code path.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -37,9 +38,12 @@ NORMALIZATIONS = {
 }
 # `audit run --dataset` names -> the RobustBench dataset folder they belong to.
 AUDIT_DATASETS = {
-    "cifar10": "cifar10", "foolbox-cifar10": "cifar10",
-    "cifar100": "cifar100", "foolbox-cifar100": "cifar100",
-    "imagenet": "imagenet", "foolbox-imagenet": "imagenet",
+    "cifar10": "cifar10",
+    "foolbox-cifar10": "cifar10",
+    "cifar100": "cifar100",
+    "foolbox-cifar100": "cifar100",
+    "imagenet": "imagenet",
+    "foolbox-imagenet": "imagenet",
 }
 NUM_CLASSES = {"cifar10": 10, "cifar100": 100, "imagenet": 1000}
 # What `audit.imagenet` implements (it applies this to every ImageNet image; CIFAR images are used as they are).
@@ -50,29 +54,27 @@ class ZooError(CheckpointError):
     """A RobustBench name that is unknown or ambiguous, or whose file is missing; the message says what to do."""
 
 
-def _dm_wide_resnet(num_classes: int, mean: tuple[float, ...], std: tuple[float, ...],
-                    **kwargs: Any) -> nn.Module:
+def _dm_wide_resnet(num_classes: int, mean: tuple[float, ...], std: tuple[float, ...], **kwargs: Any) -> nn.Module:
     from defenses.models.wide_resnet import DMWideResNet
 
     return DMWideResNet(num_classes=num_classes, mean=mean, std=std, **kwargs)
 
 
-def _robustarch_wide_resnet(num_classes: int, mean: tuple[float, ...], std: tuple[float, ...],
-                            **kwargs: Any) -> nn.Module:
+def _robustarch_wide_resnet(
+    num_classes: int, mean: tuple[float, ...], std: tuple[float, ...], **kwargs: Any
+) -> nn.Module:
     from defenses.models.robustarch_wide_resnet import RobustArchWideResNet
 
     return RobustArchWideResNet(num_classes=num_classes, mean=mean, std=std, **kwargs)
 
 
-def _convnext(num_classes: int, mean: tuple[float, ...], std: tuple[float, ...],
-              **kwargs: Any) -> nn.Module:
+def _convnext(num_classes: int, mean: tuple[float, ...], std: tuple[float, ...], **kwargs: Any) -> nn.Module:
     from defenses.models.convnext import build_convnext
 
     return Normalized(build_convnext(num_classes=num_classes, **kwargs), mean, std)
 
 
-def _swin(num_classes: int, mean: tuple[float, ...], std: tuple[float, ...],
-          **kwargs: Any) -> nn.Module:
+def _swin(num_classes: int, mean: tuple[float, ...], std: tuple[float, ...], **kwargs: Any) -> nn.Module:
     from defenses.models.swin import SwinTransformer
 
     return Normalized(SwinTransformer(num_classes=num_classes, **kwargs), mean, std)
@@ -146,8 +148,10 @@ def register(entry: ZooEntry) -> ZooEntry:
     if entry.dataset not in NUM_CLASSES or entry.threat not in ("Linf", "L2"):
         raise ValueError(f"bad key {entry.key}: dataset one of {', '.join(NUM_CLASSES)}, threat Linf or L2")
     if entry.preprocessing not in (None, *PREPROCESSINGS) or (entry.dataset == "imagenet") != bool(entry.preprocessing):
-        raise ValueError(f"{entry.name}: preprocessing {entry.preprocessing!r} is not what the {entry.dataset} loader "
-                         f"applies ({', '.join(PREPROCESSINGS)} for ImageNet, none for CIFAR)")
+        raise ValueError(
+            f"{entry.name}: preprocessing {entry.preprocessing!r} is not what the {entry.dataset} loader "
+            f"applies ({', '.join(PREPROCESSINGS)} for ImageNet, none for CIFAR)"
+        )
     if entry.key in _ZOO and _ZOO[entry.key] != entry:
         raise ValueError(f"{'/'.join(entry.key)} is already registered with other values")
     _ZOO[entry.key] = entry
@@ -179,12 +183,16 @@ def find(name: str, dataset: str | None = None, threat: str | None = None) -> Zo
     if threat is not None:
         matches = [e for e in matches if e.threat == threat]
     if not matches:
-        raise ZooError(f"{name} has no entry for dataset {dataset or 'any'} and threat {threat or 'any'}; "
-                       f"it exists for {where}")
+        raise ZooError(
+            f"{name} has no entry for dataset {dataset or 'any'} and threat {threat or 'any'}; it exists for {where}"
+        )
     if len(matches) > 1:
         datasets = sorted({e.dataset for e in matches})
-        option = (f"--dataset ({' or '.join(datasets)})" if len(datasets) > 1
-                  else f"--norm ({' or '.join(sorted(e.threat for e in matches))})")
+        option = (
+            f"--dataset ({' or '.join(datasets)})"
+            if len(datasets) > 1
+            else f"--norm ({' or '.join(sorted(e.threat for e in matches))})"
+        )
         raise ZooError(f"{name} is ambiguous: RobustBench has it for {where}; pass {option}")
     return matches[0]
 
@@ -199,14 +207,21 @@ def fit_state_dict(state: dict[str, torch.Tensor], model: nn.Module) -> dict[str
     return state
 
 
-def load(model_dir: str | Path, name: str, dataset: str | None = None, threat: str | None = None,
-         trust_checkpoint: bool = False) -> tuple[nn.Module, ZooEntry]:
+def load(
+    model_dir: str | Path,
+    name: str,
+    dataset: str | None = None,
+    threat: str | None = None,
+    trust_checkpoint: bool = False,
+) -> tuple[nn.Module, ZooEntry]:
     """Build `name`'s architecture and load `<model_dir>/<dataset>/<threat>/<name>.pt` strictly."""
     entry = find(name, dataset, threat)
     path = entry.path(model_dir)
     if not path.is_file():
-        raise ZooError(f"{path} not found: RobustBench's layout is <robustbench-dir>/{entry.dataset}/{entry.threat}/"
-                       f"{entry.name}.pt (the file robustbench.utils.load_model downloads)")
+        raise ZooError(
+            f"{path} not found: RobustBench's layout is <robustbench-dir>/{entry.dataset}/{entry.threat}/"
+            f"{entry.name}.pt (the file robustbench.utils.load_model downloads)"
+        )
     model = entry.build()
     state = fit_state_dict(load_state_dict(path, trust_checkpoint), model)
     load_into(model, state, source=str(path))
@@ -223,8 +238,12 @@ def _check_alpha(model: nn.Module, entry: ZooEntry, path: Path) -> None:
         return
     alphas = sorted({layer.alpha for _, layer in meansparse_layers(model)})
     if alphas != [round(entry.meansparse_alpha, 6)]:
-        log.warning("%s: MeanSparse thresholds in the file are %s, the published alpha is %g; the file's are used",
-                    path, alphas, entry.meansparse_alpha)
+        log.warning(
+            "%s: MeanSparse thresholds in the file are %s, the published alpha is %g; the file's are used",
+            path,
+            alphas,
+            entry.meansparse_alpha,
+        )
 
 
 def fill_run_defaults(args: Any, fallback: dict[str, Any]) -> None:
@@ -246,8 +265,14 @@ def fill_run_defaults(args: Any, fallback: dict[str, Any]) -> None:
         args.eps = entry.eps
     if args.claim is None and entry.autoattack is not None:
         args.claim = entry.autoattack
-    log.info("%s: %s, %s eps %.4g, claim %s (from the RobustBench entry unless given)", entry.name, args.dataset,
-             args.norm, args.eps, "none" if args.claim is None else f"{100 * args.claim:.2f}%")
+    log.info(
+        "%s: %s, %s eps %.4g, claim %s (from the RobustBench entry unless given)",
+        entry.name,
+        args.dataset,
+        args.norm,
+        args.eps,
+        "none" if args.claim is None else f"{100 * args.claim:.2f}%",
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -260,35 +285,112 @@ _WRN_94_16 = (("depth", 94), ("width", 16), ("activation", "silu"))
 _WRN_70_16 = (("depth", 70), ("width", 16), ("activation", "silu"))
 
 for _entry in (
-    ZooEntry("Amini2024MeanSparse_S-WRN-94-16", "cifar10", "Linf", 8 / 255, "dm_wide_resnet", _WRN_94_16,
-             meansparse_alpha=0.15, placement="wrn", autoattack=0.7528, base="Bartoldson2024Adversarial_WRN-94-16",
-             base_autoattack=0.7371, bpda=0.7310),
-    ZooEntry("Amini2024MeanSparse_Ra_WRN_70_16", "cifar10", "Linf", 8 / 255, "robustarch_wide_resnet",
-             meansparse_alpha=0.25, placement="wrn", autoattack=0.7208, base="Peng2023Robust",
-             base_autoattack=0.7107, bpda=0.6894),
-    ZooEntry("Amini2024MeanSparse_S-WRN-70-16", "cifar10", "L2", 0.5, "dm_wide_resnet", _WRN_70_16,
-             meansparse_alpha=0.25, placement="wrn", autoattack=0.8728, base="Wang2023Better_WRN-70-16",
-             base_autoattack=0.8497, bpda=0.8433),
-    ZooEntry("Amini2024MeanSparse_S-WRN-70-16", "cifar100", "Linf", 8 / 255, "dm_wide_resnet", _WRN_70_16,
-             meansparse_alpha=0.15, placement="wrn", autoattack=0.4478, base="Wang2023Better_WRN-70-16",
-             base_autoattack=0.4267, bpda=0.4225),
-    ZooEntry("Amini2024MeanSparse_Swin-L", "imagenet", "Linf", 4 / 255, "swin", meansparse_alpha=0.10,
-             placement="swin", preprocessing="BicubicRes256Crop224", autoattack=0.6212,
-             base="Liu2023Comprehensive_Swin-L", base_autoattack=0.5956, bpda=0.5892),
-    ZooEntry("Amini2024MeanSparse_ConvNeXt-L", "imagenet", "Linf", 4 / 255, "convnext", meansparse_alpha=0.3,
-             placement="convnext", preprocessing="BicubicRes256Crop224", autoattack=0.5964,
-             base="Liu2023Comprehensive_ConvNeXt-L", base_autoattack=0.5848, bpda=0.5822),
+    ZooEntry(
+        "Amini2024MeanSparse_S-WRN-94-16",
+        "cifar10",
+        "Linf",
+        8 / 255,
+        "dm_wide_resnet",
+        _WRN_94_16,
+        meansparse_alpha=0.15,
+        placement="wrn",
+        autoattack=0.7528,
+        base="Bartoldson2024Adversarial_WRN-94-16",
+        base_autoattack=0.7371,
+        bpda=0.7310,
+    ),
+    ZooEntry(
+        "Amini2024MeanSparse_Ra_WRN_70_16",
+        "cifar10",
+        "Linf",
+        8 / 255,
+        "robustarch_wide_resnet",
+        meansparse_alpha=0.25,
+        placement="wrn",
+        autoattack=0.7208,
+        base="Peng2023Robust",
+        base_autoattack=0.7107,
+        bpda=0.6894,
+    ),
+    ZooEntry(
+        "Amini2024MeanSparse_S-WRN-70-16",
+        "cifar10",
+        "L2",
+        0.5,
+        "dm_wide_resnet",
+        _WRN_70_16,
+        meansparse_alpha=0.25,
+        placement="wrn",
+        autoattack=0.8728,
+        base="Wang2023Better_WRN-70-16",
+        base_autoattack=0.8497,
+        bpda=0.8433,
+    ),
+    ZooEntry(
+        "Amini2024MeanSparse_S-WRN-70-16",
+        "cifar100",
+        "Linf",
+        8 / 255,
+        "dm_wide_resnet",
+        _WRN_70_16,
+        meansparse_alpha=0.15,
+        placement="wrn",
+        autoattack=0.4478,
+        base="Wang2023Better_WRN-70-16",
+        base_autoattack=0.4267,
+        bpda=0.4225,
+    ),
+    ZooEntry(
+        "Amini2024MeanSparse_Swin-L",
+        "imagenet",
+        "Linf",
+        4 / 255,
+        "swin",
+        meansparse_alpha=0.10,
+        placement="swin",
+        preprocessing="BicubicRes256Crop224",
+        autoattack=0.6212,
+        base="Liu2023Comprehensive_Swin-L",
+        base_autoattack=0.5956,
+        bpda=0.5892,
+    ),
+    ZooEntry(
+        "Amini2024MeanSparse_ConvNeXt-L",
+        "imagenet",
+        "Linf",
+        4 / 255,
+        "convnext",
+        meansparse_alpha=0.3,
+        placement="convnext",
+        preprocessing="BicubicRes256Crop224",
+        autoattack=0.5964,
+        base="Liu2023Comprehensive_ConvNeXt-L",
+        base_autoattack=0.5848,
+        bpda=0.5822,
+    ),
     # The bases of the CIFAR MeanSparse models (same architectures without MeanSparse), for side-by-side audits.
-    ZooEntry("Bartoldson2024Adversarial_WRN-94-16", "cifar10", "Linf", 8 / 255, "dm_wide_resnet", _WRN_94_16,
-             autoattack=0.7371),
+    ZooEntry(
+        "Bartoldson2024Adversarial_WRN-94-16",
+        "cifar10",
+        "Linf",
+        8 / 255,
+        "dm_wide_resnet",
+        _WRN_94_16,
+        autoattack=0.7371,
+    ),
     ZooEntry("Peng2023Robust", "cifar10", "Linf", 8 / 255, "robustarch_wide_resnet", autoattack=0.7107),
-    ZooEntry("Wang2023Better_WRN-70-16", "cifar10", "Linf", 8 / 255, "dm_wide_resnet", _WRN_70_16,
-             autoattack=0.7069),
+    ZooEntry("Wang2023Better_WRN-70-16", "cifar10", "Linf", 8 / 255, "dm_wide_resnet", _WRN_70_16, autoattack=0.7069),
     ZooEntry("Wang2023Better_WRN-70-16", "cifar10", "L2", 0.5, "dm_wide_resnet", _WRN_70_16, autoattack=0.8497),
-    ZooEntry("Wang2023Better_WRN-70-16", "cifar100", "Linf", 8 / 255, "dm_wide_resnet", _WRN_70_16,
-             autoattack=0.4267),
-    ZooEntry("Wang2023Better_WRN-28-10", "cifar10", "Linf", 8 / 255, "dm_wide_resnet",
-             (("depth", 28), ("width", 10), ("activation", "silu")), autoattack=0.6731),
+    ZooEntry("Wang2023Better_WRN-70-16", "cifar100", "Linf", 8 / 255, "dm_wide_resnet", _WRN_70_16, autoattack=0.4267),
+    ZooEntry(
+        "Wang2023Better_WRN-28-10",
+        "cifar10",
+        "Linf",
+        8 / 255,
+        "dm_wide_resnet",
+        (("depth", 28), ("width", 10), ("activation", "silu")),
+        autoattack=0.6731,
+    ),
 ):
     register(dataclasses.replace(_entry, source=_LB.format(*_entry.key)))
 

@@ -10,6 +10,7 @@ after `fc2` (`mlp.meansparse2`), all on (N, tokens, C) features. This file trans
 this copy is used everywhere, as RobustBench does. Attention takes timm's default, non-fused path
 (`use_fused_attn(experimental=True)` is False unless TIMM_FUSED_ATTN=2).
 """
+
 from __future__ import annotations
 
 import math
@@ -53,9 +54,10 @@ class WindowAttention(nn.Module):
         self.window_area = window_size[0] * window_size[1]
         self.num_heads = num_heads
         head_dim = dim // num_heads
-        self.scale = head_dim ** -0.5
+        self.scale = head_dim**-0.5
         self.relative_position_bias_table = nn.Parameter(
-            torch.zeros((2 * window_size[0] - 1) * (2 * window_size[1] - 1), num_heads))
+            torch.zeros((2 * window_size[0] - 1) * (2 * window_size[1] - 1), num_heads)
+        )
         self.register_buffer("relative_position_index", relative_position_index(*window_size), persistent=False)
         self.qkv = nn.Linear(dim, head_dim * num_heads * 3)
         self.attn_drop = nn.Dropout(0.0)
@@ -109,8 +111,15 @@ class SwinTransformerBlock(nn.Module):
     # registered buffers, declared for the type checker (nn.Module.__getattr__ is untyped)
     attn_mask: torch.Tensor
 
-    def __init__(self, dim: int, input_resolution: tuple[int, int], num_heads: int, window_size: int,
-                 shift_size: int, mlp_ratio: float = 4.0) -> None:
+    def __init__(
+        self,
+        dim: int,
+        input_resolution: tuple[int, int],
+        num_heads: int,
+        window_size: int,
+        shift_size: int,
+        mlp_ratio: float = 4.0,
+    ) -> None:
         super().__init__()
         self.input_resolution = input_resolution
         target = (window_size, window_size)
@@ -136,9 +145,12 @@ class SwinTransformerBlock(nn.Module):
         img_mask = torch.zeros((1, H, W, 1))
         count = 0
         for h in ((0, -self.window_size[0]), (-self.window_size[0], -self.shift_size[0]), (-self.shift_size[0], None)):
-            for w in ((0, -self.window_size[1]), (-self.window_size[1], -self.shift_size[1]),
-                      (-self.shift_size[1], None)):
-                img_mask[:, h[0]:h[1], w[0]:w[1], :] = count
+            for w in (
+                (0, -self.window_size[1]),
+                (-self.window_size[1], -self.shift_size[1]),
+                (-self.shift_size[1], None),
+            ):
+                img_mask[:, h[0] : h[1], w[0] : w[1], :] = count
                 count += 1
         windows = window_partition(img_mask, self.window_size).view(-1, self.window_area)
         mask = windows.unsqueeze(1) - windows.unsqueeze(2)
@@ -180,16 +192,26 @@ class PatchMerging(nn.Module):
 
 
 class SwinTransformerStage(nn.Module):
-    def __init__(self, dim: int, out_dim: int, input_resolution: tuple[int, int], depth: int, downsample: bool,
-                 num_heads: int, window_size: int) -> None:
+    def __init__(
+        self,
+        dim: int,
+        out_dim: int,
+        input_resolution: tuple[int, int],
+        depth: int,
+        downsample: bool,
+        num_heads: int,
+        window_size: int,
+    ) -> None:
         super().__init__()
         halved = (input_resolution[0] // 2, input_resolution[1] // 2)
         resolution = halved if downsample else input_resolution
         self.downsample = PatchMerging(dim, out_dim) if downsample else nn.Identity()
-        self.blocks = nn.Sequential(*[
-            SwinTransformerBlock(out_dim, resolution, num_heads, window_size, 0 if i % 2 == 0 else window_size // 2)
-            for i in range(depth)
-        ])
+        self.blocks = nn.Sequential(
+            *[
+                SwinTransformerBlock(out_dim, resolution, num_heads, window_size, 0 if i % 2 == 0 else window_size // 2)
+                for i in range(depth)
+            ]
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.blocks(self.downsample(x))
@@ -205,8 +227,10 @@ class PatchEmbed(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if tuple(x.shape[-2:]) != self.img_size:
-            raise ValueError(f"Swin expects {self.img_size[0]}x{self.img_size[1]} inputs, got "
-                             f"{x.shape[-2]}x{x.shape[-1]} (ImageNet entries use BicubicRes256Crop224)")
+            raise ValueError(
+                f"Swin expects {self.img_size[0]}x{self.img_size[1]} inputs, got "
+                f"{x.shape[-2]}x{x.shape[-1]} (ImageNet entries use BicubicRes256Crop224)"
+            )
         return self.norm(self.proj(x).permute(0, 2, 3, 1))
 
 
@@ -225,19 +249,34 @@ class ClassifierHead(nn.Module):
 class SwinTransformer(nn.Module):
     """timm's `SwinTransformer` (defaults: Swin-L, patch 4, window 7, 224x224, 1000 classes)."""
 
-    def __init__(self, num_classes: int = 1000, img_size: int = 224, patch_size: int = 4,
-                 embed_dim: int = SWIN_LARGE["embed_dim"], depths: Sequence[int] = SWIN_LARGE["depths"],
-                 num_heads: Sequence[int] = SWIN_LARGE["num_heads"], window_size: int = SWIN_LARGE["window_size"],
-                 ) -> None:
+    def __init__(
+        self,
+        num_classes: int = 1000,
+        img_size: int = 224,
+        patch_size: int = 4,
+        embed_dim: int = SWIN_LARGE["embed_dim"],
+        depths: Sequence[int] = SWIN_LARGE["depths"],
+        num_heads: Sequence[int] = SWIN_LARGE["num_heads"],
+        window_size: int = SWIN_LARGE["window_size"],
+    ) -> None:
         super().__init__()
         self.input_shape = (3, img_size, img_size)
-        dims = [int(embed_dim * 2 ** i) for i in range(len(depths))]
+        dims = [int(embed_dim * 2**i) for i in range(len(depths))]
         self.patch_embed = PatchEmbed(img_size, patch_size, dims[0])
         grid = self.patch_embed.grid_size
         stages, scale, in_dim = [], 1, dims[0]
         for i, depth in enumerate(depths):
-            stages.append(SwinTransformerStage(in_dim, dims[i], (grid[0] // scale, grid[1] // scale), depth,
-                                               downsample=i > 0, num_heads=num_heads[i], window_size=window_size))
+            stages.append(
+                SwinTransformerStage(
+                    in_dim,
+                    dims[i],
+                    (grid[0] // scale, grid[1] // scale),
+                    depth,
+                    downsample=i > 0,
+                    num_heads=num_heads[i],
+                    window_size=window_size,
+                )
+            )
             in_dim = dims[i]
             if i > 0:
                 scale *= 2

@@ -7,6 +7,7 @@ Each block has empty `meansparse_0/1/2` slots and the model a `meansparse_end` s
 `nn.Identity`, so they add no keys); `defenses.sparsify(..., placement="wrn")` fills them, which yields exactly
 the official MeanSparse key layout.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -49,8 +50,9 @@ class WideResNetBlock(nn.Module):
         self.relu_1 = activation()
         self.conv_1 = nn.Conv2d(out_planes, out_planes, 3, 1, 1, bias=False)
         self.has_shortcut = in_planes != out_planes
-        self.shortcut: nn.Module | None = (nn.Conv2d(in_planes, out_planes, 1, stride, 0, bias=False)
-                                           if self.has_shortcut else None)
+        self.shortcut: nn.Module | None = (
+            nn.Conv2d(in_planes, out_planes, 1, stride, 0, bias=False) if self.has_shortcut else None
+        )
         self.meansparse_2 = nn.Identity()
         self.stride = stride
 
@@ -68,8 +70,7 @@ class WideResNetBlock(nn.Module):
 
 
 class WideResNetGroup(nn.Module):
-    def __init__(self, blocks: int, in_planes: int, out_planes: int, stride: int,
-                 activation: type[nn.Module]) -> None:
+    def __init__(self, blocks: int, in_planes: int, out_planes: int, stride: int, activation: type[nn.Module]) -> None:
         super().__init__()
         self.block = nn.Sequential(
             *[
@@ -93,9 +94,17 @@ class NormalizedWideResNet(nn.Module):
     mean: torch.Tensor
     std: torch.Tensor
 
-    def _build(self, groups: Sequence[nn.Module], channels: Sequence[int], activation: type[nn.Module],
-               num_classes: int, mean: Sequence[float], std: Sequence[float], padding: int,
-               num_input_channels: int) -> None:
+    def _build(
+        self,
+        groups: Sequence[nn.Module],
+        channels: Sequence[int],
+        activation: type[nn.Module],
+        num_classes: int,
+        mean: Sequence[float],
+        std: Sequence[float],
+        padding: int,
+        num_input_channels: int,
+    ) -> None:
         self.register_buffer("mean", torch.tensor(mean).view(num_input_channels, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std).view(num_input_channels, 1, 1), persistent=False)
         self.padding = padding
