@@ -22,7 +22,7 @@ from audit.distributed import Shard
 from audit.evidence import broken_pairs, collect_evidence
 from audit.fingerprint import fingerprint
 from audit.inputs import AuditInputError, check_inputs
-from audit.outcomes import Outcomes
+from audit.outcomes import NotRun, Outcomes
 from audit.pipeline import (
     EXTENSION,
     build_defense,
@@ -129,7 +129,7 @@ def _check_complete(rows: list[dict[str, Any]], facts: dict[str, Any], mode: str
         else [
             label
             for label, status in Outcomes.from_rows(clean, rows, facts["order"], mode).status.items()
-            if "not_run:missing" in status
+            if NotRun.MISSING in status
         ]
     )
     if clean is None or missing:

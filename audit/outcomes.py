@@ -18,9 +18,31 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any
 
 BROKEN, HELD = "broken", "held"
+NOT_RUN = "not_run:"
+
+
+class NotRun(str, Enum):
+    """Why an attack did not run on a sample: the closed vocabulary of `not_run:<reason>` statuses (the module
+    docstring says what each means). A `str`, so the store, samples.csv and results.json hold the text itself."""
+
+    MISCLASSIFIED = NOT_RUN + "misclassified"
+    CASCADE = NOT_RUN + "cascade"
+    NOT_QUERIED = NOT_RUN + "not-queried"
+    ERROR = NOT_RUN + "error"
+    MISSING = NOT_RUN + "missing"
+
+    def __str__(self) -> str:  # the stored text, also where str() or format() is applied
+        return self.value
+
+    @property
+    def reason(self) -> str:
+        return self.value[len(NOT_RUN) :]
+
+
 PART_SEPARATOR = "/"
 
 
@@ -74,7 +96,7 @@ class Outcomes:
         correct = outcomes.clean_correct
         broken_before = [False] * n
         for label in order:
-            status = [HELD if c else "not_run:misclassified" for c in correct]
+            status = [HELD if c else NotRun.MISCLASSIFIED for c in correct]
             distance: list[float | None] = [None] * n
             margin: list[float | None] = [None] * n
             draws_correct: list[int | None] = [None] * n
@@ -102,7 +124,7 @@ class Outcomes:
             for i in range(n):
                 if correct[i] and not seen[i]:
                     skipped = (mode == "cascade" or on_survivors) and broken_before[i]
-                    status[i] = "not_run:cascade" if skipped else "not_run:missing"
+                    status[i] = NotRun.CASCADE if skipped else NotRun.MISSING
             outcomes.info[label] = AttackInfo(
                 label,
                 attributes.get("threat_kind", "lp"),
@@ -140,7 +162,7 @@ class Outcomes:
             )
             status = []
             for i, whole in enumerate(self.status[label]):
-                if whole.startswith("not_run"):
+                if whole.startswith(NOT_RUN):
                     status.append(whole)
                     continue
                 by = broken_by.get(i, "")
@@ -151,9 +173,9 @@ class Outcomes:
                     elif position == where:
                         status.append(BROKEN if whole == BROKEN else HELD)
                     else:
-                        status.append("not_run:cascade")
+                        status.append(NotRun.CASCADE)
                 elif by == "clean":  # AutoAttack's own forward found it misclassified and attacked nothing
-                    status.append("not_run:misclassified")
+                    status.append(NotRun.MISCLASSIFIED)
                 else:
                     status.append(HELD)
             self.status[part] = status

@@ -25,16 +25,14 @@ from attacks.judge import DEFAULT_DRAWS, AttackRecord, exact_logits, judge, scor
 from attacks.threat_model import ThreatModel
 from audit.distributed import Shard
 from audit.evidence import write_batch
-from audit.outcomes import BROKEN, HELD, Outcomes
+from audit.outcomes import BROKEN, HELD, NotRun, Outcomes
 from audit.plan.types import Plan
 from audit.store import ResultStore
 from defenses.protocol import Defense
 
 log = logging.getLogger(__name__)
 CLEAN = "clean"
-NOT_QUERIED = "not_run:not-queried"
 MODES = ("full", "cascade")
-ERROR = "not_run:error"
 PER_SAMPLE = ("indices", "status", "distance", "margin", "draws_correct")
 COSTS = ("n_forward", "n_backward", "seconds", "violations")
 
@@ -50,7 +48,9 @@ def record_row(record: AttackRecord, batch: int, attack: Attack) -> dict[str, An
         "batch": batch,
         "indices": record.indices,
         "attributes": attack.attributes(),
-        "status": [BROKEN if s else HELD if q else NOT_QUERIED for s, q in zip(record.success.tolist(), queried)],
+        "status": [
+            BROKEN if s else HELD if q else NotRun.NOT_QUERIED for s, q in zip(record.success.tolist(), queried)
+        ],
         "distance": record.distance.tolist(),
         "margin": record.margin.tolist(),
         "draws_correct": record.draws_correct.tolist(),
@@ -90,7 +90,7 @@ def error_row(attack: Attack, batch: int, indices: list[int], message: str) -> d
         **empty_row(attack),
         "batch": batch,
         "indices": indices,
-        "status": [ERROR] * n,
+        "status": [NotRun.ERROR] * n,
         "distance": [None] * n,
         "margin": [None] * n,
         "draws_correct": [None] * n,
@@ -143,7 +143,7 @@ def judge_batch(
             len(indices),
             type(error).__name__,
             error,
-            ERROR,
+            NotRun.ERROR,
             exc_info=True,
         )
         first = (str(error).splitlines() or [""])[0][:200]
@@ -158,7 +158,7 @@ def judge_batch(
             unscored,
             len(indices),
             batch,
-            ERROR,
+            NotRun.ERROR,
         )
         return {
             **error_row(
@@ -205,7 +205,9 @@ def failed_batches(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     failed = []
     for r in rows:
         if "error" in r and "status" in r:  # an attack's row (a probe's error is its measurement's)
-            left = [i for i, s in zip(r["indices"], r["status"]) if s == ERROR and (r["attack"], i) not in covered]
+            left = [
+                i for i, s in zip(r["indices"], r["status"]) if s == NotRun.ERROR and (r["attack"], i) not in covered
+            ]
             if left:
                 failed.append({"attack": r["attack"], "batch": r["batch"], "samples": len(left), "error": r["error"]})
     return failed
@@ -310,7 +312,7 @@ def run_plan(
 
 def _not_broken(outcomes: Outcomes, label: str) -> torch.Tensor:
     """Per sample, whether `label` left it unbroken; every sample must have a stored result."""
-    missing = outcomes.status[label].count("not_run:missing")
+    missing = outcomes.status[label].count(NotRun.MISSING)
     if missing:
         raise RuntimeError(f"{label}: {missing} samples have no results")
     return torch.tensor([s != BROKEN for s in outcomes.status[label]])

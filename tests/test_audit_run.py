@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from audit.cli import main
+from audit.outcomes import BROKEN, HELD, NotRun
 
 FIXTURE = Path(__file__).parent / "fixtures" / "user_model.py"
 REQUIRED = {
@@ -84,6 +85,16 @@ def test_same_seed_same_per_sample_results_and_resume_adds_nothing(first_run, tm
     fresh = tmp_path / "fresh"
     assert run(fresh) == 0
     assert (fresh / "samples.csv").read_text() == (first_run / "samples.csv").read_text()
+
+
+def test_every_stored_status_is_in_the_vocabulary(first_run):
+    """A per-sample status is `broken`, `held` or one of the `NotRun` reasons, stored as its text."""
+    with open(first_run / "samples.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    statuses = {value for row in rows for key, value in row.items() if key.endswith(":status")}
+    assert BROKEN in statuses and statuses <= {BROKEN, HELD, *(reason.value for reason in NotRun)}
+    assert json.dumps([NotRun.CASCADE]) == '["not_run:cascade"]' and f"{NotRun.ERROR}" == "not_run:error"
+    assert NotRun("not_run:not-queried") is NotRun.NOT_QUERIED and NotRun.NOT_QUERIED.reason == "not-queried"
 
 
 def test_a_different_configuration_is_refused(first_run, capsys):

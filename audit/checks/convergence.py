@@ -19,7 +19,7 @@ from typing import Any
 
 from attacks.names import format_name, parse_name
 from audit.checks.finding import Finding, skipped
-from audit.outcomes import BROKEN, HELD, Outcomes
+from audit.outcomes import BROKEN, HELD, NotRun, Outcomes
 from audit.stats import holm, mcnemar_one_sided
 
 FINDING_ID = "attack-convergence"
@@ -91,7 +91,7 @@ def check_convergence(outcomes: Outcomes) -> list[Finding]:
             for i in range(outcomes.n)
             if outcomes.status[largest][i] == BROKEN
             and all(
-                outcomes.status[a][i] == HELD or (a in after and outcomes.status[a][i] == "not_run:cascade")
+                outcomes.status[a][i] == HELD or (a in after and outcomes.status[a][i] == NotRun.CASCADE)
                 for a in others
             )
         ]
